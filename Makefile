@@ -1,0 +1,58 @@
+# egi-hub: `make run` starts the local stack, `make test` runs the whole suite.
+# Both create the virtualenv (.venv) and install what they need on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+# Re-install when the packaging changes.
+STAMP      := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test lint format bench browser clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "egi-hub needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP) $@
+
+## run: start the local stack on http://127.0.0.1:$(PORT) with site.example.yaml
+run: $(STAMP)
+	$(BIN)/egi-hub up --config site.example.yaml --port $(PORT) --data-dir .egi-hub
+
+## browser: Debian's Chromium for the browser tests (a Playwright download cannot work here)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make: the browser tests need Chromium: run 'sudo apt-get install -y chromium'" >&2; exit 1; \
+	  fi; }
+
+## lint: ruff check and format check
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(TEST_STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## test: lint, then every test (unit, integration, browser)
+test: $(TEST_STAMP) browser lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bench: the benchmarks under tests/benchmarks (print their figures)
+bench: $(TEST_STAMP)
+	$(BIN)/python tests/benchmarks/bench_spawn.py
+
+clean:
+	rm -rf $(VENV) .egi-hub build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,5 @@
+"""Logins for egi-hub: the development login (`DevAuthenticator`, entry point ``egi-dev``)."""
+
+from .dev import DevAuthenticator
+
+__all__ = ["DevAuthenticator"]

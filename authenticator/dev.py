@@ -1,0 +1,149 @@
+"""The development login: users and their entitlements come from the site file.
+
+For trying egi-hub on one machine without an identity provider. Anyone who can reach
+the login page can sign in as any configured user, so the page says so plainly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyterhub.auth import Authenticator
+from tornado import web
+from traitlets import Dict, default
+
+from egi_hub.config import TraitPathError, describe
+from egi_hub.context import UserContext
+from egi_hub.vo import EntitlementError, parse_entitlement
+
+__all__ = ["DevAuthenticator", "DevUsers"]
+
+_USER_KEYS = ("entitlements",)
+
+
+class DevUsers(Dict):
+    """``{username: {entitlements: [AARC-G002 values]}}``, checked key by key."""
+
+    info_text = "a mapping of usernames to {entitlements: [...]}"
+
+    def validate(self, obj: Any, value: Any) -> dict[str, dict[str, list[str]]]:
+        if not isinstance(value, dict):
+            raise TraitPathError("", f"expected {self.info_text}, got {describe(value)}")
+        for name, entry in value.items():
+            if not isinstance(name, str) or not name.strip():
+                raise TraitPathError(str(name), "a username must be a non-empty string")
+            entry = {} if entry is None else entry
+            if not isinstance(entry, dict):
+                raise TraitPathError(name, f"expected a mapping, got {describe(entry)}")
+            for key in entry:
+                if key not in _USER_KEYS:
+                    allowed = ", ".join(_USER_KEYS)
+                    raise TraitPathError(f"{name}.{key}", f"unknown key (allowed: {allowed})")
+            values = entry.get("entitlements", [])
+            if not isinstance(values, list):
+                raise TraitPathError(
+                    f"{name}.entitlements", f"expected a list, got {describe(values)}"
+                )
+            for i, item in enumerate(values):
+                try:
+                    parse_entitlement(item)
+                except EntitlementError as e:
+                    raise TraitPathError(
+                        f"{name}.entitlements[{i}]",
+                        f"not an AARC-G002 entitlement ({e}): {describe(item)}",
+                    ) from None
+        return super().validate(obj, {n: e or {} for n, e in value.items()})
+
+
+_LOGIN_FORM = """
+<form action="{{ authenticator_login_url }}" method="post" role="form" id="egi-dev-login">
+  <div class="auth-form-header"><h1>Sign in (development login)</h1></div>
+  <div class="auth-form-body m-auto">
+    <p class="alert alert-warning" id="egi-dev-login-warning" role="alert">
+      <strong>Development login.</strong> This hub is not connected to EGI Check-in:
+      anyone who can open this page can sign in, without a password, as any user
+      listed in the site file (<code>DevAuthenticator.users</code>).
+      Never use it for a public service.
+    </p>
+    {% if login_error %}<p class="login_error">{{ login_error }}</p>{% endif %}
+    <input type="hidden" name="_xsrf" value="{{ xsrf }}" />
+    <label for="username_input">Username:</label>
+    <input id="username_input" type="text" autocapitalize="off" autocorrect="off"
+           autocomplete="username" class="form-control" name="username"
+           value="{{ username or '' }}" list="egi-dev-users" autofocus="autofocus" />
+    <datalist id="egi-dev-users">
+      {% for name in authenticator.dev_usernames %}<option value="{{ name }}">{% endfor %}
+    </datalist>
+    <p class="help-block">Users in the site file: {{ authenticator.dev_usernames | join(", ") }}</p>
+    <input id="login_submit" type="submit" class="btn btn-jupyter form-control"
+           value="Sign in" />
+  </div>
+</form>
+"""
+
+
+class DevAuthenticator(Authenticator):
+    """Sign in without a password as a user listed in the site file (development only)."""
+
+    users = DevUsers(
+        help="""
+        The users who may sign in, with their ``eduperson_entitlement`` values::
+
+            DevAuthenticator:
+              users:
+                alice: {entitlements: ["urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"]}
+
+        Usernames are matched after normalisation (lower case). Anyone else is refused.
+        """,
+    ).tag(config=True, allow_config=True)
+
+    @default("manage_groups")
+    def _default_manage_groups(self) -> bool:
+        return True
+
+    @default("custom_html")
+    def _default_custom_html(self) -> str:
+        return _LOGIN_FORM
+
+    @property
+    def dev_usernames(self) -> list[str]:
+        """The configured usernames, normalised and sorted (shown on the login page)."""
+        return sorted(self._user_map)
+
+    @property
+    def _user_map(self) -> dict[str, dict[str, Any]]:
+        return {self.normalize_username(name): entry for name, entry in self.users.items()}
+
+    def check_allow_config(self) -> None:
+        self.log.warning(
+            "DevAuthenticator: development login active; anyone who reaches the hub can "
+            "sign in as %d configured user(s) without a password.",
+            len(self.users),
+        )
+        super().check_allow_config()
+
+    def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
+        return username in self._user_map or super().check_allowed(username, authentication)
+
+    def user_context(self, username: str) -> UserContext:
+        """The `UserContext` of a configured user."""
+        entry = self._user_map[username]
+        return UserContext.from_entitlements(username, entry.get("entitlements", []))
+
+    async def authenticate(self, handler: web.RequestHandler, data: dict) -> dict[str, Any]:
+        username = self.normalize_username((data or {}).get("username", ""))
+        if username not in self._user_map:
+            known = ", ".join(self.dev_usernames) or "none"
+            # "%s" keeps a username with a '%' in it from breaking the error page.
+            raise web.HTTPError(
+                403,
+                "%s",
+                f"Unknown user {username!r}: the development login accepts only the users "
+                f"listed in DevAuthenticator.users ({known}).",
+            )
+        context = self.user_context(username)
+        return {
+            "name": username,
+            "groups": list(context.vos),
+            "auth_state": context.to_auth_state(),
+        }

@@ -1,0 +1,1 @@
+"""The Binder service: repository and DOI providers, resolver, builders and launcher."""

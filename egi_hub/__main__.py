@@ -1,0 +1,7 @@
+"""``python -m egi_hub`` runs the ``egi-hub`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,195 @@
+"""The local stack: a real JupyterHub, proxy, local spawner and idle culler on one machine.
+
+`build_config` turns a checked site file into the hub's traitlets config, with the
+stack's defaults beneath it (the site file wins) and the command-line flags above it.
+`run` checks the ports and runs JupyterHub in this process; JupyterHub's own signal
+handling stops the proxy, the culler and every single-user server on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from traitlets import Integer, Unicode, default
+from traitlets.config import Config, Configurable
+
+from .config import SiteConfigError, check_site, configurable_classes, site_to_config
+from .procs import check_port_free, free_port, installed_script
+
+__all__ = ["LocalStack", "StackConfig", "build_config", "check_ports", "run", "validate_site"]
+
+IDLE_CULLER = "idle-culler"
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+
+class LocalStack(Configurable):
+    """Settings of ``egi-hub up`` that are not JupyterHub's own."""
+
+    data_dir = Unicode(
+        help="""
+        Where the local stack keeps its state: the hub database, cookie secret, the
+        generated encryption key, users' work directories (``users/``) and server logs
+        (``logs/``). ``--data-dir`` overrides it. Default: ``~/.local/share/egi-hub``.
+        """,
+    ).tag(config=True)
+
+    idle_timeout = Integer(
+        3600,
+        min=0,
+        help="""
+        Seconds without activity after which ``jupyterhub-idle-culler`` stops a
+        server. 0 turns the culler off.
+        """,
+    ).tag(config=True)
+
+    idle_cull_every = Integer(
+        300,
+        min=1,
+        help="How often (seconds) the idle culler checks for idle servers.",
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+        return os.path.join(base, "egi-hub")
+
+
+def validate_site(data: Mapping[str, Any]) -> None:
+    """Raise `SiteConfigError` naming every bad key of a parsed site file."""
+    issues = check_site(data, configurable_classes(LocalStack))
+    if issues:
+        raise SiteConfigError(issues)
+
+
+@dataclass
+class StackConfig:
+    """The hub config the stack runs, and where its state lives."""
+
+    config: Config
+    data_dir: Path
+
+
+def _crypt_key(data_dir: Path) -> bytes | None:
+    """The auth-state encryption key: ``$JUPYTERHUB_CRYPT_KEY``, else one kept in the data dir."""
+    if os.environ.get("JUPYTERHUB_CRYPT_KEY"):
+        return None  # JupyterHub reads the variable itself
+    path = data_dir / "crypt_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def _stack_defaults(data_dir: Path) -> Config:
+    c = Config()
+    c.JupyterHub.authenticator_class = "egi-dev"
+    c.JupyterHub.spawner_class = "egi-local"
+    c.JupyterHub.ip = "127.0.0.1"
+    c.JupyterHub.port = 8000
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = free_port()
+    c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
+    c.ConfigurableHTTPProxy.command = [installed_script("configurable-http-proxy")]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
+    c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
+    c.EGILocalSpawner.work_dir_root = str(data_dir / "users")
+    c.EGILocalSpawner.log_dir = str(data_dir / "logs")
+    c.Authenticator.enable_auth_state = True
+    key = _crypt_key(data_dir)
+    if key is not None:
+        c.CryptKeeper.keys = [key]
+    return c
+
+
+def _add_idle_culler(c: Config, stack: LocalStack) -> None:
+    services = list(c.JupyterHub.get("services", []))
+    if stack.idle_timeout == 0 or any(s.get("name") == IDLE_CULLER for s in services):
+        return
+    services.append(
+        {
+            "name": IDLE_CULLER,
+            "command": [
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={stack.idle_timeout}",
+                f"--cull-every={stack.idle_cull_every}",
+            ],
+        }
+    )
+    roles = list(c.JupyterHub.get("load_roles", []))
+    roles.append({"name": "egi-idle-culler", "scopes": CULLER_SCOPES, "services": [IDLE_CULLER]})
+    c.JupyterHub.services = services
+    c.JupyterHub.load_roles = roles
+
+
+def build_config(
+    site: Mapping[str, Any],
+    *,
+    port: int | None = None,
+    ip: str | None = None,
+    data_dir: str | None = None,
+) -> StackConfig:
+    """The stack's hub config: its defaults, then the (checked) site file, then the flags."""
+    site_config = site_to_config(site)
+    stack = LocalStack(config=site_config)
+    root = Path(data_dir or stack.data_dir).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = _stack_defaults(root)
+    config.merge(site_config)
+    if port is not None:
+        config.JupyterHub.port = port
+    if ip is not None:
+        config.JupyterHub.ip = ip
+    _add_idle_culler(config, stack)
+    return StackConfig(config=config, data_dir=root)
+
+
+def _address(url: str, default_ip: str) -> tuple[str, int]:
+    parsed = urlparse(url)
+    return parsed.hostname or default_ip, parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def check_ports(config: Config) -> None:
+    """Raise `PortInUseError` if a port the hub or proxy will listen on is taken."""
+    hub = config.JupyterHub
+    if "bind_url" in hub:
+        public = _address(hub.bind_url, "0.0.0.0")
+    else:
+        public = (hub.get("ip", "") or "0.0.0.0", hub.get("port", 8000))
+    if "hub_bind_url" in hub:
+        internal = _address(hub.hub_bind_url, "127.0.0.1")
+    else:
+        internal = (hub.get("hub_ip", "127.0.0.1"), hub.get("hub_port", 8081))
+    api = _address(config.ConfigurableHTTPProxy.get("api_url", "http://127.0.0.1:8001"), "")
+    check_port_free(*public, "public port: JupyterHub.port or --port")
+    check_port_free(*internal, "hub port: JupyterHub.hub_port")
+    check_port_free(*api, "proxy API port: ConfigurableHTTPProxy.api_url")
+
+
+def run(stack_config: StackConfig) -> None:
+    """Run JupyterHub with this config in this process until it is stopped."""
+    from jupyterhub.app import JupyterHub
+
+    check_ports(stack_config.config)
+    # Started in the background by a shell, this process ignores SIGINT and so would
+    # every process it starts; restore the default so SIGINT stops all of them.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # JupyterHub reads ./jupyterhub_config.py if it exists: in the data dir, that is
+    # where Python-only settings (hooks) go; never one from wherever egi-hub was started.
+    os.chdir(stack_config.data_dir)
+    JupyterHub.instance(config=stack_config.config)
+    JupyterHub.launch_instance(argv=[])
+

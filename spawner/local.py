@@ -1,0 +1,153 @@
+"""`EGILocalSpawner`: single-user servers as local processes, one work directory per user.
+
+The local stack runs every user's server as the hub's own OS user (no system accounts
+are needed), each with its own working and home directory under the data dir. A server
+that dies while starting is reported with the last lines of its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import time
+from pathlib import Path
+from subprocess import STDOUT
+from jupyterhub.spawner import LocalProcessSpawner
+from traitlets import Integer, Unicode, default
+
+from egi_hub.names import path_component
+from egi_hub.procs import installed_script, tail_lines
+
+__all__ = ["EGILocalSpawner", "SingleUserExitedError"]
+
+
+class SingleUserExitedError(RuntimeError):
+    """The single-user server exited before it accepted connections."""
+
+    def __init__(self, status: int, log_path: Path, lines: list[str]) -> None:
+        text = "\n".join(lines) or "(the log is empty)"
+        summary = f"the single-user server exited with status {status} before it was ready"
+        super().__init__(f"{summary}. Last lines of {log_path}:\n{text}")
+        # Read by JupyterHub to show the reason on the spawn page and in the API.
+        self.jupyterhub_message = f"{summary}. Last lines of its log:\n{text}"
+        self.jupyterhub_html_message = (
+            f"<p>{html.escape(summary.capitalize())}. Last lines of its log "
+            f"(<code>{html.escape(str(log_path))}</code>):</p>"
+            f'<pre class="egi-spawn-log">{html.escape(text)}</pre>'
+        )
+
+
+class EGILocalSpawner(LocalProcessSpawner):
+    """Run ``jupyterhub-singleuser`` (JupyterLab) locally, as the hub's own OS user."""
+
+    work_dir_root = Unicode(
+        help="""
+        Directory holding one working directory per user (``<root>/<user>``), which is
+        also the user's ``HOME``. The local stack sets it to ``<data dir>/users``.
+        Default: ``~/.local/share/egi-hub/users``.
+        """,
+    ).tag(config=True)
+
+    log_dir = Unicode(
+        help="""
+        Directory for the single-user servers' logs (``<user>.log``, ``<user>~<server>.log``
+        for named servers). The local stack sets it to ``<data dir>/logs``.
+        Default: ``~/.local/share/egi-hub/logs``.
+        """,
+    ).tag(config=True)
+
+    log_tail_lines = Integer(
+        20,
+        help="How many lines of a failed server's log to show on the spawn page.",
+    ).tag(config=True)
+
+    @default("work_dir_root")
+    def _default_work_dir_root(self) -> str:
+        return os.path.expanduser("~/.local/share/egi-hub/users")
+
+    @default("log_dir")
+    def _default_log_dir(self) -> str:
+        return os.path.expanduser("~/.local/share/egi-hub/logs")
+
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        return [installed_script("jupyterhub-singleuser")]
+
+    @default("default_url")
+    def _default_default_url(self) -> str:
+        return "/lab"
+
+    @property
+    def work_dir(self) -> Path:
+        """This user's working and home directory."""
+        return Path(self.work_dir_root) / path_component(self.user.name)
+
+    @property
+    def log_path(self) -> Path:
+        """Where this server's output goes."""
+        name = path_component(self.user.name)
+        if self.name:
+            name = f"{name}~{path_component(self.name)}"
+        return Path(self.log_dir) / f"{name}.log"
+
+    def make_preexec_fn(self, name: str) -> None:
+        # No set-uid: every server runs as the hub's OS user. Popen's ``cwd`` does the rest.
+        return None
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        env["USER"] = self.user.name
+        env["HOME"] = str(self.work_dir)
+        env.setdefault("SHELL", "/bin/bash")
+        return env
+
+    def get_args(self) -> list[str]:
+        args = super().get_args()
+        if os.geteuid() == 0 and "--allow-root" not in args:
+            # Jupyter Server refuses to run as root without it; only add it when needed.
+            args = [*args, "--allow-root"]
+        return args
+
+    async def move_certs(self, paths: dict[str, str]) -> dict[str, str]:
+        # Same OS user as the hub: the certificates are readable where they are.
+        return paths
+
+    async def start(self) -> tuple[str, int]:
+        self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_path = self.log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(log_path, "ab") as log_file:
+            log_file.write(f"--- start {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
+            log_file.flush()
+            configured = self.popen_kwargs
+            self.popen_kwargs = {
+                **configured,
+                "cwd": str(self.work_dir),
+                "stdout": log_file,
+                "stderr": STDOUT,
+            }
+            try:
+                ip, port = await super().start()
+            finally:
+                self.popen_kwargs = configured
+        await self._wait_listening(ip, port, log_path)
+        return ip, port
+
+    async def _wait_listening(self, ip: str, port: int, log_path: Path) -> None:
+        """Return once the server accepts connections; raise if its process exits first."""
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            status = self.proc.poll() if self.proc is not None else None
+            if status is not None:
+                lines = tail_lines(log_path, self.log_tail_lines)
+                self.log.error("Server %s exited with status %s", self._log_name, status)
+                raise SingleUserExitedError(status, log_path, lines)
+            try:
+                _, writer = await asyncio.open_connection(ip, port)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+        # The hub's own start_timeout handling reports the time-out.

@@ -1,0 +1,78 @@
+"""The real local stack: JupyterHub + Python configurable-http-proxy + EGILocalSpawner."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.kernel import run_code
+from tests.stackrunner import Stack
+
+
+def dev_login(stack: Stack, username: str) -> httpx.Client:
+    """Log in through the dev login form (with its xsrf token) like a browser would."""
+    client = httpx.Client(base_url=stack.url, follow_redirects=False, timeout=30)
+    page = client.get("/hub/login")
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    r = client.post("/hub/login", data={"username": username, "_xsrf": xsrf})
+    client.last_login_response = r
+    return client
+
+
+def test_health_and_proxy(stack: Stack):
+    r = httpx.get(f"{stack.url}/hub/api/")
+    assert r.status_code == 200
+    assert "version" in r.json()
+
+
+def test_login_page_says_development_login(stack: Stack):
+    r = httpx.get(f"{stack.url}/hub/login")
+    assert r.status_code == 200
+    assert "Development login" in r.text
+    assert "alice" in r.text and "bob" in r.text
+    assert 'type="password"' not in r.text
+
+
+def test_dev_login_syncs_vo_groups(stack: Stack):
+    client = dev_login(stack, "bob")
+    assert client.last_login_response.status_code == 302
+    groups = {g["name"]: g["users"] for g in stack.api.get("/groups").json()}
+    # One group per VO, named after the VO; subgroup membership counts for its VO.
+    assert "bob" in groups["vo.notebooks.egi.eu"]
+    assert "bob" in groups["vo.access.egi.eu"]
+    assert not any(name.startswith("urn:") for name in groups)
+    r = stack.api.get("/users/bob", params={"include_stopped_servers": "1"})
+    assert set(r.json()["groups"]) == {"vo.notebooks.egi.eu", "vo.access.egi.eu"}
+
+
+def test_dev_login_keeps_entitlements_in_auth_state(stack: Stack):
+    dev_login(stack, "alice")
+    auth_state = stack.user("alice")["auth_state"]
+    assert auth_state == {
+        "entitlements": ["urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"]
+    }
+
+
+def test_unknown_user_is_refused_with_reason(stack: Stack):
+    client = dev_login(stack, "mallory")
+    r = client.last_login_response
+    assert r.status_code == 403
+    assert "Unknown user" in r.text and "DevAuthenticator.users" in r.text
+    assert stack.api.get("/users/mallory").status_code == 404
+
+
+def test_spawn_runs_a_kernel(stack: Stack):
+    model = stack.start_server("alice")
+    assert model["url"] == "/user/alice/"
+    assert (stack.data_dir / "users" / "alice").is_dir()
+    output = run_code(stack.url, "/user/alice/", stack.api_token, "print(6*7)")
+    assert output.strip() == "42"
+    # The server runs in the user's own work directory, which is also HOME.
+    cwd = run_code(stack.url, "/user/alice/", stack.api_token, "import os; print(os.getcwd())")
+    home = run_code(
+        stack.url, "/user/alice/", stack.api_token, "import os; print(os.environ['HOME'])"
+    )
+    assert cwd.strip() == home.strip() == str(stack.data_dir / "users" / "alice")
+    stack.stop_server("alice")
+
