@@ -22,7 +22,7 @@ from traitlets import Integer, Unicode, default
 from traitlets.config import Config, Configurable
 
 from .config import SiteConfigError, check_site, configurable_classes, site_to_config
-from .procs import check_port_free, free_port, installed_script
+from .procs import check_port_free, free_port
 
 __all__ = ["LocalStack", "StackConfig", "build_config", "check_ports", "run", "validate_site"]
 
@@ -100,7 +100,8 @@ def _stack_defaults(data_dir: Path) -> Config:
     c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
-    c.ConfigurableHTTPProxy.command = [installed_script("configurable-http-proxy")]
+    # PyPI configurable-http-proxy, with the websocket fixes of egi_hub.proxy.
+    c.ConfigurableHTTPProxy.command = [sys.executable, "-m", "egi_hub.proxy"]
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
     c.EGILocalSpawner.work_dir_root = str(data_dir / "users")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from subprocess import STDOUT
 from jupyterhub.spawner import LocalProcessSpawner
+from tornado import web
 from traitlets import Integer, Unicode, default
 
 from egi_hub.names import path_component
@@ -22,13 +23,17 @@ from egi_hub.procs import installed_script, tail_lines
 __all__ = ["EGILocalSpawner", "SingleUserExitedError"]
 
 
-class SingleUserExitedError(RuntimeError):
-    """The single-user server exited before it accepted connections."""
+class SingleUserExitedError(web.HTTPError):
+    """The single-user server exited before it accepted connections.
+
+    An HTTP error (500), so that JupyterHub shows its message, with the log's last
+    lines, on the spawn page, the spawn-pending page and in the REST API.
+    """
 
     def __init__(self, status: int, log_path: Path, lines: list[str]) -> None:
         text = "\n".join(lines) or "(the log is empty)"
         summary = f"the single-user server exited with status {status} before it was ready"
-        super().__init__(f"{summary}. Last lines of {log_path}:\n{text}")
+        super().__init__(500, "%s", f"{summary}. Last lines of {log_path}:\n{text}")
         # Read by JupyterHub to show the reason on the spawn page and in the API.
         self.jupyterhub_message = f"{summary}. Last lines of its log:\n{text}"
         self.jupyterhub_html_message = (

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from tests.stackrunner import Stack, start_stack
+from tests.stackrunner import TEST_SERVICE, Stack, start_stack
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -24,6 +25,25 @@ CHROMIUM_ARGS = [
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The local stack with the default test site file (two dev users, admin service)."""
     running = start_stack(tmp_path_factory.mktemp("stack"))
+    yield running
+    running.stop()
+
+
+CRASH = "import sys; print('egi-test: cannot import module xyz', flush=True); sys.exit(3)"
+
+
+@pytest.fixture(scope="session")
+def crashing_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack whose single-user command prints a line and exits with status 3."""
+    site = {
+        "DevAuthenticator": {"users": {"carol": {"entitlements": []}}},
+        "EGILocalSpawner": {"cmd": [sys.executable, "-c", CRASH]},
+        "JupyterHub": {
+            "services": [{"name": TEST_SERVICE, "api_token": "__API_TOKEN__"}],
+            "load_roles": [{"name": "admin", "services": [TEST_SERVICE]}],
+        },
+    }
+    running = start_stack(tmp_path_factory.mktemp("crash"), site)
     yield running
     running.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from tornado.httpclient import HTTPRequest
@@ -69,4 +70,8 @@ async def _execute(ws, code: str) -> str:
 
 
 def run_code(hub_url: str, server_path: str, token: str, code: str, timeout: float = 60) -> str:
-    return asyncio.run(run_code_async(hub_url, server_path, token, code, timeout))
+    """`run_code_async` from synchronous tests (in a thread: Playwright's sync API may
+    hold an event loop in this one)."""
+    coro = run_code_async(hub_url, server_path, token, code, timeout)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
