@@ -91,7 +91,9 @@ class DevAuthenticator(Authenticator):
 
             DevAuthenticator:
               users:
-                alice: {entitlements: ["urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"]}
+                alice:
+                  entitlements:
+                    - "urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"
 
         Usernames are matched after normalisation (lower case). Anyone else is refused.
         """,

@@ -162,7 +162,9 @@ def _check_trait(cls: type[Configurable], name: str, value: Any, path: str) -> l
     return []
 
 
-def check_site(data: Mapping[str, Any], classes: Mapping[str, type[Configurable]]) -> list[ConfigIssue]:
+def check_site(
+    data: Mapping[str, Any], classes: Mapping[str, type[Configurable]]
+) -> list[ConfigIssue]:
     """Every problem in a parsed site file, each named by its key path."""
     issues: list[ConfigIssue] = []
     for section, settings in data.items():

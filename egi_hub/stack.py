@@ -109,7 +109,7 @@ def _stack_defaults(data_dir: Path) -> Config:
     c.Authenticator.enable_auth_state = True
     key = _crypt_key(data_dir)
     if key is not None:
-        c.CryptKeeper.keys = [key]
+        c.CryptKeeper["keys"] = [key]  # item syntax: Config.keys is dict.keys
     return c
 
 
@@ -193,4 +193,3 @@ def run(stack_config: StackConfig) -> None:
     os.chdir(stack_config.data_dir)
     JupyterHub.instance(config=stack_config.config)
     JupyterHub.launch_instance(argv=[])
-

@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 from subprocess import STDOUT
+from typing import BinaryIO
+
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Integer, Unicode, default
@@ -117,13 +119,19 @@ class EGILocalSpawner(LocalProcessSpawner):
         # Same OS user as the hub: the certificates are readable where they are.
         return paths
 
-    async def start(self) -> tuple[str, int]:
+    def _open_log(self) -> BinaryIO:
+        """Create the work and log directories; open the server's log for appending."""
         self.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        log_path = self.log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(log_path, "ab") as log_file:
-            log_file.write(f"--- start {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
-            log_file.flush()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        log_file = open(self.log_path, "ab")  # closed by start()
+        log_file.write(f"--- start {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
+        log_file.flush()
+        return log_file
+
+    async def start(self) -> tuple[str, int]:
+        # File-system work in a thread: the hub's event loop never waits on a disk.
+        log_file = await asyncio.to_thread(self._open_log)
+        with log_file:
             configured = self.popen_kwargs
             self.popen_kwargs = {
                 **configured,
@@ -135,7 +143,7 @@ class EGILocalSpawner(LocalProcessSpawner):
                 ip, port = await super().start()
             finally:
                 self.popen_kwargs = configured
-        await self._wait_listening(ip, port, log_path)
+        await self._wait_listening(ip, port, self.log_path)
         return ip, port
 
     async def _wait_listening(self, ip: str, port: int, log_path: Path) -> None:
@@ -144,7 +152,7 @@ class EGILocalSpawner(LocalProcessSpawner):
         while time.monotonic() < deadline:
             status = self.proc.poll() if self.proc is not None else None
             if status is not None:
-                lines = tail_lines(log_path, self.log_tail_lines)
+                lines = await asyncio.to_thread(tail_lines, log_path, self.log_tail_lines)
                 self.log.error("Server %s exited with status %s", self._log_name, status)
                 raise SingleUserExitedError(status, log_path, lines)
             try:

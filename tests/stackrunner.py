@@ -38,9 +38,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(
-    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
-) -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll ``condition`` until it returns a truthy value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -181,8 +179,10 @@ def start_stack(
     log_path = tmp / "egi-hub.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "egi_hub", "up", "--config", str(site_file)]
-            + ["--port", str(port), "--data-dir", str(data_dir), *extra_args],
+            [
+                *(sys.executable, "-m", "egi_hub", "up", "--config", str(site_file)),
+                *("--port", str(port), "--data-dir", str(data_dir), *extra_args),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

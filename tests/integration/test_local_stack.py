@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from tests.kernel import run_code
+from tests.kernel import run_code, run_code_v1
 from tests.stackrunner import Stack
 
 
@@ -76,3 +76,14 @@ def test_spawn_runs_a_kernel(stack: Stack):
     assert cwd.strip() == home.strip() == str(stack.data_dir / "users" / "alice")
     stack.stop_server("alice")
 
+
+def test_proxy_speaks_jupyterlabs_kernel_protocol(stack: Stack):
+    """The browser's kernel websocket subprotocol (v1) is negotiated through the proxy,
+    and binary frames cross it both ways (what JupyterLab does)."""
+    stack.start_server("bob")
+    try:
+        output, protocol = run_code_v1(stack.url, "/user/bob/", stack.api_token, "print(6*7)")
+        assert protocol == "v1.kernel.websocket.jupyter.org"
+        assert output.strip() == "42"
+    finally:
+        stack.stop_server("bob")

@@ -6,6 +6,7 @@ import httpx
 
 from tests.stackrunner import Stack
 
+
 def test_api_spawn_failure_names_exit_status_and_log(crashing_stack: Stack):
     api = crashing_stack.api
     api.post("/users/carol")

@@ -1,0 +1,138 @@
+"""Spawn overhead of the egi-hub local stack against a plain JupyterHub, in one run.
+
+Runs N sequential spawn -> ready -> stop cycles through the hub REST API on:
+
+* the egi-hub local stack (``egi-hub up``: DevAuthenticator, EGILocalSpawner), and
+* a plain JupyterHub with ``SimpleLocalProcessSpawner`` and the same proxy,
+
+interleaving the two so that machine load affects both alike, then prints the median
+and p90 of each and their ratio (goal: egi-hub / plain <= 1.10).
+
+    python -m tests.benchmarks.bench_spawn [--cycles 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from egi_hub.procs import installed_script
+from tests.stackrunner import Stack, free_port, start_stack, wait_for
+
+USER = "alice"
+
+
+def start_plain_hub(tmp: Path) -> Stack:
+    """A plain JupyterHub: SimpleLocalProcessSpawner, the stack's proxy, an admin token."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(16)
+    port = free_port()
+    args = ["--allow-root"] if os.geteuid() == 0 else []
+    (tmp / "jupyterhub_config.py").write_text(
+        f"""
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_port = {free_port()}
+c.JupyterHub.db_url = "sqlite:///{tmp}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
+c.JupyterHub.authenticator_class = "dummy"
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = "{tmp}/users/{{username}}"
+c.Spawner.cmd = [{installed_script("jupyterhub-singleuser")!r}]
+c.Spawner.args = {args!r}
+c.Spawner.default_url = "/lab"
+c.ConfigurableHTTPProxy.command = [{sys.executable!r}, "-m", "egi_hub.proxy"]
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
+c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
+c.JupyterHub.load_roles = [{{"name": "admin", "services": ["bench"]}}]
+"""
+    )
+    log_path = tmp / "jupyterhub.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [installed_script("jupyterhub"), "-f", str(tmp / "jupyterhub_config.py")],
+            cwd=tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    hub = Stack(proc, f"http://127.0.0.1:{port}", port, tmp, token, log_path)
+
+    def serving() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyterhub exited:\n{hub.log()}")
+        try:
+            return httpx.get(f"{hub.url}/hub/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(serving, 60, "the plain hub to serve")
+    return hub
+
+
+def cycle(hub: Stack) -> float:
+    """Seconds for one spawn -> ready -> stop cycle."""
+    start = time.perf_counter()
+    r = hub.api.post(f"/users/{USER}/server")
+    assert r.status_code in (201, 202), r.text
+    wait_for(
+        lambda: hub.user(USER)["servers"].get("", {}).get("ready"), 120, "ready", interval=0.02
+    )
+    r = hub.api.delete(f"/users/{USER}/server")
+    assert r.status_code in (202, 204), r.text
+    wait_for(lambda: hub.user(USER)["servers"] == {}, 120, "stopped", interval=0.02)
+    return time.perf_counter() - start
+
+
+def p90(values: list[float]) -> float:
+    return (
+        statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=20)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="egi-bench-") as tmp:
+        egi = start_stack(Path(tmp) / "egi")
+        plain = None
+        try:
+            plain = start_plain_hub(Path(tmp) / "plain")
+            for hub in (egi, plain):
+                hub.api.post(f"/users/{USER}")
+                cycle(hub)  # warm-up, not counted
+            times: dict[str, list[float]] = {"egi": [], "plain": []}
+            for _ in range(args.cycles):
+                times["egi"].append(cycle(egi))
+                times["plain"].append(cycle(plain))
+        finally:
+            egi.stop()
+            if plain is not None:
+                plain.proc.send_signal(signal.SIGINT)
+                plain.proc.wait(60)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    high = {k: p90(v) for k, v in times.items()}
+    print(f"spawn -> ready -> stop, {args.cycles} cycles each, interleaved in one run")
+    for key, label in (("egi", "egi-hub (EGILocalSpawner)"), ("plain", "plain (SimpleLocal...)")):
+        print(f"  {label:33}  median {med[key]:.3f} s  p90 {high[key]:.3f} s")
+    print(
+        f"  ratio egi-hub / plain              median {med['egi'] / med['plain']:.3f}"
+        f"    p90 {high['egi'] / high['plain']:.3f}   (goal <= 1.10)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The egi-hub command line, run as a real process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.stackrunner import processes_in
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def egi_hub(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "egi_hub", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_version():
+    r = egi_hub("version")
+    assert r.returncode == 0
+    assert r.stdout.startswith("egi-hub ")
+    assert "JupyterHub 6." in r.stdout
+
+
+def test_config_check_ok():
+    r = egi_hub("config", "check", str(REPO / "site.example.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith(": OK")
+
+
+def test_config_check_names_bad_keys(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        yaml.safe_dump(
+            {
+                "DevAuthenticator": {"users": {"alice": {"entitlements": "urn:x"}}},
+                "JupyterHub": {"prot": 8000},
+            }
+        )
+    )
+    r = egi_hub("config", "check", str(site))
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "egi-hub: DevAuthenticator.users.alice.entitlements: expected a list, got string 'urn:x'",
+        "egi-hub: JupyterHub.prot: unknown setting (did you mean 'port'?)",
+    ]
+
+
+def test_up_with_bad_site_file_starts_nothing(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("JupyterHub:\n  port: eighty\n")
+    data = tmp_path / "data"
+    r = egi_hub("up", "--config", str(site), "--data-dir", str(data))
+    assert r.returncode == 2
+    assert r.stderr.strip() == "egi-hub: JupyterHub.port: expected an int, got string 'eighty'"
+    assert not data.exists()
+
+
+def test_up_on_a_taken_port_is_one_line_and_leaves_nothing(tmp_path):
+    data = tmp_path / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = egi_hub("up", "--port", str(port), "--data-dir", str(data))
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"egi-hub: port {port} on 127.0.0.1 (public port: JupyterHub.port or --port) "
+        "is already in use"
+    ]
+    assert processes_in(data) == []

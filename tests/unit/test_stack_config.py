@@ -1,0 +1,110 @@
+"""How the local stack builds the hub config: defaults < site file < flags."""
+
+from __future__ import annotations
+
+import stat
+import sys
+
+import pytest
+
+from egi_hub.procs import PortInUseError
+from egi_hub.stack import CULLER_SCOPES, build_config, check_ports
+
+
+def services(config) -> dict:
+    return {s["name"]: s for s in config.JupyterHub.get("services", [])}
+
+
+def test_defaults(tmp_path):
+    built = build_config({}, data_dir=str(tmp_path / "d"))
+    c = built.config
+    assert built.data_dir == (tmp_path / "d").resolve()
+    assert c.JupyterHub.authenticator_class == "egi-dev"
+    assert c.JupyterHub.spawner_class == "egi-local"
+    assert c.JupyterHub.ip == "127.0.0.1"
+    assert c.JupyterHub.port == 8000
+    assert c.JupyterHub.db_url == f"sqlite:///{built.data_dir / 'jupyterhub.sqlite'}"
+    assert c.EGILocalSpawner.work_dir_root == str(built.data_dir / "users")
+    assert c.ConfigurableHTTPProxy.command == [sys.executable, "-m", "egi_hub.proxy"]
+    assert c.Authenticator.enable_auth_state is True
+    culler = services(c)["idle-culler"]
+    assert "--timeout=3600" in culler["command"]
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["egi-idle-culler"] == {
+        "name": "egi-idle-culler",
+        "scopes": CULLER_SCOPES,
+        "services": ["idle-culler"],
+    }
+
+
+def test_site_file_wins_over_defaults_and_flags_over_site(tmp_path):
+    site = {
+        "JupyterHub": {"port": 9000, "authenticator_class": "dummy"},
+        "LocalStack": {"idle_timeout": 120, "idle_cull_every": 30},
+    }
+    c = build_config(site, data_dir=str(tmp_path)).config
+    assert c.JupyterHub.port == 9000
+    assert c.JupyterHub.authenticator_class == "dummy"
+    assert "--timeout=120" in services(c)["idle-culler"]["command"]
+    assert "--cull-every=30" in services(c)["idle-culler"]["command"]
+    c = build_config(site, port=9100, ip="0.0.0.0", data_dir=str(tmp_path)).config
+    assert (c.JupyterHub.port, c.JupyterHub.ip) == (9100, "0.0.0.0")
+
+
+def test_site_services_are_kept_beside_the_culler(tmp_path):
+    site = {
+        "JupyterHub": {
+            "services": [{"name": "mine", "api_token": "x" * 32}],
+            "load_roles": [{"name": "admin", "services": ["mine"]}],
+        }
+    }
+    c = build_config(site, data_dir=str(tmp_path)).config
+    assert set(services(c)) == {"mine", "idle-culler"}
+    assert {r["name"] for r in c.JupyterHub.load_roles} == {"admin", "egi-idle-culler"}
+
+
+def test_culler_off_or_replaced(tmp_path):
+    c = build_config({"LocalStack": {"idle_timeout": 0}}, data_dir=str(tmp_path)).config
+    assert "idle-culler" not in services(c)
+    own = {"JupyterHub": {"services": [{"name": "idle-culler", "command": ["my-culler"]}]}}
+    c = build_config(own, data_dir=str(tmp_path)).config
+    assert services(c)["idle-culler"]["command"] == ["my-culler"]
+
+
+def test_data_dir_from_site_file(tmp_path):
+    built = build_config({"LocalStack": {"data_dir": str(tmp_path / "site-dir")}})
+    assert built.data_dir == (tmp_path / "site-dir").resolve()
+    built = build_config(
+        {"LocalStack": {"data_dir": str(tmp_path / "site-dir")}}, data_dir=str(tmp_path / "flag")
+    )
+    assert built.data_dir == (tmp_path / "flag").resolve()
+
+
+def test_crypt_key_is_generated_private_and_kept(tmp_path, monkeypatch):
+    monkeypatch.delenv("JUPYTERHUB_CRYPT_KEY", raising=False)
+    first = build_config({}, data_dir=str(tmp_path)).config.CryptKeeper["keys"]
+    key_file = tmp_path / "crypt_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(first) == 1 and len(first[0]) == 32
+    assert build_config({}, data_dir=str(tmp_path)).config.CryptKeeper["keys"] == first
+
+
+def test_crypt_key_from_environment_is_left_to_jupyterhub(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", "ab" * 32)
+    c = build_config({}, data_dir=str(tmp_path)).config
+    assert "keys" not in c.CryptKeeper
+    assert not (tmp_path / "crypt_key").exists()
+
+
+def test_check_ports_names_the_taken_port(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        c = build_config({}, port=port, data_dir=str(tmp_path)).config
+        with pytest.raises(PortInUseError) as info:
+            check_ports(c)
+    assert info.value.port == port
+    assert f"port {port} on 127.0.0.1" in str(info.value)
