@@ -177,12 +177,28 @@ def start_stack(
     data_dir = tmp / "data"
     port = free_port()
     log_path = tmp / "egi-hub.log"
+    command = [
+        *(sys.executable, "-m", "egi_hub", "up", "--config", str(site_file)),
+        *("--port", str(port), "--data-dir", str(data_dir), *extra_args),
+    ]
+    return launch_hub(command, port, data_dir, api_token, log_path, timeout=timeout)
+
+
+def launch_hub(
+    command: list[str],
+    port: int,
+    data_dir: Path,
+    api_token: str,
+    log_path: Path,
+    *,
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> Stack:
+    """Run a hub command in its own session, log to ``log_path``, wait for /hub/health."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "egi_hub", "up", "--config", str(site_file)),
-                *("--port", str(port), "--data-dir", str(data_dir), *extra_args),
-            ],
+            command,
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -192,7 +208,7 @@ def start_stack(
 
     def serving() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"egi-hub up exited with {proc.returncode}:\n{stack.log()}")
+            raise RuntimeError(f"{command[0]} exited with {proc.returncode}:\n{stack.log()}")
         try:
             return httpx.get(f"{stack.url}/hub/health", timeout=2).status_code == 200
         except httpx.HTTPError:

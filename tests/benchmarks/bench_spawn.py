@@ -16,18 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from egi_hub.procs import installed_script
-from tests.stackrunner import Stack, free_port, start_stack, wait_for
+from tests.stackrunner import Stack, free_port, launch_hub, start_stack, wait_for
 
 USER = "alice"
 
@@ -57,28 +53,8 @@ c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
 c.JupyterHub.load_roles = [{{"name": "admin", "services": ["bench"]}}]
 """
     )
-    log_path = tmp / "jupyterhub.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [installed_script("jupyterhub"), "-f", str(tmp / "jupyterhub_config.py")],
-            cwd=tmp,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    hub = Stack(proc, f"http://127.0.0.1:{port}", port, tmp, token, log_path)
-
-    def serving() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"jupyterhub exited:\n{hub.log()}")
-        try:
-            return httpx.get(f"{hub.url}/hub/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(serving, 60, "the plain hub to serve")
-    return hub
+    command = [installed_script("jupyterhub"), "-f", str(tmp / "jupyterhub_config.py")]
+    return launch_hub(command, port, tmp, token, tmp / "jupyterhub.log", cwd=tmp)
 
 
 def cycle(hub: Stack) -> float:
@@ -120,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             egi.stop()
             if plain is not None:
-                plain.proc.send_signal(signal.SIGINT)
-                plain.proc.wait(60)
+                plain.stop()
     med = {k: statistics.median(v) for k, v in times.items()}
     high = {k: p90(v) for k, v in times.items()}
     print(f"spawn -> ready -> stop, {args.cycles} cycles each, interleaved in one run")
