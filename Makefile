@@ -46,8 +46,14 @@ format: $(TEST_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## oidc: the test OpenID provider (npm oidc-provider, pinned by tests/oidc/package-lock.json)
+OIDC_STAMP := tests/oidc/node_modules/.package-lock.json
+$(OIDC_STAMP): tests/oidc/package.json tests/oidc/package-lock.json
+	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## test: lint, then every test (unit, integration, browser)
-test: $(TEST_STAMP) browser lint
+test: $(TEST_STAMP) $(OIDC_STAMP) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## bench: the benchmarks under tests/benchmarks (print their figures)
@@ -55,4 +61,4 @@ bench: $(TEST_STAMP)
 	$(BIN)/python tests/benchmarks/bench_spawn.py
 
 clean:
-	rm -rf $(VENV) .egi-hub build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) tests/oidc/node_modules .egi-hub build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -151,7 +151,8 @@ def _check_trait(cls: type[Configurable], name: str, value: Any, path: str) -> l
     try:
         trait.validate(obj, value)
     except TraitPathError as e:
-        return [ConfigIssue(f"{path}.{e.path}" if e.path else path, e.message)]
+        sub = e.path if not e.path or e.path.startswith("[") else f".{e.path}"
+        return [ConfigIssue(path + sub, e.message)]
     except TraitError as e:
         bound = _BOUND.search(str(e))
         if bound:  # right type, out of range

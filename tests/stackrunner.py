@@ -166,6 +166,8 @@ def start_stack(
     *,
     extra_args: tuple[str, ...] = (),
     timeout: float = 60,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Stack:
     """Run ``egi-hub up`` with ``site`` (default: `default_site`) and wait until it serves."""
     api_token = secrets.token_hex(16)
@@ -175,13 +177,13 @@ def start_stack(
     site_file = tmp / "site.yaml"
     site_file.write_text(yaml.safe_dump(json.loads(site_text)))
     data_dir = tmp / "data"
-    port = free_port()
+    port = port or free_port()
     log_path = tmp / "egi-hub.log"
     command = [
         *(sys.executable, "-m", "egi_hub", "up", "--config", str(site_file)),
         *("--port", str(port), "--data-dir", str(data_dir), *extra_args),
     ]
-    return launch_hub(command, port, data_dir, api_token, log_path, timeout=timeout)
+    return launch_hub(command, port, data_dir, api_token, log_path, timeout=timeout, env=env)
 
 
 def launch_hub(
@@ -193,12 +195,14 @@ def launch_hub(
     *,
     cwd: Path | None = None,
     timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> Stack:
     """Run a hub command in its own session, log to ``log_path``, wait for /hub/health."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             command,
             cwd=cwd,
+            env={**os.environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -1,0 +1,500 @@
+"""`CheckinAuthenticator`: EGI Check-in (or any OpenID Connect issuer) for JupyterHub.
+
+Authorization-code flow with PKCE, ``state`` and ``nonce``; ID tokens verified against
+the issuer's keys; VOs from ``eduperson_entitlement``; tokens kept in encrypted
+``auth_state`` and refreshed under a per-user lock; logout that ends the provider
+session. Entry point: ``egi-checkin``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from jupyterhub.auth import Authenticator
+from jupyterhub.utils import url_path_join
+from tornado import web
+from traitlets import Dict, Enum, Float, Integer, List, Unicode, default, validate
+
+from egi_hub.context import UserContext
+from egi_hub.traits import VORuleList, rules
+
+from .handlers import (
+    CheckinCallbackHandler,
+    CheckinLoginHandler,
+    CheckinLogoutHandler,
+    ProviderUnavailableError,
+    VORefusedError,
+    end_session_redirect,
+)
+from .provider import SIGNING_ALGORITHMS, OIDCError, OpenIDProvider, ProviderUnreachableError
+from .tokens import access_token_expiry, merge_userinfo, verify_id_token
+from .usernames import username_from_claim
+
+__all__ = ["CHECKIN_ISSUERS", "CheckinAuthenticator", "InvalidGrantError"]
+
+CHECKIN_ISSUERS = {
+    "production": "https://aai.egi.eu/auth/realms/egi",
+    "demo": "https://aai-demo.egi.eu/auth/realms/egi",
+    "development": "https://aai-dev.egi.eu/auth/realms/egi",
+}
+STATE_COOKIE = "egi-checkin-state"
+STATE_MAX_AGE_DAYS = 10 / (24 * 60)  # a login must come back within 10 minutes
+
+
+class InvalidGrantError(OIDCError):
+    """The provider no longer honours the grant (expired, revoked or reused refresh token)."""
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class CheckinAuthenticator(Authenticator):
+    """Log in with EGI Check-in or another OpenID Connect provider."""
+
+    checkin_instance = Enum(
+        list(CHECKIN_ISSUERS),
+        default_value="production",
+        help="Which EGI Check-in to use when `issuer` is not set: production, demo, development.",
+    ).tag(config=True)
+
+    issuer = Unicode(
+        help="""
+        The OpenID Connect issuer. Default: the issuer of `checkin_instance`
+        (production: https://aai.egi.eu/auth/realms/egi). Its discovery document must
+        name exactly this issuer.
+        """,
+    ).tag(config=True)
+
+    @default("issuer")
+    def _default_issuer(self) -> str:
+        return CHECKIN_ISSUERS[self.checkin_instance]
+
+    client_id = Unicode(
+        help="OAuth client id registered at the provider. Default: $EGI_CHECKIN_CLIENT_ID.",
+    ).tag(config=True)
+
+    @default("client_id")
+    def _default_client_id(self) -> str:
+        return os.environ.get("EGI_CHECKIN_CLIENT_ID", "")
+
+    client_secret = Unicode(
+        help="OAuth client secret. Default: $EGI_CHECKIN_CLIENT_SECRET (keep it out of files).",
+    ).tag(config=True)
+
+    @default("client_secret")
+    def _default_client_secret(self) -> str:
+        return os.environ.get("EGI_CHECKIN_CLIENT_SECRET", "")
+
+    scope = List(
+        Unicode(),
+        default_value=[
+            "openid",
+            "profile",
+            "email",
+            "eduperson_entitlement",
+            "voperson_id",
+            "offline_access",
+        ],
+        help="Scopes requested at login (offline_access gives the refresh token).",
+    ).tag(config=True)
+
+    extra_authorize_params = Dict(
+        value_trait=Unicode(),
+        help="""
+        Extra parameters for the authorization request, e.g. ``{prompt: consent}`` for
+        providers that only issue refresh tokens (offline_access) with explicit consent.
+        """,
+    ).tag(config=True)
+
+    oauth_callback_url = Unicode(
+        help="""
+        The redirect URL registered at the provider. Default: derived from the request,
+        ``<scheme>://<host><hub base>oauth_callback``.
+        """,
+    ).tag(config=True)
+
+    authorization_endpoint = Unicode(help="Override the discovered endpoint.").tag(config=True)
+    token_endpoint = Unicode(help="Override the discovered endpoint.").tag(config=True)
+    userinfo_endpoint = Unicode(help="Override the discovered endpoint.").tag(config=True)
+    end_session_endpoint = Unicode(help="Override the discovered endpoint.").tag(config=True)
+    revocation_endpoint = Unicode(help="Override the discovered endpoint.").tag(config=True)
+    introspection_endpoint = Unicode(help="Override the discovered endpoint.").tag(config=True)
+
+    discovery_cache_ttl = Integer(
+        3600, min=0, help="Seconds to keep the discovery document and the keys."
+    ).tag(config=True)
+
+    http_timeout = Float(10, min=0.1, help="Seconds before a request to the provider fails.").tag(
+        config=True
+    )
+
+    signing_algorithms = List(
+        Enum(list(SIGNING_ALGORITHMS)),
+        default_value=list(SIGNING_ALGORITHMS),
+        help="Accepted ID-token algorithms (asymmetric only; never none or HMAC).",
+    ).tag(config=True)
+
+    clock_skew = Integer(30, min=0, help="Seconds of leeway when checking exp, iat and nbf.").tag(
+        config=True
+    )
+
+    username_claim = Unicode(
+        "voperson_id",
+        help="Claim that names the user (falls back to sub), normalised to a safe name.",
+    ).tag(config=True)
+
+    allowed_vos = VORuleList(
+        help="VO rules (vo, vo/subgroup, vo:role=x): matching users may log in.",
+    ).tag(config=True, allow_config=True)
+
+    admin_vos = VORuleList(
+        help="VO rules whose members are hub admins (admin_users still works too).",
+    ).tag(config=True)
+
+    entitlement_namespaces = List(
+        Unicode(),
+        help="Only entitlements in these URN namespaces count (e.g. mace:egi.eu). Empty: all.",
+    ).tag(config=True)
+
+    trusted_authorities = List(
+        Unicode(),
+        help="Only entitlements from these authorities count (e.g. aai.egi.eu). Empty: all.",
+    ).tag(config=True)
+
+    enrolment_urls = Dict(
+        value_trait=Unicode(),
+        help="Enrolment page per VO (or per rule), linked from the refusal page.",
+    ).tag(config=True)
+
+    token_refresh_leeway = Integer(
+        60, min=0, help="Refresh the access token when it expires within this many seconds."
+    ).tag(config=True)
+
+    post_logout_redirect_url = Unicode(
+        help="Where the provider sends the browser after logout. Default: the hub login page.",
+    ).tag(config=True)
+
+    @default("login_service")
+    def _default_login_service(self) -> str:
+        return "EGI Check-in"
+
+    @default("manage_groups")
+    def _default_manage_groups(self) -> bool:
+        return True
+
+    @default("enable_auth_state")
+    def _default_enable_auth_state(self) -> bool:
+        return True
+
+    @default("refresh_pre_spawn")
+    def _default_refresh_pre_spawn(self) -> bool:
+        return True
+
+    @validate("signing_algorithms")
+    def _check_algorithms(self, proposal: Any) -> list[str]:
+        if not proposal.value:
+            raise ValueError("signing_algorithms: at least one algorithm is needed")
+        return proposal.value
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._refresh_locks: dict[str, asyncio.Lock] = {}
+        self._http: httpx.AsyncClient | None = None
+        self._provider: OpenIDProvider | None = None
+
+    # --- the provider ---------------------------------------------------------------
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.http_timeout, follow_redirects=False)
+        return self._http
+
+    @property
+    def provider(self) -> OpenIDProvider:
+        if self._provider is None:
+            overrides = {
+                name: getattr(self, name)
+                for name in (
+                    "authorization_endpoint",
+                    "token_endpoint",
+                    "userinfo_endpoint",
+                    "end_session_endpoint",
+                    "revocation_endpoint",
+                    "introspection_endpoint",
+                )
+            }
+            self._provider = OpenIDProvider(
+                self.issuer, self.http, cache_ttl=self.discovery_cache_ttl, overrides=overrides
+            )
+        return self._provider
+
+    def get_handlers(self, app: Any) -> list[tuple[str, type]]:
+        return [
+            (r"/oauth_login", CheckinLoginHandler),
+            (r"/oauth_callback", CheckinCallbackHandler),
+            (r"/logout", CheckinLogoutHandler),
+        ]
+
+    def login_url(self, base_url: str) -> str:
+        return url_path_join(base_url, "oauth_login")
+
+    def callback_url(self, handler: web.RequestHandler) -> str:
+        if self.oauth_callback_url:
+            return self.oauth_callback_url
+        request = handler.request
+        return f"{request.protocol}://{request.host}{url_path_join(handler.hub.base_url, 'oauth_callback')}"
+
+    # --- login ----------------------------------------------------------------------
+
+    async def authorization_url(self, handler: web.RequestHandler, next_url: str = "") -> str:
+        """Start a login: remember state, nonce and PKCE verifier; the provider's URL."""
+        endpoint = await self.provider.endpoint("authorization_endpoint")
+        state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        verifier = secrets.token_urlsafe(64)
+        flow = {"state": state, "nonce": nonce, "verifier": verifier, "next": next_url}
+        handler.set_secure_cookie(
+            STATE_COOKIE,
+            json.dumps(flow),
+            expires_days=STATE_MAX_AGE_DAYS,
+            path=handler.hub.base_url,
+            httponly=True,
+            samesite="Lax",
+        )
+        params = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": self.callback_url(handler),
+            "scope": " ".join(self.scope),
+            "state": state,
+            "nonce": nonce,
+            "code_challenge": _b64url(hashlib.sha256(verifier.encode()).digest()),
+            "code_challenge_method": "S256",
+            **self.extra_authorize_params,
+        }
+        separator = "&" if "?" in endpoint else "?"
+        return f"{endpoint}{separator}{urlencode(params)}"
+
+    def _take_flow(self, handler: web.RequestHandler) -> dict[str, str]:
+        """The login's state cookie, checked against the callback and then cleared."""
+        raw = handler.get_secure_cookie(STATE_COOKIE, max_age_days=STATE_MAX_AGE_DAYS)
+        handler.clear_cookie(STATE_COOKIE, path=handler.hub.base_url)
+        if raw is None:
+            raise web.HTTPError(400, "Login refused: no login in progress (expired or replayed)")
+        flow = json.loads(raw)
+        if not secrets.compare_digest(flow.get("state", ""), handler.get_argument("state", "")):
+            raise web.HTTPError(400, "Login refused: state does not match this login")
+        handler._egi_checkin_next = flow.get("next", "")
+        return flow
+
+    def next_url_from_state(self, handler: web.RequestHandler) -> str:
+        """The local page the user wanted before logging in ("" if none or not local)."""
+        next_url = getattr(handler, "_egi_checkin_next", "")
+        if next_url.startswith("/") and not next_url.startswith("//"):
+            return next_url
+        return ""
+
+    async def token_request(self, data: dict[str, str]) -> dict[str, Any]:
+        """POST to the token endpoint with client authentication; the JSON answer."""
+        endpoint = await self.provider.endpoint("token_endpoint")
+        try:
+            response = await self.http.post(
+                endpoint, data=data, auth=(self.client_id, self.client_secret)
+            )
+        except httpx.HTTPError as e:
+            raise ProviderUnreachableError(f"cannot reach the token endpoint: {e!r}") from e
+        if response.status_code >= 500:
+            raise ProviderUnreachableError(f"token endpoint answered HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200:
+            error = body.get("error", f"HTTP {response.status_code}")
+            if error == "invalid_grant":
+                raise InvalidGrantError(f"invalid_grant: {body.get('error_description', '')}")
+            raise OIDCError(f"token endpoint refused: {error} {body.get('error_description', '')}")
+        if not isinstance(body, dict) or "access_token" not in body:
+            raise OIDCError("token endpoint answered without an access_token")
+        return body
+
+    async def userinfo(self, access_token: str) -> dict[str, Any]:
+        endpoint = await self.provider.endpoint("userinfo_endpoint")
+        if not endpoint:
+            return {}
+        try:
+            response = await self.http.get(
+                endpoint, headers={"Authorization": f"Bearer {access_token}"}
+            )
+        except httpx.HTTPError as e:
+            raise ProviderUnreachableError(f"cannot reach the userinfo endpoint: {e!r}") from e
+        if response.status_code != 200:
+            raise OIDCError(f"userinfo endpoint answered HTTP {response.status_code}")
+        return response.json()
+
+    async def authenticate(self, handler: web.RequestHandler, data: Any = None) -> dict[str, Any]:
+        flow = self._take_flow(handler)
+        code = handler.get_argument("code", "")
+        if not code:
+            raise web.HTTPError(400, "Login refused: no authorization code")
+        try:
+            tokens = await self.token_request(
+                {
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": self.callback_url(handler),
+                    "code_verifier": flow["verifier"],
+                }
+            )
+            if "id_token" not in tokens:
+                raise OIDCError("the provider sent no ID token (is 'openid' in the scope?)")
+            id_claims = await verify_id_token(
+                tokens["id_token"],
+                self.provider,
+                client_id=self.client_id,
+                nonce=flow["nonce"],
+                algorithms=self.signing_algorithms,
+                leeway=self.clock_skew,
+            )
+            claims = merge_userinfo(id_claims, await self.userinfo(tokens["access_token"]))
+        except InvalidGrantError as e:
+            raise web.HTTPError(403, "%s", f"Login refused: {e}") from None
+        except ProviderUnreachableError as e:
+            self.log.error("Check-in unavailable at login: %s", e)
+            raise ProviderUnavailableError(e) from None
+        except OIDCError as e:
+            self.log.warning("Check-in login refused: %s", e)
+            raise web.HTTPError(403, "%s", f"Login refused: {e}") from None
+        return self.user_model(tokens, claims)
+
+    # --- users, VOs and tokens ------------------------------------------------------
+
+    def user_context(self, username: str, entitlements: Any) -> UserContext:
+        if isinstance(entitlements, str):
+            entitlements = [entitlements]
+        return UserContext.from_entitlements(
+            username,
+            entitlements or [],
+            namespaces=self.entitlement_namespaces or None,
+            authorities=self.trusted_authorities or None,
+        )
+
+    def user_model(
+        self, tokens: dict[str, Any], claims: dict[str, Any], previous: dict | None = None
+    ) -> dict[str, Any]:
+        """The JupyterHub user model for a verified token response and its claims."""
+        previous = previous or {}
+        subject = claims.get(self.username_claim) or claims["sub"]
+        username = username_from_claim(str(subject))
+        context = self.user_context(username, claims.get("eduperson_entitlement"))
+        auth_state = {
+            "access_token": tokens["access_token"],
+            "refresh_token": tokens.get("refresh_token") or previous.get("refresh_token"),
+            "id_token": tokens.get("id_token") or previous.get("id_token"),
+            "token_type": tokens.get("token_type", "Bearer"),
+            "scope": tokens.get("scope", " ".join(self.scope)),
+            "expires_at": access_token_expiry(tokens),
+            "sub": claims["sub"],
+            **context.to_auth_state(),
+        }
+        admin = True if self.admin_vos and context.matches_any(rules(self.admin_vos)) else None
+        return {
+            "name": username,
+            "admin": admin,
+            "groups": list(context.vos),
+            "auth_state": auth_state,
+        }
+
+    def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
+        if super().check_allowed(username, authentication):
+            return True
+        if not self.allowed_vos:
+            return False
+        auth_state = (authentication or {}).get("auth_state") or {}
+        context = UserContext.from_auth_state(username, auth_state)
+        if context.matches_any(rules(self.allowed_vos)):
+            return True
+        raise VORefusedError(username, list(self.allowed_vos), self.enrolment_urls)
+
+    def needs_refresh(self, auth_state: dict[str, Any], now: float | None = None) -> bool:
+        """True when the access token expires within `token_refresh_leeway` (or unknown)."""
+        expires_at = auth_state.get("expires_at")
+        if expires_at is None:
+            return True
+        now = time.time() if now is None else now
+        return expires_at - now <= self.token_refresh_leeway
+
+    async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
+        auth_state = await user.get_auth_state()
+        if not auth_state or not self.needs_refresh(auth_state):
+            return True
+        lock = self._refresh_locks.setdefault(user.name, asyncio.Lock())
+        async with lock:
+            # Another request may have refreshed while this one waited: read again.
+            auth_state = await user.get_auth_state()
+            if not auth_state or not self.needs_refresh(auth_state):
+                return True
+            if not auth_state.get("refresh_token"):
+                self.log.info("%s has no refresh token: login needed", user.name)
+                return False
+            try:
+                tokens = await self.token_request(
+                    {"grant_type": "refresh_token", "refresh_token": auth_state["refresh_token"]}
+                )
+                claims = {"sub": auth_state.get("sub")}
+                claims = merge_userinfo(claims, await self.userinfo(tokens["access_token"]))
+            except InvalidGrantError as e:
+                self.log.info("Refresh for %s refused (%s): login needed", user.name, e)
+                await user.save_auth_state(None)
+                return False
+            except OIDCError as e:
+                # Keep the session; the next request tries again.
+                self.log.warning("Could not refresh %s's tokens: %s", user.name, e)
+                return True
+            model = self.user_model(tokens, claims, previous=auth_state)
+            if model["name"] != user.name:
+                self.log.warning("Refresh for %s named another user: login needed", user.name)
+                return False
+            # Saved inside the lock, so the next waiter sees the rotated refresh token.
+            await user.save_auth_state(model["auth_state"])
+            return model
+
+    # --- logout ---------------------------------------------------------------------
+
+    async def end_provider_session(
+        self, handler: web.RequestHandler, auth_state: dict[str, Any]
+    ) -> str | None:
+        """Revoke the refresh token; the URL that ends the provider session (or None)."""
+        refresh_token = auth_state.get("refresh_token")
+        try:
+            revocation = await self.provider.endpoint("revocation_endpoint")
+            end_session = await self.provider.endpoint("end_session_endpoint")
+        except OIDCError as e:
+            self.log.warning("Check-in unavailable at logout: %s", e)
+            return None
+        if refresh_token and revocation:
+            try:
+                await self.http.post(
+                    revocation,
+                    data={"token": refresh_token, "token_type_hint": "refresh_token"},
+                    auth=(self.client_id, self.client_secret),
+                )
+            except httpx.HTTPError as e:
+                self.log.warning("Could not revoke a refresh token at logout: %r", e)
+        if not end_session:
+            return None
+        after = self.post_logout_redirect_url
+        if not after:
+            request = handler.request
+            after = f"{request.protocol}://{request.host}{handler.settings['login_url']}"
+        return end_session_redirect(end_session, auth_state.get("id_token"), after, self.client_id)

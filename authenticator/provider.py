@@ -1,0 +1,141 @@
+"""An OpenID provider seen from the hub: discovery document and signing keys, cached.
+
+Discovery (``/.well-known/openid-configuration``) and the JWKS are fetched
+asynchronously and kept for ``cache_ttl`` seconds. Any failure is an `OIDCError` that
+says what went wrong: there is never a fallback to guessed endpoints. A token signed
+with a key id the cache does not know makes the keys be fetched again, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+
+__all__ = ["OIDCError", "OpenIDProvider", "ProviderUnreachableError", "SigningKey"]
+
+# Asymmetric algorithms only: never "none", never HMAC (a public key is no secret).
+KEY_REFETCH_GAP = 5.0  # seconds between two key-set fetches caused by unknown key ids
+SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
+
+
+class OIDCError(Exception):
+    """The identity provider cannot be used, or what it sent cannot be trusted."""
+
+
+class ProviderUnreachableError(OIDCError):
+    """The provider did not answer, or answered with a server error (5xx)."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A public key from the provider's key set, and the algorithm it is published for."""
+
+    key: jwt.PyJWK
+    alg: str | None
+
+
+class OpenIDProvider:
+    """Discovery and keys of one issuer, fetched lazily and cached with expiry."""
+
+    def __init__(
+        self,
+        issuer: str,
+        client: httpx.AsyncClient,
+        *,
+        cache_ttl: float = 3600,
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.client = client
+        self.cache_ttl = cache_ttl
+        self.overrides = {k: v for k, v in (overrides or {}).items() if v}
+        self._metadata: dict[str, Any] | None = None
+        self._metadata_expires = 0.0
+        self._keys: dict[str, SigningKey] = {}
+        self._keys_expires = 0.0
+        self._keys_fetched = float("-inf")
+        self._lock = asyncio.Lock()
+
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
+
+    async def _get_json(self, url: str, what: str) -> dict[str, Any]:
+        try:
+            response = await self.client.get(url, headers={"Accept": "application/json"})
+        except httpx.HTTPError as e:
+            raise ProviderUnreachableError(f"cannot reach the {what} at {url}: {e!r}") from e
+        if response.status_code >= 500:
+            raise ProviderUnreachableError(
+                f"the {what} at {url} answered HTTP {response.status_code}"
+            )
+        if response.status_code != 200:
+            raise OIDCError(f"the {what} at {url} answered HTTP {response.status_code}")
+        try:
+            data = response.json()
+        except ValueError as e:
+            raise OIDCError(f"the {what} at {url} is not JSON") from e
+        if not isinstance(data, dict):
+            raise OIDCError(f"the {what} at {url} is not a JSON object")
+        return data
+
+    async def metadata(self) -> dict[str, Any]:
+        """The discovery document (with configured endpoint overrides applied)."""
+        if self._metadata is not None and time.monotonic() < self._metadata_expires:
+            return self._metadata
+        async with self._lock:
+            if self._metadata is not None and time.monotonic() < self._metadata_expires:
+                return self._metadata
+            data = await self._get_json(self.discovery_url, "discovery document")
+            if data.get("issuer", "").rstrip("/") != self.issuer:
+                raise OIDCError(
+                    f"the discovery document at {self.discovery_url} names the issuer "
+                    f"{data.get('issuer')!r}, not the configured {self.issuer!r}"
+                )
+            data.update(self.overrides)
+            for required in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+                if not data.get(required):
+                    raise OIDCError(f"the discovery document has no {required}")
+            self._metadata = data
+            self._metadata_expires = time.monotonic() + self.cache_ttl
+            return data
+
+    async def endpoint(self, name: str) -> str | None:
+        """An endpoint URL from discovery (``token_endpoint``...), None if not offered."""
+        return (await self.metadata()).get(name)
+
+    async def _fetch_keys(self) -> None:
+        url = await self.endpoint("jwks_uri")
+        data = await self._get_json(url, "key set")
+        keys = {}
+        for entry in data.get("keys", []):
+            if entry.get("use", "sig") != "sig":
+                continue
+            try:
+                key = jwt.PyJWK(entry)
+            except (jwt.PyJWKError, jwt.InvalidKeyError):
+                continue  # a key type or algorithm this hub does not use
+            keys[entry.get("kid", "")] = SigningKey(key, entry.get("alg"))
+        self._keys = keys
+        self._keys_fetched = time.monotonic()
+        self._keys_expires = self._keys_fetched + self.cache_ttl
+
+    async def signing_key(self, kid: str | None) -> SigningKey:
+        """The public key with this key id; refetch the key set once if it is unknown."""
+        kid = kid or ""
+        if time.monotonic() >= self._keys_expires:
+            await self._fetch_keys()
+        elif kid not in self._keys and time.monotonic() - self._keys_fetched > KEY_REFETCH_GAP:
+            # The provider may have rotated its keys. Not more often than every few
+            # seconds, so tokens with made-up key ids cannot flood the provider.
+            await self._fetch_keys()
+        try:
+            return self._keys[kid]
+        except KeyError:
+            raise OIDCError(f"no signing key with id {kid!r} in the provider's key set") from None

@@ -1,0 +1,105 @@
+"""Checking what an OpenID provider returns: ID tokens, userinfo, token expiry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jwt
+
+from .provider import SIGNING_ALGORITHMS, OIDCError, OpenIDProvider
+
+__all__ = ["access_token_expiry", "merge_userinfo", "verify_id_token", "verify_jwt"]
+
+
+async def verify_jwt(
+    token: str,
+    provider: OpenIDProvider,
+    *,
+    audience: str | None,
+    algorithms: Sequence[str] = SIGNING_ALGORITHMS,
+    leeway: float = 30,
+    require: Sequence[str] = ("exp", "iat", "iss", "sub"),
+) -> dict[str, Any]:
+    """Verify a JWT signed by the provider: signature, ``iss``, ``aud``, ``exp``, ``iat``."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as e:
+        raise OIDCError(f"not a signed JWT: {e}") from e
+    alg = header.get("alg")
+    if alg not in algorithms:
+        raise OIDCError(f"token signed with {alg!r}; allowed: {', '.join(algorithms)}")
+    signing = await provider.signing_key(header.get("kid"))
+    if signing.alg and signing.alg != alg:
+        # A key published for one algorithm is never used with another.
+        raise OIDCError(f"key {header.get('kid')!r} is for {signing.alg}, the token says {alg}")
+    options = {"require": list(require), "verify_aud": audience is not None}
+    try:
+        claims = jwt.decode(
+            token,
+            key=signing.key.key,
+            algorithms=[alg],
+            audience=audience,
+            issuer=provider.issuer,
+            leeway=leeway,
+            options=options,
+        )
+    except jwt.PyJWTError as e:
+        raise OIDCError(f"token rejected: {e}") from e
+    iat = claims.get("iat")
+    if isinstance(iat, int | float) and iat > time.time() + leeway:
+        raise OIDCError("token rejected: issued in the future")
+    return claims
+
+
+async def verify_id_token(
+    token: str,
+    provider: OpenIDProvider,
+    *,
+    client_id: str,
+    nonce: str,
+    algorithms: Sequence[str] = SIGNING_ALGORITHMS,
+    leeway: float = 30,
+) -> dict[str, Any]:
+    """Verify an ID token (OpenID Connect Core 3.1.3.7), including its ``nonce``."""
+    claims = await verify_jwt(
+        token, provider, audience=client_id, algorithms=algorithms, leeway=leeway
+    )
+    if claims.get("nonce") != nonce:
+        raise OIDCError("ID token rejected: nonce does not match this login")
+    audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+    if len(audiences) > 1 and claims.get("azp") != client_id:
+        raise OIDCError("ID token rejected: several audiences and azp is not this client")
+    return claims
+
+
+def merge_userinfo(id_claims: Mapping[str, Any], userinfo: Mapping[str, Any]) -> dict[str, Any]:
+    """ID-token claims completed by userinfo; the two must be about the same subject."""
+    if userinfo.get("sub") != id_claims.get("sub"):
+        raise OIDCError("userinfo rejected: its sub differs from the ID token's")
+    return {**id_claims, **userinfo}
+
+
+def access_token_expiry(
+    token_response: Mapping[str, Any], now: float | None = None
+) -> float | None:
+    """When the access token expires (epoch seconds): ``expires_in``, else its JWT ``exp``.
+
+    Opaque tokens without ``expires_in`` have no known expiry (None).
+    """
+    now = time.time() if now is None else now
+    expires_in = token_response.get("expires_in")
+    if isinstance(expires_in, int | float) or (
+        isinstance(expires_in, str) and expires_in.isdigit()
+    ):
+        return now + float(expires_in)
+    token = token_response.get("access_token")
+    if isinstance(token, str) and token.count(".") == 2:
+        try:
+            exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+        except jwt.PyJWTError:
+            return None
+        if isinstance(exp, int | float):
+            return float(exp)
+    return None

@@ -1,0 +1,192 @@
+"""A real OpenID Connect provider for tests: npm `oidc-provider`, configured like Check-in.
+
+`tests/oidc/provider.mjs` runs it on 127.0.0.1 under ``/auth/realms/egi`` with
+``eduperson_entitlement`` and ``voperson_id`` claims, refresh-token rotation and
+RP-initiated logout. `login` walks through its login form the way a browser does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from tests.stackrunner import free_port, wait_for
+
+OIDC_DIR = Path(__file__).resolve().parent / "oidc"
+CLIENT_ID = "egi-hub-test"
+CLIENT_SECRET = "egi-hub-test-secret"
+
+ACCESS_MEMBER = "urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"
+ACCOUNTS: dict[str, dict[str, Any]] = {
+    "alice": {
+        "voperson_id": "alice@egi.eu",
+        "name": "Alice",
+        "email": "alice@example.org",
+        "eduperson_entitlement": [ACCESS_MEMBER],
+    },
+    "bob": {
+        "voperson_id": "bob@egi.eu",
+        "name": "Bob",
+        "eduperson_entitlement": [
+            "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member#aai.egi.eu",
+            "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=manager#aai.egi.eu",
+            "urn:mace:egi.eu:group:vo.access.egi.eu:training:role=member#aai.egi.eu",
+        ],
+    },
+    "eve": {
+        "voperson_id": "eve@egi.eu",
+        "name": "Eve",
+        "eduperson_entitlement": [
+            "urn:mace:egi.eu:group:vo.other.eu:role=member#aai.egi.eu",
+            # The right VO, but from an authority the hub does not trust:
+            "urn:mace:egi.eu:group:vo.access.egi.eu:role=member#idp.untrusted.example",
+        ],
+    },
+    "Zoë Ünicode": {
+        "voperson_id": "Zoë Ünicode/Research@Example.ORG",
+        "eduperson_entitlement": [ACCESS_MEMBER],
+    },
+}
+
+
+def rsa_jwk(kid: str) -> dict[str, Any]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(RSAAlgorithm.to_jwk(key))
+    jwk.update(kid=kid, use="sig", alg="RS256")
+    return jwk
+
+
+@dataclass
+class Provider:
+    proc: subprocess.Popen
+    port: int
+    issuer: str
+    log_path: Path
+    signing_jwk: dict[str, Any]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def count(self, line: str) -> int:
+        return sum(1 for x in self.log().splitlines() if x.strip() == line)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def start_provider(
+    tmp: Path,
+    hub_url: str,
+    *,
+    access_token_ttl: int = 60,
+    accounts: dict[str, dict[str, Any]] | None = None,
+    port: int | None = None,
+) -> Provider:
+    if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
+        raise RuntimeError("oidc-provider is not installed: run `npm ci` in tests/oidc")
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    jwk = rsa_jwk("test-key-1")
+    config = {
+        "port": port,
+        "accessTokenTTL": access_token_ttl,
+        "jwks": {"keys": [jwk]},
+        "accounts": accounts or ACCOUNTS,
+        "clients": [
+            {
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "redirect_uris": [f"{hub_url}/hub/oauth_callback"],
+                "post_logout_redirect_uris": [f"{hub_url}/hub/login"],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+            }
+        ],
+    }
+    config_path = tmp / "oidc-config.json"
+    config_path.write_text(json.dumps(config))
+    log_path = tmp / "oidc-provider.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            ["node", str(OIDC_DIR / "provider.mjs"), str(config_path)],
+            cwd=OIDC_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "NODE_NO_WARNINGS": "1"},
+        )
+    provider = Provider(proc, port, f"http://127.0.0.1:{port}/auth/realms/egi", log_path, jwk)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"oidc-provider exited:\n{provider.log()}")
+        return "READY " in provider.log()
+
+    wait_for(ready, 30, "oidc-provider to listen")
+    return provider
+
+
+class _Form(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "form" and self.action is None:
+            self.action = a.get("action")
+        elif tag == "input" and a.get("name"):
+            self.fields[a["name"]] = a.get("value") or ""
+
+
+def _to_callback(client: httpx.Client, r: httpx.Response) -> httpx.Response | str:
+    """Follow redirects until the hub's callback URL (returned) or a page (returned)."""
+    while r.is_redirect:
+        url = urljoin(str(r.url), r.headers["location"])
+        if "/hub/oauth_callback" in url:
+            return url
+        r = client.get(url)
+    return r
+
+
+def login(hub_url: str, account: str, client: httpx.Client | None = None) -> httpx.Response:
+    """Log in to the hub through the provider's login form; the callback's answer.
+
+    Stops at the hub's answer to the callback (a redirect after a login, or an error
+    page), so no server is started. ``client`` keeps the hub's and provider's cookies.
+    """
+    client = client or httpx.Client(timeout=30)
+    step = _to_callback(client, client.get(f"{hub_url}/hub/oauth_login"))
+    # The provider's pages: its login form, then (for offline_access) its consent form.
+    for _ in range(3):
+        if not isinstance(step, httpx.Response):
+            break
+        if "<form" not in step.text:
+            return step  # an error page before the hub's callback (e.g. provider down)
+        form = _Form()
+        form.feed(step.text)
+        data = dict(form.fields)
+        if "login" in data:
+            data.update(login=account, password="any")
+        step = _to_callback(client, client.post(urljoin(str(step.url), form.action), data=data))
+    if isinstance(step, httpx.Response):
+        raise AssertionError(f"the provider did not send us back: {step.status_code}")
+    return client.get(step)
