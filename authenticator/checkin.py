@@ -394,6 +394,7 @@ class CheckinAuthenticator(Authenticator):
     ) -> dict[str, Any]:
         """The JupyterHub user model for a verified token response and its claims."""
         previous = previous or {}
+        now = time.time()
         subject = claims.get(self.username_claim) or claims["sub"]
         username = username_from_claim(str(subject))
         context = self.user_context(username, claims.get("eduperson_entitlement"))
@@ -403,7 +404,8 @@ class CheckinAuthenticator(Authenticator):
             "id_token": tokens.get("id_token") or previous.get("id_token"),
             "token_type": tokens.get("token_type", "Bearer"),
             "scope": tokens.get("scope", " ".join(self.scope)),
-            "expires_at": access_token_expiry(tokens),
+            "issued_at": now,
+            "expires_at": access_token_expiry(tokens, now),
             "sub": claims["sub"],
             **context.to_auth_state(),
         }
@@ -427,12 +429,20 @@ class CheckinAuthenticator(Authenticator):
         raise VORefusedError(username, list(self.allowed_vos), self.enrolment_urls)
 
     def needs_refresh(self, auth_state: dict[str, Any], now: float | None = None) -> bool:
-        """True when the access token expires within `token_refresh_leeway` (or unknown)."""
+        """True when the access token expires within `token_refresh_leeway` (or unknown).
+
+        For tokens that live less than twice the leeway, half their lifetime is used
+        instead, so that a fresh token is never considered expiring.
+        """
         expires_at = auth_state.get("expires_at")
         if expires_at is None:
             return True
         now = time.time() if now is None else now
-        return expires_at - now <= self.token_refresh_leeway
+        leeway = self.token_refresh_leeway
+        issued_at = auth_state.get("issued_at")
+        if issued_at is not None:
+            leeway = min(leeway, (expires_at - issued_at) / 2)
+        return expires_at - now <= leeway
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
         auth_state = await user.get_auth_state()

@@ -190,3 +190,51 @@ def login(hub_url: str, account: str, client: httpx.Client | None = None) -> htt
     if isinstance(step, httpx.Response):
         raise AssertionError(f"the provider did not send us back: {step.status_code}")
     return client.get(step)
+
+
+def code_flow_tokens(provider: Provider, hub_url: str, account: str) -> dict[str, Any]:
+    """Tokens for ``account`` from a code flow with PKCE run by the test itself.
+
+    ``hub_url`` is only the registered redirect URI; nothing is sent to it.
+    """
+    import base64
+    import hashlib
+    import secrets
+    from urllib.parse import parse_qs, urlencode, urlparse
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    params = {
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": f"{hub_url}/hub/oauth_callback",
+        "scope": "openid profile eduperson_entitlement voperson_id offline_access",
+        "state": "s",
+        "nonce": "n",
+        "prompt": "consent",
+        "code_challenge": challenge.rstrip(b"=").decode(),
+        "code_challenge_method": "S256",
+    }
+    with httpx.Client(timeout=30) as client:
+        url = f"{provider.issuer}/protocol/openid-connect/auth?{urlencode(params)}"
+        step = _to_callback(client, client.get(url))
+        for _ in range(3):
+            if not isinstance(step, httpx.Response):
+                break
+            form = _Form()
+            form.feed(step.text)
+            data = {**form.fields, **({"login": account, "password": "any"})}
+            step = _to_callback(client, client.post(urljoin(str(step.url), form.action), data=data))
+        code = parse_qs(urlparse(step).query)["code"][0]
+        r = client.post(
+            f"{provider.issuer}/protocol/openid-connect/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": params["redirect_uri"],
+                "code_verifier": verifier,
+            },
+            auth=(CLIENT_ID, CLIENT_SECRET),
+        )
+        r.raise_for_status()
+        return r.json()
