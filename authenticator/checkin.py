@@ -253,7 +253,8 @@ class CheckinAuthenticator(Authenticator):
         if self.oauth_callback_url:
             return self.oauth_callback_url
         request = handler.request
-        return f"{request.protocol}://{request.host}{url_path_join(handler.hub.base_url, 'oauth_callback')}"
+        path = url_path_join(handler.hub.base_url, "oauth_callback")
+        return f"{request.protocol}://{request.host}{path}"
 
     # --- login ----------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
 def rsa_jwk(kid: str) -> dict[str, Any]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(RSAAlgorithm.to_jwk(key))
+    jwk.pop("key_ops", None)  # the provider signs and verifies with it
     jwk.update(kid=kid, use="sig", alg="RS256")
     return jwk
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from urllib.parse import urljoin
+
 import httpx
 import pytest
 
-from tests.oidcprovider import CLIENT_ID, CLIENT_SECRET, login, start_provider
+from egi_hub.procs import installed_script
+from tests.oidcprovider import CLIENT_ID, CLIENT_SECRET, _Form, login, start_provider
 from tests.stackrunner import TEST_SERVICE, free_port, start_stack
 
 
@@ -48,7 +53,7 @@ def checkin(tmp_path_factory):
 
 
 def test_login_creates_user_with_vo_groups_and_tokens(checkin):
-    stack, provider = checkin
+    stack, _ = checkin
     r = login(stack.url, "alice")
     assert r.status_code == 302, r.text
     user = stack.user("alice@egi.eu")
@@ -104,3 +109,70 @@ def test_callback_without_state_is_refused(checkin):
     stack, _ = checkin
     r = httpx.get(f"{stack.url}/hub/oauth_callback?code=abc")
     assert r.status_code == 400
+
+
+def test_logout_ends_provider_session_and_revokes(checkin):
+    stack, provider = checkin
+    client = httpx.Client(timeout=30)
+    assert login(stack.url, "alice", client).status_code == 302
+    revoked, ended = provider.count("REVOKED"), provider.count("END_SESSION")
+    r = client.get(f"{stack.url}/hub/logout")
+    assert r.status_code == 302
+    end_session = r.headers["location"]
+    assert end_session.startswith(f"{provider.issuer}/protocol/openid-connect/logout?")
+    assert "id_token_hint=" in end_session
+    assert "post_logout_redirect_uri=http%3A%2F%2F127.0.0.1" in end_session
+    assert provider.count("REVOKED") == revoked + 1
+    assert stack.user("alice@egi.eu")["auth_state"] is None
+    # The provider asks to confirm the logout (a form), then sends the browser back.
+    page = client.get(end_session)
+    form = _Form()
+    form.feed(page.text)
+    back = client.post(urljoin(str(page.url), form.action), data={**form.fields, "logout": "yes"})
+    assert back.status_code in (302, 303)
+    assert back.headers["location"].startswith(f"{stack.url}/hub/login")
+    assert provider.count("END_SESSION") == ended + 1
+    # The next login shows the provider's login page again.
+    again = client.get(f"{stack.url}/hub/oauth_login", follow_redirects=True)
+    assert 'name="login"' in again.text
+
+
+def test_provider_down_at_login_is_a_clear_503_and_the_hub_keeps_running(tmp_path):
+    closed = f"http://127.0.0.1:{free_port()}/auth/realms/egi"
+    stack = start_stack(tmp_path, checkin_site(closed), env={"EGI_CHECKIN_CLIENT_SECRET": "x"})
+    try:
+        r = httpx.get(f"{stack.url}/hub/oauth_login")
+        assert r.status_code == 503
+        assert "EGI Check-in cannot be used right now" in r.text
+        assert httpx.get(f"{stack.url}/hub/health").status_code == 200
+    finally:
+        stack.stop()
+
+
+def test_missing_crypt_key_stops_the_hub_with_a_clear_message(tmp_path):
+    """Tokens live in encrypted auth_state: without a key the hub does not start."""
+    port = free_port()
+    (tmp_path / "jupyterhub_config.py").write_text(
+        f"""
+c.JupyterHub.authenticator_class = "egi-checkin"
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_port = {free_port()}
+c.JupyterHub.db_url = "sqlite:///{tmp_path}/hub.sqlite"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
+c.CheckinAuthenticator.client_id = "x"
+"""
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTERHUB_CRYPT_KEY"}
+    r = subprocess.run(
+        [installed_script("jupyterhub"), "-f", str(tmp_path / "jupyterhub_config.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode != 0
+    assert "auth_state is enabled, but encryption is not available" in r.stderr
+    assert "JUPYTERHUB_CRYPT_KEY" in r.stderr

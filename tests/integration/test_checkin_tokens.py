@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from egi_hub.authenticator.checkin import CheckinAuthenticator
+
 from tests.oidcprovider import CLIENT_ID, CLIENT_SECRET, code_flow_tokens, start_provider
 
 HUB = "http://127.0.0.1:9"  # only the registered redirect URI; never contacted
@@ -89,11 +89,12 @@ async def test_fresh_tokens_are_not_refreshed(authenticator, provider):
 
 async def test_revoked_grant_ends_the_session(authenticator, provider):
     user = expired_user(authenticator, provider, "alice")
-    r = httpx.post(
-        f"{provider.issuer}/protocol/openid-connect/revoke",
-        data={"token": user.auth_state["refresh_token"]},
-        auth=(CLIENT_ID, CLIENT_SECRET),
-    )
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            f"{provider.issuer}/protocol/openid-connect/revoke",
+            data={"token": user.auth_state["refresh_token"]},
+            auth=(CLIENT_ID, CLIENT_SECRET),
+        )
     assert r.status_code == 200
     assert await authenticator.refresh_user(user) is False
     assert user.auth_state is None

@@ -15,9 +15,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from egi_hub.authenticator.provider import OIDCError, OpenIDProvider
 from egi_hub.authenticator.tokens import merge_userinfo, verify_id_token
+
 from tests.oidcprovider import CLIENT_ID, rsa_jwk, start_provider
 
 
@@ -115,13 +115,17 @@ async def test_hs256_signed_with_the_public_key_is_refused(provider):
 def test_userinfo_about_another_subject_is_refused():
     with pytest.raises(OIDCError, match="sub differs"):
         merge_userinfo({"sub": "alice"}, {"sub": "mallory", "eduperson_entitlement": []})
-    assert merge_userinfo({"sub": "a", "x": 1}, {"sub": "a", "y": 2}) == {"sub": "a", "x": 1, "y": 2}
+    assert merge_userinfo({"sub": "a", "x": 1}, {"sub": "a", "y": 2}) == {
+        "sub": "a",
+        "x": 1,
+        "y": 2,
+    }
 
 
 class _WrongIssuer(BaseHTTPRequestHandler):
     """A stand-in for a misconfigured provider: its discovery names another issuer."""
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         body = json.dumps({"issuer": "https://aai.egi.eu/auth/realms/egi"}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -88,7 +88,7 @@ provider.on("grant.success", (ctx) => {
   console.log(`GRANT ${ctx.oidc.params.grant_type}`);
 });
 provider.on("end_session.success", () => console.log("END_SESSION"));
-provider.on("revocation.success", () => console.log("REVOKED"));
+provider.on("grant.revoked", () => console.log("REVOKED"));
 
 const callback = provider.callback();
 const server = createServer((req, res) => {
