@@ -29,7 +29,7 @@ class ProviderUnavailableError(web.HTTPError):
 
     def __init__(self, error: OIDCError) -> None:
         message = f"EGI Check-in cannot be used right now, please try again later ({error})"
-        super().__init__(503, "%s", message)
+        super().__init__(503, "%s", message, reason="EGI Check-in unavailable")
         self.jupyterhub_message = message
 
 
@@ -42,7 +42,7 @@ class VORefusedError(web.HTTPError):
             f"{username} is not a member of a VO that may use this service. "
             f"Membership of one of these gives access: {names}."
         )
-        super().__init__(403, "%s", message)
+        super().__init__(403, "%s", message, reason="Not a member of an allowed VO")
         self.jupyterhub_message = message
         items = []
         for rule in rules:

@@ -1,8 +1,11 @@
-"""The local stack's proxy: PyPI's configurable-http-proxy with three websocket fixes.
+"""The local stack's proxy: PyPI's configurable-http-proxy with its handler fixed.
 
 ``python -m egi_hub.proxy`` takes exactly the options of ``configurable-http-proxy``
-(JupyterHub's ``ConfigurableHTTPProxy`` starts it the same way). Its websocket
-handler (configurable-http-proxy 0.4) needs three fixes for JupyterLab's kernels:
+(JupyterHub's ``ConfigurableHTTPProxy`` starts it the same way). Its handler
+(configurable-http-proxy 0.4) re-quotes the decoded request path, so a user's URL with
+``@`` in it (``/user/bob@egi.eu/``, a Check-in username) reaches the server as
+``/user/bob%40egi.eu/`` and is not found: the path is forwarded here exactly as the
+client sent it. Its websocket handling needs three fixes for JupyterLab's kernels:
 
 1. It never answers the browser's ``Sec-WebSocket-Protocol``, while it forwards the
    offer to the single-user server, which picks ``v1.kernel.websocket.jupyter.org``:
@@ -35,6 +38,25 @@ class WebsocketFixProxyHandler(handlers.ProxyHandler):
         super().initialize(**kwargs)
         self._opened = False
         self._early: list[tuple[str | bytes, bool]] = []
+
+    async def get_target_url(self, path: str | None) -> str | None:
+        if not self.proxy.include_prefix:
+            return await super().get_target_url(path)
+        self.target = self.proxy.target_for_req(None, path)
+        if self.target is None:
+            await self.handle_proxy_error(404, err=None)
+            return None
+        target = urlparse(self.target["target"])
+        raw_path = self.request.path  # as the client sent it, still percent-encoded
+        if self.proxy.prepend_path:
+            queries = [q for q in (target.query, self.request.query) if q]
+            target = target._replace(
+                path=target.path.rstrip("/") + "/" + raw_path.lstrip("/"),
+                query="&".join(queries),
+            )
+        else:
+            target = target._replace(path=raw_path, query=self.request.query)
+        return target.geturl()
 
     async def start_ws_client(self, path: str | None = None) -> None:
         self.closed = False

@@ -21,7 +21,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.stackrunner import free_port, wait_for
+from tests.stackrunner import TEST_SERVICE, free_port, wait_for
 
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
 CLIENT_ID = "egi-hub-test"
@@ -58,6 +58,28 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
         "eduperson_entitlement": [ACCESS_MEMBER],
     },
 }
+
+
+def checkin_site(issuer: str, **extra: Any) -> dict[str, Any]:
+    """A site file for a hub that logs in with CheckinAuthenticator at ``issuer``."""
+    return {
+        "JupyterHub": {
+            "authenticator_class": "egi-checkin",
+            "services": [{"name": TEST_SERVICE, "api_token": "__API_TOKEN__"}],
+            "load_roles": [{"name": "admin", "services": [TEST_SERVICE]}],
+        },
+        "CheckinAuthenticator": {
+            "issuer": issuer,
+            "client_id": CLIENT_ID,
+            "allowed_vos": ["vo.access.egi.eu", "vo.notebooks.egi.eu"],
+            "admin_vos": ["vo.notebooks.egi.eu:role=manager"],
+            "trusted_authorities": ["aai.egi.eu"],
+            "enrolment_urls": {"vo.access.egi.eu": "https://aai.egi.eu/registry/enrol/access"},
+            # oidc-provider, unlike Check-in, issues refresh tokens only after consent.
+            "extra_authorize_params": {"prompt": "consent"},
+            **extra,
+        },
+    }
 
 
 def rsa_jwk(kid: str) -> dict[str, Any]:

@@ -7,49 +7,10 @@ import subprocess
 from urllib.parse import urljoin
 
 import httpx
-import pytest
 
 from egi_hub.procs import installed_script
-from tests.oidcprovider import CLIENT_ID, CLIENT_SECRET, _Form, login, start_provider
-from tests.stackrunner import TEST_SERVICE, free_port, start_stack
-
-
-def checkin_site(issuer: str, **extra) -> dict:
-    return {
-        "JupyterHub": {
-            "authenticator_class": "egi-checkin",
-            "services": [{"name": TEST_SERVICE, "api_token": "__API_TOKEN__"}],
-            "load_roles": [{"name": "admin", "services": [TEST_SERVICE]}],
-        },
-        "CheckinAuthenticator": {
-            "issuer": issuer,
-            "client_id": CLIENT_ID,
-            "allowed_vos": ["vo.access.egi.eu", "vo.notebooks.egi.eu"],
-            "admin_vos": ["vo.notebooks.egi.eu:role=manager"],
-            "trusted_authorities": ["aai.egi.eu"],
-            "enrolment_urls": {"vo.access.egi.eu": "https://aai.egi.eu/registry/enrol/access"},
-            # oidc-provider, unlike Check-in, issues refresh tokens only after consent.
-            "extra_authorize_params": {"prompt": "consent"},
-            **extra,
-        },
-    }
-
-
-@pytest.fixture(scope="module")
-def checkin(tmp_path_factory):
-    """A hub using CheckinAuthenticator and the provider it trusts."""
-    tmp = tmp_path_factory.mktemp("checkin")
-    port = free_port()
-    provider = start_provider(tmp / "oidc", f"http://127.0.0.1:{port}")
-    stack = start_stack(
-        tmp / "hub",
-        checkin_site(provider.issuer),
-        port=port,
-        env={"EGI_CHECKIN_CLIENT_SECRET": CLIENT_SECRET},
-    )
-    yield stack, provider
-    stack.stop()
-    provider.stop()
+from tests.oidcprovider import _Form, checkin_site, login
+from tests.stackrunner import free_port, start_stack
 
 
 def test_login_creates_user_with_vo_groups_and_tokens(checkin):

@@ -87,3 +87,18 @@ def test_proxy_speaks_jupyterlabs_kernel_protocol(stack: Stack):
         assert output.strip() == "42"
     finally:
         stack.stop_server("bob")
+
+
+def test_proxy_forwards_paths_as_sent(stack: Stack):
+    """A username with '@' (as Check-in's) reaches its server through the proxy."""
+    name = "carol@egi.eu"
+    stack.start_server(name)
+    try:
+        r = httpx.get(
+            f"{stack.url}/user/{name}/api/status",
+            headers={"Authorization": f"token {stack.api_token}"},
+        )
+        assert r.status_code == 200, r.text
+        assert run_code(stack.url, f"/user/{name}/", stack.api_token, "print(6*7)").strip() == "42"
+    finally:
+        stack.stop_server(name)
