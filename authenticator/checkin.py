@@ -27,6 +27,7 @@ from traitlets import Dict, Enum, Float, Integer, List, Unicode, default, valida
 from egi_hub.context import UserContext
 from egi_hub.traits import VORuleList, rules
 
+from .api import AccessTokenHandler
 from .handlers import (
     CheckinCallbackHandler,
     CheckinLoginHandler,
@@ -241,6 +242,7 @@ class CheckinAuthenticator(Authenticator):
 
     def get_handlers(self, app: Any) -> list[tuple[str, type]]:
         return [
+            (r"/api/egi/token", AccessTokenHandler),
             (r"/oauth_login", CheckinLoginHandler),
             (r"/oauth_callback", CheckinCallbackHandler),
             (r"/logout", CheckinLogoutHandler),

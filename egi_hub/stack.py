@@ -23,6 +23,7 @@ from traitlets.config import Config, Configurable
 
 from .config import SiteConfigError, check_site, configurable_classes, site_to_config
 from .procs import check_port_free, free_port
+from .token import ACCESS_TOKEN_SCOPE
 
 __all__ = ["LocalStack", "StackConfig", "build_config", "check_ports", "run", "validate_site"]
 
@@ -113,6 +114,27 @@ def _stack_defaults(data_dir: Path) -> Config:
     return c
 
 
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", f"{ACCESS_TOKEN_SCOPE}!user"]
+
+
+def _add_access_token_scope(c: Config) -> None:
+    """Let each user, and their servers, read their own Check-in access token."""
+    scopes = dict(c.JupyterHub.get("custom_scopes", {}))
+    scopes.setdefault(
+        ACCESS_TOKEN_SCOPE, {"description": "Read one's own fresh Check-in access token."}
+    )
+    c.JupyterHub.custom_scopes = scopes
+    roles = [dict(r) for r in c.JupyterHub.get("load_roles", [])]
+    user_role = next((r for r in roles if r.get("name") == "user"), None)
+    if user_role is None:
+        roles.append({"name": "user", "scopes": ["self", f"{ACCESS_TOKEN_SCOPE}!user"]})
+    elif f"{ACCESS_TOKEN_SCOPE}!user" not in user_role.get("scopes", []):
+        user_role["scopes"] = [*user_role.get("scopes", []), f"{ACCESS_TOKEN_SCOPE}!user"]
+    c.JupyterHub.load_roles = roles
+    if "server_token_scopes" not in c.Spawner:
+        c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
+
+
 def _add_idle_culler(c: Config, stack: LocalStack) -> None:
     services = list(c.JupyterHub.get("services", []))
     if stack.idle_timeout == 0 or any(s.get("name") == IDLE_CULLER for s in services):
@@ -154,6 +176,7 @@ def build_config(
     if ip is not None:
         config.JupyterHub.ip = ip
     _add_idle_culler(config, stack)
+    _add_access_token_scope(config)
     return StackConfig(config=config, data_dir=root)
 
 

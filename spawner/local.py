@@ -21,6 +21,7 @@ from traitlets import Integer, Unicode, default
 
 from egi_hub.names import path_component
 from egi_hub.procs import installed_script, tail_lines
+from egi_hub.token import JUPYTER_CONFIG_DIR
 
 __all__ = ["EGILocalSpawner", "SingleUserExitedError"]
 
@@ -106,6 +107,9 @@ class EGILocalSpawner(LocalProcessSpawner):
         env["USER"] = self.user.name
         env["HOME"] = str(self.work_dir)
         env.setdefault("SHELL", "/bin/bash")
+        # Enables egi_hub.token, which keeps ~/.egi/access_token current.
+        paths = [JUPYTER_CONFIG_DIR, *filter(None, [env.get("JUPYTER_CONFIG_PATH")])]
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(paths)
         return env
 
     def get_args(self) -> list[str]:

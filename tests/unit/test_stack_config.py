@@ -60,7 +60,7 @@ def test_site_services_are_kept_beside_the_culler(tmp_path):
     }
     c = build_config(site, data_dir=str(tmp_path)).config
     assert set(services(c)) == {"mine", "idle-culler"}
-    assert {r["name"] for r in c.JupyterHub.load_roles} == {"admin", "egi-idle-culler"}
+    assert {r["name"] for r in c.JupyterHub.load_roles} == {"admin", "egi-idle-culler", "user"}
 
 
 def test_culler_off_or_replaced(tmp_path):
@@ -108,3 +108,18 @@ def test_check_ports_names_the_taken_port(tmp_path):
             check_ports(c)
     assert info.value.port == port
     assert f"port {port} on 127.0.0.1" in str(info.value)
+
+
+def test_users_and_their_servers_may_read_their_own_access_token(tmp_path):
+    c = build_config({}, data_dir=str(tmp_path)).config
+    assert "custom:egi:access-token" in c.JupyterHub.custom_scopes
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["user"]["scopes"] == ["self", "custom:egi:access-token!user"]
+    assert "custom:egi:access-token!user" in c.Spawner.server_token_scopes
+
+
+def test_a_site_user_role_gets_the_scope_added(tmp_path):
+    site = {"JupyterHub": {"load_roles": [{"name": "user", "scopes": ["self", "read:groups"]}]}}
+    c = build_config(site, data_dir=str(tmp_path)).config
+    (user,) = [r for r in c.JupyterHub.load_roles if r["name"] == "user"]
+    assert user["scopes"] == ["self", "read:groups", "custom:egi:access-token!user"]
