@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.user import User
@@ -14,7 +16,7 @@ from egi_hub.token import ACCESS_TOKEN_SCOPE
 if TYPE_CHECKING:
     from .checkin import CheckinAuthenticator
 
-__all__ = ["AccessTokenHandler"]
+__all__ = ["AccessTokenHandler", "TokenExchangeHandler"]
 
 
 class AccessTokenHandler(APIHandler):
@@ -48,6 +50,75 @@ class AccessTokenHandler(APIHandler):
                     "token_type": auth_state.get("token_type", "Bearer"),
                     "expires_at": auth_state.get("expires_at"),
                     "issuer": authenticator.issuer,
+                }
+            )
+        )
+
+
+class TokenExchangeHandler(APIHandler):
+    """``POST /hub/api/egi/token-exchange``: a Check-in access token for a hub API token.
+
+    For scripts and workflow engines, without a browser: ``Authorization: Bearer
+    <Check-in access token>``. The token is verified (JWT signature or introspection),
+    the user is created or updated exactly as a login would (same VO rules, same
+    refusals), and the answer is a hub API token that expires no later than the
+    Check-in token, with the site's `CheckinAuthenticator.token_exchange_scopes`.
+    """
+
+    def check_xsrf_cookie(self) -> None:
+        # The bearer token is the credential; no cookie is used or set.
+        return None
+
+    def get_current_user_cookie(self) -> None:
+        return None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 401:  # set here: tornado clears headers before an error page
+            self.set_header("WWW-Authenticate", self._www_authenticate)
+        super().write_error(status_code, **kwargs)
+
+    _www_authenticate = 'Bearer realm="egi-hub"'
+
+    async def post(self) -> None:
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise web.HTTPError(401, "Send the Check-in access token as 'Authorization: Bearer'")
+        authenticator: CheckinAuthenticator = self.authenticator
+        try:
+            authenticated = await authenticator.get_authenticated_user(
+                self, {"checkin_access_token": token.strip()}
+            )
+        except web.HTTPError as e:
+            if e.status_code == 401:
+                self._www_authenticate = 'Bearer realm="egi-hub", error="invalid_token"'
+            raise
+        if authenticated is None:
+            raise web.HTTPError(403, "This Check-in user may not use this hub")
+        existing = self.find_user(authenticated["name"])
+        if existing is not None:
+            # Keep what a browser login stored (its refresh token) beside the new token.
+            previous = await existing.get_auth_state() or {}
+            fresh = {k: v for k, v in authenticated["auth_state"].items() if v is not None}
+            authenticated["auth_state"] = {**previous, **fresh}
+        user = await self.auth_to_user(authenticated)
+        expires_at = authenticated["auth_state"]["expires_at"]
+        expires_in = int(expires_at - time.time())
+        if expires_in < 1:
+            raise web.HTTPError(401, "The Check-in access token has expired")
+        api_token = user.new_api_token(
+            note="egi-hub token exchange",
+            expires_in=expires_in,
+            scopes=list(authenticator.token_exchange_scopes),
+        )
+        self.set_status(201)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.write(
+            json.dumps(
+                {
+                    "token": api_token,
+                    "user": user.name,
+                    "expires_at": datetime.fromtimestamp(time.time() + expires_in, UTC).isoformat(),
                 }
             )
         )

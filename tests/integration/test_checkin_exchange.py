@@ -1,0 +1,71 @@
+"""Token exchange: a Check-in access token gives a hub API token (real provider, real hub)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.oidcprovider import code_flow_tokens
+
+
+def exchange(stack, token: str) -> httpx.Response:
+    return httpx.post(
+        f"{stack.url}/hub/api/egi/token-exchange", headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def test_valid_checkin_token_gives_a_working_hub_token(checkin):
+    stack, provider = checkin
+    tokens = code_flow_tokens(provider, stack.url, "alice")  # an opaque token: introspected
+    r = exchange(stack, tokens["access_token"])
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["user"] == "alice@egi.eu"
+    expires_at = datetime.fromisoformat(body["expires_at"]).timestamp()
+    assert expires_at <= time.time() + tokens["expires_in"] + 1
+    me = httpx.get(f"{stack.url}/hub/api/user", headers={"Authorization": f"token {body['token']}"})
+    assert me.status_code == 200
+    assert me.json()["name"] == "alice@egi.eu"
+    assert me.json()["groups"] == ["vo.access.egi.eu"]
+
+
+def test_user_outside_the_vos_is_refused_and_not_created(checkin):
+    stack, provider = checkin
+    tokens = code_flow_tokens(provider, stack.url, "eve")
+    r = exchange(stack, tokens["access_token"])
+    assert r.status_code == 403
+    assert stack.api.get("/users/eve@egi.eu").status_code == 404
+
+
+def test_forged_expired_or_unknown_tokens_get_401_and_create_nobody(checkin):
+    stack, provider = checkin
+    now = int(time.time())
+    claims = {"iss": provider.issuer, "sub": "mallory", "aud": "x", "iat": now, "exp": now + 300}
+    forged = jwt.encode(
+        {**claims, "voperson_id": "mallory@egi.eu"},
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        algorithm="RS256",
+        headers={"kid": "test-key-1"},
+    )
+    expired = jwt.encode(
+        {**claims, "iat": now - 600, "exp": now - 300},
+        jwt.PyJWK(provider.signing_jwk).key,
+        algorithm="RS256",
+        headers={"kid": "test-key-1"},
+    )
+    for token in (forged, expired, "not-a-token-the-provider-issued"):
+        r = exchange(stack, token)
+        assert r.status_code == 401, (token[:20], r.text)
+        assert "Bearer" in r.headers.get("WWW-Authenticate", "")
+    users = [u["name"] for u in stack.api.get("/users").json()]
+    assert "mallory" not in users and "mallory@egi.eu" not in users
+
+
+def test_missing_bearer_token_is_401(checkin):
+    stack, _ = checkin
+    r = httpx.post(f"{stack.url}/hub/api/egi/token-exchange")
+    assert r.status_code == 401
