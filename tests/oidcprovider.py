@@ -116,7 +116,7 @@ class Provider:
 
 def start_provider(
     tmp: Path,
-    hub_url: str,
+    hub_url: str | list[str],
     *,
     access_token_ttl: int = 60,
     accounts: dict[str, dict[str, Any]] | None = None,
@@ -127,6 +127,7 @@ def start_provider(
     tmp.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     jwk = rsa_jwk("test-key-1")
+    hubs = [hub_url] if isinstance(hub_url, str) else hub_url
     config = {
         "port": port,
         "accessTokenTTL": access_token_ttl,
@@ -136,8 +137,8 @@ def start_provider(
             {
                 "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
-                "redirect_uris": [f"{hub_url}/hub/oauth_callback"],
-                "post_logout_redirect_uris": [f"{hub_url}/hub/login"],
+                "redirect_uris": [f"{hub}/hub/oauth_callback" for hub in hubs],
+                "post_logout_redirect_uris": [f"{hub}/hub/login" for hub in hubs],
                 "grant_types": ["authorization_code", "refresh_token"],
                 "response_types": ["code"],
             }
@@ -190,20 +191,21 @@ def _to_callback(client: httpx.Client, r: httpx.Response) -> httpx.Response | st
     return r
 
 
-def login(hub_url: str, account: str, client: httpx.Client | None = None) -> httpx.Response:
-    """Log in to the hub through the provider's login form; the callback's answer.
+def callback_url(hub_url: str, account: str, client: httpx.Client) -> str | httpx.Response:
+    """Walk from the hub's login through the provider's forms to the hub's callback URL.
 
-    Stops at the hub's answer to the callback (a redirect after a login, or an error
-    page), so no server is started. ``client`` keeps the hub's and provider's cookies.
+    Returns that URL (not yet requested), or the page that stopped the walk (an error
+    before the provider's forms, e.g. the provider being down).
     """
-    client = client or httpx.Client(timeout=30)
-    step = _to_callback(client, client.get(f"{hub_url}/hub/oauth_login"))
+    return _through_forms(client, client.get(f"{hub_url}/hub/oauth_login"), account)
+
+
+def _through_forms(client: httpx.Client, r: httpx.Response, account: str) -> str | httpx.Response:
+    step = _to_callback(client, r)
     # The provider's pages: its login form, then (for offline_access) its consent form.
     for _ in range(3):
-        if not isinstance(step, httpx.Response):
-            break
-        if "<form" not in step.text:
-            return step  # an error page before the hub's callback (e.g. provider down)
+        if not isinstance(step, httpx.Response) or "<form" not in step.text:
+            return step
         form = _Form()
         form.feed(step.text)
         data = dict(form.fields)
@@ -212,7 +214,18 @@ def login(hub_url: str, account: str, client: httpx.Client | None = None) -> htt
         step = _to_callback(client, client.post(urljoin(str(step.url), form.action), data=data))
     if isinstance(step, httpx.Response):
         raise AssertionError(f"the provider did not send us back: {step.status_code}")
-    return client.get(step)
+    return step
+
+
+def login(hub_url: str, account: str, client: httpx.Client | None = None) -> httpx.Response:
+    """Log in to the hub through the provider's login form; the callback's answer.
+
+    Stops at the hub's answer to the callback (a redirect after a login, or an error
+    page), so no server is started. ``client`` keeps the hub's and provider's cookies.
+    """
+    client = client or httpx.Client(timeout=30)
+    step = callback_url(hub_url, account, client)
+    return step if isinstance(step, httpx.Response) else client.get(step)
 
 
 def code_flow_tokens(provider: Provider, hub_url: str, account: str) -> dict[str, Any]:
@@ -240,14 +253,7 @@ def code_flow_tokens(provider: Provider, hub_url: str, account: str) -> dict[str
     }
     with httpx.Client(timeout=30) as client:
         url = f"{provider.issuer}/protocol/openid-connect/auth?{urlencode(params)}"
-        step = _to_callback(client, client.get(url))
-        for _ in range(3):
-            if not isinstance(step, httpx.Response):
-                break
-            form = _Form()
-            form.feed(step.text)
-            data = {**form.fields, **({"login": account, "password": "any"})}
-            step = _to_callback(client, client.post(urljoin(str(step.url), form.action), data=data))
+        step = _through_forms(client, client.get(url), account)
         code = parse_qs(urlparse(step).query)["code"][0]
         r = client.post(
             f"{provider.issuer}/protocol/openid-connect/token",
