@@ -18,7 +18,6 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 from jupyterhub.auth import Authenticator
 from jupyterhub.utils import url_path_join
 from tornado import web
@@ -36,6 +35,7 @@ from .handlers import (
     VORefusedError,
     end_session_redirect,
 )
+from .http import ProviderHTTP
 from .provider import SIGNING_ALGORITHMS, OIDCError, OpenIDProvider, ProviderUnreachableError
 from .tokens import access_token_expiry, merge_userinfo, verify_id_token, verify_jwt
 from .usernames import username_from_claim
@@ -229,15 +229,15 @@ class CheckinAuthenticator(Authenticator):
         super().__init__(**kwargs)
         self._refresh_locks: dict[str, asyncio.Lock] = {}
         self._verified_tokens: dict[str, tuple[dict[str, Any], float]] = {}
-        self._http: httpx.AsyncClient | None = None
+        self._http: ProviderHTTP | None = None
         self._provider: OpenIDProvider | None = None
 
     # --- the provider ---------------------------------------------------------------
 
     @property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> ProviderHTTP:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.http_timeout, follow_redirects=False)
+            self._http = ProviderHTTP(timeout=self.http_timeout)
         return self._http
 
     @property
@@ -330,20 +330,12 @@ class CheckinAuthenticator(Authenticator):
     async def token_request(self, data: dict[str, str]) -> dict[str, Any]:
         """POST to the token endpoint with client authentication; the JSON answer."""
         endpoint = await self.provider.endpoint("token_endpoint")
-        try:
-            response = await self.http.post(
-                endpoint, data=data, auth=(self.client_id, self.client_secret)
-            )
-        except httpx.HTTPError as e:
-            raise ProviderUnreachableError(f"cannot reach the token endpoint: {e!r}") from e
-        if response.status_code >= 500:
-            raise ProviderUnreachableError(f"token endpoint answered HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code != 200:
-            error = body.get("error", f"HTTP {response.status_code}")
+        response = await self.http.post(endpoint, data, auth=(self.client_id, self.client_secret))
+        if response.status >= 500:
+            raise ProviderUnreachableError(f"token endpoint answered HTTP {response.status}")
+        body = response.json()
+        if response.status != 200:
+            error = body.get("error", f"HTTP {response.status}")
             if error == "invalid_grant":
                 raise InvalidGrantError(f"invalid_grant: {body.get('error_description', '')}")
             raise OIDCError(f"token endpoint refused: {error} {body.get('error_description', '')}")
@@ -355,14 +347,11 @@ class CheckinAuthenticator(Authenticator):
         endpoint = await self.provider.endpoint("userinfo_endpoint")
         if not endpoint:
             return {}
-        try:
-            response = await self.http.get(
-                endpoint, headers={"Authorization": f"Bearer {access_token}"}
-            )
-        except httpx.HTTPError as e:
-            raise ProviderUnreachableError(f"cannot reach the userinfo endpoint: {e!r}") from e
-        if response.status_code != 200:
-            raise OIDCError(f"userinfo endpoint answered HTTP {response.status_code}")
+        response = await self.http.get(endpoint, {"Authorization": f"Bearer {access_token}"})
+        if response.status >= 500:
+            raise ProviderUnreachableError(f"userinfo endpoint answered HTTP {response.status}")
+        if response.status != 200:
+            raise OIDCError(f"userinfo endpoint answered HTTP {response.status}")
         return response.json()
 
     async def authenticate(self, handler: web.RequestHandler, data: Any = None) -> dict[str, Any]:
@@ -447,14 +436,11 @@ class CheckinAuthenticator(Authenticator):
         endpoint = await self.provider.endpoint("introspection_endpoint")
         if not endpoint:
             raise OIDCError("opaque access token, and the provider offers no introspection")
-        try:
-            response = await self.http.post(
-                endpoint, data={"token": token}, auth=(self.client_id, self.client_secret)
-            )
-        except httpx.HTTPError as e:
-            raise ProviderUnreachableError(f"cannot reach the introspection endpoint: {e!r}") from e
-        if response.status_code != 200:
-            raise OIDCError(f"introspection endpoint answered HTTP {response.status_code}")
+        response = await self.http.post(
+            endpoint, {"token": token}, auth=(self.client_id, self.client_secret)
+        )
+        if response.status != 200:
+            raise OIDCError(f"introspection endpoint answered HTTP {response.status}")
         result = response.json()
         if result.get("active") is not True:
             raise OIDCError("access token rejected: not active")
@@ -591,13 +577,16 @@ class CheckinAuthenticator(Authenticator):
             return None
         if refresh_token and revocation:
             try:
-                await self.http.post(
+                response = await self.http.post(
                     revocation,
-                    data={"token": refresh_token, "token_type_hint": "refresh_token"},
+                    {"token": refresh_token, "token_type_hint": "refresh_token"},
                     auth=(self.client_id, self.client_secret),
                 )
-            except httpx.HTTPError as e:
-                self.log.warning("Could not revoke a refresh token at logout: %r", e)
+            except OIDCError as e:
+                self.log.warning("Could not revoke a refresh token at logout: %s", e)
+            else:
+                if response.status != 200:
+                    self.log.warning("Revocation at logout answered HTTP %s", response.status)
         if not end_session:
             return None
         after = self.post_logout_redirect_url

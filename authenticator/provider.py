@@ -14,22 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import jwt
+
+from .http import ProviderHTTP
+from .provider_errors import OIDCError, ProviderUnreachableError
 
 __all__ = ["OIDCError", "OpenIDProvider", "ProviderUnreachableError", "SigningKey"]
 
 # Asymmetric algorithms only: never "none", never HMAC (a public key is no secret).
 KEY_REFETCH_GAP = 5.0  # seconds between two key-set fetches caused by unknown key ids
 SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
-
-
-class OIDCError(Exception):
-    """The identity provider cannot be used, or what it sent cannot be trusted."""
-
-
-class ProviderUnreachableError(OIDCError):
-    """The provider did not answer, or answered with a server error (5xx)."""
 
 
 @dataclass(frozen=True)
@@ -46,13 +40,13 @@ class OpenIDProvider:
     def __init__(
         self,
         issuer: str,
-        client: httpx.AsyncClient,
+        http: ProviderHTTP,
         *,
         cache_ttl: float = 3600,
         overrides: Mapping[str, str] | None = None,
     ) -> None:
         self.issuer = issuer.rstrip("/")
-        self.client = client
+        self.http = http
         self.cache_ttl = cache_ttl
         self.overrides = {k: v for k, v in (overrides or {}).items() if v}
         self._metadata: dict[str, Any] | None = None
@@ -67,21 +61,13 @@ class OpenIDProvider:
         return f"{self.issuer}/.well-known/openid-configuration"
 
     async def _get_json(self, url: str, what: str) -> dict[str, Any]:
-        try:
-            response = await self.client.get(url, headers={"Accept": "application/json"})
-        except httpx.HTTPError as e:
-            raise ProviderUnreachableError(f"cannot reach the {what} at {url}: {e!r}") from e
-        if response.status_code >= 500:
-            raise ProviderUnreachableError(
-                f"the {what} at {url} answered HTTP {response.status_code}"
-            )
-        if response.status_code != 200:
-            raise OIDCError(f"the {what} at {url} answered HTTP {response.status_code}")
-        try:
-            data = response.json()
-        except ValueError as e:
-            raise OIDCError(f"the {what} at {url} is not JSON") from e
-        if not isinstance(data, dict):
+        response = await self.http.get(url)
+        if response.status >= 500:
+            raise ProviderUnreachableError(f"the {what} at {url} answered HTTP {response.status}")
+        if response.status != 200:
+            raise OIDCError(f"the {what} at {url} answered HTTP {response.status}")
+        data = response.json()
+        if not isinstance(data, dict) or not data:
             raise OIDCError(f"the {what} at {url} is not a JSON object")
         return data
 

@@ -6,7 +6,7 @@ like Check-in) with the same account, interleaved:
 * egi-hub's local stack with ``CheckinAuthenticator`` (code flow with PKCE, ID token
   verified against the cached keys, userinfo, VO groups), and
 * a plain JupyterHub with oauthenticator's ``GenericOAuthenticator`` (code flow with
-  PKCE, userinfo, no ID-token verification).
+  PKCE, userinfo, groups from the entitlements, no ID-token verification).
 
 The time measured is the browser's request to ``/hub/oauth_callback``: the hub's code
 exchange, verification and user update. Prints medians, p90 and the ratio
@@ -65,6 +65,9 @@ c.GenericOAuthenticator.extra_authorize_params = {{"prompt": "consent"}}
 c.GenericOAuthenticator.enable_pkce = True
 c.GenericOAuthenticator.enable_auth_state = True
 c.GenericOAuthenticator.allow_all = True
+# The same group work as egi-hub (a group per entitlement; egi-hub: a group per VO).
+c.GenericOAuthenticator.manage_groups = True
+c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.eduperson_entitlement"
 c.CryptKeeper.keys = [bytes.fromhex({secrets.token_hex(32)!r})]
 c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
 c.JupyterHub.load_roles = [{{"name": "admin", "services": ["bench"]}}]

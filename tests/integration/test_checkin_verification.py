@@ -10,11 +10,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from egi_hub.authenticator.http import ProviderHTTP
 from egi_hub.authenticator.provider import OIDCError, OpenIDProvider
 from egi_hub.authenticator.tokens import merge_userinfo, verify_id_token
 
@@ -46,9 +46,8 @@ def sign(provider, *, key=None, headers=None, **overrides) -> str:
 
 
 async def verify(provider, token, nonce="n-1"):
-    async with httpx.AsyncClient() as client:
-        oidc = OpenIDProvider(provider.issuer, client)
-        return await verify_id_token(token, oidc, client_id=CLIENT_ID, nonce=nonce, leeway=5)
+    oidc = OpenIDProvider(provider.issuer, ProviderHTTP())
+    return await verify_id_token(token, oidc, client_id=CLIENT_ID, nonce=nonce, leeway=5)
 
 
 async def test_a_valid_token_passes(provider):
@@ -141,15 +140,13 @@ async def test_discovery_naming_another_issuer_is_refused_stand_in():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         issuer = f"http://127.0.0.1:{server.server_port}/auth/realms/egi"
-        async with httpx.AsyncClient() as client:
-            with pytest.raises(OIDCError, match="names the issuer"):
-                await OpenIDProvider(issuer, client).metadata()
+        with pytest.raises(OIDCError, match="names the issuer"):
+            await OpenIDProvider(issuer, ProviderHTTP()).metadata()
     finally:
         server.shutdown()
 
 
 async def test_discovery_is_cached(provider):
-    async with httpx.AsyncClient() as client:
-        oidc = OpenIDProvider(provider.issuer, client, cache_ttl=60)
-        first = await oidc.metadata()
-        assert await oidc.metadata() is first
+    oidc = OpenIDProvider(provider.issuer, ProviderHTTP(), cache_ttl=60)
+    first = await oidc.metadata()
+    assert await oidc.metadata() is first
