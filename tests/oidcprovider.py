@@ -53,6 +53,10 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
             "urn:mace:egi.eu:group:vo.access.egi.eu:role=member#idp.untrusted.example",
         ],
     },
+    "carol": {
+        "voperson_id": "carol@egi.eu",
+        "eduperson_entitlement": [ACCESS_MEMBER],
+    },
     "Zoë Ünicode": {
         "voperson_id": "Zoë Ünicode/Research@Example.ORG",
         "eduperson_entitlement": [ACCESS_MEMBER],
@@ -73,6 +77,7 @@ def checkin_site(issuer: str, **extra: Any) -> dict[str, Any]:
             "client_id": CLIENT_ID,
             "allowed_vos": ["vo.access.egi.eu", "vo.notebooks.egi.eu"],
             "admin_vos": ["vo.notebooks.egi.eu:role=manager"],
+            "admin_users": ["carol@egi.eu"],
             "trusted_authorities": ["aai.egi.eu"],
             "enrolment_urls": {"vo.access.egi.eu": "https://aai.egi.eu/registry/enrol/access"},
             # oidc-provider, unlike Check-in, issues refresh tokens only after consent.

@@ -9,13 +9,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_bench_spawn_runs_and_prints_its_ratio():
+def bench(module: str, *args: str) -> str:
     r = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.bench_spawn", "--cycles", "1"],
+        [sys.executable, "-m", f"tests.benchmarks.{module}", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    assert "ratio egi-hub / plain" in r.stdout
+    return r.stdout
+
+
+def test_bench_spawn_runs_and_prints_its_ratio():
+    assert "ratio egi-hub / plain" in bench("bench_spawn", "--cycles", "1")
+
+
+def test_bench_login_runs_and_prints_its_ratio():
+    assert "ratio egi-hub / oauthenticator" in bench("bench_login", "--logins", "2")

@@ -36,6 +36,12 @@ def test_admin_by_vo_role_and_subgroup_counts_for_its_vo(checkin):
     assert sorted(user["groups"]) == ["vo.access.egi.eu", "vo.notebooks.egi.eu"]
 
 
+def test_admin_users_still_works_beside_admin_vos(checkin):
+    stack, _ = checkin
+    assert login(stack.url, "carol").status_code == 302
+    assert stack.user("carol@egi.eu")["admin"] is True
+
+
 def test_user_outside_the_vos_gets_403_with_enrolment_link(checkin):
     stack, _ = checkin
     r = login(stack.url, "eve")
