@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.oidcprovider import CLIENT_SECRET, Provider, checkin_site, start_provider
-from tests.stackrunner import TEST_SERVICE, Stack, free_port, start_stack
+from tests.oidcprovider import Provider, start_checkin_hub
+from tests.stackrunner import TEST_SERVICE, Stack, start_stack
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -52,15 +52,7 @@ def crashing_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def checkin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Provider]]:
     """A hub using CheckinAuthenticator and the real OIDC provider it trusts."""
-    tmp = tmp_path_factory.mktemp("checkin")
-    port = free_port()
-    provider = start_provider(tmp / "oidc", f"http://127.0.0.1:{port}")
-    stack = start_stack(
-        tmp / "hub",
-        checkin_site(provider.issuer),
-        port=port,
-        env={"EGI_CHECKIN_CLIENT_SECRET": CLIENT_SECRET},
-    )
+    stack, provider = start_checkin_hub(tmp_path_factory.mktemp("checkin"))
     yield stack, provider
     stack.stop()
     provider.stop()

@@ -272,3 +272,24 @@ def code_flow_tokens(provider: Provider, hub_url: str, account: str) -> dict[str
         )
         r.raise_for_status()
         return r.json()
+
+
+def start_checkin_hub(tmp: Path, access_token_ttl: int = 60) -> tuple[Any, Provider]:
+    """A real provider and an egi-hub stack that logs in with it (`checkin_site`)."""
+    from tests.stackrunner import start_stack
+
+    port = free_port()
+    provider = start_provider(
+        tmp / "oidc", f"http://127.0.0.1:{port}", access_token_ttl=access_token_ttl
+    )
+    try:
+        stack = start_stack(
+            tmp / "hub",
+            checkin_site(provider.issuer),
+            port=port,
+            env={"EGI_CHECKIN_CLIENT_SECRET": CLIENT_SECRET},
+        )
+    except BaseException:
+        provider.stop()
+        raise
+    return stack, provider

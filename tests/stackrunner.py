@@ -224,3 +224,38 @@ def launch_hub(
         stack.stop()
         raise
     return stack
+
+
+def plain_hub_config(tmp: Path, port: int, api_token: str | None = None) -> str:
+    """The lines of a jupyterhub_config.py for a plain hub on loopback in ``tmp``.
+
+    Free internal ports, the stack's proxy, and (with ``api_token``) an admin service.
+    Callers append their own lines (authenticator, spawner).
+    """
+    lines = f"""
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_port = {free_port()}
+c.JupyterHub.db_url = "sqlite:///{tmp}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
+c.ConfigurableHTTPProxy.command = [{sys.executable!r}, "-m", "egi_hub.proxy"]
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
+"""
+    if api_token:
+        lines += f"""
+c.JupyterHub.services = [{{"name": "{TEST_SERVICE}", "api_token": "{api_token}"}}]
+c.JupyterHub.load_roles = [{{"name": "admin", "services": ["{TEST_SERVICE}"]}}]
+"""
+    return lines
+
+
+def start_plain_hub(tmp: Path, port: int, config_lines: str) -> Stack:
+    """Run ``jupyterhub`` with `plain_hub_config` plus ``config_lines``."""
+    from egi_hub.procs import installed_script
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(16)
+    config = tmp / "jupyterhub_config.py"
+    config.write_text(plain_hub_config(tmp, port, token) + config_lines)
+    command = [installed_script("jupyterhub"), "-f", str(config)]
+    return launch_hub(command, port, tmp, token, tmp / "jupyterhub.log", cwd=tmp)

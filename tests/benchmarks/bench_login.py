@@ -27,7 +27,6 @@ from pathlib import Path
 
 import httpx
 
-from egi_hub.procs import installed_script
 from tests.benchmarks.bench_spawn import p90
 from tests.oidcprovider import (
     CLIENT_ID,
@@ -36,22 +35,15 @@ from tests.oidcprovider import (
     checkin_site,
     start_provider,
 )
-from tests.stackrunner import Stack, free_port, launch_hub, start_stack
+from tests.stackrunner import Stack, free_port, start_plain_hub, start_stack
 
 
 def start_generic_hub(tmp: Path, port: int, issuer: str) -> Stack:
-    tmp.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(16)
     endpoint = f"{issuer}/protocol/openid-connect"
-    (tmp / "jupyterhub_config.py").write_text(
+    return start_plain_hub(
+        tmp,
+        port,
         f"""
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {port}
-c.JupyterHub.hub_port = {free_port()}
-c.JupyterHub.db_url = "sqlite:///{tmp}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
-c.ConfigurableHTTPProxy.command = [{sys.executable!r}, "-m", "egi_hub.proxy"]
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
 c.JupyterHub.authenticator_class = "generic-oauth"
 c.GenericOAuthenticator.client_id = {CLIENT_ID!r}
 c.GenericOAuthenticator.client_secret = {CLIENT_SECRET!r}
@@ -69,12 +61,8 @@ c.GenericOAuthenticator.allow_all = True
 c.GenericOAuthenticator.manage_groups = True
 c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.eduperson_entitlement"
 c.CryptKeeper.keys = [bytes.fromhex({secrets.token_hex(32)!r})]
-c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
-c.JupyterHub.load_roles = [{{"name": "admin", "services": ["bench"]}}]
-"""
+""",
     )
-    command = [installed_script("jupyterhub"), "-f", str(tmp / "jupyterhub_config.py")]
-    return launch_hub(command, port, tmp, token, tmp / "jupyterhub.log", cwd=tmp)
 
 
 def checkin_scope() -> list[str]:

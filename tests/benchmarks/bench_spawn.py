@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -23,38 +22,26 @@ import time
 from pathlib import Path
 
 from egi_hub.procs import installed_script
-from tests.stackrunner import Stack, free_port, launch_hub, start_stack, wait_for
+from tests.stackrunner import Stack, free_port, start_plain_hub, start_stack, wait_for
 
 USER = "alice"
 
 
-def start_plain_hub(tmp: Path) -> Stack:
+def start_simple_hub(tmp: Path) -> Stack:
     """A plain JupyterHub: SimpleLocalProcessSpawner, the stack's proxy, an admin token."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(16)
-    port = free_port()
     args = ["--allow-root"] if os.geteuid() == 0 else []
-    (tmp / "jupyterhub_config.py").write_text(
+    return start_plain_hub(
+        tmp,
+        free_port(),
         f"""
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {port}
-c.JupyterHub.hub_port = {free_port()}
-c.JupyterHub.db_url = "sqlite:///{tmp}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
 c.JupyterHub.authenticator_class = "dummy"
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{tmp}/users/{{username}}"
 c.Spawner.cmd = [{installed_script("jupyterhub-singleuser")!r}]
 c.Spawner.args = {args!r}
 c.Spawner.default_url = "/lab"
-c.ConfigurableHTTPProxy.command = [{sys.executable!r}, "-m", "egi_hub.proxy"]
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
-c.JupyterHub.services = [{{"name": "bench", "api_token": "{token}"}}]
-c.JupyterHub.load_roles = [{{"name": "admin", "services": ["bench"]}}]
-"""
+""",
     )
-    command = [installed_script("jupyterhub"), "-f", str(tmp / "jupyterhub_config.py")]
-    return launch_hub(command, port, tmp, token, tmp / "jupyterhub.log", cwd=tmp)
 
 
 def cycle(hub: Stack) -> float:
@@ -85,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         egi = start_stack(Path(tmp) / "egi")
         plain = None
         try:
-            plain = start_plain_hub(Path(tmp) / "plain")
+            plain = start_simple_hub(Path(tmp) / "plain")
             for hub in (egi, plain):
                 hub.api.post(f"/users/{USER}")
                 cycle(hub)  # warm-up, not counted

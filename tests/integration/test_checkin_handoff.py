@@ -7,8 +7,8 @@ import pytest
 
 from egi_hub.names import path_component
 from tests.kernel import run_code
-from tests.oidcprovider import CLIENT_SECRET, checkin_site, login, start_provider
-from tests.stackrunner import free_port, start_stack, wait_for
+from tests.oidcprovider import login, start_checkin_hub
+from tests.stackrunner import wait_for
 
 USER = "alice@egi.eu"
 
@@ -16,15 +16,7 @@ USER = "alice@egi.eu"
 @pytest.fixture(scope="module")
 def short_lived(tmp_path_factory):
     """Access tokens that live 10 s, so that a refresh happens within the test."""
-    tmp = tmp_path_factory.mktemp("handoff")
-    port = free_port()
-    provider = start_provider(tmp / "oidc", f"http://127.0.0.1:{port}", access_token_ttl=10)
-    stack = start_stack(
-        tmp / "hub",
-        checkin_site(provider.issuer),
-        port=port,
-        env={"EGI_CHECKIN_CLIENT_SECRET": CLIENT_SECRET},
-    )
+    stack, provider = start_checkin_hub(tmp_path_factory.mktemp("handoff"), access_token_ttl=10)
     yield stack, provider
     stack.stop()
     provider.stop()

@@ -10,7 +10,7 @@ import httpx
 
 from egi_hub.procs import installed_script
 from tests.oidcprovider import _Form, checkin_site, login
-from tests.stackrunner import free_port, start_stack
+from tests.stackrunner import free_port, plain_hub_config, start_stack
 
 
 def test_login_creates_user_with_vo_groups_and_tokens(checkin):
@@ -118,18 +118,9 @@ def test_provider_down_at_login_is_a_clear_503_and_the_hub_keeps_running(tmp_pat
 
 def test_missing_crypt_key_stops_the_hub_with_a_clear_message(tmp_path):
     """Tokens live in encrypted auth_state: without a key the hub does not start."""
-    port = free_port()
-    (tmp_path / "jupyterhub_config.py").write_text(
-        f"""
-c.JupyterHub.authenticator_class = "egi-checkin"
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = {port}
-c.JupyterHub.hub_port = {free_port()}
-c.JupyterHub.db_url = "sqlite:///{tmp_path}/hub.sqlite"
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
-c.CheckinAuthenticator.client_id = "x"
-"""
-    )
+    config = plain_hub_config(tmp_path, free_port())
+    config += 'c.JupyterHub.authenticator_class = "egi-checkin"\n'
+    (tmp_path / "jupyterhub_config.py").write_text(config)
     env = {k: v for k, v in os.environ.items() if k != "JUPYTERHUB_CRYPT_KEY"}
     r = subprocess.run(
         [installed_script("jupyterhub"), "-f", str(tmp_path / "jupyterhub_config.py")],
