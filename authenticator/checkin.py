@@ -27,6 +27,7 @@ from egi_hub.context import UserContext
 from egi_hub.traits import VORuleList, rules
 
 from .api import AccessTokenHandler, TokenExchangeHandler
+from .exchange import TokenExchangeMixin
 from .handlers import (
     CheckinCallbackHandler,
     CheckinLoginHandler,
@@ -37,7 +38,7 @@ from .handlers import (
 )
 from .http import ProviderHTTP
 from .provider import SIGNING_ALGORITHMS, OIDCError, OpenIDProvider, ProviderUnreachableError
-from .tokens import access_token_expiry, merge_userinfo, verify_id_token, verify_jwt
+from .tokens import access_token_expiry, merge_userinfo, verify_id_token
 from .usernames import username_from_claim
 
 __all__ = ["CHECKIN_ISSUERS", "CheckinAuthenticator", "InvalidGrantError"]
@@ -59,7 +60,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-class CheckinAuthenticator(Authenticator):
+class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
     """Log in with EGI Check-in or another OpenID Connect provider."""
 
     checkin_instance = Enum(
@@ -181,24 +182,6 @@ class CheckinAuthenticator(Authenticator):
         60, min=0, help="Refresh the access token when it expires within this many seconds."
     ).tag(config=True)
 
-    token_exchange_scopes = List(
-        Unicode(),
-        default_value=["self"],
-        help="Scopes of the hub API tokens that /hub/api/egi/token-exchange hands out.",
-    ).tag(config=True)
-
-    token_exchange_audiences = List(
-        Unicode(),
-        help="""
-        If set, a JWT access token presented for exchange must name one of these
-        audiences. Empty: any audience (the issuer and signature are still checked).
-        """,
-    ).tag(config=True)
-
-    token_exchange_cache_ttl = Integer(
-        60, min=0, help="Seconds to remember a verified access token (or an introspection)."
-    ).tag(config=True)
-
     post_logout_redirect_url = Unicode(
         help="Where the provider sends the browser after logout. Default: the hub login page.",
     ).tag(config=True)
@@ -228,7 +211,6 @@ class CheckinAuthenticator(Authenticator):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._refresh_locks: dict[str, asyncio.Lock] = {}
-        self._verified_tokens: dict[str, tuple[dict[str, Any], float]] = {}
         self._http: ProviderHTTP | None = None
         self._provider: OpenIDProvider | None = None
 
@@ -390,75 +372,6 @@ class CheckinAuthenticator(Authenticator):
             self.log.warning("Check-in login refused: %s", e)
             raise web.HTTPError(403, "%s", f"Login refused: {e}") from None
         return self.user_model(tokens, claims)
-
-    # --- token exchange ---------------------------------------------------------------
-
-    async def verify_access_token(self, token: str) -> dict[str, Any]:
-        """Claims of a Check-in access token presented by a script; `OIDCError` if invalid.
-
-        A JWT is verified against the provider's keys; an opaque token is introspected.
-        Either way its ``exp`` must be known and in the future, and userinfo (fetched
-        with the token) completes the claims. Results are cached briefly.
-        """
-        key = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
-        cached = self._verified_tokens.get(key)
-        if cached and cached[1] > now:
-            return cached[0]
-        if token.count(".") == 2:
-            claims = await verify_jwt(
-                token,
-                self.provider,
-                audience=None,
-                algorithms=self.signing_algorithms,
-                leeway=self.clock_skew,
-            )
-            audiences = claims.get("aud") or []
-            audiences = audiences if isinstance(audiences, list) else [audiences]
-            if self.token_exchange_audiences and not set(audiences) & set(
-                self.token_exchange_audiences
-            ):
-                raise OIDCError("access token rejected: not meant for this hub (aud)")
-        else:
-            claims = await self.introspect(token)
-        exp = claims.get("exp")
-        if not isinstance(exp, int | float) or exp <= time.time():
-            raise OIDCError("access token rejected: expired, or its expiry is unknown")
-        claims = merge_userinfo(claims, await self.userinfo(token))
-        claims["exp"] = exp
-        for old in [k for k, (_, until) in self._verified_tokens.items() if until <= now]:
-            del self._verified_tokens[old]
-        ttl = min(self.token_exchange_cache_ttl, exp - time.time())
-        self._verified_tokens[key] = (claims, now + ttl)
-        return claims
-
-    async def introspect(self, token: str) -> dict[str, Any]:
-        endpoint = await self.provider.endpoint("introspection_endpoint")
-        if not endpoint:
-            raise OIDCError("opaque access token, and the provider offers no introspection")
-        response = await self.http.post(
-            endpoint, {"token": token}, auth=(self.client_id, self.client_secret)
-        )
-        if response.status != 200:
-            raise OIDCError(f"introspection endpoint answered HTTP {response.status}")
-        result = response.json()
-        if result.get("active") is not True:
-            raise OIDCError("access token rejected: not active")
-        if result.get("iss") and result["iss"].rstrip("/") != self.provider.issuer:
-            raise OIDCError("access token rejected: issued by another issuer")
-        return result
-
-    async def _authenticate_access_token(self, token: str) -> dict[str, Any]:
-        try:
-            claims = await self.verify_access_token(token)
-        except ProviderUnreachableError as e:
-            raise ProviderUnavailableError(e) from None
-        except OIDCError as e:
-            raise web.HTTPError(401, "%s", str(e)) from None
-        tokens = {"access_token": token, "expires_in": claims["exp"] - time.time()}
-        model = self.user_model(tokens, claims)
-        model["auth_state"]["expires_at"] = claims["exp"]
-        return model
 
     # --- users, VOs and tokens ------------------------------------------------------
 
