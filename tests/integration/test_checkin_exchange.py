@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from egi_hub.authenticator.checkin import CheckinAuthenticator
+from egi_hub.authenticator.provider import OIDCError
 
-from tests.oidcprovider import code_flow_tokens
+from tests.oidcprovider import CLIENT_ID, CLIENT_SECRET, code_flow_tokens
 
 
 def exchange(stack, token: str) -> httpx.Response:
@@ -69,3 +75,54 @@ def test_missing_bearer_token_is_401(checkin):
     stack, _ = checkin
     r = httpx.post(f"{stack.url}/hub/api/egi/token-exchange")
     assert r.status_code == 401
+
+
+class _UserinfoStandIn(BaseHTTPRequestHandler):
+    """A stand-in for Check-in's userinfo endpoint, which (unlike oidc-provider) also
+    accepts JWT access tokens: it answers with the claims of the bearer JWT it gets."""
+
+    def do_GET(self):
+        token = self.headers["Authorization"].split(" ", 1)[1]
+        claims = jwt.decode(token, options={"verify_signature": False})
+        body = json.dumps(
+            {"sub": claims["sub"], "voperson_id": "jwt-user@egi.eu", "eduperson_entitlement": []}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+async def test_jwt_access_token_verified_with_the_providers_keys_userinfo_stand_in(checkin):
+    """The JWT path of the exchange: signature and issuer checked against the real
+    provider's keys; userinfo from a Check-in stand-in."""
+    _, provider = checkin
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _UserinfoStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        auth = CheckinAuthenticator(
+            issuer=provider.issuer,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            userinfo_endpoint=f"http://127.0.0.1:{server.server_port}/userinfo",
+            token_exchange_audiences=["egi-hub"],
+        )
+        now = int(time.time())
+        claims = {"iss": provider.issuer, "sub": "s-1", "iat": now, "exp": now + 120}
+        key = jwt.PyJWK(provider.signing_jwk).key
+
+        def token(**extra):
+            return jwt.encode({**claims, **extra}, key, "RS256", headers={"kid": "test-key-1"})
+
+        verified = await auth.verify_access_token(token(aud="egi-hub"))
+        assert verified["voperson_id"] == "jwt-user@egi.eu"
+        assert verified["exp"] == now + 120
+        with pytest.raises(OIDCError, match="aud"):
+            await auth.verify_access_token(token(aud="someone-else"))
+        with pytest.raises(OIDCError, match="issuer"):
+            await auth.verify_access_token(token(aud="egi-hub", iss="https://evil.example"))
+    finally:
+        server.shutdown()
