@@ -305,7 +305,9 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
     def next_url_from_state(self, handler: web.RequestHandler) -> str:
         """The local page the user wanted before logging in ("" if none or not local)."""
         next_url = getattr(handler, "_egi_checkin_next", "")
-        if next_url.startswith("/") and not next_url.startswith("//"):
+        # Only a path on this site: not "//host", nor "/\\host", which browsers also
+        # read as another host.
+        if next_url.startswith("/") and not next_url.startswith("//") and "\\" not in next_url:
             return next_url
         return ""
 
@@ -316,12 +318,14 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
         if response.status >= 500:
             raise ProviderUnreachableError(f"token endpoint answered HTTP {response.status}")
         body = response.json()
+        if not isinstance(body, dict):
+            body = {}
         if response.status != 200:
             error = body.get("error", f"HTTP {response.status}")
             if error == "invalid_grant":
                 raise InvalidGrantError(f"invalid_grant: {body.get('error_description', '')}")
             raise OIDCError(f"token endpoint refused: {error} {body.get('error_description', '')}")
-        if not isinstance(body, dict) or "access_token" not in body:
+        if "access_token" not in body:
             raise OIDCError("token endpoint answered without an access_token")
         return body
 
@@ -412,6 +416,15 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
             "groups": list(context.vos),
             "auth_state": auth_state,
         }
+
+    def check_allow_config(self) -> None:
+        # Called by JupyterHub at start-up: a hub that cannot log anyone in stops here.
+        if not self.client_id:
+            raise ValueError(
+                "CheckinAuthenticator.client_id is not set (nor $EGI_CHECKIN_CLIENT_ID): "
+                "register the hub as a client of the issuer first"
+            )
+        super().check_allow_config()
 
     def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
         if super().check_allowed(username, authentication):

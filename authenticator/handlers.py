@@ -78,6 +78,10 @@ class CheckinLoginHandler(BaseHandler):
 class CheckinCallbackHandler(BaseHandler):
     """``/hub/oauth_callback``: finish the login the provider sends back."""
 
+    def append_query_parameters(self, url: str, exclude: list[str] | None = None) -> str:
+        # The callback's parameters (code, state, iss) never travel on to the next page.
+        return url
+
     async def get(self) -> None:
         error = self.get_argument("error", None)
         if error:

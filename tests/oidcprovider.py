@@ -196,13 +196,17 @@ def _to_callback(client: httpx.Client, r: httpx.Response) -> httpx.Response | st
     return r
 
 
-def callback_url(hub_url: str, account: str, client: httpx.Client) -> str | httpx.Response:
+def callback_url(
+    hub_url: str, account: str, client: httpx.Client, next_url: str | None = None
+) -> str | httpx.Response:
     """Walk from the hub's login through the provider's forms to the hub's callback URL.
 
     Returns that URL (not yet requested), or the page that stopped the walk (an error
     before the provider's forms, e.g. the provider being down).
     """
-    return _through_forms(client, client.get(f"{hub_url}/hub/oauth_login"), account)
+    params = {"next": next_url} if next_url else None
+    start = client.get(f"{hub_url}/hub/oauth_login", params=params)
+    return _through_forms(client, start, account)
 
 
 def _through_forms(client: httpx.Client, r: httpx.Response, account: str) -> str | httpx.Response:
@@ -222,14 +226,16 @@ def _through_forms(client: httpx.Client, r: httpx.Response, account: str) -> str
     return step
 
 
-def login(hub_url: str, account: str, client: httpx.Client | None = None) -> httpx.Response:
+def login(
+    hub_url: str, account: str, client: httpx.Client | None = None, next_url: str | None = None
+) -> httpx.Response:
     """Log in to the hub through the provider's login form; the callback's answer.
 
     Stops at the hub's answer to the callback (a redirect after a login, or an error
     page), so no server is started. ``client`` keeps the hub's and provider's cookies.
     """
     client = client or httpx.Client(timeout=30)
-    step = callback_url(hub_url, account, client)
+    step = callback_url(hub_url, account, client, next_url)
     return step if isinstance(step, httpx.Response) else client.get(step)
 
 

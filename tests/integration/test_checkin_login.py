@@ -7,6 +7,7 @@ import subprocess
 from urllib.parse import urljoin
 
 import httpx
+import pytest
 
 from egi_hub.procs import installed_script
 from tests.oidcprovider import _Form, checkin_site, login
@@ -134,3 +135,28 @@ def test_missing_crypt_key_stops_the_hub_with_a_clear_message(tmp_path):
     assert r.returncode != 0
     assert "auth_state is enabled, but encryption is not available" in r.stderr
     assert "JUPYTERHUB_CRYPT_KEY" in r.stderr
+
+
+def test_missing_client_id_stops_the_hub_naming_the_key(tmp_path):
+    site = checkin_site("https://aai-demo.egi.eu/auth/realms/egi")
+    del site["CheckinAuthenticator"]["client_id"]
+    with pytest.raises(RuntimeError) as info:
+        start_stack(tmp_path, site)
+    assert "CheckinAuthenticator.client_id is not set" in str(info.value)
+
+
+def test_next_url_is_kept_only_when_local(checkin):
+    stack, _ = checkin
+    client = httpx.Client(timeout=30)
+    cases = [
+        ("/hub/token", "/hub/token"),
+        ("//evil.example/x", "/hub/spawn"),
+        ("/\\evil.example/x", "/hub/spawn"),
+        (None, "/hub/spawn"),
+    ]
+    for next_url, expected in cases:
+        r = login(stack.url, "alice", client, next_url=next_url)
+        assert r.status_code == 302
+        location = r.headers["location"]
+        assert location == expected or location.startswith(expected + "?"), location
+        assert "code=" not in location and "state=" not in location
