@@ -40,8 +40,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Entry-point groups whose classes a site may configure by name.
-ENTRY_POINT_GROUPS = ("jupyterhub.authenticators", "jupyterhub.spawners", "jupyterhub.proxies")
+# Entry-point groups whose classes a site may configure by name. egi-hub registers its
+# own configurables that are neither authenticators nor spawners (QuotaPolicy,
+# LocalStack) under "egi_hub.configurables".
+ENTRY_POINT_GROUPS = (
+    "jupyterhub.authenticators",
+    "jupyterhub.spawners",
+    "jupyterhub.proxies",
+    "egi_hub.configurables",
+)
 
 
 @dataclass(frozen=True)

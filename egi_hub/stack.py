@@ -65,7 +65,7 @@ class LocalStack(Configurable):
 
 def validate_site(data: Mapping[str, Any]) -> None:
     """Raise `SiteConfigError` naming every bad key of a parsed site file."""
-    issues = check_site(data, configurable_classes(LocalStack))
+    issues = check_site(data, configurable_classes())
     if issues:
         raise SiteConfigError(issues)
 

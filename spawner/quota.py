@@ -1,0 +1,266 @@
+"""The quota policy: per-VO and per-user limits on servers, CPU, memory and GPUs.
+
+Backend-neutral: spawners (local or Kubernetes) describe each server as a `Charge`
+(its user, the VO it is charged to, its resources) and ask `QuotaPolicy.admit`. The
+decision and the reservation happen together, without yielding to the event loop, so
+concurrent spawns can never overbook; `release` gives the capacity back on stop or
+failure; `restore` re-charges running servers after a hub restart.
+
+    QuotaPolicy:
+      vo_limits:
+        vo.access.egi.eu: {max_servers: 20, max_cpu: 20, max_memory: 40G, max_gpu: 0,
+                           per_user: {max_servers: 1, max_cpu: 1, max_memory: 1G}}
+      default_limits: {max_servers: 0}     # users in no listed VO
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from jupyterhub.spawner import SpawnException
+from traitlets import Bool, Dict, TraitType
+from traitlets.config import SingletonConfigurable
+
+from egi_hub.config import TraitPathError, describe
+from egi_hub.quantities import QuantityError, format_bytes, parse_cpu, parse_memory
+
+__all__ = ["Charge", "Limits", "QuotaExceededError", "QuotaPolicy", "Usage"]
+
+NO_VO = "(no VO)"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Ceilings for one scope (a VO, or one user inside it); None means no limit."""
+
+    max_servers: int | None = None
+    max_cpu: float | None = None
+    max_memory: int | None = None
+    max_gpu: int | None = None
+    per_user: Limits | None = None
+
+    @classmethod
+    def parse(cls, data: Any, path: str = "", nested: bool = True) -> Limits:
+        """Read limits from the site file; `TraitPathError` names the bad key."""
+        if not isinstance(data, dict):
+            raise TraitPathError(path, f"expected a mapping of limits, got {describe(data)}")
+        known = [f.name for f in fields(cls) if nested or f.name != "per_user"]
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in known:
+                raise TraitPathError(where, f"unknown limit (known: {', '.join(known)})")
+            try:
+                if key == "per_user":
+                    values[key] = cls.parse(value, where, nested=False)
+                elif key == "max_cpu":
+                    values[key] = parse_cpu(value)
+                elif key == "max_memory":
+                    values[key] = parse_memory(value)
+                elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise QuantityError(f"expected a whole number >= 0, got {describe(value)}")
+                else:
+                    values[key] = value
+            except QuantityError as e:
+                raise TraitPathError(where, str(e)) from None
+        return cls(**values)
+
+
+class LimitsTrait(TraitType):
+    """A `Limits` mapping in the site file (checked key by key)."""
+
+    info_text = "a mapping of limits (max_servers, max_cpu, max_memory, max_gpu, per_user)"
+    default_value: dict = {}
+
+    def validate(self, obj: Any, value: Any) -> dict:
+        Limits.parse(value)
+        return value
+
+
+class VOLimitsTrait(Dict):
+    """``{vo: limits}``, each checked."""
+
+    info_text = "a mapping of VO names to limits"
+
+    def validate(self, obj: Any, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise TraitPathError("", f"expected {self.info_text}, got {describe(value)}")
+        for vo, limits in value.items():
+            if not isinstance(vo, str) or not vo or any(c in vo for c in ":#/ "):
+                raise TraitPathError(str(vo), "not a VO name")
+            Limits.parse(limits, vo)
+        return super().validate(obj, value)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One server's resources, charged to one VO (None: the user is in no VO)."""
+
+    user: str
+    server: str
+    vo: str | None
+    cpu: float = 0.0
+    memory: int = 0
+    gpu: int = 0
+    profile: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.user, self.server)
+
+    @property
+    def label(self) -> str:
+        """``user/server`` as JupyterHub names servers (``user/`` for the default one)."""
+        return f"{self.user}/{self.server}"
+
+
+@dataclass
+class Usage:
+    """What is in use in one scope."""
+
+    servers: int = 0
+    cpu: float = 0.0
+    memory: int = 0
+    gpu: int = 0
+    labels: dict[tuple[str, str], Charge] = field(default_factory=dict)
+
+    def add(self, charge: Charge, sign: int = 1) -> None:
+        self.servers += sign
+        self.cpu += sign * charge.cpu
+        self.memory += sign * charge.memory
+        self.gpu += sign * charge.gpu
+        if sign > 0:
+            self.labels[charge.key] = charge
+        else:
+            self.labels.pop(charge.key, None)
+
+
+class QuotaExceededError(SpawnException):
+    """A spawn refused by the quota policy: which limit, what is in use, which servers."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="quota", status_code=403)
+
+
+def _exceeded(limits: Limits, usage: Usage, charge: Charge) -> tuple[str, str, str] | None:
+    """The first limit the charge would break: (name, limit, in use)."""
+    if limits.max_servers is not None and usage.servers + 1 > limits.max_servers:
+        return "max_servers", str(limits.max_servers), f"{usage.servers} running"
+    if limits.max_cpu is not None and usage.cpu + charge.cpu > limits.max_cpu + 1e-9:
+        return "max_cpu", f"{limits.max_cpu:g}", f"{usage.cpu:g} in use, {charge.cpu:g} asked"
+    if limits.max_memory is not None and usage.memory + charge.memory > limits.max_memory:
+        return (
+            "max_memory",
+            format_bytes(limits.max_memory),
+            f"{format_bytes(usage.memory)} in use, {format_bytes(charge.memory)} asked",
+        )
+    if limits.max_gpu is not None and usage.gpu + charge.gpu > limits.max_gpu:
+        return "max_gpu", str(limits.max_gpu), f"{usage.gpu} in use, {charge.gpu} asked"
+    return None
+
+
+class QuotaPolicy(SingletonConfigurable):
+    """Admission of servers against per-VO and per-user limits (one per hub)."""
+
+    vo_limits = VOLimitsTrait(
+        help="""
+        Limits per VO: ``max_servers``, ``max_cpu`` (cores, ``500m``), ``max_memory``
+        (``40G``, ``512Mi``), ``max_gpu``, and ``per_user`` (the same keys, for each user
+        inside the VO). A key left out is not limited.
+        """,
+    ).tag(config=True)
+
+    default_limits = LimitsTrait(
+        help="Limits for servers of users in no VO of `vo_limits`. Default: no limit.",
+    ).tag(config=True)
+
+    admins_exempt = Bool(True, help="Admins' servers are counted but never refused.").tag(
+        config=True
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._charges: dict[tuple[str, str], Charge] = {}
+        self._vo_usage: dict[str, Usage] = defaultdict(Usage)
+        self._user_usage: dict[tuple[str, str], Usage] = defaultdict(Usage)
+        self._parsed: dict[str, Limits] = {}
+        self._default = Limits()
+        self._parse_limits()
+
+    def _parse_limits(self) -> None:
+        self._parsed = {vo: Limits.parse(raw, vo) for vo, raw in self.vo_limits.items()}
+        self._default = Limits.parse(self.default_limits or {})
+
+    def limits_for(self, vo: str | None) -> Limits:
+        """The limits of a VO (`default_limits` for a VO without its own, or no VO)."""
+        return self._parsed.get(vo, self._default) if vo else self._default
+
+    def usage(self, vo: str | None, user: str | None = None) -> Usage:
+        """What is in use in a VO, or by one user inside it."""
+        bucket = vo or NO_VO
+        if user is None:
+            return self._vo_usage.get(bucket, Usage())
+        return self._user_usage.get((bucket, user), Usage())
+
+    def charge_of(self, user: str, server: str) -> Charge | None:
+        return self._charges.get((user, server))
+
+    def admit(self, charge: Charge, *, admin: bool = False) -> None:
+        """Reserve capacity for ``charge``, or raise `QuotaExceededError` saying why.
+
+        Synchronous on purpose: the check and the reservation cannot be interleaved
+        with another spawn's.
+        """
+        if charge.key in self._charges:
+            self.release(charge.user, charge.server)
+        bucket = charge.vo or NO_VO
+        limits = self.limits_for(charge.vo)
+        if not (admin and self.admins_exempt):
+            vo_usage = self._vo_usage[bucket]
+            broken = _exceeded(limits, vo_usage, charge)
+            if broken:
+                raise QuotaExceededError(self._message(charge, bucket, broken, vo_usage, None))
+            if limits.per_user is not None:
+                user_usage = self._user_usage[(bucket, charge.user)]
+                broken = _exceeded(limits.per_user, user_usage, charge)
+                if broken:
+                    raise QuotaExceededError(
+                        self._message(charge, bucket, broken, user_usage, charge.user)
+                    )
+        self.restore(charge)
+
+    def restore(self, charge: Charge) -> None:
+        """Record a running server without checking (after a hub restart)."""
+        if charge.key in self._charges:
+            return
+        bucket = charge.vo or NO_VO
+        self._charges[charge.key] = charge
+        self._vo_usage[bucket].add(charge)
+        self._user_usage[(bucket, charge.user)].add(charge)
+
+    def release(self, user: str, server: str) -> Charge | None:
+        """Give back what a stopped (or failed) server held; None if it held nothing."""
+        charge = self._charges.pop((user, server), None)
+        if charge is not None:
+            bucket = charge.vo or NO_VO
+            self._vo_usage[bucket].add(charge, -1)
+            self._user_usage[(bucket, charge.user)].add(charge, -1)
+        return charge
+
+    def _message(
+        self,
+        charge: Charge,
+        bucket: str,
+        broken: tuple[str, str, str],
+        usage: Usage,
+        user: str | None,
+    ) -> str:
+        name, limit, in_use = broken
+        scope = f"per-user limit of {bucket} for {user}" if user else f"limit of {bucket}"
+        own = sorted(c.label for c in self._charges.values() if c.user == charge.user)
+        running = ", ".join(own) if own else "none"
+        return (
+            f"Quota reached: {name} = {limit} ({scope}); {in_use}. Your running servers: {running}."
+        )
