@@ -98,7 +98,7 @@ def test_default_limits_for_users_in_no_listed_vo():
     p = policy(vo_limits=ACCESS, default_limits={"max_servers": 0})
     with pytest.raises(QuotaExceededError, match=r"limit of \(no VO\)"):
         p.admit(charge("e", vo=None))
-    with pytest.raises(QuotaExceededError, match="limit of vo.other"):
+    with pytest.raises(QuotaExceededError, match=r"limit of vo\.other"):
         p.admit(charge("e", vo="vo.other"))
 
 
