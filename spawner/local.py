@@ -23,7 +23,9 @@ from egi_hub.names import path_component
 from egi_hub.procs import installed_script, tail_lines
 from egi_hub.token import JUPYTER_CONFIG_DIR
 
-__all__ = ["EGILocalSpawner", "SingleUserExitedError"]
+from .vo_spawning import VOSpawnerMixin
+
+__all__ = ["EGILocalSpawner", "LocalWorkdirSpawner", "SingleUserExitedError"]
 
 
 class SingleUserExitedError(web.HTTPError):
@@ -46,7 +48,7 @@ class SingleUserExitedError(web.HTTPError):
         )
 
 
-class EGILocalSpawner(LocalProcessSpawner):
+class LocalWorkdirSpawner(LocalProcessSpawner):
     """Run ``jupyterhub-singleuser`` (JupyterLab) locally, as the hub's own OS user."""
 
     work_dir_root = Unicode(
@@ -168,3 +170,24 @@ class EGILocalSpawner(LocalProcessSpawner):
             await writer.wait_closed()
             return
         # The hub's own start_timeout handling reports the time-out.
+
+
+class EGILocalSpawner(VOSpawnerMixin, LocalWorkdirSpawner):
+    """The local stack's spawner: VO profiles and quotas over `LocalWorkdirSpawner`.
+
+    Of a profile's ``kubespawner_override`` it applies what a local process can take:
+    ``cpu_limit``/``mem_limit`` (charged to the quota and passed to the server as
+    ``CPU_LIMIT``/``MEM_LIMIT`` for JupyterLab's resource display), guarantees,
+    ``environment``, ``cmd``, ``args`` and ``default_url``.
+    """
+
+    applicable_overrides = (
+        "cpu_limit",
+        "mem_limit",
+        "cpu_guarantee",
+        "mem_guarantee",
+        "environment",
+        "cmd",
+        "args",
+        "default_url",
+    )

@@ -1,0 +1,112 @@
+"""Quota-aware spawning on the real local stack (EGILocalSpawner + QuotaPolicy)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.integration.test_local_stack import dev_login
+from tests.stackrunner import ALICE_ENTITLEMENTS, TEST_SERVICE, start_stack
+
+PROFILES = [
+    {
+        "display_name": "Small",
+        "slug": "small",
+        "default": True,
+        "kubespawner_override": {"cpu_limit": 1, "mem_limit": "1G"},
+    },
+    {
+        "display_name": "Large",
+        "slug": "large",
+        "allowed_vos": ["vo.notebooks.egi.eu"],
+        "kubespawner_override": {"cpu_limit": 4, "mem_limit": "4G"},
+    },
+]
+
+
+def quota_site(vo_limits: dict, **hub) -> dict:
+    return {
+        "DevAuthenticator": {"users": {"alice": {"entitlements": ALICE_ENTITLEMENTS}}},
+        "QuotaPolicy": {"vo_limits": vo_limits, "default_limits": {"max_servers": 0}},
+        "EGILocalSpawner": {"profile_list": PROFILES},
+        "JupyterHub": {
+            "allow_named_servers": True,
+            "services": [{"name": TEST_SERVICE, "api_token": "__API_TOKEN__"}],
+            "load_roles": [{"name": "admin", "services": [TEST_SERVICE]}],
+            **hub,
+        },
+    }
+
+
+async def spawn_many(stack, user: str, count: int, options: dict | None = None) -> list:
+    headers = {"Authorization": f"token {stack.api_token}"}
+    async with httpx.AsyncClient(
+        base_url=f"{stack.url}/hub/api", headers=headers, timeout=120
+    ) as c:
+        return await asyncio.gather(
+            *(c.post(f"/users/{user}/servers/s{i}", json=options or {}) for i in range(count))
+        )
+
+
+def running(stack, user: str) -> list[str]:
+    return sorted(stack.user(user)["servers"])
+
+
+@pytest.fixture
+def server_limit_stack(tmp_path):
+    stack = start_stack(tmp_path, quota_site({"vo.access.egi.eu": {"max_servers": 5}}))
+    dev_login(stack, "alice")
+    yield stack
+    stack.stop()
+
+
+def test_fifty_concurrent_spawns_admit_exactly_the_limit(server_limit_stack):
+    stack = server_limit_stack
+    responses = asyncio.run(spawn_many(stack, "alice", 50))
+    admitted = [r for r in responses if r.status_code in (201, 202)]
+    refused = [r for r in responses if r.status_code == 403]
+    assert len(admitted) == 5, [r.status_code for r in responses]
+    assert len(refused) == 45
+    message = refused[0].json()["message"]
+    assert "Quota reached: max_servers = 5 (limit of vo.access.egi.eu); 5 running" in message
+    assert "Your running servers: alice/s" in message
+    assert len(running(stack, "alice")) == 5
+
+
+def test_memory_limit_and_forged_profile(tmp_path):
+    stack = start_stack(tmp_path, quota_site({"vo.access.egi.eu": {"max_memory": "2G"}}))
+    try:
+        dev_login(stack, "alice")
+        responses = asyncio.run(spawn_many(stack, "alice", 6, {"profile": "small"}))
+        codes = sorted(r.status_code for r in responses)
+        assert codes.count(403) == 4 and len([c for c in codes if c in (201, 202)]) == 2
+        refused = next(r for r in responses if r.status_code == 403)
+        assert "max_memory = 2G" in refused.json()["message"]
+        # A profile alice's VO does not allow is refused, whatever the quota.
+        r = stack.api.post("/users/alice/servers/big", json={"profile": "large"})
+        assert r.status_code == 403
+        assert "Profile 'large' is not available to you (available: small)" in r.json()["message"]
+    finally:
+        stack.stop()
+
+
+def test_usage_is_rebuilt_after_a_hub_restart(tmp_path):
+    site = quota_site({"vo.access.egi.eu": {"max_servers": 2}}, cleanup_servers=False)
+    first = start_stack(tmp_path, site)
+    stack = first
+    try:
+        dev_login(first, "alice")
+        first.start_server("alice", "a")
+        first.start_server("alice", "b")
+        assert first.interrupt() == 0  # the servers keep running (cleanup_servers: false)
+        stack = start_stack(tmp_path, site)  # a new hub on the same data dir
+        r = stack.api.post("/users/alice/servers/c")
+        assert r.status_code == 403
+        assert "max_servers = 2 (limit of vo.access.egi.eu); 2 running" in r.json()["message"]
+        stack.stop_server("alice", "a")
+        stack.start_server("alice", "c")
+    finally:
+        stack.stop()
+        first.stop()
