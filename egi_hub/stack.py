@@ -107,6 +107,7 @@ def _stack_defaults(data_dir: Path) -> Config:
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
     c.EGILocalSpawner.work_dir_root = str(data_dir / "users")
     c.EGILocalSpawner.log_dir = str(data_dir / "logs")
+    c.QuotaPolicy.usage_log = str(data_dir / "usage.jsonl")
     c.Authenticator.enable_auth_state = True
     key = _crypt_key(data_dir)
     if key is not None:

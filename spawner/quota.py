@@ -15,12 +15,16 @@ failure; `restore` re-charges running servers after a hub restart.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
 
 from jupyterhub.spawner import SpawnException
-from traitlets import Bool, Dict, TraitType
+from prometheus_client import Gauge
+from traitlets import Bool, Dict, TraitType, Unicode
 from traitlets.config import SingletonConfigurable
 
 from egi_hub.config import TraitPathError, describe
@@ -29,6 +33,14 @@ from egi_hub.quantities import QuantityError, format_bytes, parse_cpu, parse_mem
 __all__ = ["Charge", "Limits", "QuotaExceededError", "QuotaPolicy", "Usage"]
 
 NO_VO = "(no VO)"
+
+# Exposed on the hub's /hub/metrics (Prometheus), one series per VO.
+VO_SERVERS = Gauge("egi_hub_vo_servers", "Running servers charged to the VO", ["vo"])
+VO_CPU = Gauge("egi_hub_vo_cpu", "CPUs of the running servers charged to the VO", ["vo"])
+VO_MEMORY = Gauge(
+    "egi_hub_vo_memory_bytes", "Memory of the running servers charged to the VO", ["vo"]
+)
+VO_GPU = Gauge("egi_hub_vo_gpu", "GPUs of the running servers charged to the VO", ["vo"])
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,15 @@ class QuotaExceededError(SpawnException):
         super().__init__(message, reason="quota", status_code=403)
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
 def _exceeded(limits: Limits, usage: Usage, charge: Charge) -> tuple[str, str, str] | None:
     """The first limit the charge would break: (name, limit, in use)."""
     if limits.max_servers is not None and usage.servers + 1 > limits.max_servers:
@@ -180,6 +201,14 @@ class QuotaPolicy(SingletonConfigurable):
         config=True
     )
 
+    usage_log = Unicode(
+        help="""
+        File that receives one JSON line per server start and stop (user, server, vo,
+        profile, cpu, memory, gpu, start, stop), for accounting. Empty: none. The local
+        stack writes ``<data dir>/usage.jsonl``.
+        """,
+    ).tag(config=True)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._charges: dict[tuple[str, str], Charge] = {}
@@ -187,6 +216,8 @@ class QuotaPolicy(SingletonConfigurable):
         self._user_usage: dict[tuple[str, str], Usage] = defaultdict(Usage)
         self._parsed: dict[str, Limits] = {}
         self._default = Limits()
+        self._started: dict[tuple[str, str], str] = {}
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="egi-usage")
         self._parse_limits()
 
     def _parse_limits(self) -> None:
@@ -239,6 +270,7 @@ class QuotaPolicy(SingletonConfigurable):
         self._charges[charge.key] = charge
         self._vo_usage[bucket].add(charge)
         self._user_usage[(bucket, charge.user)].add(charge)
+        self._export(bucket)
 
     def release(self, user: str, server: str) -> Charge | None:
         """Give back what a stopped (or failed) server held; None if it held nothing."""
@@ -247,7 +279,35 @@ class QuotaPolicy(SingletonConfigurable):
             bucket = charge.vo or NO_VO
             self._vo_usage[bucket].add(charge, -1)
             self._user_usage[(bucket, charge.user)].add(charge, -1)
+            self._export(bucket)
+            started = self._started.pop(charge.key, None)
+            if started is not None:
+                self._record("stop", charge, started, _now())
         return charge
+
+    def started(self, charge: Charge, since: str | None = None) -> None:
+        """Note that an admitted server runs; ``since`` re-notes one after a restart."""
+        if charge.key in self._started:
+            return
+        self._started[charge.key] = since or _now()
+        if since is None:
+            self._record("start", charge, self._started[charge.key], None)
+
+    def started_at(self, charge: Charge) -> str | None:
+        return self._started.get(charge.key)
+
+    def _export(self, bucket: str) -> None:
+        usage = self._vo_usage[bucket]
+        VO_SERVERS.labels(vo=bucket).set(usage.servers)
+        VO_CPU.labels(vo=bucket).set(usage.cpu)
+        VO_MEMORY.labels(vo=bucket).set(usage.memory)
+        VO_GPU.labels(vo=bucket).set(usage.gpu)
+
+    def _record(self, event: str, charge: Charge, start: str, stop: str | None) -> None:
+        if not self.usage_log:
+            return
+        line = json.dumps({"event": event, **asdict(charge), "start": start, "stop": stop})
+        self._writer.submit(_append, self.usage_log, line)
 
     def _message(
         self,

@@ -121,6 +121,7 @@ class VOSpawnerMixin(HasTraits):
             self.quota.release(charge.user, charge.server)
             raise
         self._egi_charge = charge
+        self.quota.started(charge)
         return result
 
     async def stop(self, now: bool = False) -> None:
@@ -134,6 +135,7 @@ class VOSpawnerMixin(HasTraits):
         charge = getattr(self, "_egi_charge", None)
         if charge is not None:
             state["egi_charge"] = {**charge.__dict__}
+            state["egi_started"] = self.quota.started_at(charge)
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -141,6 +143,7 @@ class VOSpawnerMixin(HasTraits):
         if "egi_charge" in state:
             self._egi_charge = Charge(**state["egi_charge"])
             self.quota.restore(self._egi_charge)
+            self.quota.started(self._egi_charge, since=state.get("egi_started"))
 
     def clear_state(self) -> None:
         super().clear_state()

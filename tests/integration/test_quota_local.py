@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
 
 from tests.integration.test_local_stack import dev_login
-from tests.stackrunner import ALICE_ENTITLEMENTS, TEST_SERVICE, start_stack
+from tests.stackrunner import ALICE_ENTITLEMENTS, TEST_SERVICE, start_stack, wait_for
 
 PROFILES = [
     {
@@ -73,6 +74,17 @@ def test_fifty_concurrent_spawns_admit_exactly_the_limit(server_limit_stack):
     assert "Quota reached: max_servers = 5 (limit of vo.access.egi.eu); 5 running" in message
     assert "Your running servers: alice/s" in message
     assert len(running(stack, "alice")) == 5
+    metrics = stack.api.get(f"{stack.url}/hub/metrics").text
+    assert 'egi_hub_vo_servers{vo="vo.access.egi.eu"} 5.0' in metrics
+    records = wait_for(
+        lambda: (
+            (stack.data_dir / "usage.jsonl").exists()
+            and (stack.data_dir / "usage.jsonl").read_text().splitlines()
+        ),
+        10,
+        "usage records",
+    )
+    assert [json.loads(r)["event"] for r in records] == ["start"] * 5
 
 
 def test_memory_limit_and_forged_profile(tmp_path):

@@ -152,3 +152,33 @@ def test_site_file_check_names_bad_quota_keys():
     lines = [str(i) for i in info.value.issues]
     assert lines[0].startswith("QuotaPolicy.vo_limits.vo.a.max_servers: expected a whole")
     assert lines[1].startswith("QuotaPolicy.default_limits.max_memory: '1.5X'")
+
+
+def test_usage_records_and_metrics(tmp_path):
+    from prometheus_client import REGISTRY
+
+    log = tmp_path / "usage.jsonl"
+    p = policy(vo_limits=ACCESS, usage_log=str(log))
+    c = charge("a", "", memory=G, cpu=1.0)
+    p.admit(c)
+    p.started(c)
+    assert REGISTRY.get_sample_value("egi_hub_vo_servers", {"vo": "vo.access.egi.eu"}) == 1
+    assert REGISTRY.get_sample_value("egi_hub_vo_memory_bytes", {"vo": "vo.access.egi.eu"}) == G
+    p.release("a", "")
+    assert REGISTRY.get_sample_value("egi_hub_vo_servers", {"vo": "vo.access.egi.eu"}) == 0
+    p._writer.shutdown(wait=True)
+    import json
+
+    start, stop = (json.loads(line) for line in log.read_text().splitlines())
+    assert start["event"] == "start" and start["stop"] is None
+    assert stop["event"] == "stop" and stop["start"] == start["start"] and stop["stop"]
+    assert stop["user"] == "a" and stop["vo"] == "vo.access.egi.eu" and stop["memory"] == G
+
+
+def test_a_refused_or_failed_spawn_leaves_no_usage_record(tmp_path):
+    log = tmp_path / "usage.jsonl"
+    p = policy(vo_limits=ACCESS, usage_log=str(log))
+    p.admit(charge("a"))
+    p.release("a", "")  # failed before it ran: no record
+    p._writer.shutdown(wait=True)
+    assert not log.exists()
