@@ -155,6 +155,10 @@ class QuotaExceededError(SpawnException):
     def __init__(self, message: str) -> None:
         super().__init__(message, reason="quota", status_code=403)
 
+    def __str__(self) -> str:
+        # Shown as it is on the spawn page ("Error: <this>"), so just the message.
+        return self.message
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
