@@ -18,7 +18,8 @@ def _load(path: str | None) -> dict[str, Any]:
     from .stack import validate_site
 
     site = load_site_file(path) if path else {}
-    validate_site(site)
+    for warning in validate_site(site):
+        print(f"egi-hub: warning: {warning}", file=sys.stderr)
     return site
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import string
 
 __all__ = ["path_component"]
 
 _SAFE = frozenset(string.ascii_lowercase + string.digits + "_.")
+MAX_COMPONENT = 120  # well under the 255 bytes file systems allow in one name
 
 
 def path_component(name: str) -> str:
@@ -15,7 +17,9 @@ def path_component(name: str) -> str:
     Lower-case ASCII letters, digits, ``_`` and ``.`` are kept; every other byte of
     the UTF-8 encoding, and ``-`` itself, becomes ``-xx`` (hex). The mapping is
     injective, so two different names never share a directory, and the result never
-    starts with ``.`` (no hidden files, no ``..``).
+    starts with ``.`` (no hidden files, no ``..``). A result longer than 120 characters
+    is cut to 100 and ends with ``--`` and 16 hex digits of the name's SHA-256 (``--``
+    never appears otherwise, since each ``-`` starts a two-digit escape).
     """
     if not name:
         raise ValueError("an empty name has no path component")
@@ -26,4 +30,8 @@ def path_component(name: str) -> str:
             out.append(char)
         else:
             out.append(f"-{byte:02x}")
-    return "".join(out)
+    result = "".join(out)
+    if len(result) > MAX_COMPONENT:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+        result = f"{result[:100].rstrip('-')}--{digest}"
+    return result

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from traitlets import Integer, Unicode, default
 from traitlets.config import Config, Configurable
 
-from .config import SiteConfigError, check_site, configurable_classes, site_to_config
+from .config import ConfigIssue, SiteConfigError, check_site, configurable_classes, site_to_config
 from .procs import check_port_free, free_port
 from .token import ACCESS_TOKEN_SCOPE
 
@@ -63,11 +63,58 @@ class LocalStack(Configurable):
         return os.path.join(base, "egi-hub")
 
 
-def validate_site(data: Mapping[str, Any]) -> None:
-    """Raise `SiteConfigError` naming every bad key of a parsed site file."""
+PROFILE_SECTIONS = ("EGILocalSpawner",)
+
+
+def validate_site(data: Mapping[str, Any]) -> list[str]:
+    """Raise `SiteConfigError` naming every bad key of a parsed site file.
+
+    Returns warnings: things that are allowed but probably not meant (a VO with
+    limits that no user, login rule or profile mentions).
+    """
     issues = check_site(data, configurable_classes())
     if issues:
         raise SiteConfigError(issues)
+    from egi_hub.spawner.quota import unfit_profiles
+
+    quota = data.get("QuotaPolicy", {})
+    vo_limits, default_limits = quota.get("vo_limits", {}), quota.get("default_limits", {})
+    for section in PROFILE_SECTIONS:
+        profiles = data.get(section, {}).get("profile_list", [])
+        for i, why in unfit_profiles(vo_limits, default_limits, profiles):
+            issues.append(ConfigIssue(f"{section}.profile_list[{i}]", why))
+    if issues:
+        raise SiteConfigError(issues)
+    known = _mentioned_vos(data)
+    return [
+        f"QuotaPolicy.vo_limits.{vo}: no user, login rule or profile mentions this VO"
+        for vo in vo_limits
+        if known and vo not in known
+    ]
+
+
+def _mentioned_vos(data: Mapping[str, Any]) -> set[str]:
+    """VOs the site file names: dev users' entitlements, login rules, profile rules."""
+    from egi_hub.vo import EntitlementError, parse_entitlement
+
+    vos: set[str] = set()
+    for entry in data.get("DevAuthenticator", {}).get("users", {}).values():
+        for value in (entry or {}).get("entitlements", []):
+            try:
+                vos.add(parse_entitlement(value).vo)
+            except EntitlementError:
+                pass
+    rules = [
+        *data.get("CheckinAuthenticator", {}).get("allowed_vos", []),
+        *data.get("CheckinAuthenticator", {}).get("admin_vos", []),
+    ]
+    for section in PROFILE_SECTIONS:
+        for profile in data.get(section, {}).get("profile_list", []):
+            rules.extend(profile.get("allowed_vos", []))
+            if profile.get("vo"):
+                vos.add(profile["vo"])
+    vos.update(rule.split(":")[0].split("/")[0] for rule in rules)
+    return vos
 
 
 @dataclass

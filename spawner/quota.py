@@ -328,3 +328,62 @@ class QuotaPolicy(SingletonConfigurable):
         return (
             f"Quota reached: {name} = {limit} ({scope}); {in_use}. Your running servers: {running}."
         )
+
+
+def profile_resources(profile: dict[str, Any]) -> Charge:
+    """The resources a profile asks for, from its ``kubespawner_override``."""
+    override = profile.get("kubespawner_override", {})
+    gpus = override.get("extra_resource_limits", {}).get("nvidia.com/gpu", 0)
+    return Charge(
+        user="",
+        server="",
+        vo=profile.get("vo"),
+        cpu=parse_cpu(override.get("cpu_limit", 0) or 0),
+        memory=parse_memory(override.get("mem_limit", 0) or 0),
+        gpu=int(gpus or 0),
+    )
+
+
+def unfit_profiles(
+    vo_limits: dict[str, Any], default_limits: dict[str, Any], profiles: list[dict[str, Any]]
+) -> list[tuple[int, str]]:
+    """Profiles that no VO they can be charged to could ever admit: (index, why).
+
+    A profile is charged to its ``vo``, else to the VO of one of its ``allowed_vos``,
+    else to any VO (or to none, under ``default_limits``).
+    """
+    parsed = {vo: Limits.parse(raw, vo) for vo, raw in vo_limits.items()}
+    default = Limits.parse(default_limits or {})
+    empty = Usage()
+    problems = []
+    for i, profile in enumerate(profiles):
+        try:
+            asked = profile_resources(profile)
+        except QuantityError as e:
+            problems.append((i, str(e)))
+            continue
+        if profile.get("vo"):
+            candidates = [profile["vo"]]
+        elif profile.get("allowed_vos"):
+            candidates = [rule.split(":")[0].split("/")[0] for rule in profile["allowed_vos"]]
+        else:
+            candidates = [*parsed, None]
+        reasons = []
+        for vo in candidates:
+            limits = parsed.get(vo, default) if vo else default
+            broken = _exceeded(limits, empty, asked) or (
+                limits.per_user and _exceeded(limits.per_user, empty, asked)
+            )
+            if not broken:
+                break
+            reasons.append(f"{vo or NO_VO}: {broken[0]} = {broken[1]}")
+        else:
+            problems.append(
+                (
+                    i,
+                    "asks for more than any VO it can be charged to allows ("
+                    + "; ".join(reasons)
+                    + ")",
+                )
+            )
+    return problems

@@ -78,3 +78,23 @@ def test_up_on_a_taken_port_is_one_line_and_leaves_nothing(tmp_path):
         "is already in use"
     ]
     assert processes_in(data) == []
+
+
+def test_config_check_warns_about_limits_for_an_unmentioned_vo(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        yaml.safe_dump(
+            {
+                "QuotaPolicy": {"vo_limits": {"vo.typo.eu": {"max_servers": 1}}},
+                "DevAuthenticator": {
+                    "users": {"a": {"entitlements": ["urn:mace:egi.eu:group:vo.x#aai.egi.eu"]}}
+                },
+            }
+        )
+    )
+    r = egi_hub("config", "check", str(site))
+    assert r.returncode == 0
+    assert r.stderr.strip() == (
+        "egi-hub: warning: QuotaPolicy.vo_limits.vo.typo.eu: "
+        "no user, login rule or profile mentions this VO"
+    )

@@ -102,3 +102,13 @@ def test_proxy_forwards_paths_as_sent(stack: Stack):
         assert run_code(stack.url, f"/user/{name}/", stack.api_token, "print(6*7)").strip() == "42"
     finally:
         stack.stop_server(name)
+
+
+def test_long_unicode_username_gets_a_server(stack: Stack):
+    name = "jörg-" + "x" * 195  # 200 characters, 201 bytes
+    stack.start_server(name)
+    try:
+        dirs = [p.name for p in (stack.data_dir / "users").iterdir() if p.name.startswith("j-c3")]
+        assert len(dirs) == 1 and len(dirs[0]) <= 120
+    finally:
+        stack.stop_server(name)

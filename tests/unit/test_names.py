@@ -45,3 +45,12 @@ def test_always_one_safe_component(name):
     assert re.fullmatch(r"[a-z0-9_.\-]+", out)
     assert not out.startswith(".")
     assert "/" not in out
+    assert len(out) <= 120
+
+
+def test_long_names_are_cut_with_a_digest():
+    long = "ü" * 200
+    out = path_component(long)
+    assert len(out) <= 120 and re.search(r"--[0-9a-f]{16}$", out)
+    assert path_component(long + "x") != out
+    assert len(path_component("a" * 200)) <= 120

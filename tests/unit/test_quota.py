@@ -7,7 +7,7 @@ from egi_hub.spawner.quota import Charge, Limits, QuotaExceededError, QuotaPolic
 from hypothesis import given
 from hypothesis import strategies as st
 
-from egi_hub.config import TraitPathError
+from egi_hub.config import SiteConfigError, TraitPathError
 from egi_hub.quantities import QuantityError, format_bytes, parse_cpu, parse_memory
 from egi_hub.stack import validate_site
 
@@ -182,3 +182,46 @@ def test_a_refused_or_failed_spawn_leaves_no_usage_record(tmp_path):
     p.release("a", "")  # failed before it ran: no record
     p._writer.shutdown(wait=True)
     assert not log.exists()
+
+
+def test_profile_that_no_vo_can_admit_is_rejected_at_start():
+    site = {
+        "QuotaPolicy": {
+            "vo_limits": {"vo.access.egi.eu": {"max_cpu": 2, "per_user": {"max_memory": "1G"}}},
+            "default_limits": {"max_servers": 0},
+        },
+        "DevAuthenticator": {
+            "users": {"a": {"entitlements": ["urn:mace:egi.eu:group:vo.access.egi.eu#aai.egi.eu"]}}
+        },
+        "EGILocalSpawner": {
+            "profile_list": [
+                {"display_name": "ok", "kubespawner_override": {"cpu_limit": 1, "mem_limit": "1G"}},
+                {
+                    "display_name": "big",
+                    "allowed_vos": ["vo.access.egi.eu"],
+                    "kubespawner_override": {"cpu_limit": 8},
+                },
+                {"display_name": "fat", "kubespawner_override": {"mem_limit": "2G"}},
+            ]
+        },
+    }
+    with pytest.raises(SiteConfigError) as info:
+        validate_site(site)
+    assert [str(i) for i in info.value.issues] == [
+        "EGILocalSpawner.profile_list[1]: asks for more than any VO it can be charged to "
+        "allows (vo.access.egi.eu: max_cpu = 2)",
+        "EGILocalSpawner.profile_list[2]: asks for more than any VO it can be charged to "
+        "allows (vo.access.egi.eu: max_memory = 1G; (no VO): max_servers = 0)",
+    ]
+
+
+def test_limits_for_a_vo_nobody_mentions_is_a_warning():
+    site = {
+        "QuotaPolicy": {"vo_limits": {"vo.typo.eu": {"max_servers": 1}}},
+        "DevAuthenticator": {
+            "users": {"a": {"entitlements": ["urn:mace:egi.eu:group:vo.access.egi.eu#aai.egi.eu"]}}
+        },
+    }
+    assert validate_site(site) == [
+        "QuotaPolicy.vo_limits.vo.typo.eu: no user, login rule or profile mentions this VO"
+    ]
