@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -108,6 +109,19 @@ class Stack:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def dev_login(self, username: str) -> httpx.Client:
+        """Log in through the dev login form (with its xsrf token) as a browser would.
+
+        The client keeps the hub cookies; ``client.last_login_response`` is the answer.
+        """
+        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=30)
+        page = client.get("/hub/login")
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+        client.last_login_response = client.post(
+            "/hub/login", data={"username": username, "_xsrf": xsrf}
+        )
+        return client
 
     def user(self, name: str) -> dict[str, Any]:
         r = self.api.get(f"/users/{name}")

@@ -22,7 +22,12 @@ def bench(module: str, *args: str) -> str:
 
 
 def test_bench_spawn_runs_and_prints_its_ratio():
-    assert "ratio egi-hub / plain" in bench("bench_spawn", "--cycles", "1")
+    assert "ratio egi-hub (EGILocalSpawner) / plain" in bench("bench_spawn", "--cycles", "1")
+
+
+def test_bench_quota_runs_and_prints_its_figures():
+    out = bench("bench_quota", "--decisions", "200", "--cycles", "1")
+    assert "p99" in out and "ratio egi-hub with quotas / plain" in out
 
 
 def test_bench_login_runs_and_prints_its_ratio():

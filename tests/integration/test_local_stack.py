@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
 
 from tests.kernel import run_code, run_code_v1
 from tests.stackrunner import Stack
-
-
-def dev_login(stack: Stack, username: str) -> httpx.Client:
-    """Log in through the dev login form (with its xsrf token) like a browser would."""
-    client = httpx.Client(base_url=stack.url, follow_redirects=False, timeout=30)
-    page = client.get("/hub/login")
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-    r = client.post("/hub/login", data={"username": username, "_xsrf": xsrf})
-    client.last_login_response = r
-    return client
 
 
 def test_health_and_proxy(stack: Stack):
@@ -35,7 +23,7 @@ def test_login_page_says_development_login(stack: Stack):
 
 
 def test_dev_login_syncs_vo_groups(stack: Stack):
-    client = dev_login(stack, "bob")
+    client = stack.dev_login("bob")
     assert client.last_login_response.status_code == 302
     groups = {g["name"]: g["users"] for g in stack.api.get("/groups").json()}
     # One group per VO, named after the VO; subgroup membership counts for its VO.
@@ -47,7 +35,7 @@ def test_dev_login_syncs_vo_groups(stack: Stack):
 
 
 def test_dev_login_keeps_entitlements_in_auth_state(stack: Stack):
-    dev_login(stack, "alice")
+    stack.dev_login("alice")
     auth_state = stack.user("alice")["auth_state"]
     assert auth_state == {
         "entitlements": ["urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"]
@@ -55,7 +43,7 @@ def test_dev_login_keeps_entitlements_in_auth_state(stack: Stack):
 
 
 def test_unknown_user_is_refused_with_reason(stack: Stack):
-    client = dev_login(stack, "mallory")
+    client = stack.dev_login("mallory")
     r = client.last_login_response
     assert r.status_code == 403
     assert "Unknown user" in r.text and "DevAuthenticator.users" in r.text

@@ -8,7 +8,6 @@ import json
 import httpx
 import pytest
 
-from tests.integration.test_local_stack import dev_login
 from tests.stackrunner import ALICE_ENTITLEMENTS, TEST_SERVICE, start_stack, wait_for
 
 PROFILES = [
@@ -58,7 +57,7 @@ def running(stack, user: str) -> list[str]:
 @pytest.fixture
 def server_limit_stack(tmp_path):
     stack = start_stack(tmp_path, quota_site({"vo.access.egi.eu": {"max_servers": 5}}))
-    dev_login(stack, "alice")
+    stack.dev_login("alice")
     yield stack
     stack.stop()
 
@@ -90,7 +89,7 @@ def test_fifty_concurrent_spawns_admit_exactly_the_limit(server_limit_stack):
 def test_memory_limit_and_forged_profile(tmp_path):
     stack = start_stack(tmp_path, quota_site({"vo.access.egi.eu": {"max_memory": "2G"}}))
     try:
-        dev_login(stack, "alice")
+        stack.dev_login("alice")
         responses = asyncio.run(spawn_many(stack, "alice", 6, {"profile": "small"}))
         codes = sorted(r.status_code for r in responses)
         assert codes.count(403) == 4 and len([c for c in codes if c in (201, 202)]) == 2
@@ -109,7 +108,7 @@ def test_usage_is_rebuilt_after_a_hub_restart(tmp_path):
     first = start_stack(tmp_path, site)
     stack = first
     try:
-        dev_login(first, "alice")
+        first.dev_login("alice")
         first.start_server("alice", "a")
         first.start_server("alice", "b")
         assert first.interrupt() == 0  # the servers keep running (cleanup_servers: false)
