@@ -29,7 +29,11 @@ PROFILES = [
 def quota_site(vo_limits: dict, **hub) -> dict:
     return {
         "DevAuthenticator": {"users": {"alice": {"entitlements": ALICE_ENTITLEMENTS}}},
-        "QuotaPolicy": {"vo_limits": vo_limits, "default_limits": {"max_servers": 0}},
+        "QuotaPolicy": {
+            # The "Large" profile is charged to vo.notebooks.egi.eu: give it room.
+            "vo_limits": {"vo.notebooks.egi.eu": {}, **vo_limits},
+            "default_limits": {"max_servers": 0},
+        },
         "EGILocalSpawner": {"profile_list": PROFILES},
         "JupyterHub": {
             "allow_named_servers": True,
