@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import html
+import math
 import os
+import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from subprocess import STDOUT
 from typing import BinaryIO
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Integer, Unicode, default
+from traitlets import Bool, Integer, Unicode, default
 
 from egi_hub.names import path_component
 from egi_hub.procs import installed_script, tail_lines
@@ -176,9 +179,14 @@ class EGILocalSpawner(VOSpawnerMixin, LocalWorkdirSpawner):
     """The local stack's spawner: VO profiles and quotas over `LocalWorkdirSpawner`.
 
     Of a profile's ``kubespawner_override`` it applies what a local process can take:
-    ``cpu_limit``/``mem_limit`` (charged to the quota and passed to the server as
-    ``CPU_LIMIT``/``MEM_LIMIT`` for JupyterLab's resource display), guarantees,
-    ``environment``, ``cmd``, ``args`` and ``default_url``.
+    ``cpu_limit``/``mem_limit`` (charged to the quota, passed to the server as
+    ``CPU_LIMIT``/``MEM_LIMIT`` for JupyterLab's resource display, and enforced as below),
+    guarantees, ``environment``, ``cmd``, ``args`` and ``default_url``.
+
+    Enforcement on one machine: ``mem_limit`` becomes each process's address-space limit
+    (``RLIMIT_AS``; the server and every kernel get it separately), and ``cpu_limit``
+    pins the server and its kernels to that many CPU cores (rounded up), spread over
+    the machine's cores.
     """
 
     applicable_overrides = (
@@ -191,3 +199,36 @@ class EGILocalSpawner(VOSpawnerMixin, LocalWorkdirSpawner):
         "args",
         "default_url",
     )
+
+    enforce_limits = Bool(
+        True,
+        help="Enforce mem_limit (RLIMIT_AS) and cpu_limit (CPU affinity) on the processes.",
+    ).tag(config=True)
+
+    _next_core = 0  # rotates, so that pinned servers spread over the cores
+
+    def _cores(self) -> list[int] | None:
+        """The cores this server may use, or None for all of them."""
+        available = sorted(os.sched_getaffinity(0))
+        if not self.cpu_limit or self.cpu_limit >= len(available):
+            return None
+        count = max(1, math.ceil(self.cpu_limit))
+        start = EGILocalSpawner._next_core % len(available)
+        EGILocalSpawner._next_core += count
+        return [available[(start + i) % len(available)] for i in range(count)]
+
+    def make_preexec_fn(self, name: str) -> Callable[[], None] | None:
+        if not self.enforce_limits:
+            return None
+        memory = int(self.mem_limit or 0)
+        cores = self._cores()
+        if not memory and not cores:
+            return None
+
+        def limit() -> None:  # runs in the child, between fork and exec
+            if memory:
+                resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+            if cores:
+                os.sched_setaffinity(0, cores)
+
+        return limit

@@ -8,6 +8,7 @@ import json
 import httpx
 import pytest
 
+from tests.kernel import run_code
 from tests.stackrunner import ALICE_ENTITLEMENTS, TEST_SERVICE, start_stack, wait_for
 
 PROFILES = [
@@ -125,3 +126,21 @@ def test_usage_is_rebuilt_after_a_hub_restart(tmp_path):
     finally:
         stack.stop()
         first.stop()
+
+
+def test_profile_limits_are_enforced_on_the_processes(tmp_path):
+    stack = start_stack(tmp_path, quota_site({"vo.access.egi.eu": {"max_servers": 2}}))
+    try:
+        stack.dev_login("alice")
+        stack.start_server("alice", "small")
+        code = (
+            "import os, resource\n"
+            "print(len(os.sched_getaffinity(0)), resource.getrlimit(resource.RLIMIT_AS)[0],\n"
+            "      os.environ['MEM_LIMIT'], os.environ['CPU_LIMIT'])\n"
+            "try:\n    block = bytearray(1_500_000_000)\n"
+            "except MemoryError:\n    print('refused')\n"
+        )
+        out = run_code(stack.url, "/user/alice/small/", stack.api_token, code).split()
+        assert out == ["1", "1000000000", "1000000000", "1.0", "refused"]
+    finally:
+        stack.stop()
