@@ -9,7 +9,7 @@ __all__ = ["MAX_LENGTH", "username_from_claim"]
 
 MAX_LENGTH = 64
 # Kept as they are: lower-case, starting with a letter or digit, no "--" anywhere.
-_SAFE = re.compile(r"^[a-z0-9](?:[a-z0-9._@]|-(?!-))*$")
+_SAFE = re.compile(r"[a-z0-9](?:[a-z0-9._@]|-(?!-))*")
 
 
 def username_from_claim(value: str) -> str:
@@ -23,7 +23,7 @@ def username_from_claim(value: str) -> str:
     """
     if not isinstance(value, str) or not value:
         raise ValueError("an empty identity claim has no username")
-    if len(value) <= MAX_LENGTH and _SAFE.match(value):
+    if len(value) <= MAX_LENGTH and _SAFE.fullmatch(value):
         return value
     digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
     slug = re.sub(r"[^a-z0-9._@]+", "-", value.lower()).strip("-._@")

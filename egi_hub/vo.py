@@ -36,7 +36,7 @@ __all__ = [
 
 _ROLE_PREFIX = "role="
 # A segment of a group path: no separators of the URN or of rules, no white space.
-_SEGMENT = re.compile(r"^[^\s:#/]+$")
+_SEGMENT = re.compile(r"[^\s:#/]+")
 
 
 class EntitlementError(ValueError):
@@ -48,7 +48,7 @@ class RuleError(ValueError):
 
 
 def _check_segment(segment: str, what: str, error: type[ValueError]) -> str:
-    if not _SEGMENT.match(segment):
+    if not _SEGMENT.fullmatch(segment):
         raise error(f"invalid {what} {segment!r}")
     return segment
 

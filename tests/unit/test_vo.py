@@ -50,6 +50,7 @@ def test_percent_encoded_group_is_decoded():
         "urn:mace:egi.eu:group:role=member#aai.egi.eu",  # role without group
         "urn:mace:egi.eu:group:vo::sub#aai.egi.eu",  # empty subgroup
         "urn:mace:egi.eu:group:vo with space#aai.egi.eu",
+        "urn:mace:egi.eu:group:vo\n#aai.egi.eu",  # a trailing newline is no name
         "urn:mace:egi.eu:group:vo#aai#egi",
         "urx:mace:egi.eu:group:vo#aai.egi.eu",
     ],
