@@ -45,3 +45,15 @@ def test_a_refused_spawn_says_which_limit(page: Page, quota_stack):
     expect(page.get_by_text("Error: Quota reached: max_servers = 0")).to_be_visible()
     expect(page.get_by_text("limit of vo.access.egi.eu")).to_be_visible()
     page.screenshot(path=str(quota_stack.data_dir.parent / "quota-refused.png"))
+
+
+def test_a_chosen_profile_starts_jupyterlab_with_its_limits(page: Page, quota_stack):
+    login(page, quota_stack, "bob")
+    page.goto(f"{quota_stack.url}/hub/spawn")
+    page.locator("#profile-large").check()
+    page.locator('#spawn_form input[type="submit"], #spawn_form button[type="submit"]').click()
+    page.wait_for_url(lambda url: "/user/bob/lab" in url, timeout=90_000)
+    expect(page.locator(".jp-LauncherCard").first).to_be_visible()
+    model = quota_stack.user("bob")["servers"][""]
+    assert model["user_options"] == {"profile": "large"}
+    quota_stack.stop_server("bob")
