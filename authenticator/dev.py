@@ -12,7 +12,7 @@ from jupyterhub.auth import Authenticator
 from tornado import web
 from traitlets import Dict, default
 
-from egi_hub.config import TraitPathError, describe
+from egi_hub.config import TraitPathError, describe, expect
 from egi_hub.context import UserContext
 from egi_hub.vo import EntitlementError, parse_entitlement
 
@@ -27,23 +27,16 @@ class DevUsers(Dict):
     info_text = "a mapping of usernames to {entitlements: [...]}"
 
     def validate(self, obj: Any, value: Any) -> dict[str, dict[str, list[str]]]:
-        if not isinstance(value, dict):
-            raise TraitPathError("", f"expected {self.info_text}, got {describe(value)}")
+        expect(value, dict, "", self.info_text)
         for name, entry in value.items():
             if not isinstance(name, str) or not name.strip():
                 raise TraitPathError(str(name), "a username must be a non-empty string")
-            entry = {} if entry is None else entry
-            if not isinstance(entry, dict):
-                raise TraitPathError(name, f"expected a mapping, got {describe(entry)}")
+            entry = expect({} if entry is None else entry, dict, name, "a mapping")
             for key in entry:
                 if key not in _USER_KEYS:
                     allowed = ", ".join(_USER_KEYS)
                     raise TraitPathError(f"{name}.{key}", f"unknown key (allowed: {allowed})")
-            values = entry.get("entitlements", [])
-            if not isinstance(values, list):
-                raise TraitPathError(
-                    f"{name}.entitlements", f"expected a list, got {describe(values)}"
-                )
+            values = expect(entry.get("entitlements", []), list, f"{name}.entitlements", "a list")
             for i, item in enumerate(values):
                 try:
                     parse_entitlement(item)

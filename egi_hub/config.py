@@ -34,6 +34,7 @@ __all__ = [
     "TraitPathError",
     "check_site",
     "configurable_classes",
+    "expect",
     "load_site_file",
     "site_to_config",
 ]
@@ -81,6 +82,13 @@ class TraitPathError(TraitError):
         self.path = path
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
+
+
+def expect(value: Any, kind: type | tuple[type, ...], path: str, what: str) -> Any:
+    """``value`` if it is a ``kind``; else a `TraitPathError` at ``path``: expected ``what``."""
+    if not isinstance(value, kind):
+        raise TraitPathError(path, f"expected {what}, got {describe(value)}")
+    return value
 
 
 def describe(value: Any) -> str:

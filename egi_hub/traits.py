@@ -6,7 +6,7 @@ from typing import Any
 
 from traitlets import List
 
-from .config import TraitPathError, describe
+from .config import TraitPathError, expect
 from .vo import RuleError, VORule, parse_rule
 
 __all__ = ["VORuleList", "rules"]
@@ -18,8 +18,7 @@ class VORuleList(List):
     info_text = "a list of VO rules"
 
     def validate(self, obj: Any, value: Any) -> list[str]:
-        if not isinstance(value, list | tuple):
-            raise TraitPathError("", f"expected {self.info_text}, got {describe(value)}")
+        expect(value, list | tuple, "", self.info_text)
         for i, item in enumerate(value):
             try:
                 parse_rule(item)

@@ -25,7 +25,7 @@ from typing import Any
 from tornado import web
 from traitlets import List
 
-from egi_hub.config import TraitPathError, describe
+from egi_hub.config import TraitPathError, expect
 from egi_hub.context import UserContext
 from egi_hub.vo import RuleError, parse_rule
 
@@ -56,13 +56,11 @@ class ProfileListTrait(List):
     info_text = "a list of profiles"
 
     def validate(self, obj: Any, value: Any) -> list[dict[str, Any]]:
-        if not isinstance(value, list):
-            raise TraitPathError("", f"expected {self.info_text}, got {describe(value)}")
+        expect(value, list, "", self.info_text)
         slugs: set[str] = set()
         for i, profile in enumerate(value):
             where = f"[{i}]"
-            if not isinstance(profile, dict):
-                raise TraitPathError(where, f"expected a mapping, got {describe(profile)}")
+            expect(profile, dict, where, "a mapping")
             for key in profile:
                 if key not in _PROFILE_KEYS:
                     raise TraitPathError(f"{where}.{key}", "unknown profile key")
@@ -72,21 +70,14 @@ class ProfileListTrait(List):
             if not slug or slug in slugs:
                 raise TraitPathError(f"{where}.slug", f"empty or repeated slug {slug!r}")
             slugs.add(slug)
-            rules = profile.get("allowed_vos", [])
-            if not isinstance(rules, list):
-                raise TraitPathError(
-                    f"{where}.allowed_vos", f"expected a list, got {describe(rules)}"
-                )
+            rules = expect(profile.get("allowed_vos", []), list, f"{where}.allowed_vos", "a list")
             for j, rule in enumerate(rules):
                 try:
                     parse_rule(rule)
                 except RuleError as e:
                     raise TraitPathError(f"{where}.allowed_vos[{j}]", str(e)) from None
             override = profile.get("kubespawner_override", {})
-            if not isinstance(override, dict):
-                raise TraitPathError(
-                    f"{where}.kubespawner_override", f"expected a mapping, got {describe(override)}"
-                )
+            expect(override, dict, f"{where}.kubespawner_override", "a mapping")
         return super().validate(obj, value)
 
 

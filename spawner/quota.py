@@ -27,7 +27,7 @@ from prometheus_client import Gauge
 from traitlets import Bool, Dict, TraitType, Unicode
 from traitlets.config import SingletonConfigurable
 
-from egi_hub.config import TraitPathError, describe
+from egi_hub.config import TraitPathError, describe, expect
 from egi_hub.quantities import QuantityError, format_bytes, parse_cpu, parse_memory
 
 __all__ = ["Charge", "Limits", "QuotaExceededError", "QuotaPolicy", "Usage"]
@@ -56,8 +56,7 @@ class Limits:
     @classmethod
     def parse(cls, data: Any, path: str = "", nested: bool = True) -> Limits:
         """Read limits from the site file; `TraitPathError` names the bad key."""
-        if not isinstance(data, dict):
-            raise TraitPathError(path, f"expected a mapping of limits, got {describe(data)}")
+        expect(data, dict, path, "a mapping of limits")
         known = [f.name for f in fields(cls) if nested or f.name != "per_user"]
         values: dict[str, Any] = {}
         for key, value in data.items():
@@ -97,8 +96,7 @@ class VOLimitsTrait(Dict):
     info_text = "a mapping of VO names to limits"
 
     def validate(self, obj: Any, value: Any) -> dict:
-        if not isinstance(value, dict):
-            raise TraitPathError("", f"expected {self.info_text}, got {describe(value)}")
+        expect(value, dict, "", self.info_text)
         for vo, limits in value.items():
             if not isinstance(vo, str) or not vo or any(c in vo for c in ":#/ "):
                 raise TraitPathError(str(vo), "not a VO name")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import jwt
@@ -16,6 +13,7 @@ from egi_hub.authenticator.checkin import CheckinAuthenticator
 from egi_hub.authenticator.provider import OIDCError
 
 from tests.oidcprovider import CLIENT_ID, CLIENT_SECRET, code_flow_tokens
+from tests.standins import json_standin
 
 
 def exchange(stack, token: str) -> httpx.Response:
@@ -77,37 +75,24 @@ def test_missing_bearer_token_is_401(checkin):
     assert r.status_code == 401
 
 
-class _UserinfoStandIn(BaseHTTPRequestHandler):
-    """A stand-in for Check-in's userinfo endpoint, which (unlike oidc-provider) also
-    accepts JWT access tokens: it answers with the claims of the bearer JWT it gets."""
-
-    def do_GET(self):
-        token = self.headers["Authorization"].split(" ", 1)[1]
-        claims = jwt.decode(token, options={"verify_signature": False})
-        body = json.dumps(
-            {"sub": claims["sub"], "voperson_id": "jwt-user@egi.eu", "eduperson_entitlement": []}
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+def userinfo_of_bearer_jwt(request) -> dict:
+    """Check-in's userinfo (unlike oidc-provider's) also accepts JWT access tokens: this
+    stand-in answers with the subject of the bearer JWT it gets."""
+    token = request.headers["Authorization"].split(" ", 1)[1]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return {"sub": claims["sub"], "voperson_id": "jwt-user@egi.eu", "eduperson_entitlement": []}
 
 
 async def test_jwt_access_token_verified_with_the_providers_keys_userinfo_stand_in(checkin):
     """The JWT path of the exchange: signature and issuer checked against the real
     provider's keys; userinfo from a Check-in stand-in."""
     _, provider = checkin
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _UserinfoStandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with json_standin(userinfo_of_bearer_jwt) as userinfo_url:
         auth = CheckinAuthenticator(
             issuer=provider.issuer,
             client_id=CLIENT_ID,
             client_secret=CLIENT_SECRET,
-            userinfo_endpoint=f"http://127.0.0.1:{server.server_port}/userinfo",
+            userinfo_endpoint=f"{userinfo_url}/userinfo",
             token_exchange_audiences=["egi-hub"],
         )
         now = int(time.time())
@@ -124,5 +109,3 @@ async def test_jwt_access_token_verified_with_the_providers_keys_userinfo_stand_
             await auth.verify_access_token(token(aud="someone-else"))
         with pytest.raises(OIDCError, match="issuer"):
             await auth.verify_access_token(token(aud="egi-hub", iss="https://evil.example"))
-    finally:
-        server.shutdown()

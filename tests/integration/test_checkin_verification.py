@@ -6,9 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -19,6 +17,7 @@ from egi_hub.authenticator.provider import OIDCError, OpenIDProvider
 from egi_hub.authenticator.tokens import merge_userinfo, verify_id_token
 
 from tests.oidcprovider import CLIENT_ID, rsa_jwk, start_provider
+from tests.standins import json_standin
 
 
 @pytest.fixture(scope="module")
@@ -121,29 +120,11 @@ def test_userinfo_about_another_subject_is_refused():
     }
 
 
-class _WrongIssuer(BaseHTTPRequestHandler):
-    """A stand-in for a misconfigured provider: its discovery names another issuer."""
-
-    def do_GET(self):
-        body = json.dumps({"issuer": "https://aai.egi.eu/auth/realms/egi"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 async def test_discovery_naming_another_issuer_is_refused_stand_in():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _WrongIssuer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        issuer = f"http://127.0.0.1:{server.server_port}/auth/realms/egi"
+    """A stand-in for a misconfigured provider: its discovery names another issuer."""
+    with json_standin(lambda request: {"issuer": "https://aai.egi.eu/auth/realms/egi"}) as url:
         with pytest.raises(OIDCError, match="names the issuer"):
-            await OpenIDProvider(issuer, ProviderHTTP()).metadata()
-    finally:
-        server.shutdown()
+            await OpenIDProvider(f"{url}/auth/realms/egi", ProviderHTTP()).metadata()
 
 
 async def test_discovery_is_cached(provider):
