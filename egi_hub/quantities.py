@@ -1,5 +1,10 @@
 """Resource quantities as sites write them: CPU (``2``, ``0.5``, ``500m``) and memory
-(``1G``, ``512Mi``, ``1.5G``, or a number of bytes), parsed the way Kubernetes reads them.
+(``1G``, ``512Mi``, ``1.5G``, or a number of bytes).
+
+Memory units follow JupyterHub's ``mem_limit`` (its ByteSpecification): ``K``, ``M``,
+``G``, ``T`` are powers of 1024, exactly like ``Ki``, ``Mi``, ``Gi``, ``Ti``. So the
+``1G`` of a quota and the ``1G`` of a profile's ``mem_limit`` are the same 1,073,741,824
+bytes, whichever spawner applies the profile.
 """
 
 from __future__ import annotations
@@ -11,11 +16,11 @@ __all__ = ["QuantityError", "format_bytes", "parse_cpu", "parse_memory"]
 
 _MEMORY_UNITS = {
     "": 1,
-    "k": 10**3,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
+    "k": 2**10,
+    "K": 2**10,
+    "M": 2**20,
+    "G": 2**30,
+    "T": 2**40,
     "Ki": 2**10,
     "Mi": 2**20,
     "Gi": 2**30,
@@ -66,8 +71,8 @@ def parse_memory(value: object) -> int:
 
 
 def format_bytes(value: int) -> str:
-    """A short human form: ``1G``, ``512M``, ``1.5G``, ``0``."""
-    for unit, size in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3)):
+    """A short human form in the same units: ``1G``, ``512M``, ``1.5G``, ``0``."""
+    for unit, size in (("T", 2**40), ("G", 2**30), ("M", 2**20), ("K", 2**10)):
         if value >= size:
             text = f"{value / size:.2f}".rstrip("0").rstrip(".")
             return f"{text}{unit}"

@@ -63,7 +63,7 @@ class LocalStack(Configurable):
         return os.path.join(base, "egi-hub")
 
 
-PROFILE_SECTIONS = ("EGILocalSpawner",)
+PROFILE_SECTIONS = ("EGILocalSpawner", "EGIKubeSpawner")
 
 
 def validate_site(data: Mapping[str, Any]) -> list[str]:

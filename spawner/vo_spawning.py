@@ -77,7 +77,7 @@ class VOSpawnerMixin(HasTraits):
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         return {"profile": (formdata.get("profile") or [""])[0]}
 
-    def apply_profile(self, profile: dict[str, Any]) -> None:
+    async def apply_profile(self, profile: dict[str, Any]) -> None:
         """Set the profile's overrides this spawner understands."""
         for key, value in profile.get("kubespawner_override", {}).items():
             if key in self.applicable_overrides:
@@ -99,7 +99,7 @@ class VOSpawnerMixin(HasTraits):
         slug = (self.user_options or {}).get("profile") or None
         profile = choose_profile(self.profile_list, context, slug, admin)
         if profile is not None:
-            self.apply_profile(profile)
+            await self.apply_profile(profile)
         cpu, memory, gpu = self.resources()
         charge = Charge(
             user=self.user.name,
@@ -111,7 +111,11 @@ class VOSpawnerMixin(HasTraits):
             profile=profile_slug(profile) if profile else "",
         )
         self.quota.admit(charge, admin=admin)
+        self.label_charge(charge)
         return charge
+
+    def label_charge(self, charge: Charge) -> None:
+        """Mark the server with its VO and profile (Kubernetes labels; nothing locally)."""
 
     async def start(self) -> Any:
         charge = await self.admit()

@@ -18,6 +18,8 @@ def test_entry_points_are_registered():
     spawners = {e.name: e.value for e in entry_points(group="jupyterhub.spawners")}
     assert auth["egi-dev"] == "egi_hub.authenticator.dev:DevAuthenticator"
     assert spawners["egi-local"] == "egi_hub.spawner.local:EGILocalSpawner"
+    assert spawners["egi-kube"] == "egi_hub.spawner.kube:EGIKubeSpawner"
+    assert auth["egi-checkin"] == "egi_hub.authenticator.checkin:CheckinAuthenticator"
 
 
 def test_editable_install_maps_top_level_folders():

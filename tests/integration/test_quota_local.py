@@ -141,6 +141,6 @@ def test_profile_limits_are_enforced_on_the_processes(tmp_path):
             "except MemoryError:\n    print('refused')\n"
         )
         out = run_code(stack.url, "/user/alice/small/", stack.api_token, code).split()
-        assert out == ["1", "1000000000", "1000000000", "1.0", "refused"]
+        assert out == ["1", "1073741824", "1073741824", "1.0", "refused"]
     finally:
         stack.stop()

@@ -11,7 +11,7 @@ from egi_hub.config import SiteConfigError, TraitPathError
 from egi_hub.quantities import QuantityError, format_bytes, parse_cpu, parse_memory
 from egi_hub.stack import validate_site
 
-G = 10**9
+G = 2**30  # JupyterHub's convention, as mem_limit
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ def test_cpu(text, cpu):
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("1G", G), ("1.5G", 1_500_000_000), ("512Mi", 512 * 2**20), (1024, 1024), ("2Gi", 2 * 2**30)],
+    [("1G", G), ("1.5G", 3 * 2**29), ("512Mi", 512 * 2**20), (1024, 1024), ("2Gi", 2 * 2**30)],
 )
 def test_memory(text, size):
     assert parse_memory(text) == size
@@ -37,7 +37,7 @@ def test_malformed_quantities(text):
 
 def test_format_bytes():
     assert format_bytes(G) == "1G"
-    assert format_bytes(1_500_000_000) == "1.5G"
+    assert format_bytes(3 * 2**29) == "1.5G"
     assert format_bytes(0) == "0"
 
 
