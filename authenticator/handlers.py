@@ -10,6 +10,8 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.handlers.login import LogoutHandler
 from tornado import web
 
+from egi_hub.vo import parse_rule
+
 from .provider import OIDCError
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ class VORefusedError(web.HTTPError):
         self.jupyterhub_message = message
         items = []
         for rule in rules:
-            vo = rule.split(":", 1)[0].split("/", 1)[0]
+            vo = parse_rule(rule).vo
             url = enrolment_urls.get(rule) or enrolment_urls.get(vo)
             text = html.escape(rule)
             if url:

@@ -95,7 +95,7 @@ def validate_site(data: Mapping[str, Any]) -> list[str]:
 
 def _mentioned_vos(data: Mapping[str, Any]) -> set[str]:
     """VOs the site file names: dev users' entitlements, login rules, profile rules."""
-    from egi_hub.vo import EntitlementError, parse_entitlement
+    from egi_hub.vo import EntitlementError, parse_entitlement, parse_rule
 
     vos: set[str] = set()
     for entry in data.get("DevAuthenticator", {}).get("users", {}).values():
@@ -113,7 +113,7 @@ def _mentioned_vos(data: Mapping[str, Any]) -> set[str]:
             rules.extend(profile.get("allowed_vos", []))
             if profile.get("vo"):
                 vos.add(profile["vo"])
-    vos.update(rule.split(":")[0].split("/")[0] for rule in rules)
+    vos.update(parse_rule(rule).vo for rule in rules)
     return vos
 
 

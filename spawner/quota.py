@@ -29,6 +29,7 @@ from traitlets.config import SingletonConfigurable
 
 from egi_hub.config import TraitPathError, describe, expect
 from egi_hub.quantities import QuantityError, format_bytes, parse_cpu, parse_memory
+from egi_hub.vo import parse_rule
 
 __all__ = ["Charge", "Limits", "QuotaExceededError", "QuotaPolicy", "Usage"]
 
@@ -363,7 +364,7 @@ def unfit_profiles(
         if profile.get("vo"):
             candidates = [profile["vo"]]
         elif profile.get("allowed_vos"):
-            candidates = [rule.split(":")[0].split("/")[0] for rule in profile["allowed_vos"]]
+            candidates = [parse_rule(rule).vo for rule in profile["allowed_vos"]]
         else:
             candidates = [*parsed, None]
         reasons = []

@@ -11,6 +11,7 @@ hub counts the servers that are still running.
 from __future__ import annotations
 
 import html
+from dataclasses import asdict
 from typing import Any
 
 from traitlets import HasTraits, default
@@ -39,6 +40,8 @@ class VOSpawnerMixin(HasTraits):
 
     # Overrides a spawner can apply; the rest of kubespawner_override is for Kubernetes.
     applicable_overrides: tuple[str, ...] = ()
+    # What the running server is charged (kept in the spawner state across restarts).
+    _egi_charge: Charge | None = None
 
     @property
     def quota(self) -> QuotaPolicy:
@@ -136,10 +139,9 @@ class VOSpawnerMixin(HasTraits):
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
-        charge = getattr(self, "_egi_charge", None)
-        if charge is not None:
-            state["egi_charge"] = {**charge.__dict__}
-            state["egi_started"] = self.quota.started_at(charge)
+        if self._egi_charge is not None:
+            state["egi_charge"] = asdict(self._egi_charge)
+            state["egi_started"] = self.quota.started_at(self._egi_charge)
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -151,6 +153,6 @@ class VOSpawnerMixin(HasTraits):
 
     def clear_state(self) -> None:
         super().clear_state()
-        if getattr(self, "_egi_charge", None) is not None:
+        if self._egi_charge is not None:
             self.quota.release(self._egi_charge.user, self._egi_charge.server)
             self._egi_charge = None
