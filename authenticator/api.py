@@ -11,7 +11,7 @@ from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.user import User
 from tornado import web
 
-from egi_hub.token import ACCESS_TOKEN_SCOPE
+from egi_hub.singleuser_config import ACCESS_TOKEN_SCOPE
 
 if TYPE_CHECKING:
     from .checkin import CheckinAuthenticator

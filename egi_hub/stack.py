@@ -23,7 +23,7 @@ from traitlets.config import Config, Configurable
 
 from .config import ConfigIssue, SiteConfigError, check_site, configurable_classes, site_to_config
 from .procs import check_port_free, free_port
-from .token import ACCESS_TOKEN_SCOPE
+from .singleuser_config import ACCESS_TOKEN_SCOPE
 
 __all__ = ["LocalStack", "StackConfig", "build_config", "check_ports", "run", "validate_site"]
 

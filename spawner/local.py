@@ -24,7 +24,7 @@ from traitlets import Bool, Integer, Unicode, default
 
 from egi_hub.names import path_component
 from egi_hub.procs import installed_script, tail_lines
-from egi_hub.token import JUPYTER_CONFIG_DIR
+from egi_hub.singleuser_config import JUPYTER_CONFIG_DIR
 
 from .vo_spawning import VOSpawnerMixin
 
@@ -112,7 +112,7 @@ class LocalWorkdirSpawner(LocalProcessSpawner):
         env["USER"] = self.user.name
         env["HOME"] = str(self.work_dir)
         env.setdefault("SHELL", "/bin/bash")
-        # Enables egi_hub.token, which keeps ~/.egi/access_token current.
+        # Enables egi_hub.singleuser.token, which keeps ~/.egi/access_token current.
         paths = [JUPYTER_CONFIG_DIR, *filter(None, [env.get("JUPYTER_CONFIG_PATH")])]
         env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(paths)
         return env
