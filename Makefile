@@ -9,7 +9,7 @@ PORT   ?= 8000
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint format bench browser clean
+.PHONY: run test test-unit test-integration test-e2e lint format bench browser clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "egi-hub needs Python 3.11+"'
@@ -52,9 +52,21 @@ $(OIDC_STAMP): tests/oidc/package.json tests/oidc/package-lock.json
 	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 	touch $@
 
-## test: lint, then every test (unit, integration, browser)
+## test: lint, then every lane in one pytest run (unit first, then integration, then e2e)
 test: $(TEST_STAMP) $(OIDC_STAMP) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-unit: pure code, no processes or sockets (seconds)
+test-unit: $(TEST_STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## test-integration: real hub, OpenID provider, local stack, wheel build
+test-integration: $(TEST_STAMP) $(OIDC_STAMP)
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+## test-e2e: headless Chromium against a real hub
+test-e2e: $(TEST_STAMP) $(OIDC_STAMP) browser
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 ## bench: the benchmarks under tests/benchmarks (print their figures)
 bench: $(TEST_STAMP)

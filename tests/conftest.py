@@ -1,4 +1,10 @@
-"""Shared fixtures: a real egi-hub local stack, and headless Chromium."""
+"""Shared fixtures (a real egi-hub local stack, headless Chromium) and the test lanes.
+
+Lanes follow the folders: ``tests/unit`` (no processes, seconds), ``tests/integration``
+(real hub, provider, wheel builds) and ``tests/e2e`` (Chromium). Each test gets its
+lane's marker, so ``pytest -m unit`` or ``-m "not e2e"`` work on the whole tree, and a
+whole-suite run goes unit first, then integration, then e2e: the quick lane fails first.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -18,6 +25,28 @@ from tests.stackrunner import TEST_SERVICE, Stack, start_stack
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+LANES = ("unit", "integration", "e2e")
+TESTS = Path(__file__).parent
+
+
+def lane_of(item: pytest.Item) -> str | None:
+    """The lane of a test: the folder under tests/ it lives in."""
+    try:
+        folder = item.path.relative_to(TESTS).parts[0]
+    except ValueError:
+        return None
+    return folder if folder in LANES else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        lane = lane_of(item)
+        if lane:
+            item.add_marker(getattr(pytest.mark, lane))
+    # A stable sort: within a lane, pytest's order (and module-scoped fixtures) is kept.
+    items.sort(key=lambda item: LANES.index(lane_of(item) or "e2e"))
+
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
