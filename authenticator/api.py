@@ -13,6 +13,8 @@ from tornado import web
 
 from egi_hub.singleuser_config import ACCESS_TOKEN_SCOPE
 
+from .exchange import ExchangeRequest, exchange_note
+
 if TYPE_CHECKING:
     from .checkin import CheckinAuthenticator
 
@@ -62,7 +64,9 @@ class TokenExchangeHandler(APIHandler):
     <Check-in access token>``. The token is verified (JWT signature or introspection),
     the user is created or updated exactly as a login would (same VO rules, same
     refusals), and the answer is a hub API token that expires no later than the
-    Check-in token, with the site's `CheckinAuthenticator.token_exchange_scopes`.
+    Check-in token, with the site's `CheckinAuthenticator.token_exchange_scopes`
+    (which never allow creating tokens). Exchanging the same Check-in token again
+    replaces the hub token it gave before; tokens a browser login stored are kept.
     """
 
     def check_xsrf_cookie(self) -> None:
@@ -81,32 +85,30 @@ class TokenExchangeHandler(APIHandler):
 
     async def post(self) -> None:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise web.HTTPError(401, "Send the Check-in access token as 'Authorization: Bearer'")
         authenticator: CheckinAuthenticator = self.authenticator
+        request = ExchangeRequest(token)
         try:
-            authenticated = await authenticator.get_authenticated_user(
-                self, {"checkin_access_token": token.strip()}
-            )
+            authenticated = await authenticator.get_authenticated_user(self, request)
         except web.HTTPError as e:
             if e.status_code == 401:
                 self._www_authenticate = 'Bearer realm="egi-hub", error="invalid_token"'
             raise
-        if authenticated is None:
+        if authenticated is None or request.expires_at is None:
             raise web.HTTPError(403, "This Check-in user may not use this hub")
-        existing = self.find_user(authenticated["name"])
-        if existing is not None:
-            # Keep what a browser login stored (its refresh token) beside the new token.
-            previous = await existing.get_auth_state() or {}
-            fresh = {k: v for k, v in authenticated["auth_state"].items() if v is not None}
-            authenticated["auth_state"] = {**previous, **fresh}
-        user = await self.auth_to_user(authenticated)
-        expires_at = authenticated["auth_state"]["expires_at"]
-        expires_in = int(expires_at - time.time())
+        expires_in = int(request.expires_at - time.time())
         if expires_in < 1:
             raise web.HTTPError(401, "The Check-in access token has expired")
+        user = await self.auth_to_user(authenticated)
+        # One hub token per Check-in token: a new exchange replaces the previous one.
+        note = exchange_note(token)
+        for old in [t for t in user.orm_user.api_tokens if t.note == note]:
+            self.db.delete(old)
+        self.db.commit()
         api_token = user.new_api_token(
-            note="egi-hub token exchange",
+            note=note,
             expires_in=expires_in,
             scopes=list(authenticator.token_exchange_scopes),
         )
@@ -118,6 +120,7 @@ class TokenExchangeHandler(APIHandler):
                 {
                     "token": api_token,
                     "user": user.name,
+                    "scopes": list(authenticator.token_exchange_scopes),
                     "expires_at": datetime.fromtimestamp(time.time() + expires_in, UTC).isoformat(),
                 }
             )

@@ -1,14 +1,19 @@
 """`CheckinAuthenticator`: EGI Check-in (or any OpenID Connect issuer) for JupyterHub.
 
 Authorization-code flow with PKCE, ``state`` and ``nonce``; ID tokens verified against
-the issuer's keys; VOs from ``eduperson_entitlement``; tokens kept in encrypted
-``auth_state`` and refreshed under a per-user lock; logout that ends the provider
+the issuer's keys; VOs from ``eduperson_entitlement`` (`VOAccessMixin`); tokens kept in
+encrypted ``auth_state`` and refreshed under a per-user lock (`RefreshMixin`); the
+token exchange for scripts (`TokenExchangeMixin`); logout that ends the provider
 session. Entry point: ``egi-checkin``.
+
+A login is accepted in exactly two places: the OAuth callback (`CheckinCallbackHandler`)
+and the token exchange endpoint (`TokenExchangeHandler`, with an `ExchangeRequest`).
+JupyterHub's password form and its token API (``{"auth": {...}}``) reach
+`authenticate` too; they are refused, whatever they send.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -23,22 +28,21 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets import Dict, Enum, Float, Integer, List, Unicode, default, validate
 
-from egi_hub.context import UserContext
-from egi_hub.traits import VORuleList, rules
-
+from .access import VOAccessMixin
 from .api import AccessTokenHandler, TokenExchangeHandler
-from .exchange import TokenExchangeMixin
+from .errors import InvalidGrantError, OIDCError, http_error
+from .exchange import ExchangeRequest, TokenExchangeMixin
 from .handlers import (
     CheckinCallbackHandler,
     CheckinLoginHandler,
     CheckinLogoutHandler,
-    ProviderUnavailableError,
-    VORefusedError,
     end_session_redirect,
 )
 from .http import ProviderHTTP
-from .provider import SIGNING_ALGORITHMS, OIDCError, OpenIDProvider, ProviderUnreachableError
+from .provider import SIGNING_ALGORITHMS, OpenIDProvider
+from .refresh import RefreshMixin
 from .tokens import access_token_expiry, merge_userinfo, verify_id_token
+from .urls import local_next_url
 from .usernames import username_from_claim
 
 __all__ = ["CHECKIN_ISSUERS", "CheckinAuthenticator", "InvalidGrantError"]
@@ -52,15 +56,11 @@ STATE_COOKIE = "egi-checkin-state"
 STATE_MAX_AGE_DAYS = 10 / (24 * 60)  # a login must come back within 10 minutes
 
 
-class InvalidGrantError(OIDCError):
-    """The provider no longer honours the grant (expired, revoked or reused refresh token)."""
-
-
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
+class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Authenticator):
     """Log in with EGI Check-in or another OpenID Connect provider."""
 
     checkin_instance = Enum(
@@ -155,33 +155,6 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
         help="Claim that names the user (falls back to sub), normalised to a safe name.",
     ).tag(config=True)
 
-    allowed_vos = VORuleList(
-        help="VO rules (vo, vo/subgroup, vo:role=x): matching users may log in.",
-    ).tag(config=True, allow_config=True)
-
-    admin_vos = VORuleList(
-        help="VO rules whose members are hub admins (admin_users still works too).",
-    ).tag(config=True)
-
-    entitlement_namespaces = List(
-        Unicode(),
-        help="Only entitlements in these URN namespaces count (e.g. mace:egi.eu). Empty: all.",
-    ).tag(config=True)
-
-    trusted_authorities = List(
-        Unicode(),
-        help="Only entitlements from these authorities count (e.g. aai.egi.eu). Empty: all.",
-    ).tag(config=True)
-
-    enrolment_urls = Dict(
-        value_trait=Unicode(),
-        help="Enrolment page per VO (or per rule), linked from the refusal page.",
-    ).tag(config=True)
-
-    token_refresh_leeway = Integer(
-        60, min=0, help="Refresh the access token when it expires within this many seconds."
-    ).tag(config=True)
-
     post_logout_redirect_url = Unicode(
         help="Where the provider sends the browser after logout. Default: the hub login page.",
     ).tag(config=True)
@@ -210,7 +183,6 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._refresh_locks: dict[str, asyncio.Lock] = {}
         self._http: ProviderHTTP | None = None
         self._provider: OpenIDProvider | None = None
 
@@ -267,6 +239,7 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
         endpoint = await self.provider.endpoint("authorization_endpoint")
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         verifier = secrets.token_urlsafe(64)
+        next_url = local_next_url(next_url, handler.base_url)  # checked again at the end
         flow = {"state": state, "nonce": nonce, "verifier": verifier, "next": next_url}
         handler.set_secure_cookie(
             STATE_COOKIE,
@@ -297,52 +270,52 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
         if raw is None:
             raise web.HTTPError(400, "Login refused: no login in progress (expired or replayed)")
         flow = json.loads(raw)
-        if not secrets.compare_digest(flow.get("state", ""), handler.get_argument("state", "")):
+        # Bytes: compare_digest refuses str with non-ASCII characters (a 500, not a 400).
+        expected = str(flow.get("state", "")).encode()
+        if not secrets.compare_digest(expected, handler.get_argument("state", "").encode()):
             raise web.HTTPError(400, "Login refused: state does not match this login")
         handler._egi_checkin_next = flow.get("next", "")
         return flow
 
     def next_url_from_state(self, handler: web.RequestHandler) -> str:
-        """The local page the user wanted before logging in ("" if none or not local)."""
-        next_url = getattr(handler, "_egi_checkin_next", "")
-        # Only a path on this site: not "//host", nor "/\\host", which browsers also
-        # read as another host.
-        if next_url.startswith("/") and not next_url.startswith("//") and "\\" not in next_url:
-            return next_url
-        return ""
+        """The hub page the user wanted before logging in ("" if none, or not one)."""
+        return local_next_url(getattr(handler, "_egi_checkin_next", ""), handler.base_url)
 
     async def token_request(self, data: dict[str, str]) -> dict[str, Any]:
         """POST to the token endpoint with client authentication; the JSON answer."""
         endpoint = await self.provider.endpoint("token_endpoint")
-        response = await self.http.post(endpoint, data, auth=(self.client_id, self.client_secret))
-        if response.status >= 500:
-            raise ProviderUnreachableError(f"token endpoint answered HTTP {response.status}")
-        body = response.json()
-        if not isinstance(body, dict):
-            body = {}
-        if response.status != 200:
-            error = body.get("error", f"HTTP {response.status}")
-            if error == "invalid_grant":
-                raise InvalidGrantError(f"invalid_grant: {body.get('error_description', '')}")
-            raise OIDCError(f"token endpoint refused: {error} {body.get('error_description', '')}")
-        if "access_token" not in body:
-            raise OIDCError("token endpoint answered without an access_token")
+        body = await self.http.call(
+            "POST", endpoint, "token endpoint", data=data, auth=(self.client_id, self.client_secret)
+        )
+        if not body.get("access_token"):
+            raise OIDCError("the token endpoint answered without an access_token")
         return body
 
     async def userinfo(self, access_token: str) -> dict[str, Any]:
+        """The userinfo claims for an access token ({} if the provider has no endpoint)."""
         endpoint = await self.provider.endpoint("userinfo_endpoint")
         if not endpoint:
             return {}
-        response = await self.http.get(endpoint, {"Authorization": f"Bearer {access_token}"})
-        if response.status >= 500:
-            raise ProviderUnreachableError(f"userinfo endpoint answered HTTP {response.status}")
-        if response.status != 200:
-            raise OIDCError(f"userinfo endpoint answered HTTP {response.status}")
-        return response.json()
+        return await self.http.call(
+            "GET",
+            endpoint,
+            "userinfo endpoint",
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
 
     async def authenticate(self, handler: web.RequestHandler, data: Any = None) -> dict[str, Any]:
-        if isinstance(data, dict) and "checkin_access_token" in data:
-            return await self._authenticate_access_token(data["checkin_access_token"])
+        if isinstance(data, ExchangeRequest) and isinstance(handler, TokenExchangeHandler):
+            return await self.authenticate_exchange(handler, data)
+        if not isinstance(handler, CheckinCallbackHandler) or data is not None:
+            # JupyterHub's login form and its token API ({"auth": ...}) end here.
+            self.log.warning("Refused a login attempt outside the Check-in flow")
+            raise web.HTTPError(
+                403, "This hub signs in with EGI Check-in only: use the sign-in button"
+            )
+        return await self._authenticate_code(handler)
+
+    async def _authenticate_code(self, handler: web.RequestHandler) -> dict[str, Any]:
+        """Finish the code flow: tokens, verified ID token, userinfo, identity binding."""
         flow = self._take_flow(handler)
         code = handler.get_argument("code", "")
         if not code:
@@ -367,38 +340,26 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
                 leeway=self.clock_skew,
             )
             claims = merge_userinfo(id_claims, await self.userinfo(tokens["access_token"]))
-        except InvalidGrantError as e:
-            raise web.HTTPError(403, "%s", f"Login refused: {e}") from None
-        except ProviderUnreachableError as e:
-            self.log.error("Check-in unavailable at login: %s", e)
-            raise ProviderUnavailableError(e) from None
         except OIDCError as e:
-            self.log.warning("Check-in login refused: %s", e)
-            raise web.HTTPError(403, "%s", f"Login refused: {e}") from None
-        return self.user_model(tokens, claims)
+            self.log.warning("Check-in login failed: %s", e)
+            raise http_error(e, prefix="Login refused: ") from None
+        model = self.user_model(tokens, claims)
+        await self.check_identity(handler, model["name"], self.provider.issuer, claims["sub"])
+        return model
 
     # --- users, VOs and tokens ------------------------------------------------------
 
-    def user_context(self, username: str, entitlements: Any) -> UserContext:
-        if isinstance(entitlements, str):
-            entitlements = [entitlements]
-        return UserContext.from_entitlements(
-            username,
-            entitlements or [],
-            namespaces=self.entitlement_namespaces or None,
-            authorities=self.trusted_authorities or None,
-        )
+    def username_for(self, claims: dict[str, Any]) -> str:
+        """The hub username for verified claims: `username_claim`, else ``sub``."""
+        return username_from_claim(str(claims.get(self.username_claim) or claims["sub"]))
 
-    def user_model(
-        self, tokens: dict[str, Any], claims: dict[str, Any], previous: dict | None = None
+    def token_fields(
+        self, tokens: dict[str, Any], previous: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The JupyterHub user model for a verified token response and its claims."""
+        """The auth_state entries for a token response (refresh and ID token kept if absent)."""
         previous = previous or {}
         now = time.time()
-        subject = claims.get(self.username_claim) or claims["sub"]
-        username = username_from_claim(str(subject))
-        context = self.user_context(username, claims.get("eduperson_entitlement"))
-        auth_state = {
+        return {
             "access_token": tokens["access_token"],
             "refresh_token": tokens.get("refresh_token") or previous.get("refresh_token"),
             "id_token": tokens.get("id_token") or previous.get("id_token"),
@@ -406,13 +367,23 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
             "scope": tokens.get("scope", " ".join(self.scope)),
             "issued_at": now,
             "expires_at": access_token_expiry(tokens, now),
+        }
+
+    def user_model(
+        self, tokens: dict[str, Any], claims: dict[str, Any], previous: dict | None = None
+    ) -> dict[str, Any]:
+        """The JupyterHub user model for a verified token response and its claims."""
+        username = self.username_for(claims)
+        context = self.user_context(username, claims.get("eduperson_entitlement"))
+        auth_state = {
+            **self.token_fields(tokens, previous),
+            "iss": self.provider.issuer,
             "sub": claims["sub"],
             **context.to_auth_state(),
         }
-        admin = True if self.admin_vos and context.matches_any(rules(self.admin_vos)) else None
         return {
             "name": username,
-            "admin": admin,
+            "admin": self.admin_for(username, context),
             "groups": list(context.vos),
             "auth_state": auth_state,
         }
@@ -425,68 +396,6 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
                 "register the hub as a client of the issuer first"
             )
         super().check_allow_config()
-
-    def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
-        if super().check_allowed(username, authentication):
-            return True
-        if not self.allowed_vos:
-            return False
-        auth_state = (authentication or {}).get("auth_state") or {}
-        context = UserContext.from_auth_state(username, auth_state)
-        if context.matches_any(rules(self.allowed_vos)):
-            return True
-        raise VORefusedError(username, list(self.allowed_vos), self.enrolment_urls)
-
-    def needs_refresh(self, auth_state: dict[str, Any], now: float | None = None) -> bool:
-        """True when the access token expires within `token_refresh_leeway` (or unknown).
-
-        For tokens that live less than twice the leeway, half their lifetime is used
-        instead, so that a fresh token is never considered expiring.
-        """
-        expires_at = auth_state.get("expires_at")
-        if expires_at is None:
-            return True
-        now = time.time() if now is None else now
-        leeway = self.token_refresh_leeway
-        issued_at = auth_state.get("issued_at")
-        if issued_at is not None:
-            leeway = min(leeway, (expires_at - issued_at) / 2)
-        return expires_at - now <= leeway
-
-    async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
-        auth_state = await user.get_auth_state()
-        if not auth_state or not self.needs_refresh(auth_state):
-            return True
-        lock = self._refresh_locks.setdefault(user.name, asyncio.Lock())
-        async with lock:
-            # Another request may have refreshed while this one waited: read again.
-            auth_state = await user.get_auth_state()
-            if not auth_state or not self.needs_refresh(auth_state):
-                return True
-            if not auth_state.get("refresh_token"):
-                self.log.info("%s has no refresh token: login needed", user.name)
-                return False
-            try:
-                tokens = await self.token_request(
-                    {"grant_type": "refresh_token", "refresh_token": auth_state["refresh_token"]}
-                )
-                claims = {"sub": auth_state.get("sub")}
-                claims = merge_userinfo(claims, await self.userinfo(tokens["access_token"]))
-            except InvalidGrantError as e:
-                self.log.info("Refresh for %s refused (%s): login needed", user.name, e)
-                await user.save_auth_state(None)
-                return False
-            except OIDCError as e:
-                # Keep the session; the next request tries again.
-                self.log.warning("Could not refresh %s's tokens: %s", user.name, e)
-                return True
-            model = self.user_model(tokens, claims, previous=auth_state)
-            if model["name"] != user.name:
-                self.log.warning("Refresh for %s named another user: login needed", user.name)
-                return False
-            # Saved inside the lock, so the next waiter sees the rotated refresh token.
-            await user.save_auth_state(model["auth_state"])
-            return model
 
     # --- logout ---------------------------------------------------------------------
 
@@ -503,16 +412,16 @@ class CheckinAuthenticator(TokenExchangeMixin, Authenticator):
             return None
         if refresh_token and revocation:
             try:
-                response = await self.http.post(
+                await self.http.call(
+                    "POST",
                     revocation,
-                    {"token": refresh_token, "token_type_hint": "refresh_token"},
+                    "revocation endpoint",
+                    data={"token": refresh_token, "token_type_hint": "refresh_token"},
                     auth=(self.client_id, self.client_secret),
+                    empty_ok=True,
                 )
             except OIDCError as e:
                 self.log.warning("Could not revoke a refresh token at logout: %s", e)
-            else:
-                if response.status != 200:
-                    self.log.warning("Revocation at logout answered HTTP %s", response.status)
         if not end_session:
             return None
         after = self.post_logout_redirect_url

@@ -1,42 +1,133 @@
-"""Token exchange for `CheckinAuthenticator`: a Check-in access token for a hub user.
+"""Token exchange for `CheckinAuthenticator`: a Check-in access token for a hub API token.
 
 Scripts and workflow engines that hold a Check-in access token get a hub API token
-without a browser (`egi_hub.authenticator.api.TokenExchangeHandler`). The token is
-verified as a JWT against the issuer's keys, or by introspection when it is opaque;
-userinfo completes the claims; the login's own rules then apply.
+without a browser (``POST /hub/api/egi/token-exchange``,
+`egi_hub.authenticator.api.TokenExchangeHandler`). Only that handler can start an
+exchange: it passes an `ExchangeRequest`, a type no form or JSON body can produce, so a
+login form or the hub's token API never treats a field as a Check-in token.
+
+A token is accepted only when it was issued to this hub (``aud``, ``azp`` or
+``client_id`` is the hub's ``client_id``) or to a client the site lists in
+`token_exchange_clients`; the same rule holds for JWTs (verified against the issuer's
+keys) and for opaque tokens (introspected). Refusals are cached briefly, so junk tokens
+cannot make the hub call the provider for each one. The exchange never touches the
+tokens a browser login stored: it only updates the user's VOs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from tornado import web
 from traitlets import Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
-from .handlers import ProviderUnavailableError
-from .provider_errors import OIDCError, ProviderUnreachableError
-from .tokens import merge_userinfo, verify_jwt
+from egi_hub.config import TraitPathError, describe, expect
 
-__all__ = ["TokenExchangeMixin"]
+from .access import EXCHANGE_NOTE
+from .errors import OIDCError, ProviderUnreachableError, TokenRefusedError, http_error
+from .tokens import merge_userinfo, token_audiences, verify_jwt
+
+__all__ = [
+    "DEFAULT_EXCHANGE_SCOPES",
+    "ExchangeRequest",
+    "ExchangeScopes",
+    "TokenExchangeMixin",
+    "exchange_note",
+]
+
+DEFAULT_EXCHANGE_SCOPES = [
+    "read:users!user",
+    "servers!user",
+    "access:servers!user",
+    "users:activity!user",
+]
+# Scopes that would let an exchanged token mint tokens (outliving it) or act as admin.
+_FORBIDDEN_SCOPES = ("inherit", "self", "all", "tokens", "admin")
+REFUSAL_TTL = 10.0  # seconds to remember that a token was refused
+MAX_CACHED = 10_000  # verified or refused tokens remembered at once
+
+
+@dataclass
+class ExchangeRequest:
+    """An exchange asked for by `TokenExchangeHandler` (never built from user input)."""
+
+    token: str
+    expires_at: float | None = None
+
+
+def exchange_note(token: str) -> str:
+    """The note of the hub token that one Check-in token was exchanged for."""
+    return f"{EXCHANGE_NOTE} {hashlib.sha256(token.encode()).hexdigest()[:16]}"
+
+
+def _token_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ExchangeScopes(List):
+    """Scopes for exchanged tokens: none that create tokens or act as admin."""
+
+    info_text = "a list of hub scopes"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(Unicode(), **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> list[str]:
+        values = expect(value, list | tuple, "", "a list of scopes")
+        for i, scope in enumerate(values):
+            if not isinstance(scope, str) or not scope:
+                raise TraitPathError(f"[{i}]", f"expected a scope, got {describe(scope)}")
+            base = scope.split("!", 1)[0]
+            if base in _FORBIDDEN_SCOPES or base.startswith("admin"):
+                raise TraitPathError(
+                    f"[{i}]",
+                    f"{scope!r} would let an exchanged token create tokens (outliving the "
+                    "Check-in token) or act as admin; use narrower scopes (e.g. servers!user)",
+                )
+        return super().validate(obj, list(values))
+
+
+class ClientIds(List):
+    """OAuth client ids, each named: there is no wildcard ("any client" is never safe)."""
+
+    info_text = "a list of OAuth client ids"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(Unicode(), **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> list[str]:
+        values = expect(value, list | tuple, "", "a list of client ids")
+        for i, client in enumerate(values):
+            if not isinstance(client, str) or not client.strip() or client == "*":
+                raise TraitPathError(
+                    f"[{i}]", f"expected a client id (no wildcard), got {describe(client)}"
+                )
+        return super().validate(obj, list(values))
 
 
 class TokenExchangeMixin(LoggingConfigurable):
     """Verifying access tokens presented by scripts (needs the authenticator's provider)."""
 
-    token_exchange_scopes = List(
-        Unicode(),
-        default_value=["self"],
-        help="Scopes of the hub API tokens that /hub/api/egi/token-exchange hands out.",
+    token_exchange_scopes = ExchangeScopes(
+        default_value=DEFAULT_EXCHANGE_SCOPES,
+        help="""
+        Scopes of the hub API tokens that /hub/api/egi/token-exchange hands out.
+        Default: read one's own user model, start/stop and use one's own servers,
+        report activity. Scopes that create tokens or act as admin (tokens, inherit,
+        self, admin:*) are refused: an exchanged token must not outlive the Check-in
+        token it came from.
+        """,
     ).tag(config=True)
 
-    token_exchange_audiences = List(
-        Unicode(),
+    token_exchange_clients = ClientIds(
         help="""
-        If set, a JWT access token presented for exchange must name one of these
-        audiences. Empty: any audience (the issuer and signature are still checked).
+        OAuth clients, besides this hub's own client_id, whose Check-in access tokens
+        may be exchanged (for example the site's token portal or an oidc-agent
+        client). A token is accepted only when its aud, azp or client_id names the
+        hub or one of these. Default: none.
         """,
     ).tag(config=True)
 
@@ -47,70 +138,115 @@ class TokenExchangeMixin(LoggingConfigurable):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._verified_tokens: dict[str, tuple[dict[str, Any], float]] = {}
+        self._refused_tokens: dict[str, tuple[str, float]] = {}
+
+    @property
+    def exchange_clients(self) -> set[str]:
+        """Client ids whose tokens this hub exchanges: its own, and the allow-list."""
+        return {self.client_id, *self.token_exchange_clients} - {""}
+
+    def _check_client(self, claims: dict[str, Any]) -> None:
+        issued_to = token_audiences(claims)
+        if not issued_to & self.exchange_clients:
+            named = ", ".join(sorted(issued_to)) or "no client"
+            raise TokenRefusedError(
+                f"access token rejected: issued to {named}, not to this hub "
+                "(CheckinAuthenticator.token_exchange_clients lists the others accepted)"
+            )
+
+    @staticmethod
+    def _remember(cache: dict[str, tuple[Any, float]], key: str, value: Any, until: float) -> None:
+        now = time.monotonic()
+        if len(cache) >= MAX_CACHED:
+            for old in [k for k, (_, t) in cache.items() if t <= now]:
+                del cache[old]
+            while len(cache) >= MAX_CACHED:
+                del cache[next(iter(cache))]  # the oldest entry
+        cache[key] = (value, until)
 
     async def verify_access_token(self, token: str) -> dict[str, Any]:
         """Claims of a Check-in access token presented by a script; `OIDCError` if invalid.
 
         A JWT is verified against the provider's keys; an opaque token is introspected.
-        Either way its ``exp`` must be known and in the future, and userinfo (fetched
-        with the token) completes the claims. Results are cached briefly.
+        Either way it must be issued to an accepted client, its ``exp`` must be known
+        and in the future, and userinfo (fetched with the token) completes the claims.
+        Results, refusals included, are cached briefly; an unreachable provider is not
+        a refusal and is never cached.
         """
-        key = hashlib.sha256(token.encode()).hexdigest()
+        key = _token_key(token)
         now = time.monotonic()
         cached = self._verified_tokens.get(key)
         if cached and cached[1] > now:
             return cached[0]
+        refused = self._refused_tokens.get(key)
+        if refused and refused[1] > now:
+            raise TokenRefusedError(refused[0])
+        try:
+            claims = await self._verify(token)
+        except ProviderUnreachableError:
+            raise
+        except OIDCError as e:
+            self._remember(self._refused_tokens, key, str(e), now + REFUSAL_TTL)
+            raise TokenRefusedError(str(e)) from None
+        ttl = min(self.token_exchange_cache_ttl, claims["exp"] - time.time())
+        self._remember(self._verified_tokens, key, claims, now + ttl)
+        return claims
+
+    async def _verify(self, token: str) -> dict[str, Any]:
         if token.count(".") == 2:
             claims = await verify_jwt(
                 token,
                 self.provider,
-                audience=None,
+                audience=None,  # checked below, with azp and client_id too
                 algorithms=self.signing_algorithms,
                 leeway=self.clock_skew,
             )
-            audiences = claims.get("aud") or []
-            audiences = audiences if isinstance(audiences, list) else [audiences]
-            if self.token_exchange_audiences and not set(audiences) & set(
-                self.token_exchange_audiences
-            ):
-                raise OIDCError("access token rejected: not meant for this hub (aud)")
         else:
             claims = await self.introspect(token)
+        self._check_client(claims)
         exp = claims.get("exp")
         if not isinstance(exp, int | float) or exp <= time.time():
-            raise OIDCError("access token rejected: expired, or its expiry is unknown")
+            raise TokenRefusedError("access token rejected: expired, or its expiry is unknown")
         claims = merge_userinfo(claims, await self.userinfo(token))
         claims["exp"] = exp
-        for old in [k for k, (_, until) in self._verified_tokens.items() if until <= now]:
-            del self._verified_tokens[old]
-        ttl = min(self.token_exchange_cache_ttl, exp - time.time())
-        self._verified_tokens[key] = (claims, now + ttl)
         return claims
 
     async def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662 introspection of an opaque token, as this hub's client."""
         endpoint = await self.provider.endpoint("introspection_endpoint")
         if not endpoint:
             raise OIDCError("opaque access token, and the provider offers no introspection")
-        response = await self.http.post(
-            endpoint, {"token": token}, auth=(self.client_id, self.client_secret)
+        result = await self.http.call(
+            "POST",
+            endpoint,
+            "introspection endpoint",
+            data={"token": token},
+            auth=(self.client_id, self.client_secret),
         )
-        if response.status != 200:
-            raise OIDCError(f"introspection endpoint answered HTTP {response.status}")
-        result = response.json()
         if result.get("active") is not True:
-            raise OIDCError("access token rejected: not active")
-        if result.get("iss") and result["iss"].rstrip("/") != self.provider.issuer:
-            raise OIDCError("access token rejected: issued by another issuer")
+            raise TokenRefusedError("access token rejected: not active")
+        if result.get("iss") and str(result["iss"]).rstrip("/") != self.provider.issuer:
+            raise TokenRefusedError("access token rejected: issued by another issuer")
         return result
 
-    async def _authenticate_access_token(self, token: str) -> dict[str, Any]:
+    async def authenticate_exchange(self, handler: Any, request: ExchangeRequest) -> dict[str, Any]:
+        """The user model for an exchanged token: VOs updated, browser tokens kept."""
         try:
-            claims = await self.verify_access_token(token)
-        except ProviderUnreachableError as e:
-            raise ProviderUnavailableError(e) from None
+            claims = await self.verify_access_token(request.token)
         except OIDCError as e:
-            raise web.HTTPError(401, "%s", str(e)) from None
-        tokens = {"access_token": token, "expires_in": claims["exp"] - time.time()}
-        model = self.user_model(tokens, claims)
-        model["auth_state"]["expires_at"] = claims["exp"]
-        return model
+            raise http_error(e, refused_status=401) from None
+        request.expires_at = float(claims["exp"])
+        username = self.username_for(claims)
+        issuer = self.provider.issuer
+        await self.check_identity(handler, username, issuer, claims["sub"])
+        context = self.user_context(username, claims.get("eduperson_entitlement"))
+        existing = handler.find_user(username)
+        previous = (await existing.get_auth_state() or {}) if existing else {}
+        previous.pop("refused", None)  # allowed again, or refused again by check_allowed
+        auth_state = {**previous, "iss": issuer, "sub": claims["sub"], **context.to_auth_state()}
+        return {
+            "name": username,
+            "admin": self.admin_for(username, context),
+            "groups": list(context.vos),
+            "auth_state": auth_state,
+        }

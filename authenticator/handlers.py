@@ -1,8 +1,7 @@
-"""Hub pages of the Check-in login: start, callback, logout; and the VO refusal."""
+"""Hub pages of the Check-in login: start, callback, logout."""
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -10,9 +9,7 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.handlers.login import LogoutHandler
 from tornado import web
 
-from egi_hub.vo import parse_rule
-
-from .provider import OIDCError
+from .errors import OIDCError, ProviderUnavailableError
 
 if TYPE_CHECKING:
     from .checkin import CheckinAuthenticator
@@ -21,47 +18,8 @@ __all__ = [
     "CheckinCallbackHandler",
     "CheckinLoginHandler",
     "CheckinLogoutHandler",
-    "ProviderUnavailableError",
-    "VORefusedError",
+    "end_session_redirect",
 ]
-
-
-class ProviderUnavailableError(web.HTTPError):
-    """The identity provider could not be used (down, or its answers are wrong)."""
-
-    def __init__(self, error: OIDCError) -> None:
-        message = f"EGI Check-in cannot be used right now, please try again later ({error})"
-        super().__init__(503, "%s", message, reason="EGI Check-in unavailable")
-        self.jupyterhub_message = message
-
-
-class VORefusedError(web.HTTPError):
-    """A user who is in none of the VOs that give access (403, with enrolment links)."""
-
-    def __init__(self, username: str, rules: list[str], enrolment_urls: dict[str, str]) -> None:
-        names = ", ".join(rules)
-        message = (
-            f"{username} is not a member of a VO that may use this service. "
-            f"Membership of one of these gives access: {names}."
-        )
-        super().__init__(403, "%s", message, reason="Not a member of an allowed VO")
-        self.jupyterhub_message = message
-        items = []
-        for rule in rules:
-            vo = parse_rule(rule).vo
-            url = enrolment_urls.get(rule) or enrolment_urls.get(vo)
-            text = html.escape(rule)
-            if url:
-                link = f'<a href="{html.escape(url, quote=True)}">enrol in {text}</a>'
-                items.append(f'<li class="egi-vo">{text}: {link}</li>')
-            else:
-                items.append(f'<li class="egi-vo">{text}</li>')
-        self.jupyterhub_html_message = (
-            f"<p>Your account ({html.escape(username)}) is not a member of a Virtual "
-            "Organisation that may use this service. Membership of one of these gives "
-            f'access:</p><ul id="egi-vo-enrolment">{"".join(items)}</ul>'
-            "<p>Once your membership is approved, sign in again.</p>"
-        )
 
 
 class CheckinLoginHandler(BaseHandler):
@@ -109,7 +67,8 @@ class CheckinLogoutHandler(LogoutHandler):
         authenticator: CheckinAuthenticator = self.authenticator
         auth_state = await user.get_auth_state() or {}
         self._end_session_url = await authenticator.end_provider_session(self, auth_state)
-        await user.save_auth_state(None)
+        # Tokens go; the identity binding (iss, sub) stays with the account.
+        await user.save_auth_state(authenticator.binding(auth_state) or None)
 
     async def render_logout_page(self) -> None:
         if self._end_session_url:

@@ -1,71 +1,69 @@
-"""HTTP to the identity provider, with tornado's client (as JupyterHub itself uses)."""
+"""HTTP to the identity provider: one place that turns answers into results or errors.
+
+Every call to the provider (discovery, keys, token, userinfo, introspection,
+revocation) goes through `ProviderHTTP.call`, so a status means the same thing
+everywhere, as oauthenticator's single ``fetch`` does:
+
+- no answer (refused, time-out, DNS) or a 5xx: `ProviderUnreachableError` (a 503 for
+  users, never "invalid token");
+- ``invalid_grant`` from the token endpoint: `InvalidGrantError` (log in again);
+- 401/403, or an OAuth ``invalid_token``: `TokenRefusedError`;
+- any other non-2xx, or a body that is not a JSON object: `OIDCError`.
+
+tornado's client is used, as JupyterHub itself uses it; redirects are never followed.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from .provider_errors import ProviderUnreachableError
+from .errors import InvalidGrantError, OIDCError, ProviderUnreachableError, TokenRefusedError
 
-__all__ = ["ProviderHTTP", "Response"]
+__all__ = ["ProviderHTTP"]
 
 
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-
-    def json(self) -> Any:
-        """The body as JSON; ``{}`` if it is not JSON (an error page, say)."""
-        try:
-            return json.loads(self.body or b"null") or {}
-        except ValueError:
-            return {}
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class ProviderHTTP:
-    """GET and form POST with a time-out; no redirects followed; never raises on 4xx/5xx.
-
-    A network failure (refused, time-out, DNS) is a `ProviderUnreachableError` naming
-    the URL, never a traceback in the hub.
-    """
+    """Requests to one provider, with a time-out; errors as described in the module."""
 
     def __init__(self, timeout: float = 10) -> None:
         self.timeout = timeout
 
-    async def _fetch(self, request: HTTPRequest) -> Response:
-        try:
-            response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        except (OSError, HTTPClientError) as e:
-            raise ProviderUnreachableError(f"cannot reach {request.url}: {e}") from e
-        if response.code == 599:  # tornado's code for "no HTTP response at all"
-            raise ProviderUnreachableError(f"cannot reach {request.url}: {response.error}")
-        return Response(response.code, response.body or b"")
+    async def call(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        empty_ok: bool = False,
+    ) -> dict[str, Any]:
+        """Send one request; the answer's JSON object, or the error its status means.
 
-    async def get(self, url: str, headers: dict[str, str] | None = None) -> Response:
+        ``what`` names the endpoint in messages ("token endpoint"). ``empty_ok``
+        accepts a 2xx without a JSON body (revocation answers an empty 200).
+        """
         request = HTTPRequest(
             url,
-            headers={"Accept": "application/json", **(headers or {})},
-            request_timeout=self.timeout,
-            connect_timeout=self.timeout,
-            follow_redirects=False,
-        )
-        return await self._fetch(request)
-
-    async def post(
-        self, url: str, data: dict[str, str], auth: tuple[str, str] | None = None
-    ) -> Response:
-        request = HTTPRequest(
-            url,
-            method="POST",
-            body=urlencode(data),
+            method=method,
+            body=urlencode(data) if data is not None else None,
             headers={
                 "Accept": "application/json",
-                "Content-Type": "application/x-www-form-urlencoded",
+                **({"Content-Type": "application/x-www-form-urlencoded"} if data else {}),
+                **(headers or {}),
             },
             auth_username=auth[0] if auth else None,
             auth_password=auth[1] if auth else None,
@@ -74,4 +72,29 @@ class ProviderHTTP:
             connect_timeout=self.timeout,
             follow_redirects=False,
         )
-        return await self._fetch(request)
+        try:
+            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        except (OSError, HTTPClientError) as e:
+            raise ProviderUnreachableError(f"cannot reach the {what} at {url}: {e}") from e
+        status = response.code
+        if status == 599:  # tornado's code for "no HTTP response at all"
+            raise ProviderUnreachableError(f"cannot reach the {what} at {url}: {response.error}")
+        if status >= 500:
+            raise ProviderUnreachableError(f"the {what} at {url} answered HTTP {status}")
+        body = _json_object(response.body)
+        if 200 <= status < 300:
+            if body is not None:
+                return body
+            if empty_ok:
+                return {}
+            raise OIDCError(f"the {what} at {url} did not answer with a JSON object")
+        error = str((body or {}).get("error") or f"HTTP {status}")
+        description = str((body or {}).get("error_description") or "")
+        detail = f"{error}: {description}" if description else error
+        if error == "invalid_grant":
+            raise InvalidGrantError(f"the {what} refused the grant ({detail})")
+        if error == "invalid_client":
+            raise OIDCError(f"the {what} does not accept the hub's client credentials ({detail})")
+        if error == "invalid_token" or status in (401, 403):
+            raise TokenRefusedError(f"the {what} refused the token ({detail})")
+        raise OIDCError(f"the {what} refused the request ({detail})")

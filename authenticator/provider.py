@@ -3,7 +3,9 @@
 Discovery (``/.well-known/openid-configuration``) and the JWKS are fetched
 asynchronously and kept for ``cache_ttl`` seconds. Any failure is an `OIDCError` that
 says what went wrong: there is never a fallback to guessed endpoints. A token signed
-with a key id the cache does not know makes the keys be fetched again, once.
+with a key id the cache does not know makes the keys be fetched again: once for all
+the requests waiting on it (single flight), and not more often than every few seconds,
+so a flood of forged tokens with made-up key ids never floods the provider.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any
 
 import jwt
 
+from .errors import OIDCError, ProviderUnreachableError
 from .http import ProviderHTTP
-from .provider_errors import OIDCError, ProviderUnreachableError
 
 __all__ = ["OIDCError", "OpenIDProvider", "ProviderUnreachableError", "SigningKey"]
 
@@ -55,21 +57,11 @@ class OpenIDProvider:
         self._keys_expires = 0.0
         self._keys_fetched = float("-inf")
         self._lock = asyncio.Lock()
+        self._keys_lock = asyncio.Lock()
 
     @property
     def discovery_url(self) -> str:
         return f"{self.issuer}/.well-known/openid-configuration"
-
-    async def _get_json(self, url: str, what: str) -> dict[str, Any]:
-        response = await self.http.get(url)
-        if response.status >= 500:
-            raise ProviderUnreachableError(f"the {what} at {url} answered HTTP {response.status}")
-        if response.status != 200:
-            raise OIDCError(f"the {what} at {url} answered HTTP {response.status}")
-        data = response.json()
-        if not isinstance(data, dict) or not data:
-            raise OIDCError(f"the {what} at {url} is not a JSON object")
-        return data
 
     async def metadata(self) -> dict[str, Any]:
         """The discovery document (with configured endpoint overrides applied)."""
@@ -78,8 +70,8 @@ class OpenIDProvider:
         async with self._lock:
             if self._metadata is not None and time.monotonic() < self._metadata_expires:
                 return self._metadata
-            data = await self._get_json(self.discovery_url, "discovery document")
-            if data.get("issuer", "").rstrip("/") != self.issuer:
+            data = await self.http.call("GET", self.discovery_url, "discovery document")
+            if str(data.get("issuer", "")).rstrip("/") != self.issuer:
                 raise OIDCError(
                     f"the discovery document at {self.discovery_url} names the issuer "
                     f"{data.get('issuer')!r}, not the configured {self.issuer!r}"
@@ -98,10 +90,10 @@ class OpenIDProvider:
 
     async def _fetch_keys(self) -> None:
         url = await self.endpoint("jwks_uri")
-        data = await self._get_json(url, "key set")
+        data = await self.http.call("GET", url, "key set")
         keys = {}
         for entry in data.get("keys", []):
-            if entry.get("use", "sig") != "sig":
+            if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
                 continue
             try:
                 key = jwt.PyJWK(entry)
@@ -112,15 +104,21 @@ class OpenIDProvider:
         self._keys_fetched = time.monotonic()
         self._keys_expires = self._keys_fetched + self.cache_ttl
 
+    def _must_fetch(self, kid: str) -> bool:
+        now = time.monotonic()
+        if now >= self._keys_expires:
+            return True
+        # The provider may have rotated its keys; a few seconds apart at most.
+        return kid not in self._keys and now - self._keys_fetched > KEY_REFETCH_GAP
+
     async def signing_key(self, kid: str | None) -> SigningKey:
         """The public key with this key id; refetch the key set once if it is unknown."""
         kid = kid or ""
-        if time.monotonic() >= self._keys_expires:
-            await self._fetch_keys()
-        elif kid not in self._keys and time.monotonic() - self._keys_fetched > KEY_REFETCH_GAP:
-            # The provider may have rotated its keys. Not more often than every few
-            # seconds, so tokens with made-up key ids cannot flood the provider.
-            await self._fetch_keys()
+        if self._must_fetch(kid):
+            async with self._keys_lock:
+                # Whoever waited here while another request fetched sees its result.
+                if self._must_fetch(kid):
+                    await self._fetch_keys()
         try:
             return self._keys[kid]
         except KeyError:

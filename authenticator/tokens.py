@@ -8,9 +8,16 @@ from typing import Any
 
 import jwt
 
-from .provider import SIGNING_ALGORITHMS, OIDCError, OpenIDProvider
+from .errors import OIDCError
+from .provider import SIGNING_ALGORITHMS, OpenIDProvider
 
-__all__ = ["access_token_expiry", "merge_userinfo", "verify_id_token", "verify_jwt"]
+__all__ = [
+    "access_token_expiry",
+    "merge_userinfo",
+    "token_audiences",
+    "verify_id_token",
+    "verify_jwt",
+]
 
 
 async def verify_jwt(
@@ -72,6 +79,14 @@ async def verify_id_token(
     if len(audiences) > 1 and claims.get("azp") != client_id:
         raise OIDCError("ID token rejected: several audiences and azp is not this client")
     return claims
+
+
+def token_audiences(claims: Mapping[str, Any]) -> set[str]:
+    """The clients a token was issued to or for: its ``aud``, ``azp`` and ``client_id``."""
+    aud = claims.get("aud")
+    found = set(aud) if isinstance(aud, list) else {aud}
+    found.update((claims.get("azp"), claims.get("client_id")))
+    return {str(c) for c in found if isinstance(c, str) and c}
 
 
 def merge_userinfo(id_claims: Mapping[str, Any], userinfo: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,9 @@ from tests.stackrunner import TEST_SERVICE, free_port, wait_for
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
 CLIENT_ID = "egi-hub-test"
 CLIENT_SECRET = "egi-hub-test-secret"
+# A second, unrelated application registered at the same provider: its tokens are
+# genuine Check-in tokens, but not meant for the hub.
+OTHER_CLIENT = ("other-app", "other-app-secret")
 
 ACCESS_MEMBER = "urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"
 ACCOUNTS: dict[str, dict[str, Any]] = {
@@ -61,6 +64,16 @@ ACCOUNTS: dict[str, dict[str, Any]] = {
         "voperson_id": "Zoë Ünicode/Research@Example.ORG",
         "eduperson_entitlement": [ACCESS_MEMBER],
     },
+    # Another provider's proxy asserting EGI VO names (not mace:egi.eu, not aai.egi.eu).
+    "mallory": {
+        "voperson_id": "mallory@evil.example",
+        "eduperson_entitlement": [
+            "urn:mace:evil.example:group:vo.notebooks.egi.eu:role=manager#evil.example",
+            "urn:mace:evil.example:group:vo.access.egi.eu:role=member#evil.example",
+        ],
+    },
+    # No voperson_id: the username falls back to sub, which is alice's voperson_id.
+    "alice@egi.eu": {"eduperson_entitlement": [ACCESS_MEMBER]},
 }
 
 
@@ -78,7 +91,6 @@ def checkin_site(issuer: str, **extra: Any) -> dict[str, Any]:
             "allowed_vos": ["vo.access.egi.eu", "vo.notebooks.egi.eu"],
             "admin_vos": ["vo.notebooks.egi.eu:role=manager"],
             "admin_users": ["carol@egi.eu"],
-            "trusted_authorities": ["aai.egi.eu"],
             "enrolment_urls": {"vo.access.egi.eu": "https://aai.egi.eu/registry/enrol/access"},
             # oidc-provider, unlike Check-in, issues refresh tokens only after consent.
             "extra_authorize_params": {"prompt": "consent"},
@@ -102,6 +114,15 @@ class Provider:
     issuer: str
     log_path: Path
     signing_jwk: dict[str, Any]
+    accounts_path: Path
+
+    def set_account(self, account: str, claims: dict[str, Any]) -> None:
+        """Change an account's claims (e.g. its entitlements) while the provider runs."""
+        accounts = json.loads(self.accounts_path.read_text())
+        accounts[account] = claims
+        tmp = self.accounts_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(accounts))
+        tmp.replace(self.accounts_path)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -133,20 +154,23 @@ def start_provider(
     port = port or free_port()
     jwk = rsa_jwk("test-key-1")
     hubs = [hub_url] if isinstance(hub_url, str) else hub_url
+    accounts_path = tmp / "accounts.json"
+    accounts_path.write_text(json.dumps(accounts or ACCOUNTS))
     config = {
         "port": port,
         "accessTokenTTL": access_token_ttl,
         "jwks": {"keys": [jwk]},
-        "accounts": accounts or ACCOUNTS,
+        "accountsFile": str(accounts_path),
         "clients": [
             {
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
+                "client_id": client_id,
+                "client_secret": secret,
                 "redirect_uris": [f"{hub}/hub/oauth_callback" for hub in hubs],
                 "post_logout_redirect_uris": [f"{hub}/hub/login" for hub in hubs],
                 "grant_types": ["authorization_code", "refresh_token"],
                 "response_types": ["code"],
             }
+            for client_id, secret in ((CLIENT_ID, CLIENT_SECRET), OTHER_CLIENT)
         ],
     }
     config_path = tmp / "oidc-config.json"
@@ -161,7 +185,8 @@ def start_provider(
             stdin=subprocess.DEVNULL,
             env={**os.environ, "NODE_NO_WARNINGS": "1"},
         )
-    provider = Provider(proc, port, f"http://127.0.0.1:{port}/auth/realms/egi", log_path, jwk)
+    issuer = f"http://127.0.0.1:{port}/auth/realms/egi"
+    provider = Provider(proc, port, issuer, log_path, jwk, accounts_path)
 
     def ready() -> bool:
         if proc.poll() is not None:
@@ -239,10 +264,17 @@ def login(
     return step if isinstance(step, httpx.Response) else client.get(step)
 
 
-def code_flow_tokens(provider: Provider, hub_url: str, account: str) -> dict[str, Any]:
+def code_flow_tokens(
+    provider: Provider,
+    hub_url: str,
+    account: str,
+    client: tuple[str, str] = (CLIENT_ID, CLIENT_SECRET),
+) -> dict[str, Any]:
+    oauth_client = client
     """Tokens for ``account`` from a code flow with PKCE run by the test itself.
 
-    ``hub_url`` is only the registered redirect URI; nothing is sent to it.
+    ``hub_url`` is only the registered redirect URI; nothing is sent to it. ``client``
+    is the OAuth client that asks (``OTHER_CLIENT`` for another application's tokens).
     """
     import base64
     import hashlib
@@ -253,7 +285,7 @@ def code_flow_tokens(provider: Provider, hub_url: str, account: str) -> dict[str
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
     params = {
         "response_type": "code",
-        "client_id": CLIENT_ID,
+        "client_id": oauth_client[0],
         "redirect_uri": f"{hub_url}/hub/oauth_callback",
         "scope": "openid profile eduperson_entitlement voperson_id offline_access",
         "state": "s",
@@ -274,14 +306,19 @@ def code_flow_tokens(provider: Provider, hub_url: str, account: str) -> dict[str
                 "redirect_uri": params["redirect_uri"],
                 "code_verifier": verifier,
             },
-            auth=(CLIENT_ID, CLIENT_SECRET),
+            auth=oauth_client,
         )
         r.raise_for_status()
         return r.json()
 
 
-def start_checkin_hub(tmp: Path, access_token_ttl: int = 60) -> tuple[Any, Provider]:
-    """A real provider and an egi-hub stack that logs in with it (`checkin_site`)."""
+def start_checkin_hub(
+    tmp: Path, access_token_ttl: int = 60, **checkin: Any
+) -> tuple[Any, Provider]:
+    """A real provider and an egi-hub stack that logs in with it (`checkin_site`).
+
+    ``checkin`` adds or replaces CheckinAuthenticator settings.
+    """
     from tests.stackrunner import start_stack
 
     port = free_port()
@@ -291,7 +328,7 @@ def start_checkin_hub(tmp: Path, access_token_ttl: int = 60) -> tuple[Any, Provi
     try:
         stack = start_stack(
             tmp / "hub",
-            checkin_site(provider.issuer),
+            checkin_site(provider.issuer, **checkin),
             port=port,
             env={"EGI_CHECKIN_CLIENT_SECRET": CLIENT_SECRET},
         )

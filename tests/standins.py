@@ -14,16 +14,24 @@ from typing import Any
 
 
 @contextmanager
-def json_standin(answer: Callable[[BaseHTTPRequestHandler], dict[str, Any]]) -> Iterator[str]:
-    """Serve ``answer(request)`` as JSON to every GET; yield the server's base URL."""
+def json_standin(
+    answer: Callable[[BaseHTTPRequestHandler], dict[str, Any]], status: int = 200
+) -> Iterator[str]:
+    """Serve ``answer(request)`` as JSON, with ``status``, to every GET and POST; yield
+    the server's base URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             body = json.dumps(answer(self)).encode()
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.do_GET()
 
         def log_message(self, *args: Any) -> None:
             pass

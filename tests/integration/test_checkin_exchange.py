@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 
@@ -10,9 +11,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from egi_hub.authenticator.checkin import CheckinAuthenticator
-from egi_hub.authenticator.provider import OIDCError
+from egi_hub.authenticator.errors import OIDCError
+from egi_hub.authenticator.exchange import ExchangeRequest
+from tornado import web
 
-from tests.oidcprovider import CLIENT_ID, CLIENT_SECRET, code_flow_tokens
+from tests.oidcprovider import CLIENT_ID, CLIENT_SECRET, OTHER_CLIENT, code_flow_tokens, login
 from tests.standins import json_standin
 
 
@@ -83,9 +86,21 @@ def userinfo_of_bearer_jwt(request) -> dict:
     return {"sub": claims["sub"], "voperson_id": "jwt-user@egi.eu", "eduperson_entitlement": []}
 
 
-async def test_jwt_access_token_verified_with_the_providers_keys_userinfo_stand_in(checkin):
+def jwt_signer(provider):
+    now = int(time.time())
+    claims = {"iss": provider.issuer, "sub": "s-1", "iat": now, "exp": now + 120}
+    key = jwt.PyJWK(provider.signing_jwk).key
+
+    def token(**extra):
+        return jwt.encode({**claims, **extra}, key, "RS256", headers={"kid": "test-key-1"})
+
+    return token
+
+
+async def test_jwt_access_token_must_be_issued_to_the_hub_or_an_allowed_client_stand_in(checkin):
     """The JWT path of the exchange: signature and issuer checked against the real
-    provider's keys; userinfo from a Check-in stand-in."""
+    provider's keys, and aud/azp must name the hub or a listed client; userinfo from a
+    Check-in stand-in."""
     _, provider = checkin
     with json_standin(userinfo_of_bearer_jwt) as userinfo_url:
         auth = CheckinAuthenticator(
@@ -93,19 +108,177 @@ async def test_jwt_access_token_verified_with_the_providers_keys_userinfo_stand_
             client_id=CLIENT_ID,
             client_secret=CLIENT_SECRET,
             userinfo_endpoint=f"{userinfo_url}/userinfo",
-            token_exchange_audiences=["egi-hub"],
+            token_exchange_clients=["token-portal"],
         )
-        now = int(time.time())
-        claims = {"iss": provider.issuer, "sub": "s-1", "iat": now, "exp": now + 120}
-        key = jwt.PyJWK(provider.signing_jwk).key
-
-        def token(**extra):
-            return jwt.encode({**claims, **extra}, key, "RS256", headers={"kid": "test-key-1"})
-
-        verified = await auth.verify_access_token(token(aud="egi-hub"))
+        token = jwt_signer(provider)
+        verified = await auth.verify_access_token(token(aud=CLIENT_ID))
         assert verified["voperson_id"] == "jwt-user@egi.eu"
-        assert verified["exp"] == now + 120
-        with pytest.raises(OIDCError, match="aud"):
-            await auth.verify_access_token(token(aud="someone-else"))
+        assert verified["exp"] == int(verified["exp"])
+        # Keycloak-style: aud names other APIs, azp the client that asked for it.
+        await auth.verify_access_token(token(aud="account", azp=CLIENT_ID, jti="2"))
+        await auth.verify_access_token(token(aud=["account", "token-portal"], jti="3"))
+        # Another application's token, or one that names no client at all: refused.
+        for other in (
+            token(aud="someone-else"),
+            token(aud="account", azp="other-app"),
+            token(jti="no-audience"),
+        ):
+            with pytest.raises(OIDCError, match="not to this hub"):
+                await auth.verify_access_token(other)
         with pytest.raises(OIDCError, match="issuer"):
-            await auth.verify_access_token(token(aud="egi-hub", iss="https://evil.example"))
+            await auth.verify_access_token(token(aud=CLIENT_ID, iss="https://evil.example"))
+
+
+def test_another_applications_opaque_token_is_refused(checkin):
+    """A genuine Check-in token issued to another client (introspection says so)."""
+    stack, provider = checkin
+    tokens = code_flow_tokens(provider, stack.url, "alice", client=OTHER_CLIENT)
+    r = exchange(stack, tokens["access_token"])
+    assert r.status_code == 401, r.text
+    assert "not to this hub" in r.json()["message"]
+    assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+
+
+def test_only_the_exchange_endpoint_exchanges(checkin):
+    """A Check-in token in the login form or in the token API's "auth" is refused, and
+    the form does not touch the browser login's auth_state."""
+    stack, provider = checkin
+    browser = httpx.Client(timeout=30)
+    assert login(stack.url, "alice", browser).status_code == 302
+    before = stack.user("alice@egi.eu")["auth_state"]
+    token = code_flow_tokens(provider, stack.url, "alice")["access_token"]
+    form = httpx.Client(base_url=stack.url, timeout=30)
+    form.get("/hub/login")
+    xsrf = form.cookies.get("_xsrf", "")
+    r = form.post("/hub/login", data={"checkin_access_token": token, "_xsrf": xsrf})
+    assert r.status_code == 403, r.text
+    assert "jupyterhub-session-id" not in r.headers.get("set-cookie", "")
+    assert form.get("/hub/api/user").status_code == 403
+    r = httpx.post(
+        f"{stack.url}/hub/api/users/alice@egi.eu/tokens",
+        json={"auth": {"checkin_access_token": token}, "scopes": ["inherit"]},
+    )
+    assert r.status_code == 403, r.text
+    assert "token" not in r.json()
+    after = stack.user("alice@egi.eu")["auth_state"]
+    assert after["refresh_token"] == before["refresh_token"]
+    assert after["access_token"] == before["access_token"]
+
+
+def test_exchanged_token_is_narrow_and_cannot_mint_tokens(checkin):
+    stack, provider = checkin
+    token = code_flow_tokens(provider, stack.url, "alice")["access_token"]
+    r = exchange(stack, token)
+    assert r.status_code == 201, r.text
+    hub_token = r.json()["token"]
+    assert "tokens" not in " ".join(r.json()["scopes"])
+    headers = {"Authorization": f"token {hub_token}"}
+    minted = httpx.post(
+        f"{stack.url}/hub/api/users/alice@egi.eu/tokens",
+        json={"scopes": ["inherit"], "expires_in": None},
+        headers=headers,
+    )
+    assert minted.status_code == 403, minted.text
+    # Nor may it read the Check-in token that the browser login stored.
+    assert httpx.get(f"{stack.url}/hub/api/egi/token", headers=headers).status_code == 403
+    me = httpx.get(f"{stack.url}/hub/api/user", headers=headers).json()
+    assert me["name"] == "alice@egi.eu"
+    assert "admin:users" not in me["scopes"] and "tokens" not in me["scopes"]
+
+
+def test_repeated_exchanges_keep_one_hub_token_and_the_browser_tokens(checkin):
+    stack, provider = checkin
+    browser = httpx.Client(timeout=30)
+    assert login(stack.url, "bob", browser).status_code == 302
+    before = stack.user("bob@egi.eu")["auth_state"]
+    token = code_flow_tokens(provider, stack.url, "bob")["access_token"]
+    with httpx.Client(timeout=30) as client:
+        answers = [
+            client.post(
+                f"{stack.url}/hub/api/egi/token-exchange",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            for _ in range(100)
+        ]
+    assert {a.status_code for a in answers} == {201}
+    tokens = stack.api.get("/users/bob@egi.eu/tokens").json()["api_tokens"]
+    exchanged = [t for t in tokens if t["note"].startswith("egi-hub token exchange")]
+    assert len(exchanged) == 1
+    # The last one works; the ones it replaced do not.
+    last = {"Authorization": f"token {answers[-1].json()['token']}"}
+    first = {"Authorization": f"token {answers[0].json()['token']}"}
+    assert httpx.get(f"{stack.url}/hub/api/user", headers=last).status_code == 200
+    assert httpx.get(f"{stack.url}/hub/api/user", headers=first).status_code == 403
+    after = stack.user("bob@egi.eu")["auth_state"]
+    assert after["access_token"] == before["access_token"] != token
+    assert after["refresh_token"] == before["refresh_token"]
+
+
+async def test_introspection_5xx_is_503_not_invalid_token_stand_in(checkin):
+    """Introspection answered by a stand-in that fails with HTTP 502 (a proxy in front
+    of Check-in): the exchange says Check-in is unreachable (503), not 401."""
+    _, provider = checkin
+    with json_standin(lambda request: {"error": "bad gateway"}, status=502) as broken:
+        auth = CheckinAuthenticator(
+            issuer=provider.issuer,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            introspection_endpoint=f"{broken}/introspect",
+        )
+        with pytest.raises(web.HTTPError) as raised:
+            await auth.authenticate_exchange(None, ExchangeRequest("opaque-token"))
+        assert raised.value.status_code == 503
+        assert "cannot be used right now" in str(raised.value)
+        # Not remembered as a refusal: once the provider is back, the token is tried.
+        assert not auth._refused_tokens
+
+
+async def test_junk_tokens_cost_one_introspection_each_not_one_per_try(checkin):
+    _, provider = checkin
+    auth = CheckinAuthenticator(
+        issuer=provider.issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    )
+    calls = []
+    original = auth.http.call
+
+    async def counting(method, url, what, **kwargs):
+        calls.append(what)
+        return await original(method, url, what, **kwargs)
+
+    auth.http.call = counting
+    for _ in range(50):
+        with pytest.raises(OIDCError, match="not active"):
+            await auth.verify_access_token("junk-opaque-token")
+    assert calls.count("introspection endpoint") == 1
+
+
+async def test_concurrent_forged_jwts_fetch_the_key_set_once(checkin):
+    """200 JWTs with made-up key ids at once: one key-set fetch, not 200."""
+    _, provider = checkin
+    auth = CheckinAuthenticator(
+        issuer=provider.issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    )
+    fetches = []
+    original = auth.http.call
+
+    async def counting(method, url, what, **kwargs):
+        fetches.append(what)
+        return await original(method, url, what, **kwargs)
+
+    auth.http.call = counting
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    forged = [
+        jwt.encode(
+            {"iss": provider.issuer, "sub": "x", "aud": CLIENT_ID, "iat": now, "exp": now + 60},
+            forger,
+            "RS256",
+            headers={"kid": f"made-up-{i}"},
+        )
+        for i in range(200)
+    ]
+    results = await asyncio.gather(
+        *(auth.verify_access_token(t) for t in forged), return_exceptions=True
+    )
+    assert all(isinstance(r, OIDCError) for r in results)
+    assert fetches.count("key set") == 1

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from egi_hub.authenticator.checkin import CheckinAuthenticator
 
-from tests.oidcprovider import CLIENT_ID, CLIENT_SECRET, code_flow_tokens, start_provider
+from tests.oidcprovider import ACCOUNTS, CLIENT_ID, CLIENT_SECRET, code_flow_tokens, start_provider
 
 HUB = "http://127.0.0.1:9"  # only the registered redirect URI; never contacted
 
@@ -24,6 +24,7 @@ class StoredUser:
 
     def __init__(self, name: str, auth_state: dict[str, Any]) -> None:
         self.name = name
+        self.admin = False
         self.auth_state = auth_state
         self.saves = 0
 
@@ -47,13 +48,16 @@ def provider(tmp_path_factory):
 @pytest.fixture
 def authenticator(provider):
     return CheckinAuthenticator(
-        issuer=provider.issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+        issuer=provider.issuer,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        allowed_vos=["vo.access.egi.eu", "vo.notebooks.egi.eu"],
     )
 
 
 def expired_user(authenticator, provider, account: str) -> StoredUser:
     tokens = code_flow_tokens(provider, HUB, account)
-    claims = {"sub": account, "voperson_id": f"{account}@egi.eu", "eduperson_entitlement": []}
+    claims = {**ACCOUNTS[account], "sub": account}
     model = authenticator.user_model(tokens, claims)
     model["auth_state"]["expires_at"] = time.time() - 1
     return StoredUser(model["name"], model["auth_state"])

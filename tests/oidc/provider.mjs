@@ -6,7 +6,9 @@
 //   node provider.mjs CONFIG.json
 //
 // CONFIG: {port, realm, clients: [...], accounts: {login: {claims...}},
-//          accessTokenTTL, jwks: {keys: [private JWKs]}}
+//          accountsFile, accessTokenTTL, jwks: {keys: [private JWKs]}}
+// With accountsFile, accounts are read from that JSON file at each use, so a test can
+// change a user's entitlements (a VO membership ending) while the provider runs.
 // It prints "READY <issuer>" once it listens, and logs each token-endpoint grant as
 // "GRANT <grant_type>" so tests can count token requests.
 
@@ -32,7 +34,10 @@ const provider = new Provider(issuer, {
   scopes: ["openid", "offline_access", ...Object.keys(claims).filter((s) => s !== "openid")],
   conformIdTokenClaims: false, // claims go into the ID token too, as Check-in does
   findAccount: async (ctx, id) => {
-    const account = config.accounts[id];
+    const accounts = config.accountsFile
+      ? JSON.parse(readFileSync(config.accountsFile, "utf8"))
+      : config.accounts;
+    const account = accounts[id];
     if (!account) return undefined;
     return { accountId: id, claims: async () => ({ sub: id, ...account }) };
   },

@@ -1,0 +1,186 @@
+"""Who may use the hub, who administers it, and which identity owns which account.
+
+`VOAccessMixin` holds the VO rules of `CheckinAuthenticator` and applies them the same
+way on every login, token exchange and token refresh:
+
+- only entitlements from trusted URN namespaces and authorities count (by default
+  EGI Check-in's own: ``mace:egi.eu`` from ``aai.egi.eu``), so another identity
+  provider cannot assert membership of an EGI VO;
+- ``admin_vos`` decide admin rights both ways: losing the role loses admin (unless the
+  user is in ``admin_users``);
+- a hub account belongs to the (issuer, subject) that created it: another subject that
+  maps to the same name is refused;
+- a user who is no longer allowed loses tokens, groups, admin and exchanged API tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Dict, List, Unicode
+from traitlets.config import LoggingConfigurable
+
+from egi_hub.config import TraitPathError, describe, expect
+from egi_hub.context import UserContext
+from egi_hub.traits import VORuleList
+
+from .errors import IdentityMismatchError, VORefusedError
+
+__all__ = ["ANY", "EXCHANGE_NOTE", "TrustList", "VOAccessMixin"]
+
+ANY = "*"
+# Note of the hub API tokens that the token exchange creates (see exchange.py).
+EXCHANGE_NOTE = "egi-hub token exchange"
+
+
+class TrustList(List):
+    """A non-empty list of trusted names; ``['*']`` (alone) trusts any.
+
+    Empty is refused rather than read as "any": a site that wants to trust every
+    namespace or authority says so.
+    """
+
+    info_text = "a non-empty list of names, or ['*']"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(Unicode(), **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> list[str]:
+        values = expect(value, list | tuple, "", "a list")
+        if not values:
+            raise TraitPathError("", "empty: list the trusted values, or ['*'] to accept any")
+        for i, item in enumerate(values):
+            if not isinstance(item, str) or not item.strip():
+                raise TraitPathError(f"[{i}]", f"expected a name, got {describe(item)}")
+        if ANY in values and len(values) > 1:
+            raise TraitPathError("", "'*' accepts any value and cannot be combined with others")
+        return super().validate(obj, list(values))
+
+
+class VOAccessMixin(LoggingConfigurable):
+    """VO rules for logins and refreshes (mixed into `CheckinAuthenticator`)."""
+
+    allowed_vos = VORuleList(
+        help="VO rules (vo, vo/subgroup, vo:role=x): matching users may log in.",
+    ).tag(config=True, allow_config=True)
+
+    admin_vos = VORuleList(
+        help="""
+        VO rules whose members are hub admins. When set, admin rights follow them on
+        every login and refresh (a user who loses the role loses admin), except for
+        users in admin_users.
+        """,
+    ).tag(config=True)
+
+    entitlement_namespaces = TrustList(
+        default_value=["mace:egi.eu"],
+        help="""
+        Only entitlements in these URN namespaces count. Sites that also accept
+        other communities widen it, e.g. [mace:egi.eu, geant:eduteams.org] for
+        eduTEAMS; ['*'] accepts any namespace.
+        """,
+    ).tag(config=True)
+
+    trusted_authorities = TrustList(
+        default_value=["aai.egi.eu"],
+        help="""
+        Only entitlements from these authorities (the part after '#') count: by
+        default EGI Check-in's. Widen it for the authorities your issuer really
+        asserts (e.g. [aai.egi.eu, eduteams.org] for eduTEAMS, or the demo and
+        development instances' own); ['*'] accepts any.
+        """,
+    ).tag(config=True)
+
+    enrolment_urls = Dict(
+        value_trait=Unicode(),
+        help="Enrolment page per VO (or per rule), linked from the refusal page.",
+    ).tag(config=True)
+
+    # --- VOs and admin ---------------------------------------------------------------
+
+    def user_context(self, username: str, entitlements: Any) -> UserContext:
+        """The user's VOs from raw entitlement values, trusted ones only."""
+        if isinstance(entitlements, str):
+            entitlements = [entitlements]
+        namespaces = None if ANY in self.entitlement_namespaces else self.entitlement_namespaces
+        authorities = None if ANY in self.trusted_authorities else self.trusted_authorities
+        return UserContext.from_entitlements(
+            username,
+            entitlements if isinstance(entitlements, list) else [],
+            namespaces=namespaces,
+            authorities=authorities,
+        )
+
+    def admin_for(self, username: str, context: UserContext) -> bool | None:
+        """Admin rights for this user: decided by admin_vos when set, else left alone."""
+        if username in self.admin_users:
+            return True
+        if not self.admin_vos:
+            return None  # JupyterHub keeps what it has (admin_users, the admin panel)
+        return context.matches_any(self.admin_vos)
+
+    def vo_allowed(self, context: UserContext) -> bool:
+        """True when this user may use the hub: allow_all, allowed_users, allowed_vos."""
+        if self.allow_all or context.username in self.allowed_users:
+            return True
+        return bool(self.allowed_vos) and context.matches_any(self.allowed_vos)
+
+    def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
+        auth_state = (authentication or {}).get("auth_state") or {}
+        if self.vo_allowed(UserContext.from_auth_state(username, auth_state)):
+            return True
+        if not self.allowed_vos:
+            return False
+        raise VORefusedError(username, self.allowed_vos, self.enrolment_urls)
+
+    # --- identity binding -------------------------------------------------------------
+
+    async def check_identity(self, handler: Any, username: str, issuer: str, sub: str) -> None:
+        """Refuse a login for an account that another (issuer, subject) owns.
+
+        An account is bound when its first Check-in login stores ``iss`` and ``sub``
+        in its auth_state; logout and refusals keep that binding.
+        """
+        user = handler.find_user(username)
+        if user is None:
+            return
+        state = await user.get_auth_state() or {}
+        bound_sub = state.get("sub")
+        if bound_sub is None:
+            return  # created before any Check-in login (admin panel, API): bind now
+        if bound_sub != sub or state.get("iss", issuer) != issuer:
+            self.log.warning(
+                "Login refused: %s is bound to another identity than the one presented",
+                username,
+            )
+            raise IdentityMismatchError(username)
+
+    @staticmethod
+    def binding(auth_state: dict[str, Any] | None) -> dict[str, Any]:
+        """The part of an auth_state that must survive logout and refusal."""
+        state = auth_state or {}
+        return {k: state[k] for k in ("iss", "sub") if state.get(k) is not None}
+
+    # --- losing access ----------------------------------------------------------------
+
+    async def refuse_user(self, user: Any, why: str) -> None:
+        """Take away what a user no longer allowed holds (tokens, groups, admin).
+
+        Their auth_state keeps only the identity binding and the refusal, hub API
+        tokens from the token exchange are deleted, and admin and VO groups are
+        removed. A running server is left to the idle culler.
+        """
+        self.log.warning("Refusing %s from now on: %s", user.name, why)
+        await user.save_auth_state({**self.binding(await user.get_auth_state()), "refused": why})
+        from jupyterhub import roles
+
+        orm_user, db = user.orm_user, user.db
+        for token in list(orm_user.api_tokens):
+            if (token.note or "").startswith(EXCHANGE_NOTE):
+                db.delete(token)
+        if self.manage_groups:
+            user.sync_groups([])
+        if orm_user.admin and user.name not in self.admin_users:
+            orm_user.admin = False
+            roles.assign_default_roles(db, entity=orm_user)
+        db.commit()

@@ -1,0 +1,136 @@
+"""Keeping a Check-in session alive: refresh tokens, and the VO rules applied again.
+
+`RefreshMixin.refresh_user` is JupyterHub's hook, called before spawns, for the token
+hand-off, and every ``auth_refresh_age`` seconds. It refreshes the access token when it
+is about to expire, under one lock per user (concurrent requests make one grant), and
+saves the answer of the token endpoint at once: with refresh-token rotation the old
+refresh token is dead as soon as the provider answered, so nothing after that (a
+userinfo failure, say) may lose the new one. Each refresh applies the VO rules again:
+admin follows ``admin_vos``, and a user no longer allowed is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from typing import Any
+
+from traitlets import Integer
+from traitlets.config import LoggingConfigurable
+
+from egi_hub.context import UserContext
+
+from .errors import InvalidGrantError, OIDCError
+from .tokens import merge_userinfo
+
+__all__ = ["RefreshMixin"]
+
+
+class RefreshMixin(LoggingConfigurable):
+    """Token refresh for `CheckinAuthenticator` (needs its token and userinfo calls)."""
+
+    token_refresh_leeway = Integer(
+        60,
+        min=0,
+        help="""
+        Refresh the access token when it expires within this many seconds (at most
+        half the token's lifetime, so short-lived tokens are not refreshed on every
+        request).
+        """,
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # One lock per user while someone holds it; gone once nobody does.
+        self._refresh_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def needs_refresh(self, auth_state: dict[str, Any], now: float | None = None) -> bool:
+        """True when the access token expires within the leeway (or its expiry is unknown).
+
+        The leeway is at most half the token's lifetime, so that a fresh token is
+        never considered expiring.
+        """
+        expires_at = auth_state.get("expires_at")
+        if expires_at is None:
+            return True
+        now = time.time() if now is None else now
+        leeway = self.token_refresh_leeway
+        issued_at = auth_state.get("issued_at")
+        if issued_at is not None:
+            leeway = min(leeway, (expires_at - issued_at) / 2)
+        return expires_at - now <= leeway
+
+    def _lock_for(self, name: str) -> asyncio.Lock:
+        lock = self._refresh_locks.get(name)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._refresh_locks[name] = lock
+        return lock
+
+    async def _apply_rules(self, user: Any, auth_state: dict[str, Any]) -> bool | dict[str, Any]:
+        """The VO rules on stored entitlements: refuse, update admin, or nothing to do."""
+        context = UserContext.from_auth_state(user.name, auth_state)
+        if not self.vo_allowed(context):
+            await self.refuse_user(user, "no longer a member of an allowed VO")
+            return False
+        admin = self.admin_for(user.name, context)
+        if admin is None or admin == bool(user.admin):
+            return True
+        return {"name": user.name, "admin": admin, "groups": list(context.vos)}
+
+    async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
+        auth_state = await user.get_auth_state()
+        if not auth_state:
+            return True  # never logged in with Check-in (created by an admin)
+        if auth_state.get("refused") or not auth_state.get("access_token"):
+            return False  # refused, logged out, or known from a token exchange only
+        if not self.needs_refresh(auth_state):
+            return await self._apply_rules(user, auth_state)
+        async with self._lock_for(user.name):
+            # Another request may have refreshed while this one waited: read again.
+            auth_state = await user.get_auth_state() or {}
+            if auth_state.get("refused") or not auth_state.get("access_token"):
+                return False
+            if not self.needs_refresh(auth_state):
+                return await self._apply_rules(user, auth_state)
+            return await self._refresh_tokens(user, auth_state)
+
+    async def _refresh_tokens(self, user: Any, auth_state: dict[str, Any]) -> bool | dict[str, Any]:
+        if not auth_state.get("refresh_token"):
+            self.log.info("%s has no refresh token: login needed", user.name)
+            return False
+        try:
+            tokens = await self.token_request(
+                {"grant_type": "refresh_token", "refresh_token": auth_state["refresh_token"]}
+            )
+        except InvalidGrantError as e:
+            self.log.info("Refresh for %s refused (%s): login needed", user.name, e)
+            await user.save_auth_state(self.binding(auth_state))
+            return False
+        except OIDCError as e:
+            # Keep the session; the next request tries again.
+            self.log.warning("Could not refresh %s's tokens: %s", user.name, e)
+            return True
+        # Saved before anything else can fail: the old refresh token is dead now.
+        auth_state = {**auth_state, **self.token_fields(tokens, previous=auth_state)}
+        await user.save_auth_state(auth_state)
+        try:
+            claims = merge_userinfo(
+                {"sub": auth_state.get("sub")}, await self.userinfo(tokens["access_token"])
+            )
+        except OIDCError as e:
+            self.log.warning("Refreshed %s's tokens, but not their VOs: %s", user.name, e)
+            return True
+        model = self.user_model(tokens, claims, previous=auth_state)
+        if model["name"] != user.name:
+            self.log.warning("Refresh for %s named another user: login needed", user.name)
+            return False
+        await user.save_auth_state(model["auth_state"])
+        context = UserContext.from_auth_state(user.name, model["auth_state"])
+        if not self.vo_allowed(context):
+            await self.refuse_user(user, "no longer a member of an allowed VO")
+            return False
+        return model
