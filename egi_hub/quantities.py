@@ -9,6 +9,7 @@ bytes, whichever spawner applies the profile.
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -37,6 +38,9 @@ def _number(value: object, what: str) -> tuple[Decimal, str]:
     if isinstance(value, bool):
         raise QuantityError(f"expected a {what}, got a boolean")
     if isinstance(value, int | float):
+        # YAML reads .nan, .inf and 1e999 as floats: a limit of nan would admit anything.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise QuantityError(f"a {what} must be a finite number, got {value}")
         if value < 0:
             raise QuantityError(f"a {what} cannot be negative ({value})")
         return Decimal(str(value)), ""

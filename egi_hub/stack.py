@@ -75,13 +75,12 @@ def validate_site(data: Mapping[str, Any]) -> list[str]:
     issues = check_site(data, configurable_classes())
     if issues:
         raise SiteConfigError(issues)
-    from egi_hub.spawner.quota import unfit_profiles
+    from egi_hub.spawner.quota import QuotaPolicy, unfit_profiles
 
-    quota = data.get("QuotaPolicy", {})
-    vo_limits, default_limits = quota.get("vo_limits", {}), quota.get("default_limits", {})
+    vo_limits, default_limits, total_limits = QuotaPolicy.site_limits(data.get("QuotaPolicy", {}))
     for section in PROFILE_SECTIONS:
         profiles = data.get(section, {}).get("profile_list", [])
-        for i, why in unfit_profiles(vo_limits, default_limits, profiles):
+        for i, why in unfit_profiles(vo_limits, default_limits, profiles, total_limits):
             issues.append(ConfigIssue(f"{section}.profile_list[{i}]", why))
     if issues:
         raise SiteConfigError(issues)

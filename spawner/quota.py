@@ -1,4 +1,4 @@
-"""The quota policy: per-VO and per-user limits on servers, CPU, memory and GPUs.
+"""The quota policy: per-VO, per-user and hub-wide limits on servers, CPU, memory and GPUs.
 
 Backend-neutral: spawners (local or Kubernetes) describe each server as a `Charge`
 (its user, the VO it is charged to, its resources) and ask `QuotaPolicy.admit`. The
@@ -10,13 +10,18 @@ failure; `restore` re-charges running servers after a hub restart.
       vo_limits:
         vo.access.egi.eu: {max_servers: 20, max_cpu: 20, max_memory: 40G, max_gpu: 0,
                            per_user: {max_servers: 1, max_cpu: 1, max_memory: 1G}}
-      default_limits: {max_servers: 0}     # users in no listed VO
+      default_limits: {max_servers: 0}     # each VO not listed above (and "no VO")
+      total_limits: {max_cpu: 64, max_memory: 256G, max_gpu: 4}   # the whole hub
+
+Limits are parsed once, by the traits (as JupyterHub's ByteSpecification gives an int):
+``vo_limits`` holds `Limits` values, never the raw mappings of the site file.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -42,6 +47,11 @@ VO_MEMORY = Gauge(
     "egi_hub_vo_memory_bytes", "Memory of the running servers charged to the VO", ["vo"]
 )
 VO_GPU = Gauge("egi_hub_vo_gpu", "GPUs of the running servers charged to the VO", ["vo"])
+# The same, hub-wide (what `total_limits` caps).
+HUB_SERVERS = Gauge("egi_hub_servers", "Running servers of the hub, all VOs")
+HUB_CPU = Gauge("egi_hub_cpu", "CPUs of the hub's running servers, all VOs")
+HUB_MEMORY = Gauge("egi_hub_memory_bytes", "Memory of the hub's running servers, all VOs")
+HUB_GPU = Gauge("egi_hub_gpu", "GPUs of the hub's running servers, all VOs")
 
 
 @dataclass(frozen=True)
@@ -81,28 +91,40 @@ class Limits:
 
 
 class LimitsTrait(TraitType):
-    """A `Limits` mapping in the site file (checked key by key)."""
+    """A `Limits` mapping in the site file, checked key by key; its value is a `Limits`."""
 
-    info_text = "a mapping of limits (max_servers, max_cpu, max_memory, max_gpu, per_user)"
-    default_value: dict = {}
+    default_value = Limits()
 
-    def validate(self, obj: Any, value: Any) -> dict:
-        Limits.parse(value)
-        return value
+    def __init__(self, *, nested: bool = True, **kwargs: Any) -> None:
+        self.nested = nested
+        keys = "max_servers, max_cpu, max_memory, max_gpu" + (", per_user" if nested else "")
+        self.info_text = f"a mapping of limits ({keys})"
+        super().__init__(**kwargs)
+
+    def validate(self, obj: Any, value: Any) -> Limits:
+        if isinstance(value, Limits):
+            if not self.nested and value.per_user is not None:
+                raise TraitPathError("per_user", "not a limit here")
+            return value
+        return Limits.parse(value, nested=self.nested)
+
+    def default_value_repr(self) -> str:
+        return "{}"
 
 
 class VOLimitsTrait(Dict):
-    """``{vo: limits}``, each checked."""
+    """``{vo: limits}``, each checked; its value maps each VO to its `Limits`."""
 
     info_text = "a mapping of VO names to limits"
 
-    def validate(self, obj: Any, value: Any) -> dict:
+    def validate(self, obj: Any, value: Any) -> dict[str, Limits]:
         expect(value, dict, "", self.info_text)
+        parsed: dict[str, Limits] = {}
         for vo, limits in value.items():
             if not isinstance(vo, str) or not vo or any(c in vo for c in ":#/ "):
                 raise TraitPathError(str(vo), "not a VO name")
-            Limits.parse(limits, vo)
-        return super().validate(obj, value)
+            parsed[vo] = limits if isinstance(limits, Limits) else Limits.parse(limits, vo)
+        return super().validate(obj, parsed)
 
 
 @dataclass(frozen=True)
@@ -186,23 +208,39 @@ def _exceeded(limits: Limits, usage: Usage, charge: Charge) -> tuple[str, str, s
 
 
 class QuotaPolicy(SingletonConfigurable):
-    """Admission of servers against per-VO and per-user limits (one per hub)."""
+    """Admission of servers against per-VO, per-user and hub-wide limits (one per hub)."""
 
     vo_limits = VOLimitsTrait(
         help="""
         Limits per VO: ``max_servers``, ``max_cpu`` (cores, ``500m``), ``max_memory``
         (``40G``, ``512Mi``), ``max_gpu``, and ``per_user`` (the same keys, for each user
-        inside the VO). A key left out is not limited.
+        inside the VO). A key left out is not limited. Numbers must be finite (no
+        ``.nan``/``.inf``).
         """,
     ).tag(config=True)
 
     default_limits = LimitsTrait(
-        help="Limits for servers of users in no VO of `vo_limits`. Default: no limit.",
+        help="""
+        Limits for each VO that `vo_limits` does not list, applied to every such VO
+        separately (each gets its own usage, with these ceilings; they do not share one
+        pool), and to the servers of users in no VO (counted together as ``(no VO)``).
+        Same keys as a VO's limits, ``per_user`` included. Default: no limit.
+        """,
     ).tag(config=True)
 
-    admins_exempt = Bool(True, help="Admins' servers are counted but never refused.").tag(
-        config=True
-    )
+    total_limits = LimitsTrait(
+        nested=False,
+        help="""
+        Hub-wide limits, across all VOs: the site's real capacity (``max_servers``,
+        ``max_cpu``, ``max_memory``, ``max_gpu``; no ``per_user``). Checked in the same
+        step as the VO limits; a refusal names the "hub-wide limit". Default: no limit.
+        """,
+    ).tag(config=True)
+
+    admins_exempt = Bool(
+        True,
+        help="Admins' servers are counted (in every limit) but never refused.",
+    ).tag(config=True)
 
     usage_log = Unicode(
         help="""
@@ -217,19 +255,27 @@ class QuotaPolicy(SingletonConfigurable):
         self._charges: dict[tuple[str, str], Charge] = {}
         self._vo_usage: dict[str, Usage] = defaultdict(Usage)
         self._user_usage: dict[tuple[str, str], Usage] = defaultdict(Usage)
-        self._parsed: dict[str, Limits] = {}
-        self._default = Limits()
+        self._total = Usage()
         self._started: dict[tuple[str, str], str] = {}
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="egi-usage")
-        self._parse_limits()
 
-    def _parse_limits(self) -> None:
-        self._parsed = {vo: Limits.parse(raw, vo) for vo, raw in self.vo_limits.items()}
-        self._default = Limits.parse(self.default_limits or {})
+    @staticmethod
+    def site_limits(section: Mapping[str, Any]) -> tuple[dict[str, Limits], Limits, Limits]:
+        """``(vo_limits, default_limits, total_limits)`` of a checked site-file section."""
+        traits = QuotaPolicy.class_traits()
+        return (
+            traits["vo_limits"].validate(None, section.get("vo_limits", {})),
+            traits["default_limits"].validate(None, section.get("default_limits", {})),
+            traits["total_limits"].validate(None, section.get("total_limits", {})),
+        )
 
     def limits_for(self, vo: str | None) -> Limits:
         """The limits of a VO (`default_limits` for a VO without its own, or no VO)."""
-        return self._parsed.get(vo, self._default) if vo else self._default
+        return self.vo_limits.get(vo, self.default_limits) if vo else self.default_limits
+
+    def total_usage(self) -> Usage:
+        """What is in use on the whole hub."""
+        return self._total
 
     def usage(self, vo: str | None, user: str | None = None) -> Usage:
         """What is in use in a VO, or by one user inside it."""
@@ -255,14 +301,19 @@ class QuotaPolicy(SingletonConfigurable):
             vo_usage = self._vo_usage[bucket]
             broken = _exceeded(limits, vo_usage, charge)
             if broken:
-                raise QuotaExceededError(self._message(charge, bucket, broken, vo_usage, None))
+                scope = f"limit of {bucket}"
+                if charge.vo and charge.vo not in self.vo_limits:
+                    scope += ", from default_limits"
+                raise QuotaExceededError(self._message(charge, scope, broken))
             if limits.per_user is not None:
                 user_usage = self._user_usage[(bucket, charge.user)]
                 broken = _exceeded(limits.per_user, user_usage, charge)
                 if broken:
-                    raise QuotaExceededError(
-                        self._message(charge, bucket, broken, user_usage, charge.user)
-                    )
+                    scope = f"per-user limit of {bucket} for {charge.user}"
+                    raise QuotaExceededError(self._message(charge, scope, broken))
+            broken = _exceeded(self.total_limits, self._total, charge)
+            if broken:
+                raise QuotaExceededError(self._message(charge, "hub-wide limit", broken))
         self.restore(charge)
 
     def restore(self, charge: Charge) -> None:
@@ -273,6 +324,7 @@ class QuotaPolicy(SingletonConfigurable):
         self._charges[charge.key] = charge
         self._vo_usage[bucket].add(charge)
         self._user_usage[(bucket, charge.user)].add(charge)
+        self._total.add(charge)
         self._export(bucket)
 
     def release(self, user: str, server: str) -> Charge | None:
@@ -282,6 +334,7 @@ class QuotaPolicy(SingletonConfigurable):
             bucket = charge.vo or NO_VO
             self._vo_usage[bucket].add(charge, -1)
             self._user_usage[(bucket, charge.user)].add(charge, -1)
+            self._total.add(charge, -1)
             self._export(bucket)
             started = self._started.pop(charge.key, None)
             if started is not None:
@@ -305,6 +358,10 @@ class QuotaPolicy(SingletonConfigurable):
         VO_CPU.labels(vo=bucket).set(usage.cpu)
         VO_MEMORY.labels(vo=bucket).set(usage.memory)
         VO_GPU.labels(vo=bucket).set(usage.gpu)
+        HUB_SERVERS.set(self._total.servers)
+        HUB_CPU.set(self._total.cpu)
+        HUB_MEMORY.set(self._total.memory)
+        HUB_GPU.set(self._total.gpu)
 
     def _record(self, event: str, charge: Charge, start: str, stop: str | None) -> None:
         if not self.usage_log:
@@ -312,16 +369,8 @@ class QuotaPolicy(SingletonConfigurable):
         line = json.dumps({"event": event, **asdict(charge), "start": start, "stop": stop})
         self._writer.submit(_append, self.usage_log, line)
 
-    def _message(
-        self,
-        charge: Charge,
-        bucket: str,
-        broken: tuple[str, str, str],
-        usage: Usage,
-        user: str | None,
-    ) -> str:
+    def _message(self, charge: Charge, scope: str, broken: tuple[str, str, str]) -> str:
         name, limit, in_use = broken
-        scope = f"per-user limit of {bucket} for {user}" if user else f"limit of {bucket}"
         own = sorted(c.label for c in self._charges.values() if c.user == charge.user)
         running = ", ".join(own) if own else "none"
         return (
@@ -344,15 +393,17 @@ def profile_resources(profile: dict[str, Any]) -> Charge:
 
 
 def unfit_profiles(
-    vo_limits: dict[str, Any], default_limits: dict[str, Any], profiles: list[dict[str, Any]]
+    vo_limits: Mapping[str, Limits],
+    default_limits: Limits,
+    profiles: Sequence[Mapping[str, Any]],
+    total_limits: Limits | None = None,
 ) -> list[tuple[int, str]]:
-    """Profiles that no VO they can be charged to could ever admit: (index, why).
+    """Profiles that could never be admitted (for a user who is not an admin): (index, why).
 
     A profile is charged to its ``vo``, else to the VO of one of its ``allowed_vos``,
-    else to any VO (or to none, under ``default_limits``).
+    else to any VO (or to none, under ``default_limits``). One that asks for more than
+    ``total_limits`` fits nowhere.
     """
-    parsed = {vo: Limits.parse(raw, vo) for vo, raw in vo_limits.items()}
-    default = Limits.parse(default_limits or {})
     empty = Usage()
     problems = []
     for i, profile in enumerate(profiles):
@@ -361,15 +412,21 @@ def unfit_profiles(
         except QuantityError as e:
             problems.append((i, str(e)))
             continue
+        broken = _exceeded(total_limits or Limits(), empty, asked)
+        if broken:
+            problems.append(
+                (i, f"asks for more than the hub-wide limit allows ({broken[0]} = {broken[1]})")
+            )
+            continue
         if profile.get("vo"):
             candidates = [profile["vo"]]
         elif profile.get("allowed_vos"):
             candidates = [parse_rule(rule).vo for rule in profile["allowed_vos"]]
         else:
-            candidates = [*parsed, None]
+            candidates = [*vo_limits, None]
         reasons = []
         for vo in candidates:
-            limits = parsed.get(vo, default) if vo else default
+            limits = vo_limits.get(vo, default_limits) if vo else default_limits
             broken = _exceeded(limits, empty, asked) or (
                 limits.per_user and _exceeded(limits.per_user, empty, asked)
             )

@@ -225,3 +225,180 @@ def test_limits_for_a_vo_nobody_mentions_is_a_warning():
     assert validate_site(site) == [
         "QuotaPolicy.vo_limits.vo.typo.eu: no user, login rule or profile mentions this VO"
     ]
+
+
+# --- Non-finite numbers (issue 7, item 13) ----------------------------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_quantities_refuse_non_finite_numbers(value):
+    with pytest.raises(QuantityError, match="must be a finite number"):
+        parse_cpu(value)
+    with pytest.raises(QuantityError, match="must be a finite number"):
+        parse_memory(value)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"vo_limits": {"vo.a": {"max_cpu": float("nan")}}}, "vo_limits.vo.a.max_cpu"),
+        ({"vo_limits": {"vo.a": {"max_memory": float("inf")}}}, "vo_limits.vo.a.max_memory"),
+        (
+            {"vo_limits": {"vo.a": {"per_user": {"max_cpu": float("nan")}}}},
+            "vo_limits.vo.a.per_user.max_cpu",
+        ),
+        ({"default_limits": {"max_cpu": float("nan")}}, "default_limits.max_cpu"),
+        ({"total_limits": {"max_memory": float("nan")}}, "total_limits.max_memory"),
+    ],
+)
+def test_site_check_refuses_nan_and_inf_limits_naming_the_key(section, key):
+    """``max_cpu: .nan`` passed the check and then admitted anything (nan compares false)."""
+    with pytest.raises(SiteConfigError) as info:
+        validate_site({"QuotaPolicy": section})
+    (issue,) = info.value.issues
+    assert issue.path == f"QuotaPolicy.{key}"
+    assert "must be a finite number" in issue.message
+
+
+def test_whole_number_limits_refuse_nan_too():
+    with pytest.raises(SiteConfigError) as info:
+        validate_site({"QuotaPolicy": {"vo_limits": {"vo.a": {"max_servers": float("nan")}}}})
+    assert str(info.value.issues[0]).startswith(
+        "QuotaPolicy.vo_limits.vo.a.max_servers: expected a whole number >= 0, got float nan"
+    )
+
+
+# --- default_limits: one bucket per unlisted VO -------------------------------------------
+
+
+def test_default_limits_give_each_unlisted_vo_its_own_bucket():
+    """Two VOs that vo_limits does not list each get the default ceilings: they do not
+    share one pool (users in no VO share the "(no VO)" one)."""
+    p = policy(vo_limits=ACCESS, default_limits={"max_servers": 1, "max_cpu": 2})
+    p.admit(charge("a", vo="vo.one", cpu=2.0))
+    p.admit(charge("b", vo="vo.two", cpu=2.0))  # its own bucket: admitted
+    p.admit(charge("c", vo=None, cpu=2.0))
+    with pytest.raises(QuotaExceededError) as info:
+        p.admit(charge("d", vo="vo.one"))
+    assert "max_servers = 1 (limit of vo.one, from default_limits); 1 running" in str(info.value)
+    with pytest.raises(QuotaExceededError, match=r"limit of \(no VO\)\)"):
+        p.admit(charge("e", vo=None))
+    assert p.usage("vo.one").servers == p.usage("vo.two").servers == 1
+
+
+# --- total_limits: a hub-wide cap ---------------------------------------------------------
+
+TWO_VOS = {"vo.a": {"max_cpu": 8}, "vo.b": {"max_cpu": 8}}
+
+
+def test_total_limits_cap_the_whole_hub_across_vos():
+    p = policy(vo_limits=TWO_VOS, total_limits={"max_cpu": 4, "max_servers": 3})
+    p.admit(charge("a", vo="vo.a", cpu=3.0))
+    with pytest.raises(QuotaExceededError) as info:
+        p.admit(charge("b", vo="vo.b", cpu=2.0))
+    assert str(info.value) == (
+        "Quota reached: max_cpu = 4 (hub-wide limit); 3 in use, 2 asked. "
+        "Your running servers: none."
+    )
+    p.admit(charge("b", vo="vo.b", cpu=1.0))
+    p.admit(charge("c", vo=None))
+    with pytest.raises(QuotaExceededError, match=r"max_servers = 3 \(hub-wide limit\); 3 running"):
+        p.admit(charge("d", vo="vo.b"))
+    p.release("a", "")
+    p.admit(charge("d", vo="vo.b", cpu=3.0))
+    assert p.total_usage().cpu == 4.0 and p.total_usage().servers == 3
+
+
+def test_total_limits_count_admins_without_refusing_them():
+    p = policy(total_limits={"max_gpu": 1})
+    p.admit(charge("root", vo="vo.a", gpu=1), admin=True)
+    p.admit(charge("root", "two", vo="vo.a", gpu=1), admin=True)
+    with pytest.raises(QuotaExceededError, match=r"max_gpu = 1 \(hub-wide limit\); 2 in use"):
+        p.admit(charge("a", vo="vo.b", gpu=1))
+
+
+def test_total_limits_have_no_per_user():
+    with pytest.raises(SiteConfigError) as info:
+        validate_site({"QuotaPolicy": {"total_limits": {"per_user": {"max_servers": 1}}}})
+    assert str(info.value.issues[0]) == (
+        "QuotaPolicy.total_limits.per_user: unknown limit "
+        "(known: max_servers, max_cpu, max_memory, max_gpu)"
+    )
+
+
+def test_a_profile_larger_than_the_hub_is_rejected_at_start():
+    site = {
+        "QuotaPolicy": {"vo_limits": {"vo.a": {"max_cpu": 100}}, "total_limits": {"max_cpu": 64}},
+        "EGILocalSpawner": {
+            "profile_list": [
+                {"display_name": "ok", "kubespawner_override": {"cpu_limit": 64}},
+                {"display_name": "huge", "kubespawner_override": {"cpu_limit": 65}},
+            ]
+        },
+    }
+    with pytest.raises(SiteConfigError) as info:
+        validate_site(site)
+    assert [str(i) for i in info.value.issues] == [
+        "EGILocalSpawner.profile_list[1]: asks for more than the hub-wide limit allows "
+        "(max_cpu = 64)"
+    ]
+
+
+def test_hub_wide_usage_is_on_the_metrics():
+    from prometheus_client import REGISTRY
+
+    p = policy(total_limits={"max_servers": 10})
+    p.admit(charge("a", vo="vo.a", cpu=1.5, memory=G))
+    p.admit(charge("b", vo="vo.b", cpu=1.0))
+    assert REGISTRY.get_sample_value("egi_hub_servers") == 2
+    assert REGISTRY.get_sample_value("egi_hub_cpu") == 2.5
+    assert REGISTRY.get_sample_value("egi_hub_memory_bytes") == G
+    p.release("a", "")
+    assert REGISTRY.get_sample_value("egi_hub_servers") == 1
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.sampled_from(["vo.a", "vo.b", None]), st.booleans()),
+        max_size=60,
+    )
+)
+def test_hub_never_overbooked(ops):
+    p = policy(
+        vo_limits={"vo.a": {"max_servers": 3}, "vo.b": {"max_servers": 3}},
+        default_limits={"max_servers": 2},
+        total_limits={"max_servers": 4, "max_memory": "2G"},
+    )
+    for user, vo, start in ops:
+        if start:
+            try:
+                p.admit(charge(user, vo or "none", vo=vo, memory=G // 2))
+            except QuotaExceededError:
+                pass
+        else:
+            p.release(user, vo or "none")
+        total = p.total_usage()
+        assert total.servers <= 4 and total.memory <= 2 * G
+        assert total.servers == sum(p.usage(v).servers for v in ["vo.a", "vo.b", None])
+
+
+# --- Parse once ---------------------------------------------------------------------------
+
+
+def test_limits_are_parsed_when_set_not_when_admitting(monkeypatch):
+    p = policy(
+        vo_limits=ACCESS, default_limits={"max_servers": 1}, total_limits={"max_cpu": "500m"}
+    )
+    assert p.vo_limits["vo.access.egi.eu"] == Limits(
+        max_servers=3, max_memory=3 * G, per_user=Limits(max_servers=2, max_memory=G)
+    )
+    assert p.default_limits == Limits(max_servers=1)
+    assert p.total_limits == Limits(max_cpu=0.5)
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("limits parsed again")
+
+    monkeypatch.setattr(Limits, "parse", no_parsing)
+    p.admit(charge("a", cpu=0.5))
+    with pytest.raises(QuotaExceededError, match="hub-wide"):
+        p.admit(charge("b", cpu=0.5))
