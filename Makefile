@@ -9,7 +9,7 @@ PORT   ?= 8000
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-unit test-integration test-e2e lint format bench browser clean
+.PHONY: run test test-unit test-integration test-e2e lint format docs bench browser clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "egi-hub needs Python 3.11+"'
@@ -67,6 +67,10 @@ test-integration: $(TEST_STAMP) $(OIDC_STAMP)
 ## test-e2e: headless Chromium against a real hub
 test-e2e: $(TEST_STAMP) $(OIDC_STAMP) browser
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+## docs: regenerate the config tables in docs/ from the traits' help
+docs: $(STAMP)
+	$(BIN)/python -m egi_hub.docs_tables
 
 ## bench: the benchmarks under tests/benchmarks (print their figures)
 bench: $(TEST_STAMP)

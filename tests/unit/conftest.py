@@ -17,6 +17,9 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+# Imported before any guard is up: jupyterhub.auth imports pamela, which runs
+# `ldconfig -p` once at import time (ctypes.util.find_library("pam")). Not a test's doing.
+import jupyterhub.auth  # noqa: F401
 import pytest
 
 ADVICE = "unit tests start no processes and open no connections: move it to tests/integration"
