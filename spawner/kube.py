@@ -1,21 +1,28 @@
 """`EGIKubeSpawner`: KubeSpawner with VO profiles and quota admission (entry point egi-kube).
 
-The same `VOSpawnerMixin` as the local spawner: the profile (KubeSpawner's own
-``kubespawner_override`` handling) is applied first, then the `QuotaPolicy` admits the
-pod with its real requests and limits. Pods carry ``egi.eu/vo`` and ``egi.eu/profile``
-labels; KubeSpawner's ``safe`` name scheme keeps pod names valid for any username. A pod
-the Kubernetes API refuses because a ResourceQuota is exceeded gives the same kind of
-clear refusal as the hub's own quota.
+The same `VOSpawnerMixin` as the local spawner, with KubeSpawner doing the profile work
+on the list the user's VOs allow (never the whole ``profile_list``): its form renders
+that list (with ``profile_options``), and its own steps validate the choice and apply
+the overrides, as it does for a callable ``profile_list``. Only then does the
+`QuotaPolicy` admit the pod, with the requests and limits read back from the spawner;
+KubeSpawner's second `load_user_options` call in its start keeps what was charged.
+
+Pods carry ``egi.eu/vo`` and ``egi.eu/profile`` labels; KubeSpawner's ``safe`` name
+scheme keeps pod names valid for any username. A pod the Kubernetes API refuses because
+a ResourceQuota is exceeded gives the same kind of clear refusal as the hub's own quota.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
+from tornado import web
 
+from .profiles import Profile
 from .quota import Charge, QuotaExceededError
 from .vo_spawning import VOSpawnerMixin
 
@@ -31,10 +38,28 @@ def label_value(text: str) -> str:
 class EGIKubeSpawner(VOSpawnerMixin, KubeSpawner):
     """KubeSpawner whose profiles follow VO rules and whose pods pass the quota policy."""
 
-    async def apply_profile(self, profile: dict[str, Any]) -> None:
-        # KubeSpawner applies the profile chosen in user_options itself (overrides,
-        # profile_options); doing it now makes the resources known before admission.
-        await self.load_user_options()
+    # admit() sets these labels; put them back before each start, with the profile's.
+    profile_reset_extra = ("extra_labels",)
+
+    def render_profiles_form(self, profiles: Sequence[Profile]) -> str:
+        # KubeSpawner's own form (its profile_options selects and "Other" fields).
+        return self._render_options_form(list(profiles))
+
+    async def apply_profile(self, profile: Profile, allowed: Sequence[Profile]) -> None:
+        # KubeSpawner's load_user_options steps, on the list this user may choose from
+        # (what it does with a callable profile_list), for the profile chosen from it.
+        profiles = self._get_initialized_profile_list(list(allowed))
+        try:
+            self._validate_user_options(profiles)
+        except ValueError as e:
+            raise web.HTTPError(400, "%s", str(e)) from None
+        self._load_profile(profile.slug, profiles)
+
+    async def load_user_options(self) -> None:
+        """KubeSpawner's hook, called again by its start: keep the profile that admission
+        applied and charged. Outside a start, choose and apply it as a start would."""
+        if not self._egi_profile_loaded:
+            await self.load_profile()
 
     def label_charge(self, charge: Charge) -> None:
         labels = {"egi.eu/vo": label_value(charge.vo or "none")}

@@ -52,7 +52,11 @@ class ApiServer(KubernetesEmulator):
 
 
 async def _kubelet(base: str, namespace: str) -> None:
-    """Mark every new pod Running, with an IP and a ready container."""
+    """Mark every new pod Running, with an IP and a ready container.
+
+    New by uid, not by name: a server stopped and started again gets a pod of the same
+    name, which must start too.
+    """
     seen: set[str] = set()
     running = {
         "status": {
@@ -75,9 +79,9 @@ async def _kubelet(base: str, namespace: str) -> None:
             async with session.get(f"{base}/api/v1/namespaces/{namespace}/pods") as r:
                 pods = (await r.json()).get("items", [])
             for pod in pods:
-                name = pod["metadata"]["name"]
-                if name not in seen:
-                    seen.add(name)
+                name, uid = pod["metadata"]["name"], pod["metadata"].get("uid", "")
+                if uid not in seen:
+                    seen.add(uid)
                     url = f"{base}/api/v1/namespaces/{namespace}/pods/{name}"
                     headers = {"Content-Type": "application/merge-patch+json"}
                     async with session.patch(url, json=running, headers=headers):

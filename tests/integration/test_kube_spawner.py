@@ -1,5 +1,6 @@
-"""EGIKubeSpawner against kmock, a Kubernetes API emulator (a stand-in: no cluster here),
-and every pod manifest checked with kubernetes-validate --strict (1.29 and 1.33)."""
+"""EGIKubeSpawner against kmock, a Kubernetes API emulator (a stand-in: no cluster runs
+here; tests.kube adds what an API server and a kubelet would), and every pod manifest
+checked with kubernetes-validate --strict (1.29 and 1.33)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from egi_hub.spawner.quota import QuotaExceededError, QuotaPolicy
 from jupyterhub.objects import Hub, Server
 from kmock import Response
 from kubernetes_asyncio.client import ApiClient
+from tornado import web
 
 from egi_hub.context import UserContext
 from tests.kube import kubernetes
 
 NOTEBOOKS = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member#aai.egi.eu"
+ACCESS = "urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"
+IMAGE = "quay.io/jupyterhub/singleuser:5"
 PROFILES = [
     {
         "display_name": "Small",
@@ -54,14 +58,20 @@ class HubUser:
         return self._auth_state
 
 
-def spawner(name: str, options: dict, **traits) -> EGIKubeSpawner:
+def spawner(
+    name: str,
+    options: dict,
+    entitlements: tuple[str, ...] = (NOTEBOOKS,),
+    profile_list: list | None = None,
+    **traits,
+) -> EGIKubeSpawner:
     s = EGIKubeSpawner(
-        user=HubUser(name, [NOTEBOOKS]),
+        user=HubUser(name, list(entitlements)),
         hub=Hub(),
         namespace="default",
-        profile_list=PROFILES,
+        profile_list=PROFILES if profile_list is None else profile_list,
         start_timeout=30,
-        image="quay.io/jupyterhub/singleuser:5",
+        image=IMAGE,
         _mock=True,
         **traits,
     )
@@ -69,6 +79,29 @@ def spawner(name: str, options: dict, **traits) -> EGIKubeSpawner:
     s.server = Server()
     s.user_options = options
     return s
+
+
+def pods(api) -> list:
+    """The pods that exist now (kmock keeps a deleted object's history)."""
+    return [o for (r, _, _), o in api.objects.items() if r.plural == "pods" and not o.deleted]
+
+
+def only_pod(api):
+    (pod,) = pods(api)
+    return pod
+
+
+def limits_of(pod) -> dict:
+    return pod["spec"]["containers"][0]["resources"].get("limits", {})
+
+
+async def start(s: EGIKubeSpawner) -> None:
+    await s.start()
+    s.server.ip, s.server.port = "127.0.0.1", s.port
+
+
+def charged(s: EGIKubeSpawner):
+    return QuotaPolicy.instance().charge_of(s.user.name, s.name)
 
 
 @pytest.fixture(autouse=True)
@@ -148,3 +181,220 @@ async def test_pod_manifests_are_valid_kubernetes(name, version):
     kubernetes_validate.validate(pod, version, strict=True)
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", pod["metadata"]["name"])
     assert len(pod["metadata"]["name"]) <= 63
+
+
+# The reproduction of issue 7 (item 12): the GPU profile is first and default, but only
+# vo.notebooks.egi.eu may use it.
+GPU_FIRST = [
+    {
+        "display_name": "GPU",
+        "slug": "gpu",
+        "default": True,
+        "allowed_vos": ["vo.notebooks.egi.eu"],
+        "vo": "vo.notebooks.egi.eu",
+        "kubespawner_override": {
+            "cpu_limit": 8,
+            "mem_limit": "32G",
+            "extra_resource_limits": {"nvidia.com/gpu": "1"},
+            "image": "quay.io/jupyter/pytorch-notebook:cuda12-latest",
+        },
+    },
+    {
+        "display_name": "Small",
+        "slug": "small",
+        "kubespawner_override": {"cpu_limit": 1, "mem_limit": "1G"},
+    },
+]
+
+
+def assert_charge_is_the_pod(s: EGIKubeSpawner, pod, profile: str) -> None:
+    """What the quota holds is what the pod got, under the profile it is labelled with."""
+    charge = charged(s)
+    limits = limits_of(pod)
+    assert charge.cpu == float(limits.get("cpu", 0))
+    assert charge.memory == int(limits.get("memory", 0))
+    assert charge.gpu == int(limits.get("nvidia.com/gpu", 0))
+    assert charge.profile == profile
+    assert pod["metadata"]["labels"]["egi.eu/profile"] == profile
+
+
+async def test_spawn_without_options_gets_the_first_profile_the_user_may_have_kmock_emulator(
+    tmp_path,
+):
+    """No profile marked default, no options at all: the first *allowed* profile.
+
+    Before the fix, KubeSpawner applied the first profile of the whole list (GPU).
+    """
+    unmarked = [{k: v for k, v in p.items() if k != "default"} for p in GPU_FIRST]
+    async with kubernetes(tmp_path) as api:
+        s = spawner("dora", {}, entitlements=(ACCESS,), profile_list=unmarked)
+        await start(s)
+        pod = only_pod(api)
+        assert limits_of(pod) == {"cpu": 1.0, "memory": 2**30}
+        assert pod["spec"]["containers"][0]["image"] == IMAGE
+        assert_charge_is_the_pod(s, pod, "small")
+        assert charged(s).vo == "vo.access.egi.eu"
+        await s.stop()
+
+
+async def test_default_profile_the_user_may_not_have_is_not_applied_kmock_emulator(tmp_path):
+    """GPU first and default, restricted to another VO: a vo.access user starting with
+    ``user_options={}`` gets the allowed default, and is charged what the pod got.
+
+    Before the fix: a pod with 8 CPUs, 32G and a GPU, labelled and charged as "small".
+    """
+    async with kubernetes(tmp_path) as api:
+        s = spawner("erin", {}, entitlements=(ACCESS,), profile_list=GPU_FIRST)
+        await start(s)
+        pod = only_pod(api)
+        assert "nvidia.com/gpu" not in limits_of(pod)
+        assert limits_of(pod) == {"cpu": 1.0, "memory": 2**30}
+        assert pod["spec"]["containers"][0]["image"] == IMAGE
+        assert_charge_is_the_pod(s, pod, "small")
+        usage = QuotaPolicy.instance().usage("vo.access.egi.eu")
+        assert (usage.servers, usage.cpu, usage.gpu) == (1, 1.0, 0)
+        assert QuotaPolicy.instance().usage("vo.notebooks.egi.eu").servers == 0
+        await s.stop()
+
+
+OPTIONS = [
+    {
+        "display_name": "Small",
+        "slug": "small",
+        "kubespawner_override": {"cpu_limit": 1, "mem_limit": "1G"},
+        "profile_options": {
+            "image": {
+                "display_name": "Image",
+                "choices": {
+                    "minimal": {"display_name": "Minimal", "default": True},
+                    "scipy": {
+                        "display_name": "SciPy",
+                        "kubespawner_override": {"image": "quay.io/jupyter/scipy-notebook:2024"},
+                    },
+                },
+            },
+            "size": {
+                "display_name": "Size",
+                "choices": {
+                    "one": {"display_name": "1 CPU"},
+                    "two": {"display_name": "2 CPUs", "kubespawner_override": {"cpu_limit": 2}},
+                },
+            },
+        },
+    },
+    {
+        "display_name": "GPU",
+        "slug": "gpu",
+        "allowed_vos": ["vo.notebooks.egi.eu"],
+        "kubespawner_override": {"extra_resource_limits": {"nvidia.com/gpu": "1"}},
+    },
+]
+
+
+async def test_form_offers_the_allowed_profiles_and_their_options_kmock_emulator(tmp_path):
+    """KubeSpawner's own form, for the profiles the user's VOs allow only."""
+    async with kubernetes(tmp_path):
+        s = spawner("fred", {}, entitlements=(ACCESS,), profile_list=OPTIONS)
+        form = await s.get_options_form()
+    assert 'id="kubespawner-profiles-list"' in form
+    assert 'value="small"' in form and 'value="gpu"' not in form
+    assert 'name="profile-option-small--image"' in form
+    assert 'value="scipy"' in form
+
+
+async def test_profile_option_chosen_in_the_form_reaches_the_pod_kmock_emulator(tmp_path):
+    """``profile-option-<slug>--<option>`` fields become user_options, KubeSpawner applies
+    the choices, and the quota charges the option's CPUs. Before the fix, the form's
+    options were dropped: the default image and 1 CPU."""
+    async with kubernetes(tmp_path) as api:
+        s = spawner("gina", {}, entitlements=(ACCESS,), profile_list=OPTIONS)
+        s.user_options = s.options_from_form(
+            {
+                "profile": ["small"],
+                "profile-option-small--image": ["scipy"],
+                "profile-option-small--size": ["two"],
+                "profile-option-gpu--whatever": ["x"],  # another profile's field: ignored
+            }
+        )
+        assert s.user_options == {"profile": "small", "image": "scipy", "size": "two"}
+        await start(s)
+        pod = only_pod(api)
+        assert pod["spec"]["containers"][0]["image"] == "quay.io/jupyter/scipy-notebook:2024"
+        assert limits_of(pod) == {"cpu": 2.0, "memory": 2**30}
+        assert_charge_is_the_pod(s, pod, "small")
+        stored = json.loads(json.dumps(pod.raw))
+        kubernetes_validate.validate(
+            {k: v for k, v in stored.items() if k != "status"}, "1.33.0", strict=True
+        )
+        await s.stop()
+
+
+async def test_a_choice_the_option_does_not_offer_is_a_400_before_any_pod_kmock_emulator(
+    tmp_path,
+):
+    async with kubernetes(tmp_path) as api:
+        s = spawner("hana", {"profile": "small", "image": "evil:latest"}, profile_list=OPTIONS)
+        with pytest.raises(web.HTTPError) as info:
+            await s.start()
+        assert info.value.status_code == 400
+        assert "has no choice 'evil:latest' (choices: minimal, scipy)" in str(info.value)
+        assert not pods(api)
+        assert charged(s) is None
+
+
+RESTART = [
+    {
+        "display_name": "Big",
+        "slug": "big",
+        "kubespawner_override": {
+            "cpu_limit": 4,
+            "mem_limit": "8G",
+            "cmd": ["start-big.sh"],
+            "image": "quay.io/jupyter/pytorch-notebook:cuda12-latest",
+            "extra_resource_limits": {"nvidia.com/gpu": "1"},
+            "environment": {"BIG": "yes"},
+            "node_selector": {"gpu": "a100"},
+        },
+    },
+    {
+        "display_name": "Small",
+        "slug": "small",
+        "kubespawner_override": {"cpu_limit": 1, "mem_limit": "1G"},
+    },
+]
+RESET = ["cpu_limit", "mem_limit", "cmd", "image", "extra_resource_limits", "environment"]
+
+
+async def test_restart_with_another_profile_keeps_nothing_of_the_first_kmock_emulator(tmp_path):
+    """One spawner object started with "big", stopped, started with "small". Before the
+    fix, the GPU, command, image, environment and node selector of "big" stayed on the
+    spawner and went into the second pod. (JupyterHub 6 usually makes a new spawner
+    after a clean stop; the spawner must not depend on that.)"""
+    fresh = spawner("ivan", {}, profile_list=RESTART)
+    before = {name: getattr(fresh, name) for name in [*RESET, "node_selector"]}
+    async with kubernetes(tmp_path) as api:
+        s = spawner("ivan", {"profile": "big"}, profile_list=RESTART)
+        await start(s)
+        first = only_pod(api)
+        assert limits_of(first)["nvidia.com/gpu"] == "1"
+        assert first["spec"]["nodeSelector"] == {"gpu": "a100"}
+        await s.stop()
+        assert pods(api) == []
+        s.clear_state()
+        s.user_options = {"profile": "small"}
+        await start(s)
+        second = only_pod(api)
+        container = second["spec"]["containers"][0]
+        assert limits_of(second) == {"cpu": 1.0, "memory": 2**30}
+        assert container["image"] == IMAGE
+        assert "start-big.sh" not in json.dumps(container)
+        assert not any(e["name"] == "BIG" for e in container.get("env", []))
+        assert "nodeSelector" not in second["spec"]
+        assert_charge_is_the_pod(s, second, "small")
+        assert {name: getattr(s, name) for name in RESET} == {
+            **{name: before[name] for name in RESET},
+            "cpu_limit": 1.0,
+            "mem_limit": 2**30,
+        }
+        assert s.node_selector == before["node_selector"]
+        await s.stop()

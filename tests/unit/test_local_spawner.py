@@ -57,3 +57,107 @@ def test_exit_error_message_has_status_and_log_tail(tmp_path):
     assert err.jupyterhub_message.endswith("line one\n<b>two</b>")
     assert "&lt;b&gt;two&lt;/b&gt;" in err.jupyterhub_html_message
     assert "(the log is empty)" in SingleUserExitedError(1, tmp_path, []).jupyterhub_message
+
+
+# --- VO profiles on the local spawner (admission without starting a process) ----------
+
+ACCESS = "urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"
+BIG = {
+    "display_name": "Big",
+    "slug": "big",
+    "kubespawner_override": {
+        "cpu_limit": 2,
+        "mem_limit": "2G",
+        "cmd": ["/opt/big/bin/jupyterhub-singleuser"],
+        "args": ["--ServerApp.iopub_data_rate_limit=1e10"],
+        "environment": {"BIG_ONLY": "1"},
+        "default_url": "/tree",
+    },
+}
+SMALL = {
+    "display_name": "Small",
+    "slug": "small",
+    "kubespawner_override": {"cpu_limit": 1, "mem_limit": "1G"},
+    "profile_options": {
+        "flavour": {
+            "display_name": "Flavour",
+            "choices": {
+                "plain": {"display_name": "Plain", "default": True},
+                "lab": {
+                    "display_name": "Lab tweaks",
+                    "kubespawner_override": {"environment": {"FLAVOUR": "lab"}},
+                },
+            },
+        }
+    },
+}
+RESET = ["cpu_limit", "mem_limit", "cmd", "args", "environment", "default_url"]
+
+
+class HubUser(SimpleNamespace):
+    """What the spawner sees of a hub user (stand-in for jupyterhub.user.User)."""
+
+    async def get_auth_state(self) -> dict:
+        return {"entitlements": [ACCESS]}
+
+
+@pytest.fixture
+def vo_spawner(tmp_path):
+    from egi_hub.spawner.quota import QuotaPolicy
+
+    QuotaPolicy.clear_instance()
+    s = EGILocalSpawner(
+        user=HubUser(name="alice", url="/user/alice/", admin=False),
+        orm_spawner=SimpleNamespace(name="", server=None),
+        work_dir_root=str(tmp_path / "users"),
+        log_dir=str(tmp_path / "l"),
+        profile_list=[BIG, SMALL],
+    )
+    yield s
+    QuotaPolicy.clear_instance()
+
+
+async def test_restart_with_another_profile_keeps_nothing_of_the_first(vo_spawner):
+    """One spawner object started with "big", stopped, started with "small" keeps
+    nothing of "big". Before the fix, "big"'s command, arguments, environment and
+    default URL stayed (``setattr`` never undone). (JupyterHub 6 usually makes a new
+    spawner after a clean stop; the spawner must not depend on that.)"""
+    s = vo_spawner
+    before = {name: getattr(s, name) for name in RESET}
+    s.user_options = {"profile": "big"}
+    charge = await s.admit()
+    assert (charge.cpu, charge.memory, charge.profile) == (2.0, 2 * 2**30, "big")
+    assert s.cmd == ["/opt/big/bin/jupyterhub-singleuser"] and s.environment == {"BIG_ONLY": "1"}
+    s.quota.release(charge.user, charge.server)  # what stop() does
+    s.user_options = {"profile": "small"}
+    charge = await s.admit()
+    assert (charge.cpu, charge.memory, charge.profile) == (1.0, 2**30, "small")
+    assert {name: getattr(s, name) for name in RESET} == {
+        **before,
+        "cpu_limit": 1.0,
+        "mem_limit": 2**30,
+    }
+
+
+async def test_profile_options_are_chosen_in_the_form_and_applied(vo_spawner):
+    s = vo_spawner
+    form = s.render_profiles_form(s.profile_list)
+    assert '<select class="form-select" name="profile-option-small--flavour"' in form
+    s.user_options = s.options_from_form(
+        {"profile": ["small"], "profile-option-small--flavour": ["lab"]}
+    )
+    assert s.user_options == {"profile": "small", "flavour": "lab"}
+    await s.admit()
+    assert s.environment == {"FLAVOUR": "lab"}
+
+
+async def test_an_option_choice_that_does_not_exist_is_a_400(vo_spawner):
+    from tornado import web
+
+    s = vo_spawner
+    s.user_options = {"profile": "small", "flavour": "gpu"}
+    with pytest.raises(web.HTTPError) as info:
+        await s.admit()
+    assert info.value.status_code == 400
+    assert "has no choice 'gpu' (choices: plain, lab)" in str(info.value)
+    assert s.quota.charge_of("alice", "") is None
