@@ -31,6 +31,8 @@ __all__ = ["ANY", "EXCHANGE_NOTE", "TrustList", "VOAccessMixin"]
 ANY = "*"
 # Note of the hub API tokens that the token exchange creates (see exchange.py).
 EXCHANGE_NOTE = "egi-hub token exchange"
+# JupyterHub's note on the API token it gives each server it starts.
+SERVER_TOKEN_NOTE = "Server at "
 
 
 class TrustList(List):
@@ -164,23 +166,27 @@ class VOAccessMixin(LoggingConfigurable):
     # --- losing access ----------------------------------------------------------------
 
     async def refuse_user(self, user: Any, why: str) -> None:
-        """Take away what a user no longer allowed holds (tokens, groups, admin).
+        """Take away what a user no longer allowed holds, at once.
 
-        Their auth_state keeps only the identity binding and the refusal, hub API
-        tokens from the token exchange are deleted, and admin and VO groups are
-        removed. A running server is left to the idle culler.
+        Their auth_state keeps only the identity binding and the refusal; browser
+        sessions end (a new cookie id) and hub API tokens are deleted, except the
+        API tokens of running servers (so they can still report activity and be
+        culled); admin and VO groups are removed.
         """
         self.log.warning("Refusing %s from now on: %s", user.name, why)
         await user.save_auth_state({**self.binding(await user.get_auth_state()), "refused": why})
         from jupyterhub import roles
+        from jupyterhub.utils import new_token
 
         orm_user, db = user.orm_user, user.db
         for token in list(orm_user.api_tokens):
-            if (token.note or "").startswith(EXCHANGE_NOTE):
+            if not (token.note or "").startswith(SERVER_TOKEN_NOTE):
                 db.delete(token)
+        orm_user.cookie_id = new_token()  # every browser session of the user ends
         if self.manage_groups:
             user.sync_groups([])
         if orm_user.admin and user.name not in self.admin_users:
             orm_user.admin = False
             roles.assign_default_roles(db, entity=orm_user)
         db.commit()
+        user._auth_refreshed = None  # the next request asks refresh_user again

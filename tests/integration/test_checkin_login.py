@@ -153,6 +153,11 @@ def test_next_url_is_kept_only_when_local(checkin):
         ("/hub/token", "/hub/token"),
         ("//evil.example/x", "/hub/spawn"),
         ("/\\evil.example/x", "/hub/spawn"),
+        # Browsers drop tabs and newlines: "/\t/evil.example" is "//evil.example".
+        ("/\t/evil.example", "/hub/spawn"),
+        ("/%09/evil.example", "/hub/spawn"),
+        ("/\n/evil.example", "/hub/spawn"),
+        ("https://evil.example/", "/hub/spawn"),
         (None, "/hub/spawn"),
     ]
     for next_url, expected in cases:

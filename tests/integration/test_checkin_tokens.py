@@ -15,6 +15,7 @@ import pytest
 from egi_hub.authenticator.checkin import CheckinAuthenticator
 
 from tests.oidcprovider import ACCOUNTS, CLIENT_ID, CLIENT_SECRET, code_flow_tokens, start_provider
+from tests.standins import json_standin
 
 HUB = "http://127.0.0.1:9"  # only the registered redirect URI; never contacted
 
@@ -101,7 +102,7 @@ async def test_revoked_grant_ends_the_session(authenticator, provider):
         )
     assert r.status_code == 200
     assert await authenticator.refresh_user(user) is False
-    assert user.auth_state is None
+    assert set(user.auth_state) == {"iss", "sub"}  # tokens gone, identity binding kept
 
 
 async def test_reused_rotated_refresh_token_is_refused(authenticator, provider):
@@ -118,3 +119,31 @@ async def test_opaque_token_without_expiry_is_refreshed(authenticator, provider)
     user.auth_state["expires_at"] = None
     assert isinstance(await authenticator.refresh_user(user), dict)
     assert user.auth_state["expires_at"] is not None
+
+
+async def test_rotated_refresh_token_is_kept_when_userinfo_fails_stand_in(provider):
+    """The token endpoint (real provider) rotates the refresh token, then userinfo
+    (a stand-in failing with HTTP 503) fails: the new refresh token must be kept, since
+    the provider now refuses the old one."""
+    with json_standin(lambda request: {"error": "unavailable"}, status=503) as broken:
+        flaky = CheckinAuthenticator(
+            issuer=provider.issuer,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            allowed_vos=["vo.access.egi.eu"],
+            userinfo_endpoint=f"{broken}/userinfo",
+        )
+        user = expired_user(flaky, provider, "alice")
+        old = user.auth_state["refresh_token"]
+        assert await flaky.refresh_user(user) is True  # the session goes on
+    assert user.auth_state["refresh_token"] != old
+    assert user.auth_state["expires_at"] > time.time()
+    # The saved (rotated) token still works with the real userinfo.
+    working = CheckinAuthenticator(
+        issuer=provider.issuer,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        allowed_vos=["vo.access.egi.eu"],
+    )
+    user.auth_state["expires_at"] = time.time() - 1
+    assert isinstance(await working.refresh_user(user), dict)

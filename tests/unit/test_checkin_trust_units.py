@@ -1,0 +1,190 @@
+"""Pure pieces of the Check-in trust rules: next URLs, trust lists, admin, refresh timing."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from urllib.parse import urlsplit
+
+import pytest
+from egi_hub.authenticator.checkin import CheckinAuthenticator
+from egi_hub.authenticator.tokens import token_audiences
+from egi_hub.authenticator.urls import local_next_url
+from hypothesis import given
+from hypothesis import strategies as st
+
+from egi_hub.config import check_site, configurable_classes
+
+EVIL_MANAGER = "urn:mace:evil.example:group:vo.notebooks.egi.eu:role=manager#evil.example"
+EGI_MANAGER = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=manager#aai.egi.eu"
+EGI_MEMBER = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member#aai.egi.eu"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/%09/evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\r/evil.example",
+        "//evil.example",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/%5Cevil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "evil.example",
+        "/hub/\u202e/x",
+        "/x%00",
+        " /hub/home",
+        "",
+    ],
+)
+def test_next_urls_a_browser_could_read_as_another_place_are_refused(value):
+    assert local_next_url(value, "/") == ""
+
+
+def test_next_urls_on_this_hub_are_kept():
+    assert local_next_url("/hub/home", "/") == "/hub/home"
+    assert local_next_url("/user/bob@egi.eu/lab?x=1#t", "/") == "/user/bob@egi.eu/lab?x=1#t"
+    assert local_next_url("/jhub/hub/spawn", "/jhub/") == "/jhub/hub/spawn"
+
+
+@pytest.mark.parametrize("value", ["/other/app", "/jhub/../other", "/jhub/%2e%2e/other", "/jhubx"])
+def test_next_urls_outside_the_hub_base_url_are_refused(value):
+    assert local_next_url(value, "/jhub/") == ""
+
+
+@given(st.text(max_size=60))
+def test_a_kept_next_url_is_always_a_plain_local_path(value):
+    kept = local_next_url(value, "/")
+    if kept:
+        assert kept.startswith("/") and not kept.startswith("//")
+        assert not urlsplit(kept).netloc and not urlsplit(kept).scheme
+        assert not any(c.isspace() or ord(c) < 32 or c == "\\" for c in kept)
+
+
+def test_minimal_config_ignores_entitlements_from_other_authorities():
+    """The documented minimal config (allowed_vos, admin_vos) and nothing else."""
+    auth = CheckinAuthenticator(
+        allowed_vos=["vo.notebooks.egi.eu"], admin_vos=["vo.notebooks.egi.eu:role=manager"]
+    )
+    evil = auth.user_context("mallory", [EVIL_MANAGER])
+    assert evil.vos == ()
+    assert auth.admin_for("mallory", evil) is False
+    assert not auth.vo_allowed(evil)
+    good = auth.user_context("bob", [EGI_MANAGER])
+    assert good.vos == ("vo.notebooks.egi.eu",) and auth.admin_for("bob", good) is True
+
+
+def test_admin_follows_admin_vos_both_ways_except_admin_users():
+    auth = CheckinAuthenticator(
+        admin_vos=["vo.notebooks.egi.eu:role=manager"], admin_users={"carol@egi.eu"}
+    )
+    member = auth.user_context("bob", [EGI_MEMBER])
+    assert auth.admin_for("bob", member) is False  # not None: JupyterHub would keep admin
+    assert auth.admin_for("carol@egi.eu", member) is True
+    assert CheckinAuthenticator().admin_for("bob", member) is None  # no admin_vos: untouched
+
+
+def test_trust_lists_widen_explicitly():
+    auth = CheckinAuthenticator(trusted_authorities=["*"], entitlement_namespaces=["*"])
+    assert auth.user_context("m", [EVIL_MANAGER]).vos == ("vo.notebooks.egi.eu",)
+
+
+@pytest.mark.parametrize(
+    ("settings", "path", "words"),
+    [
+        ({"trusted_authorities": []}, "CheckinAuthenticator.trusted_authorities", "empty"),
+        (
+            {"entitlement_namespaces": ["*", "x"]},
+            "CheckinAuthenticator.entitlement_namespaces",
+            "*",
+        ),
+        (
+            {"token_exchange_scopes": ["self"]},
+            "CheckinAuthenticator.token_exchange_scopes[0]",
+            "create",
+        ),
+        (
+            {"token_exchange_scopes": ["servers!user", "admin:users"]},
+            "CheckinAuthenticator.token_exchange_scopes[1]",
+            "admin",
+        ),
+        (
+            {"token_exchange_scopes": ["tokens!user"]},
+            "CheckinAuthenticator.token_exchange_scopes[0]",
+            "tokens",
+        ),
+        (
+            {"token_exchange_clients": ["*"]},
+            "CheckinAuthenticator.token_exchange_clients[0]",
+            "wildcard",
+        ),
+        ({"allowed_vos": ["vo:admin"]}, "CheckinAuthenticator.allowed_vos[0]", "role="),
+    ],
+)
+def test_unsafe_settings_stop_the_config_check_naming_the_key(settings, path, words):
+    issues = check_site({"CheckinAuthenticator": settings}, configurable_classes())
+    assert [i.path for i in issues] == [path]
+    assert words in issues[0].message
+
+
+def test_exchange_defaults_are_narrow_and_accept_only_the_hub():
+    auth = CheckinAuthenticator(client_id="hub")
+    assert not any(
+        s.split("!")[0] in ("tokens", "inherit", "self") for s in auth.token_exchange_scopes
+    )
+    assert all(s.endswith("!user") for s in auth.token_exchange_scopes)
+    assert auth.exchange_clients == {"hub"}
+    assert CheckinAuthenticator(client_id="hub", token_exchange_clients=["p"]).exchange_clients == {
+        "hub",
+        "p",
+    }
+
+
+def test_vo_rules_are_parsed_once_into_values():
+    auth = CheckinAuthenticator(allowed_vos=["vo.access.egi.eu/training", "vo.x:role=manager"])
+    assert [str(r) for r in auth.allowed_vos] == ["vo.access.egi.eu/training", "vo.x:role=manager"]
+    assert auth.allowed_vos[0].groups == ("vo.access.egi.eu", "training")
+
+
+def test_token_audiences_read_aud_azp_and_client_id():
+    assert token_audiences({"aud": "a"}) == {"a"}
+    assert token_audiences({"aud": ["a", "b"], "azp": "c"}) == {"a", "b", "c"}
+    assert token_audiences({"client_id": "d", "aud": None}) == {"d"}
+    assert token_audiences({"aud": [1, None]}) == set()
+
+
+def test_twenty_second_tokens_with_a_sixty_second_leeway_are_not_always_expiring():
+    auth = CheckinAuthenticator(token_refresh_leeway=60)
+    now = time.time()
+    fresh = {"issued_at": now, "expires_at": now + 20}
+    assert not auth.needs_refresh(fresh, now)
+    assert not auth.needs_refresh(fresh, now + 9)
+    assert auth.needs_refresh(fresh, now + 10)
+
+
+class StoredUser:
+    """A hub user as the authenticator sees it, with an expired token and no refresh."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.admin = False
+        self.auth_state = {"access_token": "a", "expires_at": time.time() - 1, "sub": name}
+
+    async def get_auth_state(self):
+        await asyncio.sleep(0)
+        return self.auth_state
+
+    async def save_auth_state(self, state):
+        self.auth_state = state
+
+
+async def test_refresh_locks_do_not_pile_up():
+    auth = CheckinAuthenticator()
+    results = await asyncio.gather(*(auth.refresh_user(StoredUser(f"u{i}")) for i in range(200)))
+    assert results == [False] * 200  # no refresh token: login needed
+    gc.collect()
+    assert len(auth._refresh_locks) == 0
