@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,10 +21,35 @@ HUB_MODULES = [
 ]
 
 
+def source_copy(dest: Path) -> Path:
+    """The source tree without build output, caches or installs.
+
+    setuptools builds in ``build/`` of the tree it is given and never empties it: a module
+    removed since an earlier build would still land in the wheel, and two test runs
+    building in the same checkout at once would race. A copy avoids both.
+    """
+    skip = shutil.ignore_patterns(
+        ".git",
+        ".venv",
+        ".egi-hub",
+        ".hypothesis",
+        ".*cache",
+        "node_modules",
+        "build",
+        "dist",
+        "*.egg-info",
+        "__pycache__",
+        ".cache",
+    )
+    shutil.copytree(REPO, dest, ignore=skip, symlinks=True)
+    return dest
+
+
 def test_wheel_holds_every_subpackage_under_egi_hub(tmp_path):
+    source = source_copy(tmp_path / "src")
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path), "."],
-        cwd=REPO,
+        cwd=source,
         capture_output=True,
         text=True,
         timeout=300,
