@@ -24,10 +24,14 @@ def _load(path: str | None) -> dict[str, Any]:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from .stack import build_config, run
+    from .stack import CryptKeyError, build_config, run
 
     site = _load(args.config)
-    stack_config = build_config(site, port=args.port, ip=args.ip, data_dir=args.data_dir)
+    try:
+        stack_config = build_config(site, port=args.port, ip=args.ip, data_dir=args.data_dir)
+    except CryptKeyError as e:
+        print(f"egi-hub: {e}", file=sys.stderr)
+        return 1
     run(stack_config)
     return 0
 

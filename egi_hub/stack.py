@@ -25,7 +25,15 @@ from .config import ConfigIssue, SiteConfigError, check_site, configurable_class
 from .procs import check_port_free, free_port
 from .singleuser_config import ACCESS_TOKEN_SCOPE
 
-__all__ = ["LocalStack", "StackConfig", "build_config", "check_ports", "run", "validate_site"]
+__all__ = [
+    "CryptKeyError",
+    "LocalStack",
+    "StackConfig",
+    "build_config",
+    "check_ports",
+    "run",
+    "validate_site",
+]
 
 IDLE_CULLER = "idle-culler"
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
@@ -124,8 +132,16 @@ class StackConfig:
     data_dir: Path
 
 
+class CryptKeyError(Exception):
+    """The data dir's ``crypt_key`` cannot be used: ``egi-hub up`` says so in one line."""
+
+
 def _crypt_key(data_dir: Path) -> bytes | None:
-    """The auth-state encryption key: ``$JUPYTERHUB_CRYPT_KEY``, else one kept in the data dir."""
+    """The auth-state encryption key: ``$JUPYTERHUB_CRYPT_KEY``, else one kept in the data dir.
+
+    A key file that is unreadable or not 32 bytes in hex is a `CryptKeyError` naming the
+    file: generating a new key silently would make every stored auth state unreadable.
+    """
     if os.environ.get("JUPYTERHUB_CRYPT_KEY"):
         return None  # JupyterHub reads the variable itself
     path = data_dir / "crypt_key"
@@ -133,7 +149,23 @@ def _crypt_key(data_dir: Path) -> bytes | None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
-    return bytes.fromhex(path.read_text().strip())
+    advice = (
+        "restore it from a backup, set $JUPYTERHUB_CRYPT_KEY, or delete it to make a new "
+        "key (users' stored tokens are then lost: they log in again)"
+    )
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except OSError as e:
+        raise CryptKeyError(
+            f"{path}: cannot read the encryption key ({e.strerror}); {advice}"
+        ) from None
+    except ValueError:  # not ASCII, or not hex
+        key = b""
+    if len(key) != 32:
+        raise CryptKeyError(
+            f"{path}: not a valid encryption key (expected 64 hex digits); {advice}"
+        )
+    return key
 
 
 def _stack_defaults(data_dir: Path) -> Config:

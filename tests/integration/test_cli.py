@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.stackrunner import processes_in
+from tests.stackrunner import free_port, processes_in
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def egi_hub(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def egi_hub(
+    *args: str, timeout: float = 60, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "egi_hub", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        env=env,
     )
 
 
@@ -98,3 +103,26 @@ def test_config_check_warns_about_limits_for_an_unmentioned_vo(tmp_path):
         "egi-hub: warning: QuotaPolicy.vo_limits.vo.typo.eu: "
         "no user, login rule or profile mentions this VO"
     )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not a key\n", b"abcd\n", b"\xff\xfe\x00binary", b""],
+    ids=["text", "short-hex", "binary", "empty"],
+)
+def test_up_with_a_corrupt_crypt_key_is_one_line_and_starts_nothing(tmp_path, content):
+    """Before the fix: a ValueError traceback from bytes.fromhex."""
+    data = tmp_path / "data"
+    data.mkdir()
+    key_file = data / "crypt_key"
+    key_file.write_bytes(content)
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTERHUB_CRYPT_KEY"}
+    r = egi_hub("up", "--port", str(free_port()), "--data-dir", str(data), env=env)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        f"egi-hub: {key_file.resolve()}: not a valid encryption key (expected 64 hex digits); "
+        "restore it from a backup, set $JUPYTERHUB_CRYPT_KEY, or delete it to make a new key "
+        "(users' stored tokens are then lost: they log in again)"
+    ]
+    assert key_file.read_bytes() == content  # left as it was, for the admin to look at
+    assert processes_in(data) == []
