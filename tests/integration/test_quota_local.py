@@ -45,6 +45,13 @@ def quota_site(vo_limits: dict, **hub) -> dict:
     }
 
 
+# The hub answers a spawn request once the spawn has finished, or after this many seconds
+# with 202 (JupyterHub's default is 10). A quota refusal comes before any process starts,
+# but on a busy machine 50 requests can take more than 10 s to reach it: waiting longer
+# makes each answer the spawn's real outcome (a refusal is always its 403).
+SETTLED = {"tornado_settings": {"slow_spawn_timeout": 60}}
+
+
 async def spawn_many(stack, user: str, count: int, options: dict | None = None) -> list:
     headers = {"Authorization": f"token {stack.api_token}"}
     async with httpx.AsyncClient(
@@ -59,9 +66,33 @@ def running(stack, user: str) -> list[str]:
     return sorted(stack.user(user)["servers"])
 
 
+def wait_ready(stack, user: str, count: int, timeout: float = 120) -> list[str]:
+    """Wait until ``user`` has exactly ``count`` servers, all ready (none pending)."""
+
+    def settled() -> list[str] | None:
+        servers = stack.user(user)["servers"]
+        done = len(servers) == count and all(s["ready"] for s in servers.values())
+        return sorted(servers) if done else None
+
+    return wait_for(settled, timeout, f"{count} ready servers of {user}")
+
+
+def usage_records(stack, count: int, timeout: float = 30) -> list[dict]:
+    """The usage log once it holds (at least) ``count`` records; they are written by a
+    thread, after each server is ready."""
+    path = stack.data_dir / "usage.jsonl"
+
+    def written() -> list[str] | None:
+        lines = path.read_text().splitlines() if path.exists() else []
+        return lines if len(lines) >= count else None
+
+    return [json.loads(line) for line in wait_for(written, timeout, f"{count} usage records")]
+
+
 @pytest.fixture
 def server_limit_stack(tmp_path):
-    stack = start_stack(tmp_path, quota_site({"vo.access.egi.eu": {"max_servers": 5}}))
+    site = quota_site({"vo.access.egi.eu": {"max_servers": 5}}, **SETTLED)
+    stack = start_stack(tmp_path, site)
     stack.dev_login("alice")
     yield stack
     stack.stop()
@@ -77,27 +108,25 @@ def test_fifty_concurrent_spawns_admit_exactly_the_limit(server_limit_stack):
     message = refused[0].json()["message"]
     assert "Quota reached: max_servers = 5 (limit of vo.access.egi.eu); 5 running" in message
     assert "Your running servers: alice/s" in message
-    assert len(running(stack, "alice")) == 5
+    # The whole expected state, not just its first sign: five servers ready, the
+    # gauge at five, and one "start" record for each of them.
+    ready = wait_ready(stack, "alice", 5)
     metrics = stack.api.get(f"{stack.url}/hub/metrics").text
     assert 'egi_hub_vo_servers{vo="vo.access.egi.eu"} 5.0' in metrics
-    records = wait_for(
-        lambda: (
-            (stack.data_dir / "usage.jsonl").exists()
-            and (stack.data_dir / "usage.jsonl").read_text().splitlines()
-        ),
-        10,
-        "usage records",
-    )
-    assert [json.loads(r)["event"] for r in records] == ["start"] * 5
+    records = usage_records(stack, 5)
+    assert [r["event"] for r in records] == ["start"] * 5
+    assert sorted(r["server"] for r in records) == ready
 
 
 def test_memory_limit_and_forged_profile(tmp_path):
-    stack = start_stack(tmp_path, quota_site({"vo.access.egi.eu": {"max_memory": "2G"}}))
+    site = quota_site({"vo.access.egi.eu": {"max_memory": "2G"}}, **SETTLED)
+    stack = start_stack(tmp_path, site)
     try:
         stack.dev_login("alice")
         responses = asyncio.run(spawn_many(stack, "alice", 6, {"profile": "small"}))
         codes = sorted(r.status_code for r in responses)
-        assert codes.count(403) == 4 and len([c for c in codes if c in (201, 202)]) == 2
+        assert codes.count(403) == 4 and len([c for c in codes if c in (201, 202)]) == 2, codes
+        wait_ready(stack, "alice", 2)
         refused = next(r for r in responses if r.status_code == 403)
         assert "max_memory = 2G" in refused.json()["message"]
         # A profile alice's VO does not allow is refused, whatever the quota.
