@@ -93,6 +93,7 @@ class Limits:
 class LimitsTrait(TraitType):
     """A `Limits` mapping in the site file, checked key by key; its value is a `Limits`."""
 
+    info_text = "a mapping of limits"
     default_value = Limits()
 
     def __init__(self, *, nested: bool = True, **kwargs: Any) -> None:
