@@ -8,8 +8,8 @@ way on every login, token exchange and token refresh:
   provider cannot assert membership of an EGI VO;
 - ``admin_vos`` decide admin rights both ways: losing the role loses admin (unless the
   user is in ``admin_users``);
-- a hub account belongs to the (issuer, subject) that created it: another subject that
-  maps to the same name is refused;
+- a hub account belongs to the (issuer, subject) of its first login (kept in
+  ``user_info``): another subject that maps to the same name is refused;
 - a user who is no longer allowed loses tokens, groups, admin and exchanged API tokens.
 """
 
@@ -98,6 +98,12 @@ class VOAccessMixin(LoggingConfigurable):
         help="Enrolment page per VO (or per rule), linked from the refusal page.",
     ).tag(config=True)
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # username -> (iss, sub) of bindings this process has checked or made: a
+        # repeated login of the same identity skips the database lookup.
+        self._bound: dict[str, tuple[str, str]] = {}
+
     # --- VOs and admin ---------------------------------------------------------------
 
     def user_context(self, username: str, entitlements: Any) -> UserContext:
@@ -140,41 +146,44 @@ class VOAccessMixin(LoggingConfigurable):
     async def check_identity(self, handler: Any, username: str, issuer: str, sub: str) -> None:
         """Refuse a login for an account that another (issuer, subject) owns.
 
-        An account is bound when its first Check-in login stores ``iss`` and ``sub``
-        in its auth_state; logout and refusals keep that binding.
+        An account is bound by its first Check-in login, which stores ``iss`` and
+        ``sub`` in the user's ``user_info`` (plain, not encrypted: read without a
+        decryption on every login, and kept across logout and refusal). A binding
+        this process saw before is trusted only when it matches; any other case asks
+        the database, which decides.
         """
-        user = handler.find_user(username)
-        if user is None:
+        if self._bound.get(username) == (issuer, sub):
             return
-        state = await user.get_auth_state() or {}
-        bound_sub = state.get("sub")
-        if bound_sub is None:
-            return  # created before any Check-in login (admin panel, API): bind now
-        if bound_sub != sub or state.get("iss", issuer) != issuer:
+        user = handler.find_user(username)
+        bound = (user.user_info if user is not None else None) or {}
+        # No user yet, or one created before any Check-in login: bound by this login.
+        if bound.get("sub") is not None and (
+            bound["sub"] != sub or bound.get("iss", issuer) != issuer
+        ):
             self.log.warning(
                 "Login refused: %s is bound to another identity than the one presented",
                 username,
             )
             raise IdentityMismatchError(username)
+        self._bound[username] = (issuer, sub)
 
     @staticmethod
-    def binding(auth_state: dict[str, Any] | None) -> dict[str, Any]:
-        """The part of an auth_state that must survive logout and refusal."""
-        state = auth_state or {}
-        return {k: state[k] for k in ("iss", "sub") if state.get(k) is not None}
+    def identity(issuer: str, sub: str) -> dict[str, str]:
+        """The ``user_info`` that binds an account to one Check-in identity."""
+        return {"iss": issuer, "sub": sub}
 
     # --- losing access ----------------------------------------------------------------
 
     async def refuse_user(self, user: Any, why: str) -> None:
         """Take away what a user no longer allowed holds, at once.
 
-        Their auth_state keeps only the identity binding and the refusal; browser
-        sessions end (a new cookie id) and hub API tokens are deleted, except the
-        API tokens of running servers (so they can still report activity and be
-        culled); admin and VO groups are removed.
+        Their auth_state keeps only the refusal (the identity binding stays in
+        ``user_info``); browser sessions end (a new cookie id); hub API tokens are
+        deleted, except those of running servers (so they can still report activity
+        and be culled); admin and VO groups are removed.
         """
         self.log.warning("Refusing %s from now on: %s", user.name, why)
-        await user.save_auth_state({**self.binding(await user.get_auth_state()), "refused": why})
+        await user.save_auth_state({"refused": why})
         from jupyterhub import roles
         from jupyterhub.utils import new_token
 

@@ -386,6 +386,7 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
             "admin": self.admin_for(username, context),
             "groups": list(context.vos),
             "auth_state": auth_state,
+            "user_info": self.identity(self.provider.issuer, claims["sub"]),
         }
 
     def check_allow_config(self) -> None:

@@ -249,4 +249,5 @@ class TokenExchangeMixin(LoggingConfigurable):
             "admin": self.admin_for(username, context),
             "groups": list(context.vos),
             "auth_state": auth_state,
+            "user_info": self.identity(issuer, claims["sub"]),
         }

@@ -82,11 +82,11 @@ class RefreshMixin(LoggingConfigurable):
         return {"name": user.name, "admin": admin, "groups": list(context.vos)}
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
-        auth_state = await user.get_auth_state()
-        if not auth_state:
-            return True  # never logged in with Check-in (created by an admin)
+        auth_state = await user.get_auth_state() or {}
         if auth_state.get("refused") or not auth_state.get("access_token"):
-            return False  # refused, logged out, or known from a token exchange only
+            # Refused, logged out, known from a token exchange only, or never logged
+            # in: there is no Check-in session to keep alive.
+            return False
         if not self.needs_refresh(auth_state):
             return await self._apply_rules(user, auth_state)
         async with self._lock_for(user.name):
@@ -108,7 +108,7 @@ class RefreshMixin(LoggingConfigurable):
             )
         except InvalidGrantError as e:
             self.log.info("Refresh for %s refused (%s): login needed", user.name, e)
-            await user.save_auth_state(self.binding(auth_state))
+            await user.save_auth_state(None)
             return False
         except OIDCError as e:
             # Keep the session; the next request tries again.

@@ -92,7 +92,9 @@ def test_logout_ends_provider_session_and_revokes(checkin):
     assert "post_logout_redirect_uri=http%3A%2F%2F127.0.0.1" in end_session
     assert provider.count("REVOKED") == revoked + 1
     # The tokens are gone; the account stays bound to its Check-in identity.
-    assert stack.user("alice@egi.eu")["auth_state"] == {"iss": provider.issuer, "sub": "alice"}
+    alice = stack.user("alice@egi.eu")
+    assert alice["auth_state"] is None
+    assert alice["user_info"] == {"iss": provider.issuer, "sub": "alice"}
     # The provider asks to confirm the logout (a form), then sends the browser back.
     page = client.get(end_session)
     form = _Form()
