@@ -19,7 +19,6 @@ import sys
 import time
 
 from egi_hub.spawner.quota import Charge, QuotaExceededError, QuotaPolicy
-
 from tests.benchmarks.bench_spawn import compare
 from tests.stackrunner import ALICE_ENTITLEMENTS, TEST_SERVICE
 

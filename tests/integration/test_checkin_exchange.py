@@ -10,11 +10,11 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from tornado import web
+
 from egi_hub.authenticator.checkin import CheckinAuthenticator
 from egi_hub.authenticator.errors import OIDCError
 from egi_hub.authenticator.exchange import ExchangeRequest
-from tornado import web
-
 from tests.oidcprovider import CLIENT_ID, CLIENT_SECRET, OTHER_CLIENT, code_flow_tokens, login
 from tests.standins import json_standin
 

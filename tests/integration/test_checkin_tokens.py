@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from egi_hub.authenticator.checkin import CheckinAuthenticator
 
+from egi_hub.authenticator.checkin import CheckinAuthenticator
 from tests.oidcprovider import ACCOUNTS, CLIENT_ID, CLIENT_SECRET, code_flow_tokens, start_provider
 from tests.standins import json_standin
 

@@ -11,10 +11,10 @@ import time
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from egi_hub.authenticator.http import ProviderHTTP
 from egi_hub.authenticator.provider import OIDCError, OpenIDProvider
 from egi_hub.authenticator.tokens import verify_id_token
-
 from tests.oidcprovider import CLIENT_ID, rsa_jwk, start_provider
 from tests.standins import json_standin
 

@@ -9,14 +9,14 @@ import re
 
 import kubernetes_validate
 import pytest
-from egi_hub.spawner.kube import EGIKubeSpawner
-from egi_hub.spawner.quota import QuotaExceededError, QuotaPolicy
 from jupyterhub.objects import Hub, Server
 from kmock import Response
 from kubernetes_asyncio.client import ApiClient
 from tornado import web
 
 from egi_hub.context import UserContext
+from egi_hub.spawner.kube import EGIKubeSpawner
+from egi_hub.spawner.quota import QuotaExceededError, QuotaPolicy
 from tests.kube import kubernetes
 
 NOTEBOOKS = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member#aai.egi.eu"

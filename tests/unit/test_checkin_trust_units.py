@@ -8,12 +8,12 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from egi_hub.authenticator.checkin import CheckinAuthenticator
-from egi_hub.authenticator.tokens import token_audiences
-from egi_hub.authenticator.urls import local_next_url
 from hypothesis import given
 from hypothesis import strategies as st
 
+from egi_hub.authenticator.checkin import CheckinAuthenticator
+from egi_hub.authenticator.tokens import token_audiences
+from egi_hub.authenticator.urls import local_next_url
 from egi_hub.config import check_site, configurable_classes
 
 EVIL_MANAGER = "urn:mace:evil.example:group:vo.notebooks.egi.eu:role=manager#evil.example"

@@ -7,11 +7,12 @@ import time
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from egi_hub.authenticator.checkin import CHECKIN_ISSUERS, CheckinAuthenticator
 from egi_hub.authenticator.tokens import access_token_expiry
 from egi_hub.authenticator.usernames import username_from_claim
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(

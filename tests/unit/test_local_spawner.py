@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+
 from egi_hub.spawner.local import EGILocalSpawner, SingleUserExitedError
 
 

@@ -19,9 +19,8 @@ def test_entry_points_are_registered():
 
 def test_editable_install_maps_top_level_folders():
     import egi_hub.authenticator
-    import egi_hub.spawner
-
     import egi_hub.singleuser
+    import egi_hub.spawner
 
     assert Path(egi_hub.authenticator.__file__).parent == REPO / "authenticator"
     assert Path(egi_hub.spawner.__file__).parent == REPO / "spawner"

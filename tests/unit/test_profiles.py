@@ -6,10 +6,10 @@ import copy
 import json
 
 import pytest
-from egi_hub.spawner.profiles import Profile, ProfileListTrait, available_profiles, choose_profile
 
 from egi_hub.config import SiteConfigError
 from egi_hub.context import UserContext
+from egi_hub.spawner.profiles import Profile, ProfileListTrait, available_profiles, choose_profile
 from egi_hub.stack import validate_site
 from egi_hub.vo import parse_rule
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from egi_hub.spawner.quota import Charge, Limits, QuotaExceededError, QuotaPolicy
 from hypothesis import given
 from hypothesis import strategies as st
 
 from egi_hub.config import SiteConfigError, TraitPathError
 from egi_hub.quantities import QuantityError, format_bytes, parse_cpu, parse_memory
+from egi_hub.spawner.quota import Charge, Limits, QuotaExceededError, QuotaPolicy
 from egi_hub.stack import validate_site
 
 G = 2**30  # JupyterHub's convention, as mem_limit

@@ -17,11 +17,11 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from egi_hub.authenticator.errors import OIDCError
 from egi_hub.authenticator.http import ProviderHTTP
 from egi_hub.authenticator.provider import OpenIDProvider
 from egi_hub.authenticator.tokens import merge_userinfo, verify_id_token
-
 from tests.oidcprovider import rsa_jwk
 
 ISSUER = "https://checkin.test/auth/realms/egi"
