@@ -233,12 +233,12 @@ async def test_introspection_5xx_is_503_not_invalid_token_stand_in(checkin):
         assert not auth._refused_tokens
 
 
-async def test_junk_tokens_cost_one_introspection_each_not_one_per_try(checkin):
-    _, provider = checkin
+def counting_authenticator(provider) -> tuple[CheckinAuthenticator, list[str]]:
+    """An authenticator for the real provider, and the list of endpoints it calls."""
     auth = CheckinAuthenticator(
         issuer=provider.issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
     )
-    calls = []
+    calls: list[str] = []
     original = auth.http.call
 
     async def counting(method, url, what, **kwargs):
@@ -246,6 +246,12 @@ async def test_junk_tokens_cost_one_introspection_each_not_one_per_try(checkin):
         return await original(method, url, what, **kwargs)
 
     auth.http.call = counting
+    return auth, calls
+
+
+async def test_junk_tokens_cost_one_introspection_each_not_one_per_try(checkin):
+    _, provider = checkin
+    auth, calls = counting_authenticator(provider)
     for _ in range(50):
         with pytest.raises(OIDCError, match="not active"):
             await auth.verify_access_token("junk-opaque-token")
@@ -255,17 +261,7 @@ async def test_junk_tokens_cost_one_introspection_each_not_one_per_try(checkin):
 async def test_concurrent_forged_jwts_fetch_the_key_set_once(checkin):
     """200 JWTs with made-up key ids at once: one key-set fetch, not 200."""
     _, provider = checkin
-    auth = CheckinAuthenticator(
-        issuer=provider.issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
-    )
-    fetches = []
-    original = auth.http.call
-
-    async def counting(method, url, what, **kwargs):
-        fetches.append(what)
-        return await original(method, url, what, **kwargs)
-
-    auth.http.call = counting
+    auth, fetches = counting_authenticator(provider)
     forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = int(time.time())
     forged = [

@@ -8,17 +8,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tests.layering import HUB_MODULES
+
 REPO = Path(__file__).resolve().parents[2]
 
 SUBPACKAGES = ["authenticator", "spawner", "storage_mounts", "binder_service", "singleuser"]
-HUB_MODULES = [
-    "egi_hub.authenticator.checkin",
-    "egi_hub.authenticator.dev",
-    "egi_hub.spawner.local",
-    "egi_hub.spawner.kube",
-    "egi_hub.stack",
-    "egi_hub.cli",
-]
 
 
 def source_copy(dest: Path) -> Path:

@@ -13,15 +13,9 @@ import tomllib
 from collections import deque
 from pathlib import Path
 
+from tests.layering import HUB_MODULES
+
 REPO = Path(__file__).resolve().parents[2]
-HUB_MODULES = [
-    "egi_hub.authenticator.checkin",
-    "egi_hub.authenticator.dev",
-    "egi_hub.spawner.local",
-    "egi_hub.spawner.kube",
-    "egi_hub.stack",
-    "egi_hub.cli",
-]
 
 
 def notebook_side(module: str) -> bool:
