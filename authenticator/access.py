@@ -15,6 +15,9 @@ way on every login, token exchange and token refresh:
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import OrderedDict
 from typing import Any
 
 from traitlets import Dict, List, Unicode
@@ -29,10 +32,10 @@ from .errors import IdentityMismatchError, VORefusedError
 __all__ = ["ANY", "EXCHANGE_NOTE", "TrustList", "VOAccessMixin"]
 
 ANY = "*"
+BINDING_CACHE_TTL = 300.0  # seconds a confirmed (username -> iss, sub) is trusted
+BINDING_CACHE_SIZE = 10_000
 # Note of the hub API tokens that the token exchange creates (see exchange.py).
 EXCHANGE_NOTE = "egi-hub token exchange"
-# JupyterHub's note on the API token it gives each server it starts.
-SERVER_TOKEN_NOTE = "Server at "
 
 
 class TrustList(List):
@@ -102,7 +105,8 @@ class VOAccessMixin(LoggingConfigurable):
         super().__init__(**kwargs)
         # username -> (iss, sub) of bindings this process has checked or made: a
         # repeated login of the same identity skips the database lookup.
-        self._bound: dict[str, tuple[str, str]] = {}
+        self._bound: OrderedDict[str, tuple[tuple[str, str], float]] = OrderedDict()
+        self._stopping: set[asyncio.Future] = set()  # servers of refused users
 
     # --- VOs and admin ---------------------------------------------------------------
 
@@ -148,14 +152,19 @@ class VOAccessMixin(LoggingConfigurable):
 
         An account is bound by its first Check-in login, which stores ``iss`` and
         ``sub`` in the user's ``user_info`` (plain, not encrypted: read without a
-        decryption on every login, and kept across logout and refusal). A binding
-        this process saw before is trusted only when it matches; any other case asks
-        the database, which decides.
+        decryption on every login, and kept across logout and refusal); accounts from
+        before that keep theirs in auth_state. A binding this process confirmed in the
+        last `BINDING_CACHE_TTL` seconds is trusted when it matches; anything else
+        asks the database, which decides.
         """
-        if self._bound.get(username) == (issuer, sub):
+        now = time.monotonic()
+        cached = self._bound.get(username)
+        if cached is not None and cached[0] == (issuer, sub) and cached[1] > now:
             return
         user = handler.find_user(username)
         bound = (user.user_info if user is not None else None) or {}
+        if user is not None and bound.get("sub") is None:
+            bound = await user.get_auth_state() or {}  # bound before user_info was used
         # No user yet, or one created before any Check-in login: bound by this login.
         if bound.get("sub") is not None and (
             bound["sub"] != sub or bound.get("iss", issuer) != issuer
@@ -165,31 +174,60 @@ class VOAccessMixin(LoggingConfigurable):
                 username,
             )
             raise IdentityMismatchError(username)
-        self._bound[username] = (issuer, sub)
+        self._bound.pop(username, None)
+        self._bound[username] = ((issuer, sub), now + BINDING_CACHE_TTL)
+        while len(self._bound) > BINDING_CACHE_SIZE:
+            self._bound.popitem(last=False)
+
+    def delete_user(self, user: Any) -> None:
+        self._bound.pop(user.name, None)
+        super().delete_user(user)
 
     @staticmethod
     def identity(issuer: str, sub: str) -> dict[str, str]:
         """The ``user_info`` that binds an account to one Check-in identity."""
         return {"iss": issuer, "sub": sub}
 
-    # --- losing access ----------------------------------------------------------------
+    # --- sessions ending, access lost -------------------------------------------------
 
-    async def refuse_user(self, user: Any, why: str) -> None:
+    @staticmethod
+    def snapshot(auth_state: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What outlives a Check-in session: the VOs last confirmed, and when."""
+        state = auth_state or {}
+        kept = {k: state[k] for k in ("entitlements", "entitlements_at") if k in state}
+        return kept or None
+
+    async def end_session(self, user: Any, auth_state: dict[str, Any] | None) -> None:
+        """The Check-in grant is over (revoked, expired): drop the tokens, end the
+        browser sessions; API tokens live on `snapshot` for ``entitlements_max_age``."""
+        await user.save_auth_state(self.snapshot(auth_state))
+        from jupyterhub.utils import new_token
+
+        user.orm_user.cookie_id = new_token()
+        user.db.commit()
+
+    async def refuse_user(self, user: Any, why: str, handler: Any = None) -> None:
         """Take away what a user no longer allowed holds, at once.
 
         Their auth_state keeps only the refusal (the identity binding stays in
-        ``user_info``); browser sessions end (a new cookie id); hub API tokens are
-        deleted, except those of running servers (so they can still report activity
-        and be culled); admin and VO groups are removed.
+        ``user_info``); browser sessions end (a new cookie id); every hub API token
+        is deleted but those of running servers, which are stopped (in the
+        background: their own shutdown needs them); admin and VO groups are removed.
         """
         self.log.warning("Refusing %s from now on: %s", user.name, why)
         await user.save_auth_state({"refused": why})
-        from jupyterhub import roles
+        from jupyterhub import orm, roles
         from jupyterhub.utils import new_token
 
         orm_user, db = user.orm_user, user.db
+        running = {name: sp for name, sp in user.spawners.items() if sp.active}
+        server_tokens = set()
+        for spawner in running.values():
+            found = orm.APIToken.find(db, spawner.api_token) if spawner.api_token else None
+            if found is not None:
+                server_tokens.add(found.id)
         for token in list(orm_user.api_tokens):
-            if not (token.note or "").startswith(SERVER_TOKEN_NOTE):
+            if token.id not in server_tokens:  # notes are the users' own words: not used
                 db.delete(token)
         orm_user.cookie_id = new_token()  # every browser session of the user ends
         if self.manage_groups:
@@ -199,3 +237,11 @@ class VOAccessMixin(LoggingConfigurable):
             roles.assign_default_roles(db, entity=orm_user)
         db.commit()
         user._auth_refreshed = None  # the next request asks refresh_user again
+        for name in running:
+            if handler is None:
+                self.log.warning("%s's server %r keeps running (no handler)", user.name, name)
+                continue
+            self.log.info("Stopping %s's server %r: %s", user.name, name, why)
+            task = asyncio.ensure_future(handler.stop_single_user(user, name))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)

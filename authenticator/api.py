@@ -42,6 +42,10 @@ class AccessTokenHandler(APIHandler):
         auth_state = await user.get_auth_state() or {}
         if not auth_state.get("access_token"):
             raise web.HTTPError(404, "No Check-in access token for this user")
+        expires_at = auth_state.get("expires_at")
+        if isinstance(expires_at, int | float) and expires_at <= time.time():
+            # No refresh token (the provider gave none): only a new login helps.
+            raise web.HTTPError(401, "The Check-in access token has expired: log in again")
         authenticator: CheckinAuthenticator = self.authenticator
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")

@@ -30,7 +30,7 @@ from traitlets import Dict, Enum, Float, Integer, List, Unicode, default, valida
 
 from .access import VOAccessMixin
 from .api import AccessTokenHandler, TokenExchangeHandler
-from .errors import InvalidGrantError, OIDCError, http_error
+from .errors import InvalidGrantError, OIDCError, ProviderError, http_error
 from .exchange import ExchangeRequest, TokenExchangeMixin
 from .handlers import (
     CheckinCallbackHandler,
@@ -171,6 +171,17 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
     def _default_enable_auth_state(self) -> bool:
         return True
 
+    @default("auth_refresh_strict")
+    def _default_auth_refresh_strict(self) -> bool:
+        # A refresh that says "no" (refused, session over) holds for API tokens too.
+        return True
+
+    @default("allow_existing_users")
+    def _default_allow_existing_users(self) -> bool:
+        # Otherwise every user ever created joins allowed_users, which would then
+        # admit them whatever their VOs (allowed_vos would stop refusing anyone).
+        return False
+
     @default("refresh_pre_spawn")
     def _default_refresh_pre_spawn(self) -> bool:
         return True
@@ -288,7 +299,7 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
             "POST", endpoint, "token endpoint", data=data, auth=(self.client_id, self.client_secret)
         )
         if not body.get("access_token"):
-            raise OIDCError("the token endpoint answered without an access_token")
+            raise ProviderError("the token endpoint answered without an access_token")
         return body
 
     async def userinfo(self, access_token: str) -> dict[str, Any]:
@@ -301,6 +312,7 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
             endpoint,
             "userinfo endpoint",
             headers={"Authorization": f"Bearer {access_token}"},
+            bearer=True,
         )
 
     async def authenticate(self, handler: web.RequestHandler, data: Any = None) -> dict[str, Any]:
@@ -330,7 +342,7 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
                 }
             )
             if "id_token" not in tokens:
-                raise OIDCError("the provider sent no ID token (is 'openid' in the scope?)")
+                raise ProviderError("the provider sent no ID token (is 'openid' in the scope?)")
             id_claims = await verify_id_token(
                 tokens["id_token"],
                 self.provider,
@@ -380,6 +392,7 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
             "iss": self.provider.issuer,
             "sub": claims["sub"],
             **context.to_auth_state(),
+            "entitlements_at": time.time(),  # when Check-in last confirmed them
         }
         return {
             "name": username,

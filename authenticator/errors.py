@@ -24,6 +24,7 @@ __all__ = [
     "InvalidGrantError",
     "InvalidTokenError",
     "OIDCError",
+    "ProviderError",
     "ProviderUnavailableError",
     "ProviderUnreachableError",
     "TokenRefusedError",
@@ -36,7 +37,16 @@ class OIDCError(Exception):
     """The identity provider cannot be used, or what it sent cannot be trusted."""
 
 
-class ProviderUnreachableError(OIDCError):
+class ProviderError(OIDCError):
+    """The provider, or the hub's registration there, cannot be used right now.
+
+    Its answer is unusable (not JSON, another issuer, a missing endpoint), or it
+    refuses the hub itself (``invalid_client``, 429): not the user's fault, so a 503
+    and never a refusal that is remembered.
+    """
+
+
+class ProviderUnreachableError(ProviderError):
     """The provider did not answer, or answered with a server error (5xx)."""
 
 
@@ -110,10 +120,10 @@ class VORefusedError(web.HTTPError):
 def http_error(error: OIDCError, refused_status: int = 403, prefix: str = "") -> web.HTTPError:
     """The HTTP error a user sees for a provider-side error.
 
-    An unreachable provider is a 503; a refused token (``refused_status`` 401 for
-    bearer tokens) or anything else the provider refused is ``refused_status``.
+    A provider that is down or unusable is a 503; a refused token (``refused_status``
+    401 for bearer tokens) or a failed check is ``refused_status``.
     """
-    if isinstance(error, ProviderUnreachableError):
+    if isinstance(error, ProviderError):
         return ProviderUnavailableError(error)
     if refused_status == 401:
         return InvalidTokenError(error)

@@ -17,7 +17,9 @@ tokens a browser login stored: it only updates the user's VOs.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,7 @@ from traitlets.config import LoggingConfigurable
 from egi_hub.config import TraitPathError, describe, expect
 
 from .access import EXCHANGE_NOTE
-from .errors import OIDCError, ProviderUnreachableError, TokenRefusedError, http_error
+from .errors import OIDCError, ProviderError, TokenRefusedError, http_error
 from .tokens import merge_userinfo, token_audiences, verify_jwt
 
 __all__ = [
@@ -38,16 +40,14 @@ __all__ = [
     "exchange_note",
 ]
 
-DEFAULT_EXCHANGE_SCOPES = [
-    "read:users!user",
-    "servers!user",
-    "access:servers!user",
-    "users:activity!user",
-]
+# Read one's own user, start and stop one's own servers. Not access:servers: code run
+# in a server can read the server's API token, which outlives the exchanged token.
+DEFAULT_EXCHANGE_SCOPES = ["read:users!user", "servers!user", "users:activity!user"]
 # Scopes that would let an exchanged token mint tokens (outliving it) or act as admin.
 _FORBIDDEN_SCOPES = ("inherit", "self", "all", "tokens", "admin")
 REFUSAL_TTL = 10.0  # seconds to remember that a token was refused
-MAX_CACHED = 10_000  # verified or refused tokens remembered at once
+MAX_CACHED = 10_000  # verified or refused tokens remembered at once (oldest dropped)
+MAX_EXCHANGE_LIFETIME = 12 * 3600  # seconds; Check-in's access tokens live far less
 
 
 @dataclass
@@ -80,12 +80,18 @@ class ExchangeScopes(List):
         for i, scope in enumerate(values):
             if not isinstance(scope, str) or not scope:
                 raise TraitPathError(f"[{i}]", f"expected a scope, got {describe(scope)}")
-            base = scope.split("!", 1)[0]
+            base, bang, _ = scope.partition("!")
             if base in _FORBIDDEN_SCOPES or base.startswith("admin"):
                 raise TraitPathError(
                     f"[{i}]",
                     f"{scope!r} would let an exchanged token create tokens (outliving the "
                     "Check-in token) or act as admin; use narrower scopes (e.g. servers!user)",
+                )
+            if not bang:
+                raise TraitPathError(
+                    f"[{i}]",
+                    f"{scope!r} has no filter: for an admin it would reach every user; "
+                    f"write {scope}!user (or !server)",
                 )
         return super().validate(obj, list(values))
 
@@ -115,10 +121,12 @@ class TokenExchangeMixin(LoggingConfigurable):
         default_value=DEFAULT_EXCHANGE_SCOPES,
         help="""
         Scopes of the hub API tokens that /hub/api/egi/token-exchange hands out.
-        Default: read one's own user model, start/stop and use one's own servers,
-        report activity. Scopes that create tokens or act as admin (tokens, inherit,
-        self, admin:*) are refused: an exchanged token must not outlive the Check-in
-        token it came from.
+        Default: read one's own user model, start and stop one's own servers, report
+        activity. Each scope needs a filter (!user, !server). Scopes that create
+        tokens or act as admin (tokens, inherit, self, admin:*) are refused: an
+        exchanged token must not outlive the Check-in token it came from. Adding
+        access:servers!user lets scripts use their servers, where code can read the
+        server's own (longer-lived) API token: a site's choice.
         """,
     ).tag(config=True)
 
@@ -137,8 +145,8 @@ class TokenExchangeMixin(LoggingConfigurable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._verified_tokens: dict[str, tuple[dict[str, Any], float]] = {}
-        self._refused_tokens: dict[str, tuple[str, float]] = {}
+        self._verified_tokens: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
+        self._refused_tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     @property
     def exchange_clients(self) -> set[str]:
@@ -155,14 +163,13 @@ class TokenExchangeMixin(LoggingConfigurable):
             )
 
     @staticmethod
-    def _remember(cache: dict[str, tuple[Any, float]], key: str, value: Any, until: float) -> None:
-        now = time.monotonic()
-        if len(cache) >= MAX_CACHED:
-            for old in [k for k, (_, t) in cache.items() if t <= now]:
-                del cache[old]
-            while len(cache) >= MAX_CACHED:
-                del cache[next(iter(cache))]  # the oldest entry
+    def _remember(
+        cache: OrderedDict[str, tuple[Any, float]], key: str, value: Any, until: float
+    ) -> None:
+        cache.pop(key, None)
         cache[key] = (value, until)
+        while len(cache) > MAX_CACHED:
+            cache.popitem(last=False)  # the oldest entry, in constant time
 
     async def verify_access_token(self, token: str) -> dict[str, Any]:
         """Claims of a Check-in access token presented by a script; `OIDCError` if invalid.
@@ -170,8 +177,8 @@ class TokenExchangeMixin(LoggingConfigurable):
         A JWT is verified against the provider's keys; an opaque token is introspected.
         Either way it must be issued to an accepted client, its ``exp`` must be known
         and in the future, and userinfo (fetched with the token) completes the claims.
-        Results, refusals included, are cached briefly; an unreachable provider is not
-        a refusal and is never cached.
+        Results, refusals included, are cached briefly; a provider that is down or
+        unusable is not a refusal and is never cached.
         """
         key = _token_key(token)
         now = time.monotonic()
@@ -183,8 +190,8 @@ class TokenExchangeMixin(LoggingConfigurable):
             raise TokenRefusedError(refused[0])
         try:
             claims = await self._verify(token)
-        except ProviderUnreachableError:
-            raise
+        except ProviderError:
+            raise  # the provider's trouble (503), not the token's: never remembered
         except OIDCError as e:
             self._remember(self._refused_tokens, key, str(e), now + REFUSAL_TTL)
             raise TokenRefusedError(str(e)) from None
@@ -203,12 +210,20 @@ class TokenExchangeMixin(LoggingConfigurable):
             )
         else:
             claims = await self.introspect(token)
+        if str(claims.get("typ", "")).lower() in ("id", "id_token"):
+            raise TokenRefusedError("an ID token is not an access token")
         self._check_client(claims)
         exp = claims.get("exp")
-        if not isinstance(exp, int | float) or exp <= time.time():
-            raise TokenRefusedError("access token rejected: expired, or its expiry is unknown")
+        now = time.time()
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+            raise TokenRefusedError("access token rejected: its expiry is unknown")
+        if exp <= now:
+            raise TokenRefusedError("access token rejected: expired")
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise TokenRefusedError("access token rejected: it names no subject")
         claims = merge_userinfo(claims, await self.userinfo(token))
-        claims["exp"] = exp
+        # A provider's far-future expiry never makes a hub token live that long.
+        claims["exp"] = min(float(exp), now + MAX_EXCHANGE_LIFETIME)
         return claims
 
     async def introspect(self, token: str) -> dict[str, Any]:
@@ -243,7 +258,13 @@ class TokenExchangeMixin(LoggingConfigurable):
         existing = handler.find_user(username)
         previous = (await existing.get_auth_state() or {}) if existing else {}
         previous.pop("refused", None)  # allowed again, or refused again by check_allowed
-        auth_state = {**previous, "iss": issuer, "sub": claims["sub"], **context.to_auth_state()}
+        auth_state = {
+            **previous,
+            "iss": issuer,
+            "sub": claims["sub"],
+            **context.to_auth_state(),
+            "entitlements_at": time.time(),
+        }
         return {
             "name": username,
             "admin": self.admin_for(username, context),

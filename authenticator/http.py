@@ -7,8 +7,10 @@ everywhere, as oauthenticator's single ``fetch`` does:
 - no answer (refused, time-out, DNS) or a 5xx: `ProviderUnreachableError` (a 503 for
   users, never "invalid token");
 - ``invalid_grant`` from the token endpoint: `InvalidGrantError` (log in again);
-- 401/403, or an OAuth ``invalid_token``: `TokenRefusedError`;
-- any other non-2xx, or a body that is not a JSON object: `OIDCError`.
+- 401/403, or an OAuth ``invalid_token``, from an endpoint that judges a user's token
+  (``bearer=True``: userinfo): `TokenRefusedError`;
+- anything else that is not a 2xx JSON object (``invalid_client``, 404, 429, an HTML
+  page): `ProviderError`, the hub's or the provider's trouble, a 503 too.
 
 tornado's client is used, as JupyterHub itself uses it; redirects are never followed.
 """
@@ -21,7 +23,7 @@ from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from .errors import InvalidGrantError, OIDCError, ProviderUnreachableError, TokenRefusedError
+from .errors import InvalidGrantError, ProviderError, ProviderUnreachableError, TokenRefusedError
 
 __all__ = ["ProviderHTTP"]
 
@@ -50,11 +52,14 @@ class ProviderHTTP:
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
         empty_ok: bool = False,
+        bearer: bool = False,
     ) -> dict[str, Any]:
         """Send one request; the answer's JSON object, or the error its status means.
 
         ``what`` names the endpoint in messages ("token endpoint"). ``empty_ok``
         accepts a 2xx without a JSON body (revocation answers an empty 200).
+        ``bearer`` marks a call authorised by a user's token, whose 401/403 means that
+        token is refused.
         """
         request = HTTPRequest(
             url,
@@ -87,14 +92,14 @@ class ProviderHTTP:
                 return body
             if empty_ok:
                 return {}
-            raise OIDCError(f"the {what} at {url} did not answer with a JSON object")
+            raise ProviderError(f"the {what} at {url} did not answer with a JSON object")
         error = str((body or {}).get("error") or f"HTTP {status}")
         description = str((body or {}).get("error_description") or "")
         detail = f"{error}: {description}" if description else error
         if error == "invalid_grant":
             raise InvalidGrantError(f"the {what} refused the grant ({detail})")
-        if error == "invalid_client":
-            raise OIDCError(f"the {what} does not accept the hub's client credentials ({detail})")
-        if error == "invalid_token" or status in (401, 403):
+        if bearer and (error == "invalid_token" or status in (401, 403)):
             raise TokenRefusedError(f"the {what} refused the token ({detail})")
-        raise OIDCError(f"the {what} refused the request ({detail})")
+        if error == "invalid_client":
+            raise ProviderError(f"the {what} does not accept the hub's client credentials")
+        raise ProviderError(f"the {what} at {url} refused the request ({detail})")

@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt
 
-from .errors import OIDCError, ProviderUnreachableError
+from .errors import OIDCError, ProviderError, ProviderUnreachableError
 from .http import ProviderHTTP
 
 __all__ = ["OIDCError", "OpenIDProvider", "ProviderUnreachableError", "SigningKey"]
@@ -72,14 +72,14 @@ class OpenIDProvider:
                 return self._metadata
             data = await self.http.call("GET", self.discovery_url, "discovery document")
             if str(data.get("issuer", "")).rstrip("/") != self.issuer:
-                raise OIDCError(
+                raise ProviderError(
                     f"the discovery document at {self.discovery_url} names the issuer "
                     f"{data.get('issuer')!r}, not the configured {self.issuer!r}"
                 )
             data.update(self.overrides)
             for required in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
                 if not data.get(required):
-                    raise OIDCError(f"the discovery document has no {required}")
+                    raise ProviderError(f"the discovery document has no {required}")
             self._metadata = data
             self._metadata_expires = time.monotonic() + self.cache_ttl
             return data

@@ -1,12 +1,20 @@
 """Keeping a Check-in session alive: refresh tokens, and the VO rules applied again.
 
 `RefreshMixin.refresh_user` is JupyterHub's hook, called before spawns, for the token
-hand-off, and every ``auth_refresh_age`` seconds. It refreshes the access token when it
-is about to expire, under one lock per user (concurrent requests make one grant), and
-saves the answer of the token endpoint at once: with refresh-token rotation the old
-refresh token is dead as soon as the provider answered, so nothing after that (a
-userinfo failure, say) may lose the new one. Each refresh applies the VO rules again:
-admin follows ``admin_vos``, and a user no longer allowed is refused.
+hand-off, and every ``auth_refresh_age`` seconds for browser and API requests. It
+refreshes the access token when it is about to expire, under one lock per user
+(concurrent requests make one grant), and saves the answer of the token endpoint at
+once: with refresh-token rotation the old refresh token is dead as soon as the
+provider answered, so nothing after that (a userinfo failure, say) may lose the new
+one. Each call applies the VO rules again: admin follows ``admin_vos``, and a user no
+longer allowed is refused.
+
+A user without tokens to refresh (logged out, no refresh token, known from a token
+exchange only) is judged on the VOs Check-in last confirmed, for at most
+``entitlements_max_age`` seconds: after that their API tokens stop working until they
+log in (or exchange a token) again, so a role lost at Check-in cannot be kept for ever
+by not logging in. `CheckinAuthenticator` sets JupyterHub's ``auth_refresh_strict``, so
+a refusal here holds for API tokens too, not only for browser sessions.
 """
 
 from __future__ import annotations
@@ -40,6 +48,17 @@ class RefreshMixin(LoggingConfigurable):
         """,
     ).tag(config=True)
 
+    entitlements_max_age = Integer(
+        86400,
+        min=60,
+        help="""
+        Seconds the VOs that Check-in last confirmed are trusted for a user who has
+        no tokens to refresh (logged out, no refresh token, or known from the token
+        exchange only). After that, their API tokens stop working until they log in
+        or exchange a token again.
+        """,
+    ).tag(config=True)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # One lock per user while someone holds it; gone once nobody does.
@@ -70,45 +89,59 @@ class RefreshMixin(LoggingConfigurable):
             self._refresh_locks[name] = lock
         return lock
 
-    async def _apply_rules(self, user: Any, auth_state: dict[str, Any]) -> bool | dict[str, Any]:
+    async def _apply_rules(
+        self, user: Any, auth_state: dict[str, Any], handler: Any = None
+    ) -> bool | dict[str, Any]:
         """The VO rules on stored entitlements: refuse, update admin, or nothing to do."""
         context = UserContext.from_auth_state(user.name, auth_state)
         if not self.vo_allowed(context):
-            await self.refuse_user(user, "no longer a member of an allowed VO")
+            await self.refuse_user(user, "no longer a member of an allowed VO", handler)
             return False
         admin = self.admin_for(user.name, context)
         if admin is None or admin == bool(user.admin):
             return True
         return {"name": user.name, "admin": admin, "groups": list(context.vos)}
 
+    async def _from_snapshot(
+        self, user: Any, auth_state: dict[str, Any], handler: Any = None
+    ) -> bool | dict[str, Any]:
+        """No tokens to refresh: the VOs last confirmed, while they are recent enough."""
+        seen = auth_state.get("entitlements_at")
+        if not isinstance(seen, int | float) or time.time() - seen > self.entitlements_max_age:
+            self.log.info("%s has no recent Check-in session: login needed", user.name)
+            return False
+        return await self._apply_rules(user, auth_state, handler)
+
     async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
         auth_state = await user.get_auth_state() or {}
-        if auth_state.get("refused") or not auth_state.get("access_token"):
-            # Refused, logged out, known from a token exchange only, or never logged
-            # in: there is no Check-in session to keep alive.
+        if auth_state.get("refused"):
             return False
+        if not auth_state.get("access_token") or not auth_state.get("refresh_token"):
+            return await self._from_snapshot(user, auth_state, handler)
         if not self.needs_refresh(auth_state):
-            return await self._apply_rules(user, auth_state)
+            return await self._apply_rules(user, auth_state, handler)
         async with self._lock_for(user.name):
             # Another request may have refreshed while this one waited: read again.
             auth_state = await user.get_auth_state() or {}
-            if auth_state.get("refused") or not auth_state.get("access_token"):
+            if auth_state.get("refused"):
                 return False
+            if not auth_state.get("refresh_token"):
+                return await self._from_snapshot(user, auth_state, handler)
             if not self.needs_refresh(auth_state):
-                return await self._apply_rules(user, auth_state)
-            return await self._refresh_tokens(user, auth_state)
+                return await self._apply_rules(user, auth_state, handler)
+            return await self._refresh_tokens(user, auth_state, handler)
 
-    async def _refresh_tokens(self, user: Any, auth_state: dict[str, Any]) -> bool | dict[str, Any]:
-        if not auth_state.get("refresh_token"):
-            self.log.info("%s has no refresh token: login needed", user.name)
-            return False
+    async def _refresh_tokens(
+        self, user: Any, auth_state: dict[str, Any], handler: Any = None
+    ) -> bool | dict[str, Any]:
         try:
             tokens = await self.token_request(
                 {"grant_type": "refresh_token", "refresh_token": auth_state["refresh_token"]}
             )
         except InvalidGrantError as e:
+            # The Check-in session is over (revoked, expired): as after a logout.
             self.log.info("Refresh for %s refused (%s): login needed", user.name, e)
-            await user.save_auth_state(None)
+            await self.end_session(user, auth_state)
             return False
         except OIDCError as e:
             # Keep the session; the next request tries again.
@@ -131,6 +164,6 @@ class RefreshMixin(LoggingConfigurable):
         await user.save_auth_state(model["auth_state"])
         context = UserContext.from_auth_state(user.name, model["auth_state"])
         if not self.vo_allowed(context):
-            await self.refuse_user(user, "no longer a member of an allowed VO")
+            await self.refuse_user(user, "no longer a member of an allowed VO", handler)
             return False
         return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -105,16 +106,17 @@ def access_token_expiry(
     """
     now = time.time() if now is None else now
     expires_in = token_response.get("expires_in")
-    if isinstance(expires_in, int | float) or (
-        isinstance(expires_in, str) and expires_in.isdigit()
-    ):
-        return now + float(expires_in)
+    if isinstance(expires_in, str) and expires_in.isdigit():
+        expires_in = int(expires_in)
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+        # NaN, infinity or a negative value: unknown (refreshed at the next chance).
+        return now + expires_in if math.isfinite(expires_in) and expires_in >= 0 else None
     token = token_response.get("access_token")
     if isinstance(token, str) and token.count(".") == 2:
         try:
             exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
         except jwt.PyJWTError:
             return None
-        if isinstance(exp, int | float):
+        if isinstance(exp, int | float) and not isinstance(exp, bool) and math.isfinite(exp):
             return float(exp)
     return None

@@ -9,7 +9,6 @@ refuses anything a browser might read as another place, rather than trying to cl
 
 from __future__ import annotations
 
-import posixpath
 import unicodedata
 from urllib.parse import unquote, urlsplit
 
@@ -24,26 +23,29 @@ def _suspicious(text: str) -> bool:
 
 
 def local_next_url(value: str, base_url: str = "/") -> str:
-    """``value`` if it is a path under the hub's ``base_url``, else ``""``.
+    """``value`` if it is a plain path under the hub's ``base_url``, else ``""``.
 
-    Refused: white space or control characters (also percent-encoded), a scheme or
-    host once ``\\`` is read as ``/``, anything not starting with ``base_url``, and
-    dot segments that climb out of it.
+    Refused: white space, control characters or ``\\`` (also percent-encoded, as
+    browsers read ``\\`` as ``/``), a scheme or host, anything not under ``base_url``, and
+    empty or dot segments (``//``, ``/./``, ``/../``, also as ``%2e``) anywhere in the
+    path, which browsers resolve before sending.
     """
     if not isinstance(value, str) or not value or len(value) > MAX_LENGTH:
         return ""
     decoded = unquote(value)
-    if _suspicious(value) or _suspicious(decoded):
+    if _suspicious(value) or _suspicious(decoded) or "\\" in decoded:
         return ""
-    normal = value.replace("\\", "/")
-    if "\\" in decoded:
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. a "host" with characters that NFKC turns into separators
         return ""
-    parts = urlsplit(normal)
-    if parts.scheme or parts.netloc or not normal.startswith("/") or normal.startswith("//"):
+    if parts.scheme or parts.netloc or not value.startswith("/"):
+        return ""
+    path = unquote(parts.path)
+    segments = path.split("/")[1:]
+    if any(seg in ("", ".", "..") for seg in segments[:-1]) or segments[-1] in (".", ".."):
         return ""
     base = base_url if base_url.endswith("/") else base_url + "/"
-    # Dot segments, also as %2e, are resolved by browsers before the request is sent.
-    path = posixpath.normpath(unquote(parts.path))
-    if path.startswith("//") or not (path + "/").startswith(base):
+    if not (path + "/").startswith(base):
         return ""
-    return normal
+    return value

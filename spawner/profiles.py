@@ -89,6 +89,21 @@ class Profile(dict):
     def slug(self) -> str:
         return profile_slug(self)
 
+    def charged_vo(self, context: UserContext) -> str | None:
+        """The VO a server of this profile is charged to, for this user.
+
+        The profile's ``vo`` if set; else the first of the user's VOs (in their
+        order) that one of its ``allowed_vos`` rules admits, so a profile granted by
+        one VO is never charged to another; else (an open profile, or an admin
+        outside its VOs) the user's primary VO.
+        """
+        if self.get("vo"):
+            return str(self["vo"])
+        for vo in context.vos:
+            if any(rule.vo == vo and rule.matches_any(context.entitlements) for rule in self.rules):
+                return vo
+        return context.primary_vo
+
 
 def _check_options(options: Any, where: str) -> None:
     """``profile_options``: ``{name: {display_name, choices, unlisted_choice}}``."""
@@ -233,6 +248,8 @@ def option_overrides(
         choices = option.get("choices", {})
         unlisted = user_options.get(name + UNLISTED)
         choice = user_options.get(name)
+        if unlisted is not None and not isinstance(unlisted, str):
+            raise _refuse(f"Option {name!r} of profile {slug!r}: a free value must be text")
         if unlisted:
             spec = option.get("unlisted_choice", {})
             if not spec.get("enabled"):

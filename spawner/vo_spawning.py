@@ -49,8 +49,9 @@ class VOSpawnerMixin(HasTraits):
         help="""
         KubeSpawner's profile_list format (``kubespawner_override``, ``profile_options``),
         plus ``allowed_vos`` (VO rules; none: open to all) and ``vo`` (the VO a server of
-        this profile is charged to; default: the user's primary VO). Users see, and may
-        start, only the profiles their VOs allow.
+        this profile is charged to; default: the first of the user's VOs that its
+        allowed_vos admit, else the user's primary VO). Users see, and may start, only
+        the profiles their VOs allow.
         """,
     ).tag(config=True)
 
@@ -169,9 +170,14 @@ class VOSpawnerMixin(HasTraits):
         return profile, context
 
     def resources(self) -> tuple[float, int, int]:
-        """CPU, memory (bytes) and GPUs of the server about to start."""
+        """CPU, memory (bytes) and GPUs of the server about to start.
+
+        The limit, or the guarantee where it is larger (a profile with guarantees
+        only still holds what it reserves)."""
         gpus = getattr(self, "extra_resource_limits", {}).get(GPU_RESOURCE, 0)
-        return float(self.cpu_limit or 0), int(self.mem_limit or 0), int(gpus or 0)
+        cpu = max(float(self.cpu_limit or 0), float(self.cpu_guarantee or 0))
+        memory = max(int(self.mem_limit or 0), int(self.mem_guarantee or 0))
+        return cpu, memory, int(gpus or 0)
 
     async def admit(self) -> Charge:
         """Choose and apply the profile, then reserve what was applied (or refuse)."""
@@ -180,7 +186,7 @@ class VOSpawnerMixin(HasTraits):
         charge = Charge(
             user=self.user.name,
             server=self.name,
-            vo=(profile or {}).get("vo") or context.primary_vo,
+            vo=profile.charged_vo(context) if profile is not None else context.primary_vo,
             cpu=cpu,
             memory=memory,
             gpu=gpu,

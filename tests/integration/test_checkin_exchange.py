@@ -278,3 +278,71 @@ async def test_concurrent_forged_jwts_fetch_the_key_set_once(checkin):
     )
     assert all(isinstance(r, OIDCError) for r in results)
     assert fetches.count("key set") == 1
+
+
+async def test_introspection_refusing_the_hubs_credentials_is_503_stand_in(checkin):
+    """A stand-in introspection endpoint answering 401 invalid_client (the hub's secret is
+    wrong): the site's trouble, a 503, not the user's token being invalid."""
+    _, provider = checkin
+    answer = {"error": "invalid_client", "error_description": "bad secret"}
+    with json_standin(lambda request: answer, status=401) as broken:
+        auth = CheckinAuthenticator(
+            issuer=provider.issuer,
+            client_id=CLIENT_ID,
+            client_secret="wrong",
+            introspection_endpoint=f"{broken}/introspect",
+        )
+        with pytest.raises(web.HTTPError) as raised:
+            await auth.authenticate_exchange(None, ExchangeRequest("opaque-token"))
+        assert raised.value.status_code == 503
+        assert not auth._refused_tokens
+
+
+def introspection_and_userinfo(claims: dict):
+    """A stand-in provider answering introspection with ``claims`` and userinfo with
+    their subject (for expiries a real provider does not issue)."""
+
+    def answer(request) -> dict:
+        if request.path.endswith("/introspect"):
+            return {"active": True, "client_id": CLIENT_ID, **claims}
+        return {"sub": claims.get("sub", "s"), "eduperson_entitlement": []}
+
+    return json_standin(answer)
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"sub": "s", "exp": float("nan")}, "expiry is unknown"),
+        ({"sub": "s", "exp": float("inf")}, "expiry is unknown"),
+        ({"sub": "s", "exp": True}, "expiry is unknown"),
+        ({"exp": time.time() + 60}, "names no subject"),
+        ({"sub": "s", "exp": time.time() + 60, "typ": "ID"}, "ID token"),
+    ],
+)
+async def test_odd_expiries_and_subjects_are_refused_not_500_stand_in(checkin, claims, reason):
+    _, provider = checkin
+    with introspection_and_userinfo(claims) as url:
+        auth = CheckinAuthenticator(
+            issuer=provider.issuer,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            introspection_endpoint=f"{url}/introspect",
+            userinfo_endpoint=f"{url}/userinfo",
+        )
+        with pytest.raises(OIDCError, match=reason):
+            await auth.verify_access_token("opaque-token")
+
+
+async def test_a_far_future_expiry_is_capped_stand_in(checkin):
+    _, provider = checkin
+    with introspection_and_userinfo({"sub": "s", "exp": 1e15}) as url:
+        auth = CheckinAuthenticator(
+            issuer=provider.issuer,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            introspection_endpoint=f"{url}/introspect",
+            userinfo_endpoint=f"{url}/userinfo",
+        )
+        claims = await auth.verify_access_token("opaque-token")
+        assert claims["exp"] <= time.time() + 12 * 3600 + 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -27,6 +28,8 @@ class StoredUser:
         self.name = name
         self.admin = False
         self.auth_state = auth_state
+        self.orm_user = SimpleNamespace(cookie_id="cookie-1")  # browser sessions' key
+        self.db = SimpleNamespace(commit=lambda: None)
         self.saves = 0
 
     async def get_auth_state(self) -> dict[str, Any] | None:
@@ -102,7 +105,9 @@ async def test_revoked_grant_ends_the_session(authenticator, provider):
         )
     assert r.status_code == 200
     assert await authenticator.refresh_user(user) is False
-    assert user.auth_state is None
+    # Tokens gone, browser sessions ended; the VOs last confirmed (and when) are kept.
+    assert set(user.auth_state) == {"entitlements", "entitlements_at"}
+    assert user.orm_user.cookie_id != "cookie-1"
 
 
 async def test_reused_rotated_refresh_token_is_refused(authenticator, provider):

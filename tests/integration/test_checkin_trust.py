@@ -96,6 +96,15 @@ def test_losing_the_role_then_the_vo_takes_effect_on_refresh(short_tokens):
     wait_for(demoted, 30, "bob to lose admin after losing the manager role")
     assert stack.user("bob@egi.eu")["groups"] == ["vo.notebooks.egi.eu"]
 
+    # Before leaving the VO: a running server, and a token whose note imitates a
+    # server's (notes are the user's own words).
+    stack.start_server("bob@egi.eu")
+    sneaky = stack.api.post(
+        "/users/bob@egi.eu/tokens", json={"note": "Server at /user/x/", "scopes": ["inherit"]}
+    )
+    sneaky.raise_for_status()
+    sneaky_headers = {"Authorization": f"token {sneaky.json()['token']}"}
+
     provider.set_account("bob", {**bob, "eduperson_entitlement": []})
 
     def refused() -> bool:
@@ -107,8 +116,11 @@ def test_losing_the_role_then_the_vo_takes_effect_on_refresh(short_tokens):
     assert user["groups"] == [] and user["admin"] is False
     assert set(user["auth_state"]) == {"refused"}
     assert user["user_info"] == {"iss": provider.issuer, "sub": "bob"}
-    # bob's API tokens and browser sessions are gone; a new login is refused.
+    # bob's API tokens and browser sessions are gone, his server stops; a new login
+    # is refused.
     assert httpx.get(handoff, headers=headers).status_code == 403
+    assert httpx.get(f"{stack.url}/hub/api/user", headers=sneaky_headers).status_code == 403
+    wait_for(lambda: not stack.user("bob@egi.eu")["servers"], 60, "bob's server to be stopped")
     assert browser.get(f"{stack.url}/hub/api/user").status_code == 403
     assert login(stack.url, "bob").status_code == 403
     # Back in the VO: a new login works again.

@@ -10,8 +10,10 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tornado import web
 
 from egi_hub.authenticator.checkin import CheckinAuthenticator
+from egi_hub.authenticator.errors import IdentityMismatchError
 from egi_hub.authenticator.tokens import token_audiences
 from egi_hub.authenticator.urls import local_next_url
 from egi_hub.config import check_site, configurable_classes
@@ -188,3 +190,103 @@ async def test_refresh_locks_do_not_pile_up():
     assert results == [False] * 200  # no refresh token: login needed
     gc.collect()
     assert len(auth._refresh_locks) == 0
+
+
+@pytest.mark.parametrize(
+    "value", ["/.//evil.example", "//a%EF%BC%8Fb", "/x//y", "/a/./b", "/a/%2E/b"]
+)
+def test_next_urls_with_empty_or_dot_segments_or_odd_hosts_are_refused(value):
+    assert local_next_url(value, "/") == ""
+
+
+def test_unfiltered_exchange_scopes_are_refused():
+    issues = check_site(
+        {"CheckinAuthenticator": {"token_exchange_scopes": ["servers"]}}, configurable_classes()
+    )
+    assert [i.path for i in issues] == ["CheckinAuthenticator.token_exchange_scopes[0]"]
+    assert "servers!user" in issues[0].message
+    assert "access:servers!user" not in CheckinAuthenticator().token_exchange_scopes
+
+
+def test_refusals_hold_for_api_tokens_and_existing_users_are_not_allowed_by_name():
+    """allowed_users beside allowed_vos: JupyterHub would add every user it creates to
+    allowed_users (allow_existing_users), and the VO rules would never refuse anyone."""
+    auth = CheckinAuthenticator(allowed_users={"carol"}, allowed_vos=["vo.notebooks.egi.eu"])
+    assert auth.auth_refresh_strict is True
+    assert auth.allow_existing_users is False
+
+    class NewUser:
+        name = "bob"
+
+    auth.add_user(NewUser())
+    assert "bob" not in auth.allowed_users
+    with pytest.raises(web.HTTPError) as refused:
+        auth.check_allowed("bob", {"auth_state": {"entitlements": []}})
+    assert refused.value.status_code == 403
+    assert auth.check_allowed("carol", {"auth_state": {}})
+
+
+class Snapshot(StoredUser):
+    """A user with no tokens (logged out, or from the token exchange) and the VOs
+    Check-in confirmed ``age`` seconds ago."""
+
+    def __init__(self, name: str, age: float) -> None:
+        super().__init__(name)
+        self.auth_state = {"entitlements": [EGI_MEMBER], "entitlements_at": time.time() - age}
+
+
+async def test_without_tokens_the_last_confirmed_vos_count_for_a_limited_time():
+    auth = CheckinAuthenticator(allowed_vos=["vo.notebooks.egi.eu"], entitlements_max_age=3600)
+    assert await auth.refresh_user(Snapshot("recent", 60)) is True
+    assert await auth.refresh_user(Snapshot("stale", 7200)) is False
+    never = StoredUser("never")
+    never.auth_state = None  # created by an admin, never logged in
+    assert await auth.refresh_user(never) is False
+    refused = StoredUser("refused")
+    refused.auth_state = {"refused": "no longer a member", **Snapshot("x", 1).auth_state}
+    assert await auth.refresh_user(refused) is False
+
+
+class BoundUser:
+    def __init__(self, user_info, auth_state):
+        self.user_info = user_info
+        self.auth_state = auth_state
+
+    async def get_auth_state(self):
+        return self.auth_state
+
+
+class Lookup:
+    """The part of a hub handler that check_identity uses."""
+
+    def __init__(self, users):
+        self.users = users
+        self.lookups = 0
+
+    def find_user(self, name):
+        self.lookups += 1
+        return self.users.get(name)
+
+
+async def test_identity_binding_from_user_info_or_an_older_auth_state():
+    auth = CheckinAuthenticator()
+    handler = Lookup(
+        {
+            "a": BoundUser({"iss": "I", "sub": "s-a"}, None),
+            "old": BoundUser(None, {"sub": "s-old", "access_token": "t"}),  # before user_info
+            "fresh": BoundUser(None, None),  # created by an admin
+        }
+    )
+    await auth.check_identity(handler, "a", "I", "s-a")
+    for name, issuer, sub in [("a", "I", "s-b"), ("a", "J", "s-a"), ("old", "I", "s-x")]:
+        with pytest.raises(IdentityMismatchError):
+            await auth.check_identity(handler, name, issuer, sub)
+    await auth.check_identity(handler, "old", "I", "s-old")
+    await auth.check_identity(handler, "fresh", "I", "anyone")
+    # A confirmed binding is remembered: the same identity again asks no database.
+    before = handler.lookups
+    await auth.check_identity(handler, "a", "I", "s-a")
+    assert handler.lookups == before
+    # Until the account is deleted.
+    auth.delete_user(type("U", (), {"name": "a"})())
+    await auth.check_identity(Lookup({}), "a", "I", "s-new")
