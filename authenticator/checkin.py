@@ -259,6 +259,7 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
             path=handler.hub.base_url,
             httponly=True,
             samesite="Lax",
+            secure=handler.request.protocol == "https",
         )
         params = {
             "response_type": "code",

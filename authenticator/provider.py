@@ -56,6 +56,7 @@ class OpenIDProvider:
         self._keys: dict[str, SigningKey] = {}
         self._keys_expires = 0.0
         self._keys_fetched = float("-inf")
+        self._keys_failed = float("-inf")  # when a key-set fetch last failed
         self._lock = asyncio.Lock()
         self._keys_lock = asyncio.Lock()
 
@@ -118,7 +119,14 @@ class OpenIDProvider:
             async with self._keys_lock:
                 # Whoever waited here while another request fetched sees its result.
                 if self._must_fetch(kid):
-                    await self._fetch_keys()
+                    if time.monotonic() - self._keys_failed < KEY_REFETCH_GAP:
+                        # The fetch just failed: the waiters do not each try again.
+                        raise ProviderUnreachableError("the provider's key set is unavailable")
+                    try:
+                        await self._fetch_keys()
+                    except OIDCError:
+                        self._keys_failed = time.monotonic()
+                        raise
         try:
             return self._keys[kid]
         except KeyError:

@@ -18,7 +18,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from egi_hub.authenticator.errors import OIDCError
+from egi_hub.authenticator.errors import OIDCError, ProviderUnreachableError
 from egi_hub.authenticator.http import ProviderHTTP
 from egi_hub.authenticator.provider import OpenIDProvider
 from egi_hub.authenticator.tokens import merge_userinfo, verify_id_token
@@ -140,3 +140,25 @@ def test_userinfo_about_another_subject_is_refused():
         "x": 1,
         "y": 2,
     }
+
+
+class FailingKeys(MemoryHTTP):
+    """Discovery answers; the key set does not (the provider half down)."""
+
+    async def call(self, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        if url.endswith("/certs"):
+            self.key_fetches += 1
+            raise ProviderUnreachableError("key set down")
+        return await super().call(method, url, what, **kwargs)
+
+
+async def test_a_failed_key_fetch_is_not_retried_by_every_waiting_request():
+    import asyncio
+
+    http = FailingKeys()
+    provider = OpenIDProvider(ISSUER, http)
+    results = await asyncio.gather(
+        *(verify(sign(), provider) for _ in range(50)), return_exceptions=True
+    )
+    assert all(isinstance(r, ProviderUnreachableError) for r in results)
+    assert http.key_fetches == 1
