@@ -165,6 +165,10 @@ class VOAccessMixin(LoggingConfigurable):
         bound = (user.user_info if user is not None else None) or {}
         if user is not None and bound.get("sub") is None:
             bound = await user.get_auth_state() or {}  # bound before user_info was used
+        # A first login of this name still under way (no account yet) holds the name:
+        # two identities racing for one new account cannot both get it.
+        if user is None and cached is not None and cached[1] > now:
+            bound = {"iss": cached[0][0], "sub": cached[0][1]}
         # No user yet, or one created before any Check-in login: bound by this login.
         if bound.get("sub") is not None and (
             bound["sub"] != sub or bound.get("iss", issuer) != issuer

@@ -414,19 +414,13 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
 
     # --- logout ---------------------------------------------------------------------
 
-    async def end_provider_session(
-        self, handler: web.RequestHandler, auth_state: dict[str, Any]
-    ) -> str | None:
-        """Revoke the refresh token; the URL that ends the provider session (or None)."""
-        refresh_token = auth_state.get("refresh_token")
+    async def revoke_refresh_token(self, refresh_token: str | None) -> None:
+        """Revoke a refresh token at the provider, best effort (logged when it fails)."""
+        if not refresh_token:
+            return
         try:
             revocation = await self.provider.endpoint("revocation_endpoint")
-            end_session = await self.provider.endpoint("end_session_endpoint")
-        except OIDCError as e:
-            self.log.warning("Check-in unavailable at logout: %s", e)
-            return None
-        if refresh_token and revocation:
-            try:
+            if revocation:
                 await self.http.call(
                     "POST",
                     revocation,
@@ -435,8 +429,19 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
                     auth=(self.client_id, self.client_secret),
                     empty_ok=True,
                 )
-            except OIDCError as e:
-                self.log.warning("Could not revoke a refresh token at logout: %s", e)
+        except OIDCError as e:
+            self.log.warning("Could not revoke a refresh token: %s", e)
+
+    async def end_provider_session(
+        self, handler: web.RequestHandler, auth_state: dict[str, Any]
+    ) -> str | None:
+        """Revoke the refresh token; the URL that ends the provider session (or None)."""
+        await self.revoke_refresh_token(auth_state.get("refresh_token"))
+        try:
+            end_session = await self.provider.endpoint("end_session_endpoint")
+        except OIDCError as e:
+            self.log.warning("Check-in unavailable at logout: %s", e)
+            return None
         if not end_session:
             return None
         after = self.post_logout_redirect_url

@@ -95,12 +95,17 @@ class RefreshMixin(LoggingConfigurable):
         """The VO rules on stored entitlements: refuse, update admin, or nothing to do."""
         context = UserContext.from_auth_state(user.name, auth_state)
         if not self.vo_allowed(context):
-            await self.refuse_user(user, "no longer a member of an allowed VO", handler)
+            await self._refuse(user, auth_state, handler)
             return False
         admin = self.admin_for(user.name, context)
         if admin is None or admin == bool(user.admin):
             return True
         return {"name": user.name, "admin": admin, "groups": list(context.vos)}
+
+    async def _refuse(self, user: Any, auth_state: dict[str, Any], handler: Any) -> None:
+        await self.refuse_user(user, "no longer a member of an allowed VO", handler)
+        # The grant is of no use to the hub any more: end it at Check-in too.
+        await self.revoke_refresh_token(auth_state.get("refresh_token"))
 
     async def _from_snapshot(
         self, user: Any, auth_state: dict[str, Any], handler: Any = None
@@ -164,6 +169,6 @@ class RefreshMixin(LoggingConfigurable):
         await user.save_auth_state(model["auth_state"])
         context = UserContext.from_auth_state(user.name, model["auth_state"])
         if not self.vo_allowed(context):
-            await self.refuse_user(user, "no longer a member of an allowed VO", handler)
+            await self._refuse(user, model["auth_state"], handler)
             return False
         return model

@@ -105,6 +105,7 @@ def test_losing_the_role_then_the_vo_takes_effect_on_refresh(short_tokens):
     sneaky.raise_for_status()
     sneaky_headers = {"Authorization": f"token {sneaky.json()['token']}"}
 
+    revoked = provider.count("REVOKED")
     provider.set_account("bob", {**bob, "eduperson_entitlement": []})
 
     def refused() -> bool:
@@ -121,6 +122,8 @@ def test_losing_the_role_then_the_vo_takes_effect_on_refresh(short_tokens):
     assert httpx.get(handoff, headers=headers).status_code == 403
     assert httpx.get(f"{stack.url}/hub/api/user", headers=sneaky_headers).status_code == 403
     wait_for(lambda: not stack.user("bob@egi.eu")["servers"], 60, "bob's server to be stopped")
+    # The hub has no more use for bob's Check-in grant: revoked at the provider too.
+    assert provider.count("REVOKED") == revoked + 1
     assert browser.get(f"{stack.url}/hub/api/user").status_code == 403
     assert login(stack.url, "bob").status_code == 403
     # Back in the VO: a new login works again.

@@ -290,3 +290,12 @@ async def test_identity_binding_from_user_info_or_an_older_auth_state():
     # Until the account is deleted.
     auth.delete_user(type("U", (), {"name": "a"})())
     await auth.check_identity(Lookup({}), "a", "I", "s-new")
+
+
+async def test_two_identities_racing_for_one_new_account_do_not_both_get_it():
+    auth = CheckinAuthenticator()
+    nobody = Lookup({})  # the account does not exist yet: both logins are first logins
+    await auth.check_identity(nobody, "alice@egi.eu", "I", "s-first")
+    with pytest.raises(IdentityMismatchError):
+        await auth.check_identity(nobody, "alice@egi.eu", "I", "s-second")
+    await auth.check_identity(nobody, "alice@egi.eu", "I", "s-first")  # the first goes on
