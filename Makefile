@@ -72,9 +72,11 @@ test-e2e: $(TEST_STAMP) $(OIDC_STAMP) browser
 docs: $(STAMP)
 	$(BIN)/python -m egi_hub.docs_tables
 
-## bench: the benchmarks under tests/benchmarks (print their figures)
-bench: $(TEST_STAMP)
-	$(BIN)/python tests/benchmarks/bench_spawn.py
+## bench: the benchmarks under tests/benchmarks (print their figures, ratios to baselines)
+bench: $(TEST_STAMP) $(OIDC_STAMP)
+	$(BIN)/python -m tests.benchmarks.bench_spawn
+	$(BIN)/python -m tests.benchmarks.bench_quota
+	$(BIN)/python -m tests.benchmarks.bench_login
 
 clean:
 	rm -rf $(VENV) tests/oidc/node_modules .egi-hub build *.egg-info .pytest_cache .ruff_cache .hypothesis
