@@ -34,6 +34,7 @@ __all__ = ["ANY", "EXCHANGE_NOTE", "TrustList", "VOAccessMixin"]
 ANY = "*"
 BINDING_CACHE_TTL = 300.0  # seconds a confirmed (username -> iss, sub) is trusted
 BINDING_CACHE_SIZE = 10_000
+SNAPSHOT_KEYS = ("entitlements", "entitlements_at", "iss", "sub")
 # Note of the hub API tokens that the token exchange creates (see exchange.py).
 EXCHANGE_NOTE = "egi-hub token exchange"
 
@@ -196,14 +197,16 @@ class VOAccessMixin(LoggingConfigurable):
 
     @staticmethod
     def snapshot(auth_state: dict[str, Any] | None) -> dict[str, Any] | None:
-        """What outlives a Check-in session: the VOs last confirmed, and when."""
+        """What outlives a Check-in session: the VOs last confirmed and when, and the
+        identity (``iss``, ``sub``) of accounts bound before ``user_info`` held it."""
         state = auth_state or {}
-        kept = {k: state[k] for k in ("entitlements", "entitlements_at") if k in state}
+        kept = {k: state[k] for k in SNAPSHOT_KEYS if k in state}
         return kept or None
 
     async def end_session(self, user: Any, auth_state: dict[str, Any] | None) -> None:
-        """The Check-in grant is over (revoked, expired): drop the tokens, end the
-        browser sessions; API tokens live on `snapshot` for ``entitlements_max_age``."""
+        """The Check-in session is over (logout, revoked or expired grant): drop the
+        tokens and end every browser session of the user; API tokens live on the
+        `snapshot` for ``entitlements_max_age``."""
         await user.save_auth_state(self.snapshot(auth_state))
         from jupyterhub.utils import new_token
 
@@ -216,22 +219,27 @@ class VOAccessMixin(LoggingConfigurable):
         Their auth_state keeps only the refusal (the identity binding stays in
         ``user_info``); browser sessions end (a new cookie id); every hub API token
         is deleted but those of running servers, which are stopped (in the
-        background: their own shutdown needs them); admin and VO groups are removed.
+        background, a starting one once it is up); admin and VO groups are removed.
         """
         self.log.warning("Refusing %s from now on: %s", user.name, why)
-        await user.save_auth_state({"refused": why})
+        kept = self.snapshot(await user.get_auth_state()) or {}
+        identity = {k: kept[k] for k in ("iss", "sub") if k in kept}  # for old accounts
+        await user.save_auth_state({"refused": why, **identity})
         from jupyterhub import orm, roles
         from jupyterhub.utils import new_token
 
         orm_user, db = user.orm_user, user.db
         running = {name: sp for name, sp in user.spawners.items() if sp.active}
+        # Running servers keep their own token until they are stopped (below), when it
+        # is known (after a hub restart it is not, and goes too: the strict refresh
+        # refuses it anyway). Token notes are the users' own words: never trusted.
         server_tokens = set()
         for spawner in running.values():
             found = orm.APIToken.find(db, spawner.api_token) if spawner.api_token else None
             if found is not None:
                 server_tokens.add(found.id)
         for token in list(orm_user.api_tokens):
-            if token.id not in server_tokens:  # notes are the users' own words: not used
+            if token.id not in server_tokens:
                 db.delete(token)
         orm_user.cookie_id = new_token()  # every browser session of the user ends
         if self.manage_groups:
@@ -241,11 +249,25 @@ class VOAccessMixin(LoggingConfigurable):
             roles.assign_default_roles(db, entity=orm_user)
         db.commit()
         user._auth_refreshed = None  # the next request asks refresh_user again
-        for name in running:
+        for name, spawner in running.items():
             if handler is None:
                 self.log.warning("%s's server %r keeps running (no handler)", user.name, name)
                 continue
-            self.log.info("Stopping %s's server %r: %s", user.name, name, why)
-            task = asyncio.ensure_future(handler.stop_single_user(user, name))
+            task = asyncio.ensure_future(self._stop_server(handler, user, name, spawner, why))
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
+
+    async def _stop_server(
+        self, handler: Any, user: Any, name: str, spawner: Any, why: str
+    ) -> None:
+        """Stop a refused user's server; one still starting is stopped once it is up
+        (JupyterHub refuses to stop a pending spawn)."""
+        try:
+            pending = getattr(spawner, "_spawn_future", None)
+            if pending is not None and not pending.done():
+                await asyncio.wait([pending])
+            if spawner.active:
+                self.log.info("Stopping %s's server %r: %s", user.name, name, why)
+                await handler.stop_single_user(user, name)
+        except Exception:
+            self.log.exception("Could not stop %s's server %r after a refusal", user.name, name)

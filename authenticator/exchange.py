@@ -17,7 +17,6 @@ tokens a browser login stored: it only updates the user's VOs.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from egi_hub.config import TraitPathError, describe, expect
 
 from .access import EXCHANGE_NOTE
 from .errors import OIDCError, ProviderError, TokenRefusedError, http_error
-from .tokens import merge_userinfo, token_audiences, verify_jwt
+from .tokens import finite_number, merge_userinfo, token_audiences, verify_jwt
 
 __all__ = [
     "DEFAULT_EXCHANGE_SCOPES",
@@ -43,10 +42,27 @@ __all__ = [
 # Read one's own user, start and stop one's own servers. Not access:servers: code run
 # in a server can read the server's API token, which outlives the exchanged token.
 DEFAULT_EXCHANGE_SCOPES = ["read:users!user", "servers!user", "users:activity!user"]
-# Scopes that would let an exchanged token mint tokens (outliving it) or act as admin.
-_FORBIDDEN_SCOPES = ("inherit", "self", "all", "tokens", "admin")
+# What an exchanged token may carry: the user's own model, servers and activity.
+EXCHANGE_SCOPES = frozenset(
+    {
+        "read:users",
+        "read:users:name",
+        "read:users:groups",
+        "read:users:activity",
+        "users:activity",
+        "read:servers",
+        "servers",
+        "start:servers",
+        "delete:servers",
+        "access:servers",
+    }
+)
 REFUSAL_TTL = 10.0  # seconds to remember that a token was refused
 MAX_CACHED = 10_000  # verified or refused tokens remembered at once (oldest dropped)
+# The "typ" of access tokens (Keycloak/Check-in: Bearer; RFC 9068: at+jwt); an ID
+# token ("ID") or anything else is refused. Tokens without "typ" are judged as usual.
+ACCESS_TOKEN_TYPES = ("bearer", "at+jwt", "application/at+jwt", "access_token")
+VERIFIED_AT = "egi_hub_verified_at"  # added to the claims: when the provider said so
 MAX_EXCHANGE_LIFETIME = 12 * 3600  # seconds; Check-in's access tokens live far less
 
 
@@ -68,7 +84,12 @@ def _token_key(token: str) -> str:
 
 
 class ExchangeScopes(List):
-    """Scopes for exchanged tokens: none that create tokens or act as admin."""
+    """Scopes for exchanged tokens: a user's own, from an allow-list, each filtered.
+
+    Never a scope that creates tokens, shares servers, or acts as admin (those would
+    let an exchanged token outlive the Check-in token it came from, or reach other
+    users). Each is filtered ``!user``: the token's own user only.
+    """
 
     info_text = "a list of hub scopes"
 
@@ -80,18 +101,19 @@ class ExchangeScopes(List):
         for i, scope in enumerate(values):
             if not isinstance(scope, str) or not scope:
                 raise TraitPathError(f"[{i}]", f"expected a scope, got {describe(scope)}")
-            base, bang, _ = scope.partition("!")
-            if base in _FORBIDDEN_SCOPES or base.startswith("admin"):
+            base, bang, where = scope.partition("!")
+            if base not in EXCHANGE_SCOPES:
                 raise TraitPathError(
                     f"[{i}]",
-                    f"{scope!r} would let an exchanged token create tokens (outliving the "
-                    "Check-in token) or act as admin; use narrower scopes (e.g. servers!user)",
+                    f"{scope!r} is not a scope an exchanged token may carry (scopes that "
+                    "create tokens, share servers or act as admin never are); allowed: "
+                    + ", ".join(sorted(EXCHANGE_SCOPES)),
                 )
-            if not bang:
+            if not bang or where != "user":
                 raise TraitPathError(
                     f"[{i}]",
-                    f"{scope!r} has no filter: for an admin it would reach every user; "
-                    f"write {scope}!user (or !server)",
+                    f"{scope!r} needs the filter !user (the token's own user; unfiltered "
+                    f"it would reach every user for an admin): write {base}!user",
                 )
         return super().validate(obj, list(values))
 
@@ -122,11 +144,11 @@ class TokenExchangeMixin(LoggingConfigurable):
         help="""
         Scopes of the hub API tokens that /hub/api/egi/token-exchange hands out.
         Default: read one's own user model, start and stop one's own servers, report
-        activity. Each scope needs a filter (!user, !server). Scopes that create
-        tokens or act as admin (tokens, inherit, self, admin:*) are refused: an
-        exchanged token must not outlive the Check-in token it came from. Adding
-        access:servers!user lets scripts use their servers, where code can read the
-        server's own (longer-lived) API token: a site's choice.
+        activity. Only the user's own model, servers and activity may be given, each
+        with the filter !user: never scopes that create tokens, share servers or act
+        as admin, so an exchanged token cannot outlive the Check-in token it came
+        from. Adding access:servers!user lets scripts use their servers, where code
+        can read the server's own (longer-lived) API token: a site's choice.
         """,
     ).tag(config=True)
 
@@ -171,19 +193,21 @@ class TokenExchangeMixin(LoggingConfigurable):
         while len(cache) > MAX_CACHED:
             cache.popitem(last=False)  # the oldest entry, in constant time
 
-    async def verify_access_token(self, token: str) -> dict[str, Any]:
+    async def verify_access_token(self, token: str, fresh: bool = False) -> dict[str, Any]:
         """Claims of a Check-in access token presented by a script; `OIDCError` if invalid.
 
         A JWT is verified against the provider's keys; an opaque token is introspected.
         Either way it must be issued to an accepted client, its ``exp`` must be known
         and in the future, and userinfo (fetched with the token) completes the claims.
-        Results, refusals included, are cached briefly; a provider that is down or
-        unusable is not a refusal and is never cached.
+        Results, refusals included, are cached briefly (``fresh`` skips the cache of
+        verified tokens); a provider that is down or unusable is not a refusal and is
+        never cached. ``VERIFIED_AT`` in the claims says when the provider confirmed
+        them.
         """
         key = _token_key(token)
         now = time.monotonic()
         cached = self._verified_tokens.get(key)
-        if cached and cached[1] > now:
+        if cached and cached[1] > now and not fresh:
             return cached[0]
         refused = self._refused_tokens.get(key)
         if refused and refused[1] > now:
@@ -210,20 +234,24 @@ class TokenExchangeMixin(LoggingConfigurable):
             )
         else:
             claims = await self.introspect(token)
-        if str(claims.get("typ", "")).lower() in ("id", "id_token"):
-            raise TokenRefusedError("an ID token is not an access token")
+        if "typ" in claims and str(claims["typ"]).lower() not in ACCESS_TOKEN_TYPES:
+            raise TokenRefusedError(f"not an access token (typ {claims['typ']!r})")
         self._check_client(claims)
         exp = claims.get("exp")
         now = time.time()
-        if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            exp = None
+        exp = finite_number(exp) if exp is not None else None
+        if exp is None:
             raise TokenRefusedError("access token rejected: its expiry is unknown")
         if exp <= now:
             raise TokenRefusedError("access token rejected: expired")
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise TokenRefusedError("access token rejected: it names no subject")
         claims = merge_userinfo(claims, await self.userinfo(token))
+        claims[VERIFIED_AT] = now
         # A provider's far-future expiry never makes a hub token live that long.
-        claims["exp"] = min(float(exp), now + MAX_EXCHANGE_LIFETIME)
+        claims["exp"] = min(exp, now + MAX_EXCHANGE_LIFETIME)
         return claims
 
     async def introspect(self, token: str) -> dict[str, Any]:
@@ -250,20 +278,25 @@ class TokenExchangeMixin(LoggingConfigurable):
             claims = await self.verify_access_token(request.token)
         except OIDCError as e:
             raise http_error(e, refused_status=401) from None
-        request.expires_at = float(claims["exp"])
         username = self.username_for(claims)
         issuer = self.provider.issuer
         await self.check_identity(handler, username, issuer, claims["sub"])
-        context = self.user_context(username, claims.get("eduperson_entitlement"))
         existing = handler.find_user(username)
         previous = (await existing.get_auth_state() or {}) if existing else {}
-        previous.pop("refused", None)  # allowed again, or refused again by check_allowed
+        if previous.pop("refused", None) and claims[VERIFIED_AT] < time.time() - 1:
+            # Refused since these claims were cached: only the provider may say again.
+            try:
+                claims = await self.verify_access_token(request.token, fresh=True)
+            except OIDCError as e:
+                raise http_error(e, refused_status=401) from None
+        request.expires_at = float(claims["exp"])
+        context = self.user_context(username, claims.get("eduperson_entitlement"))
         auth_state = {
             **previous,
             "iss": issuer,
             "sub": claims["sub"],
             **context.to_auth_state(),
-            "entitlements_at": time.time(),
+            "entitlements_at": claims[VERIFIED_AT],
         }
         return {
             "name": username,

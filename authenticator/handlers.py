@@ -67,9 +67,9 @@ class CheckinLogoutHandler(LogoutHandler):
         authenticator: CheckinAuthenticator = self.authenticator
         auth_state = await user.get_auth_state() or {}
         self._end_session_url = await authenticator.end_provider_session(self, auth_state)
-        # Tokens go; the VOs last confirmed stay (for API tokens, a limited time), and
-        # the identity binding stays in user_info.
-        await user.save_auth_state(authenticator.snapshot(auth_state))
+        # Tokens go, and every browser session of the user ends (Check-in's session
+        # ends too); the VOs last confirmed stay for API tokens, a limited time.
+        await authenticator.end_session(user, auth_state)
 
     async def render_logout_page(self) -> None:
         if self._end_session_url:

@@ -2,7 +2,9 @@
 
 Discovery (``/.well-known/openid-configuration``) and the JWKS are fetched
 asynchronously and kept for ``cache_ttl`` seconds. Any failure is an `OIDCError` that
-says what went wrong: there is never a fallback to guessed endpoints. A token signed
+says what went wrong: there is never a fallback to guessed endpoints (while the
+provider cannot be reached, the last good document and keys serve a few seconds at a
+time, and requests without them fail at once rather than queue). A token signed
 with a key id the cache does not know makes the keys be fetched again: once for all
 the requests waiting on it (single flight), and not more often than every few seconds,
 so a flood of forged tokens with made-up key ids never floods the provider.
@@ -53,6 +55,7 @@ class OpenIDProvider:
         self.overrides = {k: v for k, v in (overrides or {}).items() if v}
         self._metadata: dict[str, Any] | None = None
         self._metadata_expires = 0.0
+        self._metadata_failed = float("-inf")
         self._keys: dict[str, SigningKey] = {}
         self._keys_expires = 0.0
         self._keys_fetched = float("-inf")
@@ -65,25 +68,44 @@ class OpenIDProvider:
         return f"{self.issuer}/.well-known/openid-configuration"
 
     async def metadata(self) -> dict[str, Any]:
-        """The discovery document (with configured endpoint overrides applied)."""
+        """The discovery document (with configured endpoint overrides applied).
+
+        When a fetch fails, the last good document is used for a few more seconds
+        (the provider's endpoints rarely move); without one, requests within a few
+        seconds of the failure fail at once instead of each waiting for a time-out.
+        """
         if self._metadata is not None and time.monotonic() < self._metadata_expires:
             return self._metadata
         async with self._lock:
-            if self._metadata is not None and time.monotonic() < self._metadata_expires:
+            now = time.monotonic()
+            if self._metadata is not None and now < self._metadata_expires:
                 return self._metadata
-            data = await self.http.call("GET", self.discovery_url, "discovery document")
-            if str(data.get("issuer", "")).rstrip("/") != self.issuer:
-                raise ProviderError(
-                    f"the discovery document at {self.discovery_url} names the issuer "
-                    f"{data.get('issuer')!r}, not the configured {self.issuer!r}"
-                )
-            data.update(self.overrides)
-            for required in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-                if not data.get(required):
-                    raise ProviderError(f"the discovery document has no {required}")
+            if self._metadata is None and now - self._metadata_failed < KEY_REFETCH_GAP:
+                raise ProviderUnreachableError("the provider's discovery document is unavailable")
+            try:
+                data = await self._fetch_metadata()
+            except ProviderError:
+                if self._metadata is None:
+                    self._metadata_failed = time.monotonic()
+                    raise
+                self._metadata_expires = time.monotonic() + KEY_REFETCH_GAP  # stale, briefly
+                return self._metadata
             self._metadata = data
             self._metadata_expires = time.monotonic() + self.cache_ttl
             return data
+
+    async def _fetch_metadata(self) -> dict[str, Any]:
+        data = await self.http.call("GET", self.discovery_url, "discovery document")
+        if str(data.get("issuer", "")).rstrip("/") != self.issuer:
+            raise ProviderError(
+                f"the discovery document at {self.discovery_url} names the issuer "
+                f"{data.get('issuer')!r}, not the configured {self.issuer!r}"
+            )
+        data.update(self.overrides)
+        for required in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+            if not data.get(required):
+                raise ProviderError(f"the discovery document has no {required}")
+        return data
 
     async def endpoint(self, name: str) -> str | None:
         """An endpoint URL from discovery (``token_endpoint``...), None if not offered."""
@@ -126,7 +148,10 @@ class OpenIDProvider:
                         await self._fetch_keys()
                     except OIDCError:
                         self._keys_failed = time.monotonic()
-                        raise
+                        if kid not in self._keys:
+                            raise
+                        # The cached key set still has this key: use it a little longer.
+                        self._keys_expires = time.monotonic() + KEY_REFETCH_GAP
         try:
             return self._keys[kid]
         except KeyError:

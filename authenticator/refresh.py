@@ -10,11 +10,13 @@ one. Each call applies the VO rules again: admin follows ``admin_vos``, and a us
 longer allowed is refused.
 
 A user without tokens to refresh (logged out, no refresh token, known from a token
-exchange only) is judged on the VOs Check-in last confirmed, for at most
-``entitlements_max_age`` seconds: after that their API tokens stop working until they
-log in (or exchange a token) again, so a role lost at Check-in cannot be kept for ever
-by not logging in. `CheckinAuthenticator` sets JupyterHub's ``auth_refresh_strict``, so
-a refusal here holds for API tokens too, not only for browser sessions.
+exchange only) is judged, for API tokens only, on the VOs Check-in last confirmed, for
+at most ``entitlements_max_age`` seconds: after that their API tokens stop working
+until they log in (or exchange a token) again, so a role lost at Check-in cannot be
+kept for ever by not logging in. The same bound holds when the provider cannot be
+reached: VOs confirmed longer ago than that are not trusted. `CheckinAuthenticator`
+sets JupyterHub's ``auth_refresh_strict``, so a refusal here holds for API tokens too,
+not only for browser sessions.
 """
 
 from __future__ import annotations
@@ -107,14 +109,33 @@ class RefreshMixin(LoggingConfigurable):
         # The grant is of no use to the hub any more: end it at Check-in too.
         await self.revoke_refresh_token(auth_state.get("refresh_token"))
 
-    async def _from_snapshot(
-        self, user: Any, auth_state: dict[str, Any], handler: Any = None
-    ) -> bool | dict[str, Any]:
-        """No tokens to refresh: the VOs last confirmed, while they are recent enough."""
+    def _stale(self, auth_state: dict[str, Any]) -> bool:
+        """True when Check-in last confirmed the user's VOs too long ago (or never)."""
         seen = auth_state.get("entitlements_at")
-        if not isinstance(seen, int | float) or time.time() - seen > self.entitlements_max_age:
+        if isinstance(seen, bool) or not isinstance(seen, int | float):
+            return True
+        return time.time() - seen > self.entitlements_max_age
+
+    def _session_alive(self, auth_state: dict[str, Any]) -> bool:
+        """An access token that has not expired (a provider that gave no refresh token)."""
+        expires_at = auth_state.get("expires_at")
+        if not auth_state.get("access_token"):
+            return False
+        return not isinstance(expires_at, int | float) or expires_at > time.time()
+
+    async def _without_refresh(
+        self, user: Any, auth_state: dict[str, Any], handler: Any
+    ) -> bool | dict[str, Any]:
+        """No refresh token: logged out, known from the token exchange, or a provider
+        that gives none. A live access token keeps the session; otherwise API tokens
+        live on the VOs last confirmed, while recent, and browsers must log in."""
+        if self._stale(auth_state):
             self.log.info("%s has no recent Check-in session: login needed", user.name)
             return False
+        if not self._session_alive(auth_state) and not getattr(
+            handler, "_token_authenticated", False
+        ):
+            return False  # a browser (or an unknown caller) without tokens: log in again
         return await self._apply_rules(user, auth_state, handler)
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
@@ -122,17 +143,17 @@ class RefreshMixin(LoggingConfigurable):
         if auth_state.get("refused"):
             return False
         if not auth_state.get("access_token") or not auth_state.get("refresh_token"):
-            return await self._from_snapshot(user, auth_state, handler)
-        if not self.needs_refresh(auth_state):
+            return await self._without_refresh(user, auth_state, handler)
+        if not self.needs_refresh(auth_state) and not self._stale(auth_state):
             return await self._apply_rules(user, auth_state, handler)
         async with self._lock_for(user.name):
             # Another request may have refreshed while this one waited: read again.
             auth_state = await user.get_auth_state() or {}
             if auth_state.get("refused"):
                 return False
-            if not auth_state.get("refresh_token"):
-                return await self._from_snapshot(user, auth_state, handler)
-            if not self.needs_refresh(auth_state):
+            if not auth_state.get("access_token") or not auth_state.get("refresh_token"):
+                return await self._without_refresh(user, auth_state, handler)
+            if not self.needs_refresh(auth_state) and not self._stale(auth_state):
                 return await self._apply_rules(user, auth_state, handler)
             return await self._refresh_tokens(user, auth_state, handler)
 
@@ -149,9 +170,10 @@ class RefreshMixin(LoggingConfigurable):
             await self.end_session(user, auth_state)
             return False
         except OIDCError as e:
-            # Keep the session; the next request tries again.
+            # Keep the session (the next request tries again), unless the VOs were
+            # last confirmed too long ago: trust is bounded even during an outage.
             self.log.warning("Could not refresh %s's tokens: %s", user.name, e)
-            return True
+            return not self._stale(auth_state)
         # Saved before anything else can fail: the old refresh token is dead now.
         auth_state = {**auth_state, **self.token_fields(tokens, previous=auth_state)}
         await user.save_auth_state(auth_state)
@@ -161,7 +183,7 @@ class RefreshMixin(LoggingConfigurable):
             )
         except OIDCError as e:
             self.log.warning("Refreshed %s's tokens, but not their VOs: %s", user.name, e)
-            return True
+            return not self._stale(auth_state)
         model = self.user_model(tokens, claims, previous=auth_state)
         if model["name"] != user.name:
             self.log.warning("Refresh for %s named another user: login needed", user.name)

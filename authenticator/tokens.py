@@ -14,6 +14,7 @@ from .provider import SIGNING_ALGORITHMS, OpenIDProvider
 
 __all__ = [
     "access_token_expiry",
+    "finite_number",
     "merge_userinfo",
     "token_audiences",
     "verify_id_token",
@@ -109,14 +110,24 @@ def access_token_expiry(
     if isinstance(expires_in, str) and expires_in.isdigit():
         expires_in = int(expires_in)
     if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-        # NaN, infinity or a negative value: unknown (refreshed at the next chance).
-        return now + expires_in if math.isfinite(expires_in) and expires_in >= 0 else None
+        # NaN, infinity, a negative or absurd value: unknown (refreshed at the next chance).
+        seconds = finite_number(expires_in)
+        return now + seconds if seconds is not None and seconds >= 0 else None
     token = token_response.get("access_token")
     if isinstance(token, str) and token.count(".") == 2:
         try:
             exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
         except jwt.PyJWTError:
             return None
-        if isinstance(exp, int | float) and not isinstance(exp, bool) and math.isfinite(exp):
-            return float(exp)
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            return finite_number(exp)
     return None
+
+
+def finite_number(value: float) -> float | None:
+    """``value`` as a finite float, or None (NaN, infinity, an int too large)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

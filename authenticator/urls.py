@@ -9,8 +9,9 @@ refuses anything a browser might read as another place, rather than trying to cl
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 __all__ = ["local_next_url"]
 
@@ -26,24 +27,23 @@ def local_next_url(value: str, base_url: str = "/") -> str:
     """``value`` if it is a plain path under the hub's ``base_url``, else ``""``.
 
     Refused: white space, control characters or ``\\`` (also percent-encoded, as
-    browsers read ``\\`` as ``/``), a scheme or host, anything not under ``base_url``, and
-    empty or dot segments (``//``, ``/./``, ``/../``, also as ``%2e``) anywhere in the
-    path, which browsers resolve before sending.
+    browsers read ``\\`` as ``/``); anything that does not start with exactly one
+    ``/`` (``//host`` and ``///host`` are other sites); empty or dot segments
+    (``//``, ``/./``, ``/../``, also percent-encoded) anywhere in the path, which
+    browsers resolve before sending; and paths outside ``base_url``. The path is cut
+    at the first ``?`` or ``#`` here, not by a URL parser with its own leniencies.
     """
     if not isinstance(value, str) or not value or len(value) > MAX_LENGTH:
         return ""
     decoded = unquote(value)
     if _suspicious(value) or _suspicious(decoded) or "\\" in decoded:
         return ""
-    try:
-        parts = urlsplit(value)
-    except ValueError:  # e.g. a "host" with characters that NFKC turns into separators
+    raw_path = re.split(r"[?#]", value, maxsplit=1)[0]
+    if not raw_path.startswith("/") or raw_path.startswith("//"):
         return ""
-    if parts.scheme or parts.netloc or not value.startswith("/"):
-        return ""
-    path = unquote(parts.path)
-    segments = path.split("/")[1:]
-    if any(seg in ("", ".", "..") for seg in segments[:-1]) or segments[-1] in (".", ".."):
+    path = unquote(raw_path)
+    segments = path.split("/")[1:]  # "/" gives [""]; "/a/" gives ["a", ""]
+    if any(seg in (".", "..") for seg in segments) or "" in segments[:-1]:
         return ""
     base = base_url if base_url.endswith("/") else base_url + "/"
     if not (path + "/").startswith(base):

@@ -317,7 +317,7 @@ def introspection_and_userinfo(claims: dict):
         ({"sub": "s", "exp": float("inf")}, "expiry is unknown"),
         ({"sub": "s", "exp": True}, "expiry is unknown"),
         ({"exp": time.time() + 36000}, "names no subject"),
-        ({"sub": "s", "exp": time.time() + 36000, "typ": "ID"}, "ID token"),
+        ({"sub": "s", "exp": time.time() + 36000, "typ": "ID"}, "not an access token"),
     ],
 )
 async def test_odd_expiries_and_subjects_are_refused_not_500_stand_in(checkin, claims, reason):

@@ -93,7 +93,7 @@ def test_logout_ends_provider_session_and_revokes(checkin):
     assert provider.count("REVOKED") == revoked + 1
     # The tokens are gone; the account stays bound to its Check-in identity.
     alice = stack.user("alice@egi.eu")
-    assert set(alice["auth_state"]) == {"entitlements", "entitlements_at"}  # no tokens
+    assert set(alice["auth_state"]) == {"entitlements", "entitlements_at", "iss", "sub"}
     assert alice["user_info"] == {"iss": provider.issuer, "sub": "alice"}
     # The provider asks to confirm the logout (a form), then sends the browser back.
     page = client.get(end_session)

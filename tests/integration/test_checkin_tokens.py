@@ -106,7 +106,7 @@ async def test_revoked_grant_ends_the_session(authenticator, provider):
     assert r.status_code == 200
     assert await authenticator.refresh_user(user) is False
     # Tokens gone, browser sessions ended; the VOs last confirmed (and when) are kept.
-    assert set(user.auth_state) == {"entitlements", "entitlements_at"}
+    assert set(user.auth_state) == {"entitlements", "entitlements_at", "iss", "sub"}
     assert user.orm_user.cookie_id != "cookie-1"
 
 

@@ -105,6 +105,12 @@ def test_losing_the_role_then_the_vo_takes_effect_on_refresh(short_tokens):
     sneaky.raise_for_status()
     sneaky_headers = {"Authorization": f"token {sneaky.json()['token']}"}
 
+    # A Check-in token exchanged now: its verified claims are cached for a while.
+    exchanged = code_flow_tokens(provider, stack.url, "bob")["access_token"]
+    exchange_url = f"{stack.url}/hub/api/egi/token-exchange"
+    bearer = {"Authorization": f"Bearer {exchanged}"}
+    assert httpx.post(exchange_url, headers=bearer).status_code == 201
+
     revoked = provider.count("REVOKED")
     provider.set_account("bob", {**bob, "eduperson_entitlement": []})
 
@@ -115,7 +121,7 @@ def test_losing_the_role_then_the_vo_takes_effect_on_refresh(short_tokens):
     wait_for(refused, 30, "bob to be refused after leaving every VO")
     user = stack.user("bob@egi.eu")
     assert user["groups"] == [] and user["admin"] is False
-    assert set(user["auth_state"]) == {"refused"}
+    assert set(user["auth_state"]) == {"refused", "iss", "sub"}  # no tokens, no VOs
     assert user["user_info"] == {"iss": provider.issuer, "sub": "bob"}
     # bob's API tokens and browser sessions are gone, his server stops; a new login
     # is refused.
@@ -124,12 +130,26 @@ def test_losing_the_role_then_the_vo_takes_effect_on_refresh(short_tokens):
     wait_for(lambda: not stack.user("bob@egi.eu")["servers"], 60, "bob's server to be stopped")
     # The hub has no more use for bob's Check-in grant: revoked at the provider too.
     assert provider.count("REVOKED") == revoked + 1
+    # Exchanging the same token again asks the provider again (not the cache).
+    assert httpx.post(exchange_url, headers=bearer).status_code == 403
     assert browser.get(f"{stack.url}/hub/api/user").status_code == 403
     assert login(stack.url, "bob").status_code == 403
     # Back in the VO: a new login works again.
     provider.set_account("bob", {**bob, "eduperson_entitlement": [ACCESS_MEMBER]})
     assert login(stack.url, "bob").status_code == 302
     assert "refused" not in stack.user("bob@egi.eu")["auth_state"]
+
+
+def test_logout_ends_every_browser_session_of_the_user(checkin):
+    """Two browsers (devices) signed in as carol; logging out in one ends both, as it
+    ends the Check-in session."""
+    stack, _ = checkin
+    first, second = httpx.Client(timeout=30), httpx.Client(timeout=30)
+    assert login(stack.url, "carol", first).status_code == 302
+    assert login(stack.url, "carol", second).status_code == 302
+    assert second.get(f"{stack.url}/hub/api/user").status_code == 200
+    assert first.get(f"{stack.url}/hub/logout").status_code == 302
+    assert second.get(f"{stack.url}/hub/api/user").status_code == 403
 
 
 def test_short_tokens_are_not_refreshed_on_every_request(short_tokens):

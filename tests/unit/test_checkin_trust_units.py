@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
@@ -235,16 +236,32 @@ class Snapshot(StoredUser):
         self.auth_state = {"entitlements": [EGI_MEMBER], "entitlements_at": time.time() - age}
 
 
-async def test_without_tokens_the_last_confirmed_vos_count_for_a_limited_time():
+API_REQUEST = SimpleNamespace(_token_authenticated=True)
+BROWSER_REQUEST = SimpleNamespace(_token_authenticated=False)
+
+
+async def test_without_tokens_the_last_confirmed_vos_count_for_api_tokens_a_limited_time():
     auth = CheckinAuthenticator(allowed_vos=["vo.notebooks.egi.eu"], entitlements_max_age=3600)
-    assert await auth.refresh_user(Snapshot("recent", 60)) is True
-    assert await auth.refresh_user(Snapshot("stale", 7200)) is False
+    assert await auth.refresh_user(Snapshot("recent", 60), API_REQUEST) is True
+    assert await auth.refresh_user(Snapshot("stale", 7200), API_REQUEST) is False
+    # A browser without Check-in tokens (another device, after a logout) logs in again.
+    assert await auth.refresh_user(Snapshot("recent", 60), BROWSER_REQUEST) is False
     never = StoredUser("never")
     never.auth_state = None  # created by an admin, never logged in
-    assert await auth.refresh_user(never) is False
+    assert await auth.refresh_user(never, API_REQUEST) is False
     refused = StoredUser("refused")
     refused.auth_state = {"refused": "no longer a member", **Snapshot("x", 1).auth_state}
-    assert await auth.refresh_user(refused) is False
+    assert await auth.refresh_user(refused, API_REQUEST) is False
+
+
+async def test_a_live_access_token_without_refresh_token_keeps_the_browser_session():
+    """Providers that give no refresh token: the session lasts as the access token."""
+    auth = CheckinAuthenticator(allowed_vos=["vo.notebooks.egi.eu"])
+    user = Snapshot("bob", 60)
+    user.auth_state.update(access_token="t", expires_at=time.time() + 600)
+    assert await auth.refresh_user(user, BROWSER_REQUEST) is True
+    user.auth_state["expires_at"] = time.time() - 1
+    assert await auth.refresh_user(user, BROWSER_REQUEST) is False
 
 
 class BoundUser:
@@ -299,3 +316,69 @@ async def test_two_identities_racing_for_one_new_account_do_not_both_get_it():
     with pytest.raises(IdentityMismatchError):
         await auth.check_identity(nobody, "alice@egi.eu", "I", "s-second")
     await auth.check_identity(nobody, "alice@egi.eu", "I", "s-first")  # the first goes on
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["///evil.example/phish", "////evil.example", "//", "//?x", "//#x", "/%2F%2Fevil", "/a//"],
+)
+def test_next_urls_starting_with_several_slashes_are_refused(value):
+    assert local_next_url(value, "/") == ""
+    assert local_next_url(value, "/jhub/") == ""
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        "shares!user",
+        "users:shares!user",
+        " tokens!user",
+        "Tokens!user",
+        "!user",
+        "read:users!nonsense",
+        "read:users!user=other",
+        "servers!server",
+        "custom:egi:access-token!user",
+    ],
+)
+def test_exchange_scopes_come_from_an_allow_list_with_the_user_filter(scope):
+    issues = check_site(
+        {"CheckinAuthenticator": {"token_exchange_scopes": [scope]}}, configurable_classes()
+    )
+    assert [i.path for i in issues] == ["CheckinAuthenticator.token_exchange_scopes[0]"]
+
+
+class StartingSpawner:
+    """A server still starting when its user is refused (JupyterHub cannot stop a
+    pending spawn): stopped once it is up."""
+
+    def __init__(self) -> None:
+        self._spawn_future = asyncio.get_running_loop().create_future()
+        self.active = True
+
+
+async def test_a_server_starting_at_a_refusal_is_stopped_once_up():
+    auth = CheckinAuthenticator()
+    spawner = StartingSpawner()
+    stopped = []
+
+    class Handler:
+        async def stop_single_user(self, user, name):
+            assert spawner._spawn_future.done(), "stopped while still pending"
+            stopped.append(name)
+
+    task = asyncio.ensure_future(
+        auth._stop_server(Handler(), SimpleNamespace(name="bob"), "gpu", spawner, "why")
+    )
+    await asyncio.sleep(0)
+    assert stopped == []
+    spawner._spawn_future.set_result(None)
+    await task
+    assert stopped == ["gpu"]
+
+
+def test_absurd_expiries_are_unknown_not_a_crash():
+    from egi_hub.authenticator.tokens import access_token_expiry
+
+    for value in (10**400, float("nan"), float("inf"), -5, True):
+        assert access_token_expiry({"access_token": "opaque", "expires_in": value}, 0) is None
