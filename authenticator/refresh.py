@@ -138,23 +138,33 @@ class RefreshMixin(LoggingConfigurable):
             return False  # a browser (or an unknown caller) without tokens: log in again
         return await self._apply_rules(user, auth_state, handler)
 
-    async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
-        auth_state = await user.get_auth_state() or {}
+    def _refresh_due(self, auth_state: dict[str, Any]) -> bool:
+        """Tokens to refresh, and time to: expiring, or VOs confirmed too long ago."""
+        if auth_state.get("refused") or not auth_state.get("refresh_token"):
+            return False
+        if not auth_state.get("access_token"):
+            return False
+        return self.needs_refresh(auth_state) or self._stale(auth_state)
+
+    async def _as_it_stands(
+        self, user: Any, auth_state: dict[str, Any], handler: Any
+    ) -> bool | dict[str, Any]:
+        """The answer without a refresh: refused, no tokens, or the rules on the VOs."""
         if auth_state.get("refused"):
             return False
         if not auth_state.get("access_token") or not auth_state.get("refresh_token"):
             return await self._without_refresh(user, auth_state, handler)
-        if not self.needs_refresh(auth_state) and not self._stale(auth_state):
-            return await self._apply_rules(user, auth_state, handler)
+        return await self._apply_rules(user, auth_state, handler)
+
+    async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
+        auth_state = await user.get_auth_state() or {}
+        if not self._refresh_due(auth_state):
+            return await self._as_it_stands(user, auth_state, handler)
         async with self._lock_for(user.name):
             # Another request may have refreshed while this one waited: read again.
             auth_state = await user.get_auth_state() or {}
-            if auth_state.get("refused"):
-                return False
-            if not auth_state.get("access_token") or not auth_state.get("refresh_token"):
-                return await self._without_refresh(user, auth_state, handler)
-            if not self.needs_refresh(auth_state) and not self._stale(auth_state):
-                return await self._apply_rules(user, auth_state, handler)
+            if not self._refresh_due(auth_state):
+                return await self._as_it_stands(user, auth_state, handler)
             return await self._refresh_tokens(user, auth_state, handler)
 
     async def _refresh_tokens(

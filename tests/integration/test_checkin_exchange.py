@@ -310,6 +310,17 @@ def introspection_and_userinfo(claims: dict):
     return json_standin(answer)
 
 
+def standin_authenticator(provider, url: str) -> CheckinAuthenticator:
+    """The real provider's discovery and keys; introspection and userinfo at ``url``."""
+    return CheckinAuthenticator(
+        issuer=provider.issuer,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        introspection_endpoint=f"{url}/introspect",
+        userinfo_endpoint=f"{url}/userinfo",
+    )
+
+
 @pytest.mark.parametrize(
     ("claims", "reason"),
     [
@@ -323,13 +334,7 @@ def introspection_and_userinfo(claims: dict):
 async def test_odd_expiries_and_subjects_are_refused_not_500_stand_in(checkin, claims, reason):
     _, provider = checkin
     with introspection_and_userinfo(claims) as url:
-        auth = CheckinAuthenticator(
-            issuer=provider.issuer,
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
-            introspection_endpoint=f"{url}/introspect",
-            userinfo_endpoint=f"{url}/userinfo",
-        )
+        auth = standin_authenticator(provider, url)
         with pytest.raises(OIDCError, match=reason):
             await auth.verify_access_token("opaque-token")
 
@@ -337,12 +342,6 @@ async def test_odd_expiries_and_subjects_are_refused_not_500_stand_in(checkin, c
 async def test_a_far_future_expiry_is_capped_stand_in(checkin):
     _, provider = checkin
     with introspection_and_userinfo({"sub": "s", "exp": 1e15}) as url:
-        auth = CheckinAuthenticator(
-            issuer=provider.issuer,
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
-            introspection_endpoint=f"{url}/introspect",
-            userinfo_endpoint=f"{url}/userinfo",
-        )
+        auth = standin_authenticator(provider, url)
         claims = await auth.verify_access_token("opaque-token")
         assert claims["exp"] <= time.time() + 12 * 3600 + 1

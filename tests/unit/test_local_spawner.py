@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from egi_hub.spawner.local import EGILocalSpawner, SingleUserExitedError
+from tests.spawners import local_vo_spawner
 
 
 def spawner(tmp_path, name: str = "alice", server: str = "") -> EGILocalSpawner:
@@ -95,27 +96,10 @@ SMALL = {
 RESET = ["cpu_limit", "mem_limit", "cmd", "args", "environment", "default_url"]
 
 
-class HubUser(SimpleNamespace):
-    """What the spawner sees of a hub user (stand-in for jupyterhub.user.User)."""
-
-    async def get_auth_state(self) -> dict:
-        return {"entitlements": [ACCESS]}
-
-
 @pytest.fixture
 def vo_spawner(tmp_path):
-    from egi_hub.spawner.quota import QuotaPolicy
-
-    QuotaPolicy.clear_instance()
-    s = EGILocalSpawner(
-        user=HubUser(name="alice", url="/user/alice/", admin=False),
-        orm_spawner=SimpleNamespace(name="", server=None),
-        work_dir_root=str(tmp_path / "users"),
-        log_dir=str(tmp_path / "l"),
-        profile_list=[BIG, SMALL],
-    )
-    yield s
-    QuotaPolicy.clear_instance()
+    with local_vo_spawner(tmp_path, "alice", [ACCESS], [BIG, SMALL]) as s:
+        yield s
 
 
 async def test_restart_with_another_profile_keeps_nothing_of_the_first(vo_spawner):

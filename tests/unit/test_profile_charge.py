@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from tornado import web
 
 from egi_hub.context import UserContext
-from egi_hub.spawner.local import EGILocalSpawner
 from egi_hub.spawner.profiles import ProfileListTrait, option_overrides
+from tests.spawners import local_vo_spawner
 
 ACCESS = "urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"
 NOTEBOOKS = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member#aai.egi.eu"
@@ -58,25 +56,10 @@ def test_a_profile_is_charged_to_the_vo_that_grants_it_not_the_primary_one():
     assert GPU.charged_vo(UserContext.from_entitlements("a", [ACCESS])) == "vo.access.egi.eu"
 
 
-class HubUser(SimpleNamespace):
-    async def get_auth_state(self) -> dict:
-        return {"entitlements": [ACCESS, NOTEBOOKS]}
-
-
 @pytest.fixture
 def spawner(tmp_path):
-    from egi_hub.spawner.quota import QuotaPolicy
-
-    QuotaPolicy.clear_instance()
-    s = EGILocalSpawner(
-        user=HubUser(name="bob", url="/user/bob/", admin=False),
-        orm_spawner=SimpleNamespace(name="", server=None),
-        work_dir_root=str(tmp_path / "users"),
-        log_dir=str(tmp_path / "logs"),
-        profile_list=list(PROFILES),
-    )
-    yield s
-    QuotaPolicy.clear_instance()
+    with local_vo_spawner(tmp_path, "bob", [ACCESS, NOTEBOOKS], list(PROFILES)) as s:
+        yield s
 
 
 async def test_admission_charges_the_granting_vo_and_guarantees(spawner):
