@@ -147,6 +147,7 @@ def start_provider(
     access_token_ttl: int = 60,
     accounts: dict[str, dict[str, Any]] | None = None,
     port: int | None = None,
+    client_ttls: dict[str, int] | None = None,
 ) -> Provider:
     if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
         raise RuntimeError("oidc-provider is not installed: run `npm ci` in tests/oidc")
@@ -159,6 +160,7 @@ def start_provider(
     config = {
         "port": port,
         "accessTokenTTL": access_token_ttl,
+        "accessTokenTTLByClient": client_ttls or {},
         "jwks": {"keys": [jwk]},
         "accountsFile": str(accounts_path),
         "clients": [
@@ -313,17 +315,24 @@ def code_flow_tokens(
 
 
 def start_checkin_hub(
-    tmp: Path, access_token_ttl: int = 60, **checkin: Any
+    tmp: Path,
+    access_token_ttl: int = 60,
+    client_ttls: dict[str, int] | None = None,
+    **checkin: Any,
 ) -> tuple[Any, Provider]:
     """A real provider and an egi-hub stack that logs in with it (`checkin_site`).
 
-    ``checkin`` adds or replaces CheckinAuthenticator settings.
+    ``client_ttls`` sets other clients' access-token lifetimes; ``checkin`` adds or
+    replaces CheckinAuthenticator settings.
     """
     from tests.stackrunner import start_stack
 
     port = free_port()
     provider = start_provider(
-        tmp / "oidc", f"http://127.0.0.1:{port}", access_token_ttl=access_token_ttl
+        tmp / "oidc",
+        f"http://127.0.0.1:{port}",
+        access_token_ttl=access_token_ttl,
+        client_ttls=client_ttls,
     )
     try:
         stack = start_stack(

@@ -6,12 +6,15 @@ or an admin role while logged in, one subject per account, malformed callbacks.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from tests.oidcprovider import (
     ACCESS_MEMBER,
     ACCOUNTS,
+    OTHER_CLIENT,
     code_flow_tokens,
     login,
     start_checkin_hub,
@@ -62,8 +65,16 @@ def test_malformed_state_is_a_400(checkin, state):
 
 @pytest.fixture
 def short_tokens(tmp_path):
-    """A hub whose provider issues 4-second access tokens, so refreshes come quickly."""
-    stack, provider = start_checkin_hub(tmp_path, access_token_ttl=4)
+    """A hub whose provider issues 4-second access tokens, so refreshes come quickly.
+
+    The site's token portal (OTHER_CLIENT, listed in token_exchange_clients) gets
+    10-minute tokens: one exchanged token stays valid through a whole test."""
+    stack, provider = start_checkin_hub(
+        tmp_path,
+        access_token_ttl=4,
+        client_ttls={OTHER_CLIENT[0]: 600},
+        token_exchange_clients=[OTHER_CLIENT[0]],
+    )
     yield stack, provider
     stack.stop()
     provider.stop()
@@ -105,8 +116,11 @@ def test_losing_the_role_then_the_vo_takes_effect_on_refresh(short_tokens):
     sneaky.raise_for_status()
     sneaky_headers = {"Authorization": f"token {sneaky.json()['token']}"}
 
-    # A Check-in token exchanged now: its verified claims are cached for a while.
-    exchanged = code_flow_tokens(provider, stack.url, "bob")["access_token"]
+    # A Check-in token (from the site's token portal) exchanged now: its verified
+    # claims are cached for a while.
+    portal = code_flow_tokens(provider, stack.url, "bob", client=OTHER_CLIENT)
+    assert portal["expires_in"] >= 60  # valid through the rest of the test
+    exchanged = portal["access_token"]
     exchange_url = f"{stack.url}/hub/api/egi/token-exchange"
     bearer = {"Authorization": f"Bearer {exchanged}"}
     assert httpx.post(exchange_url, headers=bearer).status_code == 201
@@ -153,13 +167,16 @@ def test_logout_ends_every_browser_session_of_the_user(checkin):
 
 
 def test_short_tokens_are_not_refreshed_on_every_request(short_tokens):
-    """4-second tokens: a burst of hand-off requests makes at most one refresh grant."""
+    """4-second tokens: a burst of hand-off requests refreshes once per half lifetime at
+    most (2 s), not on every request, however slow the machine makes the burst."""
     stack, provider = short_tokens
     assert login(stack.url, "alice").status_code == 302
     headers = token_for(stack, "alice@egi.eu")
     before = provider.count("GRANT refresh_token")
+    started = time.monotonic()
     with httpx.Client(timeout=30) as client:
         for _ in range(20):
             r = client.get(f"{stack.url}/hub/api/egi/token", headers=headers)
             assert r.status_code == 200
-    assert provider.count("GRANT refresh_token") - before <= 1
+    elapsed = time.monotonic() - started
+    assert provider.count("GRANT refresh_token") - before <= 1 + int(elapsed / 2)

@@ -6,7 +6,8 @@
 //   node provider.mjs CONFIG.json
 //
 // CONFIG: {port, realm, clients: [...], accounts: {login: {claims...}},
-//          accountsFile, accessTokenTTL, jwks: {keys: [private JWKs]}}
+//          accountsFile, accessTokenTTL, accessTokenTTLByClient,
+//          jwks: {keys: [private JWKs]}}
 // With accountsFile, accounts are read from that JSON file at each use, so a test can
 // change a user's entitlements (a VO membership ending) while the provider runs.
 // It prints "READY <issuer>" once it listens, and logs each token-endpoint grant as
@@ -69,7 +70,9 @@ const provider = new Provider(issuer, {
     return grant;
   },
   ttl: {
-    AccessToken: config.accessTokenTTL ?? 60,
+    // accessTokenTTLByClient: {client_id: seconds} overrides accessTokenTTL per client.
+    AccessToken: (ctx, token, client) =>
+      config.accessTokenTTLByClient?.[client?.clientId] ?? config.accessTokenTTL ?? 60,
     IdToken: 3600,
     RefreshToken: 86400,
     Grant: 86400,
