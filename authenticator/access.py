@@ -10,7 +10,11 @@ way on every login, token exchange and token refresh:
   user is in ``admin_users``);
 - a hub account belongs to the (issuer, subject) of its first login (kept in
   ``user_info``): another subject that maps to the same name is refused;
-- a user who is no longer allowed loses tokens, groups, admin and exchanged API tokens.
+- a user who is no longer allowed loses tokens, sessions, API tokens, servers, groups
+  and admin at once.
+
+`vo_model` is the one place where a login, a refresh and a token exchange turn
+verified claims into the user model JupyterHub stores.
 """
 
 from __future__ import annotations
@@ -29,14 +33,12 @@ from egi_hub.traits import VORuleList
 
 from .errors import IdentityMismatchError, VORefusedError
 
-__all__ = ["ANY", "EXCHANGE_NOTE", "TrustList", "VOAccessMixin"]
+__all__ = ["ANY", "TrustList", "VOAccessMixin"]
 
 ANY = "*"
 BINDING_CACHE_TTL = 300.0  # seconds a confirmed (username -> iss, sub) is trusted
 BINDING_CACHE_SIZE = 10_000
 SNAPSHOT_KEYS = ("entitlements", "entitlements_at", "iss", "sub")
-# Note of the hub API tokens that the token exchange creates (see exchange.py).
-EXCHANGE_NOTE = "egi-hub token exchange"
 
 
 class TrustList(List):
@@ -132,6 +134,32 @@ class VOAccessMixin(LoggingConfigurable):
             return None  # JupyterHub keeps what it has (admin_users, the admin panel)
         return context.matches_any(self.admin_vos)
 
+    def vo_model(
+        self,
+        username: str,
+        context: UserContext,
+        issuer: str,
+        sub: str,
+        auth_state: dict[str, Any],
+        confirmed_at: float,
+    ) -> dict[str, Any]:
+        """The JupyterHub user model for verified claims: admin and groups from the
+        VOs, the VOs (and when the provider confirmed them) and the subject added to
+        ``auth_state``, and the identity binding as ``user_info``."""
+        return {
+            "name": username,
+            "admin": self.admin_for(username, context),
+            "groups": list(context.vos),
+            "auth_state": {
+                **auth_state,
+                "iss": issuer,
+                "sub": sub,
+                **context.to_auth_state(),
+                "entitlements_at": confirmed_at,
+            },
+            "user_info": {"iss": issuer, "sub": sub},
+        }
+
     def vo_allowed(self, context: UserContext) -> bool:
         """True when this user may use the hub: allow_all, allowed_users, allowed_vos."""
         if self.allow_all or context.username in self.allowed_users:
@@ -188,11 +216,6 @@ class VOAccessMixin(LoggingConfigurable):
         self._bound.pop(user.name, None)
         super().delete_user(user)
 
-    @staticmethod
-    def identity(issuer: str, sub: str) -> dict[str, str]:
-        """The ``user_info`` that binds an account to one Check-in identity."""
-        return {"iss": issuer, "sub": sub}
-
     # --- sessions ending, access lost -------------------------------------------------
 
     @staticmethod
@@ -208,9 +231,7 @@ class VOAccessMixin(LoggingConfigurable):
         tokens and end every browser session of the user; API tokens live on the
         `snapshot` for ``entitlements_max_age``."""
         await user.save_auth_state(self.snapshot(auth_state))
-        from jupyterhub.utils import new_token
-
-        user.orm_user.cookie_id = new_token()
+        _end_browser_sessions(user)
         user.db.commit()
 
     async def refuse_user(self, user: Any, why: str, handler: Any = None) -> None:
@@ -222,11 +243,10 @@ class VOAccessMixin(LoggingConfigurable):
         background, a starting one once it is up); admin and VO groups are removed.
         """
         self.log.warning("Refusing %s from now on: %s", user.name, why)
-        kept = self.snapshot(await user.get_auth_state()) or {}
-        identity = {k: kept[k] for k in ("iss", "sub") if k in kept}  # for old accounts
+        state = await user.get_auth_state() or {}
+        identity = {k: state[k] for k in ("iss", "sub") if k in state}  # for old accounts
         await user.save_auth_state({"refused": why, **identity})
         from jupyterhub import orm, roles
-        from jupyterhub.utils import new_token
 
         orm_user, db = user.orm_user, user.db
         running = {name: sp for name, sp in user.spawners.items() if sp.active}
@@ -241,7 +261,7 @@ class VOAccessMixin(LoggingConfigurable):
         for token in list(orm_user.api_tokens):
             if token.id not in server_tokens:
                 db.delete(token)
-        orm_user.cookie_id = new_token()  # every browser session of the user ends
+        _end_browser_sessions(user)
         if self.manage_groups:
             user.sync_groups([])
         if orm_user.admin and user.name not in self.admin_users:
@@ -271,3 +291,10 @@ class VOAccessMixin(LoggingConfigurable):
                 await handler.stop_single_user(user, name)
         except Exception:
             self.log.exception("Could not stop %s's server %r after a refusal", user.name, name)
+
+
+def _end_browser_sessions(user: Any) -> None:
+    """A new cookie id: every browser session of the user ends (commit to apply)."""
+    from jupyterhub.utils import new_token
+
+    user.orm_user.cookie_id = new_token()

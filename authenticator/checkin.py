@@ -388,20 +388,10 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
         """The JupyterHub user model for a verified token response and its claims."""
         username = self.username_for(claims)
         context = self.user_context(username, claims.get("eduperson_entitlement"))
-        auth_state = {
-            **self.token_fields(tokens, previous),
-            "iss": self.provider.issuer,
-            "sub": claims["sub"],
-            **context.to_auth_state(),
-            "entitlements_at": time.time(),  # when Check-in last confirmed them
-        }
-        return {
-            "name": username,
-            "admin": self.admin_for(username, context),
-            "groups": list(context.vos),
-            "auth_state": auth_state,
-            "user_info": self.identity(self.provider.issuer, claims["sub"]),
-        }
+        tokens_state = self.token_fields(tokens, previous)
+        return self.vo_model(
+            username, context, self.provider.issuer, claims["sub"], tokens_state, time.time()
+        )
 
     def check_allow_config(self) -> None:
         # Called by JupyterHub at start-up: a hub that cannot log anyone in stops here.

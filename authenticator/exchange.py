@@ -27,7 +27,6 @@ from traitlets.config import LoggingConfigurable
 
 from egi_hub.config import TraitPathError, describe, expect
 
-from .access import EXCHANGE_NOTE
 from .errors import OIDCError, ProviderError, TokenRefusedError, http_error
 from .tokens import finite_number, merge_userinfo, token_audiences, verify_jwt
 
@@ -57,6 +56,7 @@ EXCHANGE_SCOPES = frozenset(
         "access:servers",
     }
 )
+EXCHANGE_NOTE = "egi-hub token exchange"  # and the digest of the Check-in token
 REFUSAL_TTL = 10.0  # seconds to remember that a token was refused
 MAX_CACHED = 10_000  # verified or refused tokens remembered at once (oldest dropped)
 # The "typ" of access tokens (Keycloak/Check-in: Bearer; RFC 9068: at+jwt); an ID
@@ -74,13 +74,13 @@ class ExchangeRequest:
     expires_at: float | None = None
 
 
-def exchange_note(token: str) -> str:
-    """The note of the hub token that one Check-in token was exchanged for."""
-    return f"{EXCHANGE_NOTE} {hashlib.sha256(token.encode()).hexdigest()[:16]}"
-
-
 def _token_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def exchange_note(token: str) -> str:
+    """The note of the hub token that one Check-in token was exchanged for."""
+    return f"{EXCHANGE_NOTE} {_token_key(token)[:16]}"
 
 
 class ExchangeScopes(List):
@@ -237,11 +237,8 @@ class TokenExchangeMixin(LoggingConfigurable):
         if "typ" in claims and str(claims["typ"]).lower() not in ACCESS_TOKEN_TYPES:
             raise TokenRefusedError(f"not an access token (typ {claims['typ']!r})")
         self._check_client(claims)
-        exp = claims.get("exp")
+        exp = finite_number(claims.get("exp"))
         now = time.time()
-        if isinstance(exp, bool) or not isinstance(exp, int | float):
-            exp = None
-        exp = finite_number(exp) if exp is not None else None
         if exp is None:
             raise TokenRefusedError("access token rejected: its expiry is unknown")
         if exp <= now:
@@ -272,12 +269,16 @@ class TokenExchangeMixin(LoggingConfigurable):
             raise TokenRefusedError("access token rejected: issued by another issuer")
         return result
 
-    async def authenticate_exchange(self, handler: Any, request: ExchangeRequest) -> dict[str, Any]:
-        """The user model for an exchanged token: VOs updated, browser tokens kept."""
+    async def _verified_or_401(self, token: str, fresh: bool = False) -> dict[str, Any]:
+        """`verify_access_token`, its refusals as 401 (503 for provider trouble)."""
         try:
-            claims = await self.verify_access_token(request.token)
+            return await self.verify_access_token(token, fresh=fresh)
         except OIDCError as e:
             raise http_error(e, refused_status=401) from None
+
+    async def authenticate_exchange(self, handler: Any, request: ExchangeRequest) -> dict[str, Any]:
+        """The user model for an exchanged token: VOs updated, browser tokens kept."""
+        claims = await self._verified_or_401(request.token)
         username = self.username_for(claims)
         issuer = self.provider.issuer
         await self.check_identity(handler, username, issuer, claims["sub"])
@@ -285,23 +286,9 @@ class TokenExchangeMixin(LoggingConfigurable):
         previous = (await existing.get_auth_state() or {}) if existing else {}
         if previous.pop("refused", None) and claims[VERIFIED_AT] < time.time() - 1:
             # Refused since these claims were cached: only the provider may say again.
-            try:
-                claims = await self.verify_access_token(request.token, fresh=True)
-            except OIDCError as e:
-                raise http_error(e, refused_status=401) from None
+            claims = await self._verified_or_401(request.token, fresh=True)
         request.expires_at = float(claims["exp"])
         context = self.user_context(username, claims.get("eduperson_entitlement"))
-        auth_state = {
-            **previous,
-            "iss": issuer,
-            "sub": claims["sub"],
-            **context.to_auth_state(),
-            "entitlements_at": claims[VERIFIED_AT],
-        }
-        return {
-            "name": username,
-            "admin": self.admin_for(username, context),
-            "groups": list(context.vos),
-            "auth_state": auth_state,
-            "user_info": self.identity(issuer, claims["sub"]),
-        }
+        return self.vo_model(
+            username, context, issuer, claims["sub"], previous, claims[VERIFIED_AT]
+        )

@@ -32,7 +32,7 @@ from traitlets.config import LoggingConfigurable
 from egi_hub.context import UserContext
 
 from .errors import InvalidGrantError, OIDCError
-from .tokens import merge_userinfo
+from .tokens import finite_number, merge_userinfo
 
 __all__ = ["RefreshMixin"]
 
@@ -111,10 +111,8 @@ class RefreshMixin(LoggingConfigurable):
 
     def _stale(self, auth_state: dict[str, Any]) -> bool:
         """True when Check-in last confirmed the user's VOs too long ago (or never)."""
-        seen = auth_state.get("entitlements_at")
-        if isinstance(seen, bool) or not isinstance(seen, int | float):
-            return True
-        return time.time() - seen > self.entitlements_max_age
+        seen = finite_number(auth_state.get("entitlements_at"))
+        return seen is None or time.time() - seen > self.entitlements_max_age
 
     def _session_alive(self, auth_state: dict[str, Any]) -> bool:
         """An access token that has not expired (a provider that gave no refresh token)."""
@@ -138,13 +136,20 @@ class RefreshMixin(LoggingConfigurable):
             return False  # a browser (or an unknown caller) without tokens: log in again
         return await self._apply_rules(user, auth_state, handler)
 
+    @staticmethod
+    def _has_tokens(auth_state: dict[str, Any]) -> bool:
+        """A Check-in session with tokens to refresh (and not refused)."""
+        return (
+            not auth_state.get("refused")
+            and bool(auth_state.get("access_token"))
+            and bool(auth_state.get("refresh_token"))
+        )
+
     def _refresh_due(self, auth_state: dict[str, Any]) -> bool:
         """Tokens to refresh, and time to: expiring, or VOs confirmed too long ago."""
-        if auth_state.get("refused") or not auth_state.get("refresh_token"):
-            return False
-        if not auth_state.get("access_token"):
-            return False
-        return self.needs_refresh(auth_state) or self._stale(auth_state)
+        return self._has_tokens(auth_state) and (
+            self.needs_refresh(auth_state) or self._stale(auth_state)
+        )
 
     async def _as_it_stands(
         self, user: Any, auth_state: dict[str, Any], handler: Any
@@ -152,7 +157,7 @@ class RefreshMixin(LoggingConfigurable):
         """The answer without a refresh: refused, no tokens, or the rules on the VOs."""
         if auth_state.get("refused"):
             return False
-        if not auth_state.get("access_token") or not auth_state.get("refresh_token"):
+        if not self._has_tokens(auth_state):
             return await self._without_refresh(user, auth_state, handler)
         return await self._apply_rules(user, auth_state, handler)
 
@@ -199,8 +204,7 @@ class RefreshMixin(LoggingConfigurable):
             self.log.warning("Refresh for %s named another user: login needed", user.name)
             return False
         await user.save_auth_state(model["auth_state"])
-        context = UserContext.from_auth_state(user.name, model["auth_state"])
-        if not self.vo_allowed(context):
-            await self._refuse(user, model["auth_state"], handler)
+        # The VO rules on what the provider just said (a refusal ends it all here).
+        if await self._apply_rules(user, model["auth_state"], handler) is False:
             return False
         return model

@@ -119,13 +119,15 @@ def access_token_expiry(
             exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
         except jwt.PyJWTError:
             return None
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            return finite_number(exp)
+        return finite_number(exp)
     return None
 
 
-def finite_number(value: float) -> float | None:
-    """``value`` as a finite float, or None (NaN, infinity, an int too large)."""
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float; None for anything else (not a number, a boolean,
+    NaN, infinity, an int too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
     try:
         number = float(value)
     except OverflowError:
