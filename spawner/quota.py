@@ -299,22 +299,20 @@ class QuotaPolicy(SingletonConfigurable):
         bucket = charge.vo or NO_VO
         limits = self.limits_for(charge.vo)
         if not (admin and self.admins_exempt):
-            vo_usage = self._vo_usage[bucket]
-            broken = _exceeded(limits, vo_usage, charge)
-            if broken:
-                scope = f"limit of {bucket}"
-                if charge.vo and charge.vo not in self.vo_limits:
-                    scope += ", from default_limits"
-                raise QuotaExceededError(self._message(charge, scope, broken))
+            vo_scope = f"limit of {bucket}"
+            if charge.vo and charge.vo not in self.vo_limits:
+                vo_scope += ", from default_limits"
+            # In this order: the VO, the user inside it, the whole hub.
+            checks = [(limits, self._vo_usage[bucket], vo_scope)]
             if limits.per_user is not None:
                 user_usage = self._user_usage[(bucket, charge.user)]
-                broken = _exceeded(limits.per_user, user_usage, charge)
+                user_scope = f"per-user limit of {bucket} for {charge.user}"
+                checks.append((limits.per_user, user_usage, user_scope))
+            checks.append((self.total_limits, self._total, "hub-wide limit"))
+            for ceiling, usage, scope in checks:
+                broken = _exceeded(ceiling, usage, charge)
                 if broken:
-                    scope = f"per-user limit of {bucket} for {charge.user}"
                     raise QuotaExceededError(self._message(charge, scope, broken))
-            broken = _exceeded(self.total_limits, self._total, charge)
-            if broken:
-                raise QuotaExceededError(self._message(charge, "hub-wide limit", broken))
         self.restore(charge)
 
     def restore(self, charge: Charge) -> None:
