@@ -7,6 +7,7 @@ with keys made in the test; the same checks run against the real provider in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -142,59 +143,45 @@ def test_userinfo_about_another_subject_is_refused():
     }
 
 
-class FailingKeys(MemoryHTTP):
-    """Discovery answers; the key set does not (the provider half down)."""
+class FailingAfter(MemoryHTTP):
+    """The endpoint whose URL ends with ``suffix`` fails (the provider down) after
+    ``good`` answers; ``calls`` counts the requests it got."""
+
+    def __init__(self, suffix: str, good: int = 0) -> None:
+        super().__init__()
+        self.suffix, self.good, self.calls = suffix, good, 0
 
     async def call(self, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
-        if url.endswith("/certs"):
-            self.key_fetches += 1
-            raise ProviderUnreachableError("key set down")
+        if url.endswith(self.suffix):
+            self.calls += 1
+            if self.calls > self.good:
+                raise ProviderUnreachableError(f"{what} down")
         return await super().call(method, url, what, **kwargs)
 
 
 async def test_a_failed_key_fetch_is_not_retried_by_every_waiting_request():
-    import asyncio
-
-    http = FailingKeys()
+    http = FailingAfter("/certs")
     provider = OpenIDProvider(ISSUER, http)
     results = await asyncio.gather(
         *(verify(sign(), provider) for _ in range(50)), return_exceptions=True
     )
     assert all(isinstance(r, ProviderUnreachableError) for r in results)
-    assert http.key_fetches == 1
-
-
-class FailingDiscovery(MemoryHTTP):
-    """Discovery fails (the provider down) after ``good`` successful fetches."""
-
-    def __init__(self, good: int = 0) -> None:
-        super().__init__()
-        self.good = good
-        self.discovery_calls = 0
-
-    async def call(self, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
-        if url.endswith("/openid-configuration"):
-            self.discovery_calls += 1
-            if self.discovery_calls > self.good:
-                raise ProviderUnreachableError("discovery down")
-        return await super().call(method, url, what, **kwargs)
+    assert http.calls == 1
 
 
 async def test_a_failed_discovery_is_not_retried_by_every_waiting_request():
-    import asyncio
-
-    http = FailingDiscovery()
+    http = FailingAfter("/openid-configuration")
     provider = OpenIDProvider(ISSUER, http)
     results = await asyncio.gather(
         *(provider.metadata() for _ in range(20)), return_exceptions=True
     )
     assert all(isinstance(r, ProviderUnreachableError) for r in results)
-    assert http.discovery_calls == 1
+    assert http.calls == 1
 
 
 async def test_the_last_good_discovery_serves_while_the_provider_is_down():
-    http = FailingDiscovery(good=1)
+    http = FailingAfter("/openid-configuration", good=1)
     provider = OpenIDProvider(ISSUER, http, cache_ttl=0)
     first = await provider.metadata()
     assert await provider.metadata() is first  # the fetch failed: the last good one
-    assert http.discovery_calls == 2
+    assert http.calls == 2
