@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.kernel import run_code
-from tests.stackrunner import ALICE_ENTITLEMENTS, TEST_SERVICE, start_stack, wait_for
+from tests.stackrunner import ALICE_ENTITLEMENTS, TEST_SERVICE, free_port, start_stack, wait_for
 
 PROFILES = [
     {
@@ -45,18 +45,30 @@ def quota_site(vo_limits: dict, **hub) -> dict:
     }
 
 
-# The hub answers a spawn request once the spawn has finished, or after this many seconds
-# with 202 (JupyterHub's default is 10). A quota refusal comes before any process starts,
-# but on a busy machine 50 requests can take more than 10 s to reach it: waiting longer
-# makes each answer the spawn's real outcome (a refusal is always its 403).
-SETTLED = {"tornado_settings": {"slow_spawn_timeout": 60}}
+def settled() -> dict:
+    """Hub settings for many concurrent spawns whose every answer is final.
+
+    The hub answers a spawn request once the spawn has finished, or after
+    ``slow_spawn_timeout`` seconds with 202 (JupyterHub's default is 10). A quota refusal
+    comes before any process starts, but on a busy machine 50 requests can take more
+    than 10 s to reach it: waiting longer makes each answer the spawn's real outcome (a
+    refusal is always its 403). Such waits outlast the proxy, which gives up on a
+    request after 20 s (a 503, and the spawn is cancelled), so `spawn_many` talks to
+    the hub's own port, given here.
+    """
+    return {"tornado_settings": {"slow_spawn_timeout": 60}, "hub_port": free_port()}
 
 
-async def spawn_many(stack, user: str, count: int, options: dict | None = None) -> list:
+def hub_api(site: dict) -> str:
+    """The REST API on the hub's own port (not through the proxy)."""
+    return f"http://127.0.0.1:{site['JupyterHub']['hub_port']}/hub/api"
+
+
+async def spawn_many(
+    stack, api_url: str, user: str, count: int, options: dict | None = None
+) -> list:
     headers = {"Authorization": f"token {stack.api_token}"}
-    async with httpx.AsyncClient(
-        base_url=f"{stack.url}/hub/api", headers=headers, timeout=120
-    ) as c:
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=120) as c:
         return await asyncio.gather(
             *(c.post(f"/users/{user}/servers/s{i}", json=options or {}) for i in range(count))
         )
@@ -91,16 +103,17 @@ def usage_records(stack, count: int, timeout: float = 30) -> list[dict]:
 
 @pytest.fixture
 def server_limit_stack(tmp_path):
-    site = quota_site({"vo.access.egi.eu": {"max_servers": 5}}, **SETTLED)
+    """The stack, and the API on the hub's own port."""
+    site = quota_site({"vo.access.egi.eu": {"max_servers": 5}}, **settled())
     stack = start_stack(tmp_path, site)
     stack.dev_login("alice")
-    yield stack
+    yield stack, hub_api(site)
     stack.stop()
 
 
 def test_fifty_concurrent_spawns_admit_exactly_the_limit(server_limit_stack):
-    stack = server_limit_stack
-    responses = asyncio.run(spawn_many(stack, "alice", 50))
+    stack, api_url = server_limit_stack
+    responses = asyncio.run(spawn_many(stack, api_url, "alice", 50))
     admitted = [r for r in responses if r.status_code in (201, 202)]
     refused = [r for r in responses if r.status_code == 403]
     assert len(admitted) == 5, [r.status_code for r in responses]
@@ -119,11 +132,11 @@ def test_fifty_concurrent_spawns_admit_exactly_the_limit(server_limit_stack):
 
 
 def test_memory_limit_and_forged_profile(tmp_path):
-    site = quota_site({"vo.access.egi.eu": {"max_memory": "2G"}}, **SETTLED)
+    site = quota_site({"vo.access.egi.eu": {"max_memory": "2G"}}, **settled())
     stack = start_stack(tmp_path, site)
     try:
         stack.dev_login("alice")
-        responses = asyncio.run(spawn_many(stack, "alice", 6, {"profile": "small"}))
+        responses = asyncio.run(spawn_many(stack, hub_api(site), "alice", 6, {"profile": "small"}))
         codes = sorted(r.status_code for r in responses)
         assert codes.count(403) == 4 and len([c for c in codes if c in (201, 202)]) == 2, codes
         wait_ready(stack, "alice", 2)
