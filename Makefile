@@ -9,7 +9,7 @@ PORT   ?= 8000
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-unit test-integration test-e2e lint format docs bench browser clean
+.PHONY: run test test-unit test-integration test-e2e lint format docs bench browser clean screenshots
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "egi-hub needs Python 3.11+"'
@@ -24,8 +24,17 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP) $@
 
+## proxy: npm configurable-http-proxy 5.x, the local stack's proxy (pinned by proxy/package-lock.json)
+PROXY_STAMP := proxy/node_modules/.package-lock.json
+$(PROXY_STAMP): proxy/package.json proxy/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "make: the local stack's proxy needs Node.js 20+ and npm (e.g. 'apt-get install nodejs npm')" >&2; exit 1; }
+	npm ci --prefix proxy --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## run: start the local stack on http://127.0.0.1:$(PORT) with site.example.yaml
-run: $(STAMP)
+## (it prints the URL and the users to log in as once the hub serves)
+run: $(STAMP) $(PROXY_STAMP)
 	$(BIN)/egi-hub up --config site.example.yaml --port $(PORT) --data-dir .egi-hub
 
 ## browser: Debian's Chromium for the browser tests (a Playwright download cannot work here)
@@ -52,8 +61,14 @@ $(OIDC_STAMP): tests/oidc/package.json tests/oidc/package-lock.json
 	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 	touch $@
 
+## axe: axe-core for the accessibility checks (npm, pinned by tests/axe/package-lock.json)
+AXE_STAMP := tests/axe/node_modules/.package-lock.json
+$(AXE_STAMP): tests/axe/package.json tests/axe/package-lock.json
+	npm ci --prefix tests/axe --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## test: lint, then every lane in one pytest run (unit first, then integration, then e2e)
-test: $(TEST_STAMP) $(OIDC_STAMP) browser lint
+test: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(AXE_STAMP) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-unit: pure code, no processes or sockets (seconds)
@@ -61,22 +76,26 @@ test-unit: $(TEST_STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 ## test-integration: real hub, OpenID provider, local stack, wheel build
-test-integration: $(TEST_STAMP) $(OIDC_STAMP)
+test-integration: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 ## test-e2e: headless Chromium against a real hub
-test-e2e: $(TEST_STAMP) $(OIDC_STAMP) browser
+test-e2e: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(AXE_STAMP) browser
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+## screenshots: run the browser tests, saving what users see into docs/images (for docs/)
+screenshots: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(AXE_STAMP) browser
+	EGI_HUB_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 ## docs: regenerate the config tables in docs/ from the traits' help
 docs: $(STAMP)
 	$(BIN)/python -m egi_hub.docs_tables
 
 ## bench: the benchmarks under tests/benchmarks (print their figures, ratios to baselines)
-bench: $(TEST_STAMP) $(OIDC_STAMP)
+bench: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP)
 	$(BIN)/python -m tests.benchmarks.bench_spawn
 	$(BIN)/python -m tests.benchmarks.bench_quota
 	$(BIN)/python -m tests.benchmarks.bench_login
 
 clean:
-	rm -rf $(VENV) tests/oidc/node_modules .egi-hub build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) tests/oidc/node_modules tests/axe/node_modules proxy/node_modules .egi-hub build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,4 +1,9 @@
-"""The ``egi-hub`` command: ``up``, ``config check``, ``version``."""
+"""The egi-hub command: start the local stack (up), check a site file (config check),
+print the versions (version).
+
+This docstring is also the description of ``egi-hub --help`` (argparse prints it as it
+is), so its first paragraph is plain text, not reStructuredText.
+"""
 
 from __future__ import annotations
 
@@ -24,15 +29,16 @@ def _load(path: str | None) -> dict[str, Any]:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from .proxy import ProxyError
     from .stack import CryptKeyError, build_config, run
 
     site = _load(args.config)
     try:
         stack_config = build_config(site, port=args.port, ip=args.ip, data_dir=args.data_dir)
-    except CryptKeyError as e:
+        run(stack_config)
+    except (CryptKeyError, ProxyError) as e:
         print(f"egi-hub: {e}", file=sys.stderr)
         return 1
-    run(stack_config)
     return 0
 
 
@@ -50,7 +56,8 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="egi-hub", description=__doc__)
+    description = (__doc__ or "").split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog="egi-hub", description=description)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="start the local stack (hub, proxy, spawner, culler)")

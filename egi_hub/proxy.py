@@ -1,127 +1,105 @@
-"""The local stack's proxy: PyPI's configurable-http-proxy with its handler fixed.
+"""Which proxy the local stack runs: npm's configurable-http-proxy 5.x.
 
-``python -m egi_hub.proxy`` takes exactly the options of ``configurable-http-proxy``
-(JupyterHub's ``ConfigurableHTTPProxy`` starts it the same way). Its handler
-(configurable-http-proxy 0.4) re-quotes the decoded request path, so a user's URL with
-``@`` in it (``/user/bob@egi.eu/``, a Check-in username) reaches the server as
-``/user/bob%40egi.eu/`` and is not found: the path is forwarded here exactly as the
-client sent it. Its websocket handling needs three fixes for JupyterLab's kernels:
+The stack runs the reference proxy that JupyterHub and zero-to-jupyterhub run, so a
+laptop and a Kubernetes cluster route, stream and upgrade requests alike. (PyPI's
+Python port buffered each whole response: spawn progress events reached the browser
+all at once, at "ready".) It is a Node.js program, so it cannot be a Python
+dependency; it is looked for in this order:
 
-1. It never answers the browser's ``Sec-WebSocket-Protocol``, while it forwards the
-   offer to the single-user server, which picks ``v1.kernel.websocket.jupyter.org``:
-   the two ends then speak different kernel protocols and cells never run. The
-   handler here accepts the subprotocol the upstream server selected.
-2. It forwards binary frames from the browser as text frames.
-3. It drops upstream messages that arrive before the browser's handshake completes
-   (the server replays buffered kernel messages at once on reconnect). They are held
-   here and sent as soon as the connection is open; and when the server closes its
-   end, the browser's end is closed too, so JupyterLab reconnects.
+1. the checkout's ``proxy/node_modules/.bin/configurable-http-proxy``, which
+   ``make run`` installs from ``proxy/package-lock.json`` (an editable install);
+2. ``configurable-http-proxy`` on ``PATH`` (a wheel install on a machine where
+   ``npm install -g configurable-http-proxy@5`` was run).
+
+`proxy_command` only looks at files, so building the hub config stays cheap and
+process-free; `check_proxy` runs ``--version`` once, before the hub starts, so that a
+missing or wrong proxy stops ``egi-hub up`` with one line saying how to install it,
+not with JupyterHub's traceback from deep inside its start-up.
 """
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlparse
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
 
-from configurable_http_proxy import cli, configproxy, handlers
-from tornado.concurrent import Future
-from tornado.httpclient import HTTPClientError
-from tornado.websocket import websocket_connect
+__all__ = [
+    "INSTALL_HINT",
+    "PROXY_NAME",
+    "ProxyError",
+    "check_proxy",
+    "checkout_proxy",
+    "find_proxy",
+    "proxy_command",
+]
 
-__all__ = ["WebsocketFixProxyHandler", "main"]
-
-
-class WebsocketFixProxyHandler(handlers.ProxyHandler):
-    """`ProxyHandler` that negotiates subprotocols and keeps every websocket frame."""
-
-    def initialize(self, **kwargs: Any) -> None:
-        super().initialize(**kwargs)
-        self._opened = False
-        self._early: list[tuple[str | bytes, bool]] = []
-
-    async def get_target_url(self, path: str | None) -> str | None:
-        if not self.proxy.include_prefix:
-            return await super().get_target_url(path)
-        self.target = self.proxy.target_for_req(None, path)
-        if self.target is None:
-            await self.handle_proxy_error(404, err=None)
-            return None
-        target = urlparse(self.target["target"])
-        raw_path = self.request.path  # as the client sent it, still percent-encoded
-        if self.proxy.prepend_path:
-            queries = [q for q in (target.query, self.request.query) if q]
-            target = target._replace(
-                path=target.path.rstrip("/") + "/" + raw_path.lstrip("/"),
-                query="&".join(queries),
-            )
-        else:
-            target = target._replace(path=raw_path, query=self.request.query)
-        return target.geturl()
-
-    async def start_ws_client(self, path: str | None = None) -> None:
-        self.closed = False
-        url = await self.get_target_url(path)
-        if url is None:
-            return
-        parsed = urlparse(url)
-        url = parsed._replace(scheme=parsed.scheme.replace("http", "ws")).geturl()
-
-        def relay(message: str | bytes | None) -> None:
-            if message is None:  # the server closed its end
-                self.close()
-                return
-            if self.closed:
-                return
-            prefix = self.target["prefix"] if self.target else ""
-            if prefix:
-                self.proxy.update_last_activity(prefix)
-            self.write_message(message, binary=isinstance(message, bytes))
-
-        request = self._get_proxy_request(url)
-        try:
-            self.ws_client = await handlers.apply_timeout(
-                self.proxy.timeout, websocket_connect(request, on_message_callback=relay)
-            )
-        except HTTPClientError as err:
-            self.set_status(err.code)
-            self.write(err.message)
-            self.finish()
-        except Exception as err:
-            await self.handle_proxy_error(503, err)
-            raise
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        # Called during the browser handshake, after the upstream connection is made.
-        chosen = getattr(self.ws_client, "selected_subprotocol", None)
-        return chosen if chosen in subprotocols else None
-
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        self._opened = True
-        early, self._early = self._early, []
-        for message, binary in early:
-            super().write_message(message, binary=binary)
-
-    def write_message(self, message: Any, binary: bool = False) -> Future[None]:
-        if not self._opened:
-            self._early.append((message, binary))
-            done: Future[None] = Future()
-            done.set_result(None)
-            return done
-        return super().write_message(message, binary=binary)
-
-    def on_message(self, message: str | bytes) -> None:
-        if self.ws_client:
-            prefix = self.target["prefix"] if self.target else ""
-            if prefix:
-                self.proxy.update_last_activity(prefix)
-            self.ws_client.write_message(message, binary=isinstance(message, bytes))
+PROXY_NAME = "configurable-http-proxy"
+MAJOR = 5
+INSTALL_HINT = (
+    "run 'make run' in an egi-hub checkout (installs it into proxy/ with npm), "
+    f"or install it with Node.js 20+: npm install -g {PROXY_NAME}@{MAJOR}"
+)
 
 
-def main() -> None:
-    """Run configurable-http-proxy's command line with the fixed handler."""
-    configproxy.ProxyHandler = WebsocketFixProxyHandler
-    cli.main()
+class ProxyError(Exception):
+    """The proxy cannot be run: missing, failing, or not 5.x. The message is one line."""
 
 
-if __name__ == "__main__":
-    main()
+def checkout_proxy() -> Path:
+    """Where ``make run`` installs the proxy when egi-hub runs from its checkout."""
+    root = Path(__file__).resolve().parent.parent
+    return root / "proxy" / "node_modules" / ".bin" / PROXY_NAME
+
+
+def find_proxy() -> str | None:
+    """The proxy executable: the checkout's, else the one on ``PATH``, else None."""
+    local = checkout_proxy()
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which(PROXY_NAME)
+
+
+def proxy_command() -> list[str]:
+    """``ConfigurableHTTPProxy.command`` for the stack (the bare name if none is found:
+    `check_proxy` then says how to install one)."""
+    return [find_proxy() or PROXY_NAME]
+
+
+def check_proxy(command: Sequence[str], timeout: float = 30) -> str:
+    """Return the version of the proxy ``command`` runs; `ProxyError` unless it is 5.x.
+
+    Runs ``command --version`` (blocking, before the hub's event loop starts).
+    """
+    if not command:
+        raise ProxyError(f"ConfigurableHTTPProxy.command is empty; {INSTALL_HINT}")
+    name = command[0]
+    try:
+        done = subprocess.run(
+            [*command, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise ProxyError(f"the proxy ({name}) is not installed; {INSTALL_HINT}") from None
+    except PermissionError:
+        raise ProxyError(f"the proxy ({name}) is not executable; {INSTALL_HINT}") from None
+    except subprocess.TimeoutExpired:
+        raise ProxyError(
+            f"the proxy ({name}) did not answer --version in {timeout:g} s; {INSTALL_HINT}"
+        ) from None
+    output = (done.stdout or done.stderr).strip()
+    found = re.fullmatch(r"v?(\d+)\.\d+\.\d+\S*", output)
+    if done.returncode != 0 or found is None:
+        last = output.splitlines()[-1] if output else f"exit status {done.returncode}"
+        raise ProxyError(f"the proxy ({name}) does not run ({last}); {INSTALL_HINT}")
+    if int(found.group(1)) != MAJOR:
+        raise ProxyError(
+            f"the proxy ({name}) is version {output}, egi-hub needs {MAJOR}.x; {INSTALL_HINT}"
+        )
+    return output.removeprefix("v")

@@ -22,7 +22,9 @@ from traitlets import Integer, Unicode, default
 from traitlets.config import Config, Configurable
 
 from .config import ConfigIssue, SiteConfigError, check_site, configurable_classes, site_to_config
+from .pages import hub_page_config
 from .procs import check_port_free, free_port
+from .proxy import check_proxy, proxy_command
 from .singleuser_config import ACCESS_TOKEN_SCOPE
 
 __all__ = [
@@ -179,8 +181,8 @@ def _stack_defaults(data_dir: Path) -> Config:
     c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
-    # PyPI configurable-http-proxy, with the websocket fixes of egi_hub.proxy.
-    c.ConfigurableHTTPProxy.command = [sys.executable, "-m", "egi_hub.proxy"]
+    # npm's configurable-http-proxy 5.x: the checkout's, else the one on PATH (egi_hub.proxy).
+    c.ConfigurableHTTPProxy.command = proxy_command()
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
     c.EGILocalSpawner.work_dir_root = str(data_dir / "users")
@@ -256,6 +258,7 @@ def build_config(
         config.JupyterHub.ip = ip
     _add_idle_culler(config, stack)
     _add_access_token_scope(config)
+    hub_page_config(config)
     return StackConfig(config=config, data_dir=root)
 
 
@@ -281,11 +284,58 @@ def check_ports(config: Config) -> None:
     check_port_free(*api, "proxy API port: ConfigurableHTTPProxy.api_url")
 
 
-def run(stack_config: StackConfig) -> None:
-    """Run JupyterHub with this config in this process until it is stopped."""
+def _public_url(url: str) -> str:
+    """The public URL to open in a browser (a hub on every address answers on loopback)."""
+    parsed = urlparse(url)
+    if parsed.hostname in (None, "", "0.0.0.0", "::"):
+        parsed = parsed._replace(netloc=f"127.0.0.1:{parsed.port}" if parsed.port else "127.0.0.1")
+    return parsed.geturl()
+
+
+def banner(url: str, authenticator: Any) -> str:
+    """What ``egi-hub up`` prints once the hub serves: where to go and who to log in as.
+
+    The dev login lists the site file's users with their VOs, so a first-time user
+    knows which names to type and what each can see; any other login names its method.
+    """
+    lines = [f"egi-hub is running at {_public_url(url)}"]
+    usernames = getattr(authenticator, "dev_usernames", None)
+    if usernames is not None:
+        lines.append("Development login (no password). Log in as one of:")
+        width = max((len(name) for name in usernames), default=0)
+        for name in usernames:
+            vos = ", ".join(authenticator.user_context(name).vos) or "(no VO)"
+            lines.append(f"  {name:{width}}  {vos}")
+        if not usernames:
+            lines.append("  (none: add users under DevAuthenticator.users in the site file)")
+    elif getattr(authenticator, "login_service", ""):
+        lines.append(f'Log in with the "Sign in with {authenticator.login_service}" button.')
+    else:
+        lines.append(f"Log in with {type(authenticator).__name__}.")
+    lines.append("Stop it with Ctrl-C.")
+    return "\n".join(lines)
+
+
+def _hub_class() -> type:
+    """JupyterHub, printing `banner` once it serves (its start() returns after the
+    proxy is up and routes are in place; the log line before it is easy to miss)."""
     from jupyterhub.app import JupyterHub
 
-    check_ports(stack_config.config)
+    class StackHub(JupyterHub):
+        async def start(self) -> None:
+            await super().start()
+            print(banner(self.proxy.public_url, self.authenticator), flush=True)
+
+    return StackHub
+
+
+def run(stack_config: StackConfig) -> None:
+    """Run JupyterHub with this config in this process until it is stopped."""
+    StackHub = _hub_class()
+    config = stack_config.config
+    if config.ConfigurableHTTPProxy.get("should_start", True):
+        check_proxy(config.ConfigurableHTTPProxy.command)
+    check_ports(config)
     # Started in the background by a shell, this process ignores SIGINT and so would
     # every process it starts; restore the default so SIGINT stops all of them.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
@@ -293,5 +343,5 @@ def run(stack_config: StackConfig) -> None:
     # JupyterHub reads ./jupyterhub_config.py if it exists: in the data dir, that is
     # where Python-only settings (hooks) go; never one from wherever egi-hub was started.
     os.chdir(stack_config.data_dir)
-    JupyterHub.instance(config=stack_config.config)
-    JupyterHub.launch_instance(argv=[])
+    StackHub.instance(config=config)
+    StackHub.launch_instance(argv=[])

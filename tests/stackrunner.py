@@ -243,16 +243,19 @@ def launch_hub(
 def plain_hub_config(tmp: Path, port: int, api_token: str | None = None) -> str:
     """The lines of a jupyterhub_config.py for a plain hub on loopback in ``tmp``.
 
-    Free internal ports, the stack's proxy, and (with ``api_token``) an admin service.
-    Callers append their own lines (authenticator, spawner).
+    Free internal ports, the stack's proxy (npm configurable-http-proxy, found as
+    ``egi-hub up`` finds it), and (with ``api_token``) an admin service. Callers append
+    their own lines (authenticator, spawner).
     """
+    from egi_hub.proxy import proxy_command
+
     lines = f"""
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {port}
 c.JupyterHub.hub_port = {free_port()}
 c.JupyterHub.db_url = "sqlite:///{tmp}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "{tmp}/cookie_secret"
-c.ConfigurableHTTPProxy.command = [{sys.executable!r}, "-m", "egi_hub.proxy"]
+c.ConfigurableHTTPProxy.command = {proxy_command()!r}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
 """
     if api_token:
