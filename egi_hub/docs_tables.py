@@ -58,10 +58,12 @@ CLASSES = {
     "EGIKubeSpawner": "egi_hub.spawner.kube:EGIKubeSpawner",
     "QuotaPolicy": "egi_hub.spawner.quota:QuotaPolicy",
     "LocalStack": "egi_hub.stack:LocalStack",
+    "SitePages": "egi_hub.pages:SitePages",
 }
 # Inherited traits left out although egi-hub sets their default: options_form's default
-# is the profile form (when profile_list is set), not a value a table can show.
-SKIP = frozenset({"options_form"})
+# is the profile form (when profile_list is set), apply_user_options' the hook that
+# takes the profile options: code, not a value a table can show.
+SKIP = frozenset({"options_form", "apply_user_options"})
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 MARKER = re.compile(
     r"(<!-- config-table: (?P<name>\w+) -->\n)(?P<body>.*?)(<!-- end config-table -->)", re.DOTALL

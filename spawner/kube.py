@@ -1,11 +1,13 @@
 """`EGIKubeSpawner`: KubeSpawner with VO profiles and quota admission (entry point egi-kube).
 
 The same `VOSpawnerMixin` as the local spawner, with KubeSpawner doing the profile work
-on the list the user's VOs allow (never the whole ``profile_list``): its form renders
-that list (with ``profile_options``), and its own steps validate the choice and apply
-the overrides, as it does for a callable ``profile_list``. Only then does the
-`QuotaPolicy` admit the pod, with the requests and limits read back from the spawner;
-KubeSpawner's second `load_user_options` call in its start keeps what was charged.
+on the list the user's VOs allow (never the whole ``profile_list``): the form is the
+mixin's profile cards (KubeSpawner's field names, so either side reads it), and
+KubeSpawner's own steps validate the choice and apply the overrides, as it does for a
+callable ``profile_list``. Only then does the `QuotaPolicy` admit the pod, with the
+requests and limits read back from the spawner; KubeSpawner's second
+`load_user_options` call in its start keeps what was charged. The spawn progress is
+the admission event, then KubeSpawner's own (the pod's events).
 
 Pods carry ``egi.eu/vo`` and ``egi.eu/profile`` labels; KubeSpawner's ``safe`` name
 scheme keeps pod names valid for any username. A pod the Kubernetes API refuses because
@@ -14,8 +16,9 @@ a ResourceQuota is exceeded gives the same kind of clear refusal as the hub's ow
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from kubernetes_asyncio.client.rest import ApiException
@@ -23,7 +26,8 @@ from kubespawner import KubeSpawner
 from tornado import web
 
 from .profiles import Profile
-from .quota import Charge, QuotaExceededError
+from .quota import Charge
+from .refusals import resource_quota_refusal
 from .vo_spawning import VOSpawnerMixin
 
 __all__ = ["EGIKubeSpawner", "label_value"]
@@ -41,10 +45,6 @@ class EGIKubeSpawner(VOSpawnerMixin, KubeSpawner):
     # admit() sets these labels; put them back before each start, with the profile's.
     profile_reset_extra = ("extra_labels",)
 
-    def render_profiles_form(self, profiles: Sequence[Profile]) -> str:
-        # KubeSpawner's own form (its profile_options selects and "Other" fields).
-        return self._render_options_form(list(profiles))
-
     async def apply_profile(self, profile: Profile, allowed: Sequence[Profile]) -> None:
         # KubeSpawner's load_user_options steps, on the list this user may choose from
         # (what it does with a callable profile_list), for the profile chosen from it.
@@ -54,6 +54,18 @@ class EGIKubeSpawner(VOSpawnerMixin, KubeSpawner):
         except ValueError as e:
             raise web.HTTPError(400, "%s", str(e)) from None
         self._load_profile(profile.slug, profiles)
+
+    async def admit(self) -> Charge:
+        charge = await super().admit()
+        self.progress_end()  # ours end here; KubeSpawner's (the pod's) follow
+        return charge
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        """The admission event, then KubeSpawner's events about the pod."""
+        async for event in self.follow_progress():
+            yield event
+        async for event in KubeSpawner.progress(self):
+            yield event
 
     async def load_user_options(self) -> None:
         """KubeSpawner's hook, called again by its start: keep the profile that admission
@@ -73,18 +85,14 @@ class EGIKubeSpawner(VOSpawnerMixin, KubeSpawner):
         except ApiException as e:
             body = str(e.body or "")
             if e.status == 403 and "exceeded quota" in body:
-                message = _status_message(body)
-                raise QuotaExceededError(
-                    f"Quota reached: the Kubernetes ResourceQuota of namespace "
-                    f"{self.namespace} refuses this server ({message})."
-                ) from None
+                detail = _status_message(body)
+                links = self.refusal_links()
+                raise resource_quota_refusal(self.namespace, detail, links) from None
             raise
 
 
 def _status_message(body: str) -> str:
     """The ``message`` of a Kubernetes Status body (or the body itself)."""
-    import json
-
     try:
         return str(json.loads(body).get("message") or body)
     except (ValueError, AttributeError):

@@ -13,10 +13,10 @@ import math
 import os
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from subprocess import STDOUT
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
@@ -26,6 +26,7 @@ from egi_hub.names import path_component
 from egi_hub.procs import installed_script, tail_lines
 from egi_hub.singleuser_config import JUPYTER_CONFIG_DIR
 
+from .progress import ProgressEvents
 from .vo_spawning import VOSpawnerMixin
 
 __all__ = ["EGILocalSpawner", "LocalWorkdirSpawner", "SingleUserExitedError"]
@@ -51,8 +52,12 @@ class SingleUserExitedError(web.HTTPError):
         )
 
 
-class LocalWorkdirSpawner(LocalProcessSpawner):
-    """Run ``jupyterhub-singleuser`` (JupyterLab) locally, as the hub's own OS user."""
+class LocalWorkdirSpawner(ProgressEvents, LocalProcessSpawner):
+    """Run ``jupyterhub-singleuser`` (JupyterLab) locally, as the hub's own OS user.
+
+    Its start reports each step as it happens (`ProgressEvents`): the process started,
+    waiting for the server to listen, listening (the hub then checks that it answers).
+    """
 
     work_dir_root = Unicode(
         help="""
@@ -112,8 +117,10 @@ class LocalWorkdirSpawner(LocalProcessSpawner):
         env["USER"] = self.user.name
         env["HOME"] = str(self.work_dir)
         env.setdefault("SHELL", "/bin/bash")
-        # Enables egi_hub.singleuser.token, which keeps ~/.egi/access_token current.
-        paths = [JUPYTER_CONFIG_DIR, *filter(None, [env.get("JUPYTER_CONFIG_PATH")])]
+        # egi-hub's Jupyter config: enables its server extensions (the token keeper, which
+        # keeps ~/.egi/access_token current) and JupyterLab's quiet defaults. Last on the
+        # path, so that a site's own dirs (Spawner.environment) come first and win.
+        paths = [*filter(None, [env.get("JUPYTER_CONFIG_PATH")]), JUPYTER_CONFIG_DIR]
         env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(paths)
         return env
 
@@ -137,22 +144,32 @@ class LocalWorkdirSpawner(LocalProcessSpawner):
         log_file.flush()
         return log_file
 
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        async for event in self.follow_progress():
+            yield event
+
     async def start(self) -> tuple[str, int]:
-        # File-system work in a thread: the hub's event loop never waits on a disk.
-        log_file = await asyncio.to_thread(self._open_log)
-        with log_file:
-            configured = self.popen_kwargs
-            self.popen_kwargs = {
-                **configured,
-                "cwd": str(self.work_dir),
-                "stdout": log_file,
-                "stderr": STDOUT,
-            }
-            try:
-                ip, port = await super().start()
-            finally:
-                self.popen_kwargs = configured
-        await self._wait_listening(ip, port, self.log_path)
+        try:
+            # File-system work in a thread: the hub's event loop never waits on a disk.
+            log_file = await asyncio.to_thread(self._open_log)
+            with log_file:
+                configured = self.popen_kwargs
+                self.popen_kwargs = {
+                    **configured,
+                    "cwd": str(self.work_dir),
+                    "stdout": log_file,
+                    "stderr": STDOUT,
+                }
+                try:
+                    ip, port = await super().start()
+                finally:
+                    self.popen_kwargs = configured
+            self.progress_event(40, f"Server process started (pid {self.pid})")
+            self.progress_event(50, f"Waiting for the server to answer on port {port}")
+            await self._wait_listening(ip, port, self.log_path)
+            self.progress_event(80, "The server is listening; the hub checks that it answers")
+        finally:
+            self.progress_end()
         return ip, port
 
     async def _wait_listening(self, ip: str, port: int, log_path: Path) -> None:

@@ -20,7 +20,7 @@
 
 A profile without ``allowed_vos`` is open to everyone. A request for a profile the user's
 VOs do not allow, or for a slug that does not exist, is refused with 403; a choice that a
-profile's options do not offer, with 400.
+profile's options do not offer, with 400 (both worded in `egi_hub.spawner.refusals`).
 
 The list is checked and parsed once, when the trait is set: each profile becomes a
 `Profile`, still the mapping KubeSpawner reads (with its ``slug`` filled in, so that
@@ -34,12 +34,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tornado import web
 from traitlets import List
 
 from egi_hub.config import TraitPathError, expect
 from egi_hub.context import UserContext
 from egi_hub.vo import RuleError, VORule, parse_rule
+
+from .refusals import Links, Refusal, no_profile_refusal, option_refusal, profile_refusal
 
 __all__ = [
     "Profile",
@@ -189,25 +190,26 @@ def choose_profile(
     context: UserContext,
     slug: str | None,
     admin: bool = False,
+    links: Links | None = None,
 ) -> Profile | None:
-    """The profile to start: the one asked for, else the default; 403 if not allowed.
+    """The profile to start: the one asked for, else the default; a 403 `Refusal` (which
+    VO it needs, with ``links``' enrolment page) if not allowed.
 
     The default is the first allowed profile marked ``default``, else the first allowed
     one: KubeSpawner's rule, applied to the list this user may choose from.
     """
     if not profiles:
         return None
+    links = links or Links()
     allowed = available_profiles(profiles, context, admin)
     if slug:
         for profile in allowed:
             if profile.slug == slug:
                 return profile
-        names = ", ".join(p.slug for p in allowed) or "none"
-        raise web.HTTPError(
-            403, "%s", f"Profile {slug!r} is not available to you (available: {names})"
-        )
+        wanted = next((p for p in profiles if profile_slug(p) == slug), None)
+        raise profile_refusal(slug, wanted, allowed, links)
     if not allowed:
-        raise web.HTTPError(403, "%s", "No profile is available to your VOs")
+        raise no_profile_refusal(context.vos, profiles, links)
     return next((p for p in allowed if p.get("default")), allowed[0])
 
 
@@ -228,8 +230,8 @@ def _fill(value: Any, text: str) -> Any:
     return value
 
 
-def _refuse(message: str) -> web.HTTPError:
-    return web.HTTPError(400, "%s", message)
+def _refuse(message: str) -> Refusal:
+    return option_refusal(message)
 
 
 def option_overrides(

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from jupyterhub.spawner import SpawnException
 from prometheus_client import Gauge
 from traitlets import Bool, Dict, TraitType, Unicode
 from traitlets.config import SingletonConfigurable
@@ -35,6 +34,8 @@ from traitlets.config import SingletonConfigurable
 from egi_hub.config import TraitPathError, describe, expect
 from egi_hub.quantities import QuantityError, format_bytes, parse_cpu, parse_memory
 from egi_hub.vo import parse_rule
+
+from .refusals import Breach, QuotaExceededError
 
 __all__ = ["Charge", "Limits", "QuotaExceededError", "QuotaPolicy", "Usage"]
 
@@ -171,17 +172,6 @@ class Usage:
             self.labels.pop(charge.key, None)
 
 
-class QuotaExceededError(SpawnException):
-    """A spawn refused by the quota policy: which limit, what is in use, which servers."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, reason="quota", status_code=403)
-
-    def __str__(self) -> str:
-        # Shown as it is on the spawn page ("Error: <this>"), so just the message.
-        return self.message
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -191,21 +181,27 @@ def _append(path: str, line: str) -> None:
         f.write(line + "\n")
 
 
-def _exceeded(limits: Limits, usage: Usage, charge: Charge) -> tuple[str, str, str] | None:
-    """The first limit the charge would break: (name, limit, in use)."""
+def _broken(limits: Limits, usage: Usage, charge: Charge) -> tuple[str, float, float, float] | None:
+    """The first limit the charge would break: (resource, limit, in use, asked)."""
     if limits.max_servers is not None and usage.servers + 1 > limits.max_servers:
-        return "max_servers", str(limits.max_servers), f"{usage.servers} running"
+        return "servers", limits.max_servers, usage.servers, 1
     if limits.max_cpu is not None and usage.cpu + charge.cpu > limits.max_cpu + 1e-9:
-        return "max_cpu", f"{limits.max_cpu:g}", f"{usage.cpu:g} in use, {charge.cpu:g} asked"
+        return "cpu", limits.max_cpu, usage.cpu, charge.cpu
     if limits.max_memory is not None and usage.memory + charge.memory > limits.max_memory:
-        return (
-            "max_memory",
-            format_bytes(limits.max_memory),
-            f"{format_bytes(usage.memory)} in use, {format_bytes(charge.memory)} asked",
-        )
+        return "memory", limits.max_memory, usage.memory, charge.memory
     if limits.max_gpu is not None and usage.gpu + charge.gpu > limits.max_gpu:
-        return "max_gpu", str(limits.max_gpu), f"{usage.gpu} in use, {charge.gpu} asked"
+        return "gpu", limits.max_gpu, usage.gpu, charge.gpu
     return None
+
+
+def _exceeded(limits: Limits, usage: Usage, charge: Charge) -> tuple[str, str] | None:
+    """The first limit the charge would break, as the site file names it: (key, limit)."""
+    broken = _broken(limits, usage, charge)
+    if broken is None:
+        return None
+    resource, limit = broken[0], broken[1]
+    shown = format_bytes(int(limit)) if resource == "memory" else f"{limit:g}"
+    return f"max_{resource}", shown
 
 
 class QuotaPolicy(SingletonConfigurable):
@@ -299,20 +295,16 @@ class QuotaPolicy(SingletonConfigurable):
         bucket = charge.vo or NO_VO
         limits = self.limits_for(charge.vo)
         if not (admin and self.admins_exempt):
-            vo_scope = f"limit of {bucket}"
-            if charge.vo and charge.vo not in self.vo_limits:
-                vo_scope += ", from default_limits"
             # In this order: the VO, the user inside it, the whole hub.
-            checks = [(limits, self._vo_usage[bucket], vo_scope)]
+            checks = [("vo", limits, self._vo_usage[bucket])]
             if limits.per_user is not None:
                 user_usage = self._user_usage[(bucket, charge.user)]
-                user_scope = f"per-user limit of {bucket} for {charge.user}"
-                checks.append((limits.per_user, user_usage, user_scope))
-            checks.append((self.total_limits, self._total, "hub-wide limit"))
-            for ceiling, usage, scope in checks:
-                broken = _exceeded(ceiling, usage, charge)
+                checks.append(("user", limits.per_user, user_usage))
+            checks.append(("hub", self.total_limits, self._total))
+            for scope, ceiling, usage in checks:
+                broken = _broken(ceiling, usage, charge)
                 if broken:
-                    raise QuotaExceededError(self._message(charge, scope, broken))
+                    raise QuotaExceededError(self._breach(charge, scope, broken))
         self.restore(charge)
 
     def restore(self, charge: Charge) -> None:
@@ -368,12 +360,21 @@ class QuotaPolicy(SingletonConfigurable):
         line = json.dumps({"event": event, **asdict(charge), "start": start, "stop": stop})
         self._writer.submit(_append, self.usage_log, line)
 
-    def _message(self, charge: Charge, scope: str, broken: tuple[str, str, str]) -> str:
-        name, limit, in_use = broken
+    def _breach(
+        self, charge: Charge, scope: str, broken: tuple[str, float, float, float]
+    ) -> Breach:
+        resource, limit, used, asked = broken
         own = sorted(c.label for c in self._charges.values() if c.user == charge.user)
-        running = ", ".join(own) if own else "none"
-        return (
-            f"Quota reached: {name} = {limit} ({scope}); {in_use}. Your running servers: {running}."
+        return Breach(
+            scope=scope,
+            vo=charge.vo,
+            resource=resource,
+            limit=limit,
+            used=used,
+            asked=asked,
+            user=charge.user,
+            from_default=bool(charge.vo) and charge.vo not in self.vo_limits,
+            running=tuple(own),
         )
 
 

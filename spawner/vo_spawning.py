@@ -1,29 +1,38 @@
 """`VOSpawnerMixin`: VO profiles and quota admission, for any spawner.
 
 Mixed into `EGILocalSpawner` and `EGIKubeSpawner`. At start it reads the user's
-`UserContext`, picks the profile from the ones the user's VOs allow (403 for another),
-undoes whatever an earlier start's profile changed on this spawner object (JupyterHub 6
-usually makes a new one after a stop, but a spawner started again must not carry one
-profile's command, image or GPUs into another), applies the profile with the chosen
-``profile_options``, and only then asks the `QuotaPolicy` to admit the server with the
-resources read back from the spawner: what is charged is what was applied. A failed or
-cancelled start, a stop, or a server found dead releases the capacity; the charge is
-kept in the spawner's state so that a restarted hub counts the servers still running.
+`UserContext`, picks the profile from the ones the user's VOs allow (a `Refusal`
+saying which VO another needs), undoes whatever an earlier start's profile changed on
+this spawner object (JupyterHub 6 usually makes a new one after a stop, but a spawner
+started again must not carry one profile's command, image or GPUs into another),
+applies the profile with the chosen ``profile_options``, and only then asks the
+`QuotaPolicy` to admit the server with the resources read back from the spawner: what
+is charged is what was applied. A failed or cancelled start, a stop, or a server found
+dead releases the capacity; the charge is kept in the spawner's state so that a
+restarted hub counts the servers still running.
+
+It also keeps the records honest. JupyterHub saves the requested ``user_options`` and
+sets the server's ``last_activity`` before ``start`` runs; a start that fails or is
+refused puts back the options of the last server that really started (kept in the
+spawner's state) and the activity the server had before, so the admin panel never
+shows a profile that did not run or activity of a server that never answered.
 """
 
 from __future__ import annotations
 
 import copy
-import html
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from jupyterhub.utils import url_path_join
 from traitlets import HasTraits, default
 
 from egi_hub.context import UserContext
+from egi_hub.pages import SitePages
 from egi_hub.quantities import parse_memory
 
+from .cards import OPTION_PREFIX, profile_cards, render_cards
 from .profiles import (
     UNLISTED,
     Profile,
@@ -34,15 +43,17 @@ from .profiles import (
     option_overrides,
     override_keys,
 )
+from .progress import ProgressEvents
 from .quota import Charge, QuotaPolicy
+from .quota_view import vo_use
+from .refusals import Links, QuotaExceededError, amount, no_profile_refusal, quota_refusal
 
 __all__ = ["VOSpawnerMixin"]
 
 GPU_RESOURCE = "nvidia.com/gpu"
-OPTION_PREFIX = "profile-option-"  # KubeSpawner's form fields: profile-option-<slug>--<option>
 
 
-class VOSpawnerMixin(HasTraits):
+class VOSpawnerMixin(ProgressEvents, HasTraits):
     """Profiles per VO and quota admission (put it before the spawner class)."""
 
     profile_list = ProfileListTrait(
@@ -76,6 +87,15 @@ class VOSpawnerMixin(HasTraits):
         auth_state = await self.user.get_auth_state()
         return UserContext.from_auth_state(self.user.name, auth_state)
 
+    @property
+    def pages(self) -> SitePages:
+        return SitePages.instance(config=self.config)
+
+    def refusal_links(self) -> Links:
+        """Where refusals send the user: the hub's home page, the enrolment pages."""
+        base = self.hub.base_url if getattr(self, "hub", None) is not None else "/hub/"
+        return Links(home_url=url_path_join(base, "home"), pages=self.pages)
+
     @default("options_form")
     def _default_options_form(self) -> Any:
         return VOSpawnerMixin._profiles_form if self.profile_list else ""
@@ -85,29 +105,46 @@ class VOSpawnerMixin(HasTraits):
         context = await spawner.user_context()
         profiles = available_profiles(spawner.profile_list, context, spawner.user.admin)
         if not profiles:
-            return "<p>No profile is available to your VOs.</p>"
-        return spawner.render_profiles_form(profiles)
+            refusal = no_profile_refusal(context.vos, spawner.profile_list, spawner.refusal_links())
+            return refusal.message_html
+        return spawner.render_profiles_form(profiles, context)
 
-    def render_profiles_form(self, profiles: Sequence[Profile]) -> str:
-        """The spawn form for these (allowed) profiles: a radio button each, and a
-        select for each of their ``profile_options``, named as KubeSpawner names them."""
-        chosen = next((p for p in profiles if p.get("default")), profiles[0])
-        rows = []
-        for profile in profiles:
-            slug = html.escape(profile.slug, quote=True)
-            checked = " checked" if profile is chosen else ""
-            description = html.escape(str(profile.get("description", "")))
-            rows.append(
-                f'<div class="form-check"><input class="form-check-input" type="radio" '
-                f'name="profile" id="profile-{slug}" value="{slug}"{checked}>'
-                f'<label class="form-check-label" for="profile-{slug}">'
-                f"<strong>{html.escape(str(profile['display_name']))}</strong> {description}"
-                "</label>"
+    def render_profiles_form(
+        self, profiles: Sequence[Profile], context: UserContext | None = None
+    ) -> str:
+        """The spawn form: a card for each of these (allowed) profiles, with a radio
+        button and a field for each of its ``profile_options``, named as KubeSpawner
+        names them; with ``show_unavailable_profiles``, the others too, disabled."""
+        context = context or UserContext(self.user.name)
+        unavailable: list[Profile] = []
+        if self.pages.show_unavailable_profiles:
+            unavailable = [p for p in self.profile_list if p not in profiles]
+        cards = profile_cards(
+            profiles, unavailable, context, self.quota, self.pages, self.user_options
+        )
+        return render_cards(cards, self.pages.site_name)
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self) -> Any:
+        return VOSpawnerMixin._check_user_options
+
+    @staticmethod
+    def _check_user_options(spawner: VOSpawnerMixin, user_options: dict[str, Any]) -> None:
+        """JupyterHub's hook for ``user_options``: here the profile and its options are
+        ours to handle (chosen, checked and applied at start, after the VO rules and
+        before the quota). Anything else is named in the log and ignored."""
+        slug = user_options.get("profile")
+        profile = next((p for p in spawner.profile_list if p.slug == slug), None)
+        known = {"profile"}
+        for name in (profile or {}).get("profile_options", {}):
+            known |= {name, name + UNLISTED}
+        unknown = sorted(str(k) for k in user_options if k not in known)
+        if unknown:
+            spawner.log.warning(
+                "%s: ignoring user_options that no profile option takes: %s",
+                spawner._log_name,
+                ", ".join(unknown),
             )
-            for name, option in profile.get("profile_options", {}).items():
-                rows.append(_option_field(profile.slug, name, option))
-            rows.append("</div>")
-        return "\n".join(rows)
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         """``{"profile": slug, <option>: choice, ...}``: KubeSpawner's user_options."""
@@ -159,7 +196,7 @@ class VOSpawnerMixin(HasTraits):
         context = await self.user_context()
         admin = bool(self.user.admin)
         slug = (self.user_options or {}).get("profile") or None
-        profile = choose_profile(self.profile_list, context, slug, admin)
+        profile = choose_profile(self.profile_list, context, slug, admin, self.refusal_links())
         self.reset_profile()
         if profile is not None:
             option_overrides(profile, self.user_options or {})  # a 400 before anything
@@ -192,14 +229,35 @@ class VOSpawnerMixin(HasTraits):
             gpu=gpu,
             profile=profile.slug if profile else "",
         )
-        self.quota.admit(charge, admin=bool(self.user.admin))
+        try:
+            self.quota.admit(charge, admin=bool(self.user.admin))
+        except QuotaExceededError as e:
+            raise quota_refusal(e, self.refusal_links()) from None
         self.label_charge(charge)
+        self.progress_event(20, self._admitted_message(charge, profile))
         return charge
 
     def label_charge(self, charge: Charge) -> None:
         """Mark the server with its VO and profile (Kubernetes labels; nothing locally)."""
 
+    def _admitted_message(self, charge: Charge, profile: Profile | None) -> str:
+        """``Admitted: profile Small (1 CPU, 1 GiB of memory), charged to vo.x. vo.x: ...``"""
+        asked = [amount("cpu", charge.cpu)] if charge.cpu else []
+        asked += [amount("memory", charge.memory)] if charge.memory else []
+        asked += [amount("gpu", charge.gpu)] if charge.gpu else []
+        what = f"profile {profile.get('display_name') or profile.slug}" if profile else "server"
+        if asked:
+            what += f" ({', '.join(asked)})"
+        use = vo_use(self.quota, charge.vo, charge.user)
+        return f"Admitted: {what}, charged to {use.name}. {use.text}."
+
+    async def progress(self) -> Any:
+        """The start's events as they happen (see `ProgressEvents`)."""
+        async for event in self.follow_progress():
+            yield event
+
     async def start(self) -> Any:
+        self._egi_failed_start = False
         try:
             charge = await self.admit()
             try:
@@ -207,9 +265,14 @@ class VOSpawnerMixin(HasTraits):
             except BaseException:  # failed or cancelled: give the capacity back
                 self.quota.release(charge.user, charge.server)
                 raise
+        except BaseException:
+            self._egi_failed_start = True  # stop() (JupyterHub's cleanup) undoes the records
+            raise
         finally:
             self._egi_profile_loaded = False  # the next start chooses again
+            self.progress_end()
         self._egi_charge = charge
+        self._egi_last_options = copy.deepcopy(dict(self.user_options or {}))
         self.quota.started(charge)
         return result
 
@@ -219,15 +282,39 @@ class VOSpawnerMixin(HasTraits):
         finally:
             self.quota.release(self.user.name, self.name)
 
+    def run_post_stop_hook(self) -> Any:
+        # JupyterHub's cleanup after a failed start sets the server's last_activity
+        # (to "now") after stopping it; this hook runs after that, before the state is
+        # saved: the place to put the records back.
+        if getattr(self, "_egi_failed_start", False):
+            self._egi_failed_start = False
+            self._undo_records()
+        return super().run_post_stop_hook()
+
+    def _undo_records(self) -> None:
+        """A start that failed or was refused leaves no trace in the server's record:
+        the options of the last server that started, the activity from before."""
+        last = copy.deepcopy(getattr(self, "_egi_last_options", None) or {})
+        self.user_options = copy.deepcopy(last)
+        orm_spawner = getattr(self, "orm_spawner", None)
+        if orm_spawner is not None:
+            orm_spawner.user_options = last
+            orm_spawner.last_activity = getattr(self, "_egi_prior_activity", None)
+
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self._egi_charge is not None:
             state["egi_charge"] = asdict(self._egi_charge)
             state["egi_started"] = self.quota.started_at(self._egi_charge)
+        if getattr(self, "_egi_last_options", None) is not None:
+            # Kept across stops: what the last server that really started was given.
+            state["egi_last_options"] = self._egi_last_options
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
+        if "egi_last_options" in state:
+            self._egi_last_options = dict(state["egi_last_options"] or {})
         if "egi_charge" in state:
             self._egi_charge = Charge(**state["egi_charge"])
             self.quota.restore(self._egi_charge)
@@ -238,31 +325,7 @@ class VOSpawnerMixin(HasTraits):
         if self._egi_charge is not None:
             self.quota.release(self._egi_charge.user, self._egi_charge.server)
             self._egi_charge = None
-
-
-def _option_field(slug: str, name: str, option: dict[str, Any]) -> str:
-    """One ``profile_options`` entry as a labelled select (and a text field for a free
-    value, when the option takes one)."""
-    field = html.escape(f"{OPTION_PREFIX}{slug}--{name}", quote=True)
-    label = html.escape(str(option.get("display_name") or name))
-    choices = option.get("choices", {})
-    default = next((k for k, c in choices.items() if c.get("default")), None)
-    items = []
-    for key, choice in choices.items():
-        selected = " selected" if key == default else ""
-        text = html.escape(str(choice.get("display_name") or key))
-        items.append(f'<option value="{html.escape(key, quote=True)}"{selected}>{text}</option>')
-    parts = [f'<div class="egi-profile-option"><label for="{field}">{label}</label>']
-    if items:
-        parts.append(
-            f'<select class="form-select" name="{field}" id="{field}">{"".join(items)}</select>'
-        )
-    unlisted = option.get("unlisted_choice", {})
-    if unlisted.get("enabled"):
-        other = html.escape(str(unlisted.get("display_name") or "Other"))
-        parts.append(
-            f'<input class="form-control" type="text" name="{field}{UNLISTED}" '
-            f'placeholder="{other}" aria-label="{other}">'
-        )
-    parts.append("</div>")
-    return "".join(parts)
+        # JupyterHub clears the state just before it marks a new start's activity:
+        # remember the activity from before, in case this start fails.
+        orm_spawner = getattr(self, "orm_spawner", None)
+        self._egi_prior_activity = getattr(orm_spawner, "last_activity", None)

@@ -67,15 +67,20 @@ def test_vo_server_limit_names_limit_usage_and_servers():
     with pytest.raises(QuotaExceededError) as info:
         p.admit(charge("c", "two"))
     message = info.value.message
-    assert "max_servers = 3 (limit of vo.access.egi.eu); 3 running" in message
-    assert "Your running servers: c/." in message
+    assert message.startswith("vo.access.egi.eu allows 3 servers and 3 are running.")
+    assert "Your running servers: c/. Stop one on your home page" in message
     assert info.value.status_code == 403
+    # Plain text for JupyterHub to show as it is (no "HTTP 403: error (" wrapper).
+    assert info.value.jupyterhub_message == message == str(info.value)
+    breach = info.value.breach
+    assert (breach.scope, breach.resource, breach.limit, breach.used) == ("vo", "servers", 3, 3)
 
 
 def test_per_user_memory_limit():
     p = policy(vo_limits=ACCESS)
     p.admit(charge("a", "", memory=G))
-    with pytest.raises(QuotaExceededError, match="max_memory = 1G \\(per-user limit"):
+    per_user = r"vo\.access\.egi\.eu allows each member 1 GiB of memory: you use 1"
+    with pytest.raises(QuotaExceededError, match=per_user):
         p.admit(charge("a", "x", memory=1))
     p.admit(charge("b", "", memory=G))  # another user still fits
 
@@ -96,10 +101,17 @@ def test_release_gives_capacity_back_and_restore_recharges():
 
 def test_default_limits_for_users_in_no_listed_vo():
     p = policy(vo_limits=ACCESS, default_limits={"max_servers": 0})
-    with pytest.raises(QuotaExceededError, match=r"limit of \(no VO\)"):
+    # A user in no VO is told to join one: for them the quota is not the problem.
+    with pytest.raises(QuotaExceededError) as info:
         p.admit(charge("e", vo=None))
-    with pytest.raises(QuotaExceededError, match=r"limit of vo\.other"):
+    assert info.value.message.startswith("You are not a member of any VO")
+    assert "Join a VO" in info.value.message and "Quota" not in info.value.message
+    assert info.value.reason == "no-vo"
+    with pytest.raises(QuotaExceededError) as info:
         p.admit(charge("e", vo="vo.other"))
+    assert info.value.message.startswith(
+        "vo.other, under the hub's limits for VOs without their own, allows no servers at all."
+    )
 
 
 def test_admins_are_counted_not_refused():
@@ -280,8 +292,11 @@ def test_default_limits_give_each_unlisted_vo_its_own_bucket():
     p.admit(charge("c", vo=None, cpu=2.0))
     with pytest.raises(QuotaExceededError) as info:
         p.admit(charge("d", vo="vo.one"))
-    assert "max_servers = 1 (limit of vo.one, from default_limits); 1 running" in str(info.value)
-    with pytest.raises(QuotaExceededError, match=r"limit of \(no VO\)\)"):
+    assert str(info.value).startswith(
+        "vo.one, under the hub's limits for VOs without their own, allows 1 server and 1 is "
+        "running."
+    )
+    with pytest.raises(QuotaExceededError, match="You are not a member of any VO"):
         p.admit(charge("e", vo=None))
     assert p.usage("vo.one").servers == p.usage("vo.two").servers == 1
 
@@ -297,12 +312,13 @@ def test_total_limits_cap_the_whole_hub_across_vos():
     with pytest.raises(QuotaExceededError) as info:
         p.admit(charge("b", vo="vo.b", cpu=2.0))
     assert str(info.value) == (
-        "Quota reached: max_cpu = 4 (hub-wide limit); 3 in use, 2 asked. "
-        "Your running servers: none."
+        "This hub (all VOs together) allows 4 CPUs: 3 CPUs in use, and this server asks "
+        "for 2 CPUs. You have no server running: try again when other servers stop."
     )
     p.admit(charge("b", vo="vo.b", cpu=1.0))
     p.admit(charge("c", vo=None))
-    with pytest.raises(QuotaExceededError, match=r"max_servers = 3 \(hub-wide limit\); 3 running"):
+    all_vos = r"This hub \(all VOs together\) allows 3 servers and 3 are running"
+    with pytest.raises(QuotaExceededError, match=all_vos):
         p.admit(charge("d", vo="vo.b"))
     p.release("a", "")
     p.admit(charge("d", vo="vo.b", cpu=3.0))
@@ -313,7 +329,8 @@ def test_total_limits_count_admins_without_refusing_them():
     p = policy(total_limits={"max_gpu": 1})
     p.admit(charge("root", vo="vo.a", gpu=1), admin=True)
     p.admit(charge("root", "two", vo="vo.a", gpu=1), admin=True)
-    with pytest.raises(QuotaExceededError, match=r"max_gpu = 1 \(hub-wide limit\); 2 in use"):
+    gpus = r"allows 1 GPU: 2 GPUs in use, and this server asks for 1 GPU"
+    with pytest.raises(QuotaExceededError, match=gpus):
         p.admit(charge("a", vo="vo.b", gpu=1))
 
 
@@ -400,5 +417,5 @@ def test_limits_are_parsed_when_set_not_when_admitting(monkeypatch):
 
     monkeypatch.setattr(Limits, "parse", no_parsing)
     p.admit(charge("a", cpu=0.5))
-    with pytest.raises(QuotaExceededError, match="hub-wide"):
+    with pytest.raises(QuotaExceededError, match="This hub"):
         p.admit(charge("b", cpu=0.5))
