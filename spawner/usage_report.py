@@ -199,8 +199,15 @@ class UsageReport:
         running: Mapping[str, datetime] | None = None,
         now: datetime | None = None,
     ) -> dict[str | None, float]:
-        """``user``'s hours per VO over the window (see `hours_by_vo`); the log is read
-        in a thread."""
+        """``user``'s hours per VO over the window (see `hours_by_vo`).
+
+        All of it in a thread: reading the log, and taking the lock that another page's
+        read may hold, never wait on the hub's event loop.
+        """
         now = now or datetime.now(UTC)
-        await asyncio.to_thread(self.refresh, now)
-        return hours_by_vo(self.runs(user), now, running, self.window)
+
+        def compute() -> dict[str | None, float]:
+            self.refresh(now)
+            return hours_by_vo(self.runs(user), now, running, self.window)
+
+        return await asyncio.to_thread(compute)

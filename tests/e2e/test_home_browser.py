@@ -150,10 +150,18 @@ def test_home_page_shows_own_servers_vos_use_and_hours(page: Page, home_stack):
     home_stack.stop_server("bob")
 
 
-def test_home_page_of_a_user_without_servers(page: Page, home_stack):
-    page.context.clear_cookies()
-    login(page, home_stack, "alice")
-    page.goto(f"{home_stack.url}/hub/home")
-    expect(page.locator("#egi-no-servers")).to_have_text("No server is running.")
-    vo = page.locator(f'#egi-vos tr[data-egi-vo="{ACCESS}"]')
-    expect(vo.locator(".egi-vo-use")).to_contain_text("0 of 3 servers")
+def test_home_page_without_servers_in_the_dark_theme(browser, home_stack):
+    context = browser.new_context(color_scheme="dark", viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        login(page, home_stack, "alice")
+        page.goto(f"{home_stack.url}/hub/home")
+        expect(page.locator("html")).to_have_attribute("data-bs-theme", "dark")
+        expect(page.locator("#egi-no-servers")).to_have_text("No server is running.")
+        vo = page.locator(f'#egi-vos tr[data-egi-vo="{ACCESS}"]')
+        expect(vo.locator(".egi-vo-use")).to_contain_text("0 of 3 servers")
+        expect(vo.locator(".egi-vo-hours")).to_have_text(re.compile(r"^2\.[0-4] h$"))
+        assert_accessible(page)  # the colour contrast of the dark theme too
+        save_screenshot(page, "home-page-dark")
+    finally:
+        context.close()
