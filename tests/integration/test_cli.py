@@ -36,6 +36,17 @@ def test_version():
     assert "JupyterHub 6." in r.stdout
 
 
+@pytest.mark.parametrize("args", [(), ("up",), ("config",), ("config", "check")])
+def test_help_is_plain_text(args):
+    """argparse prints descriptions as they are: no reStructuredText markup in them."""
+    r = egi_hub(*args, "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: egi-hub")
+    assert "``" not in r.stdout and ":class:" not in r.stdout
+    if not args:
+        assert "The egi-hub command: start the local stack (up)" in r.stdout
+
+
 def test_config_check_ok():
     r = egi_hub("config", "check", str(REPO / "site.example.yaml"))
     assert r.returncode == 0, r.stderr

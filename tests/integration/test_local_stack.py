@@ -1,17 +1,57 @@
-"""The real local stack: JupyterHub + Python configurable-http-proxy + EGILocalSpawner."""
+"""The real local stack: JupyterHub + npm configurable-http-proxy + EGILocalSpawner."""
 
 from __future__ import annotations
 
 import httpx
 
 from tests.kernel import run_code, run_code_v1
-from tests.stackrunner import Stack
+from tests.oidcprovider import Provider
+from tests.stackrunner import Stack, wait_for
 
 
 def test_health_and_proxy(stack: Stack):
     r = httpx.get(f"{stack.url}/hub/api/")
     assert r.status_code == 200
     assert "version" in r.json()
+
+
+def banner_in(stack: Stack) -> list[str]:
+    """The lines ``egi-hub up`` printed from "egi-hub is running" to "Stop it with Ctrl-C"."""
+
+    def printed() -> list[str] | None:
+        lines = stack.log().splitlines()
+        starts = [i for i, line in enumerate(lines) if line.startswith("egi-hub is running at")]
+        if not starts:
+            return None
+        rest = lines[starts[0] :]
+        ends = [i for i, line in enumerate(rest) if line == "Stop it with Ctrl-C."]
+        return rest[: ends[0] + 1] if ends else None
+
+    return wait_for(printed, 30, "the banner of egi-hub up")
+
+
+def test_up_prints_url_and_dev_users_once_serving(stack: Stack):
+    """What `make run` ends with: where to go, and whom to log in as with which VOs."""
+    lines = banner_in(stack)
+    log = stack.log()
+    # Printed after the hub (and its proxy) serve, not before.
+    assert log.index("JupyterHub is now running") < log.index("egi-hub is running at")
+    assert lines == [
+        f"egi-hub is running at {stack.url}/",
+        "Development login (no password). Log in as one of:",
+        "  alice  vo.access.egi.eu",
+        "  bob    vo.notebooks.egi.eu, vo.access.egi.eu",
+        "Stop it with Ctrl-C.",
+    ]
+
+
+def test_up_with_checkin_names_the_sign_in_button(checkin: tuple[Stack, Provider]):
+    stack, _ = checkin
+    assert banner_in(stack) == [
+        f"egi-hub is running at {stack.url}/",
+        'Log in with the "Sign in with EGI Check-in" button.',
+        "Stop it with Ctrl-C.",
+    ]
 
 
 def test_login_page_says_development_login(stack: Stack):
