@@ -24,11 +24,12 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from traitlets import Dict, List, Unicode
+from traitlets import Dict, List, Unicode, observe
 from traitlets.config import LoggingConfigurable
 
 from egi_hub.config import TraitPathError, describe, expect
 from egi_hub.context import UserContext
+from egi_hub.pages import SitePages
 from egi_hub.traits import VORuleList
 
 from .errors import IdentityMismatchError, VORefusedError
@@ -101,8 +102,31 @@ class VOAccessMixin(LoggingConfigurable):
 
     enrolment_urls = Dict(
         value_trait=Unicode(),
-        help="Enrolment page per VO (or per rule), linked from the refusal page.",
+        help="""
+        Deprecated: use ``SitePages.enrolment_urls``, the one list of enrolment pages
+        that the login refusal, the spawn form and the quota refusals all read. Entries
+        here still count, beneath SitePages' own.
+        """,
     ).tag(config=True)
+
+    @observe("enrolment_urls")
+    def _warn_enrolment_urls(self, change: Any) -> None:
+        if change["new"]:
+            self.log.warning(
+                "CheckinAuthenticator.enrolment_urls is deprecated: move it to "
+                "SitePages.enrolment_urls (one list for every page that links enrolment)"
+            )
+
+    def enrolment_url(self, rule: object) -> str:
+        """Where to enrol for a VO rule: SitePages' page for it, else this authenticator's
+        deprecated entry, else SitePages' default (empty: no link)."""
+        site = SitePages.instance(config=self.config)
+        text, vo = str(rule), getattr(rule, "vo", None)
+        if text not in site.enrolment_urls and vo not in site.enrolment_urls:
+            legacy = self.enrolment_urls.get(text) or (vo and self.enrolment_urls.get(vo))
+            if legacy:
+                return legacy
+        return site.enrolment_url(rule)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -172,7 +196,7 @@ class VOAccessMixin(LoggingConfigurable):
             return True
         if not self.allowed_vos:
             return False
-        raise VORefusedError(username, self.allowed_vos, self.enrolment_urls)
+        raise VORefusedError(username, self.allowed_vos, self.enrolment_url)
 
     # --- identity binding -------------------------------------------------------------
 

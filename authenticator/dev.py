@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from jupyterhub.auth import Authenticator
+from jupyterhub.handlers.login import LoginHandler
 from tornado import web
 from traitlets import Dict, default
 
@@ -16,7 +17,7 @@ from egi_hub.config import TraitPathError, describe, expect
 from egi_hub.context import UserContext
 from egi_hub.vo import EntitlementError, parse_entitlement
 
-__all__ = ["DevAuthenticator", "DevUsers"]
+__all__ = ["DevAuthenticator", "DevLoginHandler", "DevUsers"]
 
 _USER_KEYS = ("entitlements",)
 
@@ -49,30 +50,53 @@ class DevUsers(Dict):
 
 
 _LOGIN_FORM = """
-<form action="{{ authenticator_login_url }}" method="post" role="form" id="egi-dev-login">
-  <div class="auth-form-header"><h1>Sign in (development login)</h1></div>
+<form action="{{ authenticator_login_url }}" method="post" role="form" id="egi-dev-login"
+      aria-labelledby="egi-dev-login-title">
+  <h2 id="egi-dev-login-title" class="h5"><span class="egi-badge">Development login</span></h2>
   <div class="auth-form-body m-auto">
-    <p class="alert alert-warning" id="egi-dev-login-warning" role="alert">
+    <div class="alert alert-warning egi-dev-warning" id="egi-dev-login-warning" role="note">
       <strong>Development login.</strong> This hub is not connected to EGI Check-in:
       anyone who can open this page can sign in, without a password, as any user
       listed in the site file (<code>DevAuthenticator.users</code>).
       Never use it for a public service.
-    </p>
-    {% if login_error %}<p class="login_error">{{ login_error }}</p>{% endif %}
+    </div>
+    {% if login_error %}
+      <p class="login_error egi-login-error" id="egi-login-error" role="alert">{{ login_error }}</p>
+    {% endif %}
     <input type="hidden" name="_xsrf" value="{{ xsrf }}" />
     <label for="username_input">Username:</label>
     <input id="username_input" type="text" autocapitalize="off" autocorrect="off"
            autocomplete="username" class="form-control" name="username"
-           value="{{ username or '' }}" list="egi-dev-users" autofocus="autofocus" />
+           value="{{ username or '' }}" list="egi-dev-users" autofocus="autofocus"
+           aria-describedby="egi-dev-users-help" />
     <datalist id="egi-dev-users">
       {% for name in authenticator.dev_usernames %}<option value="{{ name }}">{% endfor %}
     </datalist>
-    <p class="help-block">Users in the site file: {{ authenticator.dev_usernames | join(", ") }}</p>
-    <input id="login_submit" type="submit" class="btn btn-jupyter form-control"
-           value="Sign in" />
+    <p class="help-block" id="egi-dev-users-help">Users in the site file:
+      {{ authenticator.dev_usernames | join(", ") }}</p>
+    <div class="feedback-container">
+      <input id="login_submit" type="submit" class="btn btn-jupyter form-control"
+             value="Sign in" />
+    </div>
   </div>
 </form>
 """
+
+
+class DevLoginHandler(LoginHandler):
+    """The login form's answer to an empty username: the form again, asking for one.
+
+    JupyterHub would pass the empty name to `DevAuthenticator.authenticate`, whose
+    "Unknown user ''" refusal page reads as if a user called '' had been refused.
+    """
+
+    async def post(self) -> None:
+        if self.get_argument("username", "", strip=True):
+            return await super().post()
+        names = ", ".join(self.authenticator.dev_usernames) or "none configured"
+        self.set_status(400)
+        message = f"Please enter a username (one of: {names})."
+        self.finish(await self._render(login_error=message, username=""))
 
 
 class DevAuthenticator(Authenticator):
@@ -99,6 +123,10 @@ class DevAuthenticator(Authenticator):
     @default("custom_html")
     def _default_custom_html(self) -> str:
         return _LOGIN_FORM
+
+    def get_handlers(self, app: Any) -> list[tuple[str, type]]:
+        """The login page, with `DevLoginHandler`'s answer to an empty username."""
+        return [("/login", DevLoginHandler)]
 
     @property
     def dev_usernames(self) -> list[str]:

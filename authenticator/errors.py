@@ -15,7 +15,7 @@ provider's trouble the same way: a provider that is down is a 503, never a 401.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from tornado import web
 
@@ -87,10 +87,14 @@ class IdentityMismatchError(web.HTTPError):
 
 
 class VORefusedError(web.HTTPError):
-    """A user who is in none of the VOs that give access (403, with enrolment links)."""
+    """A user who is in none of the VOs that give access (403, with enrolment links).
+
+    ``enrolment_url`` gives each rule's enrolment page (`SitePages`, through the
+    authenticator); a rule without one is listed without a link.
+    """
 
     def __init__(
-        self, username: str, rules: Sequence[object], enrolment_urls: Mapping[str, str]
+        self, username: str, rules: Sequence[object], enrolment_url: Callable[[object], str]
     ) -> None:
         texts = [str(rule) for rule in rules]
         message = (
@@ -101,8 +105,7 @@ class VORefusedError(web.HTTPError):
         self.jupyterhub_message = message
         items = []
         for rule, text in zip(rules, texts, strict=True):
-            vo = getattr(rule, "vo", text)
-            url = enrolment_urls.get(text) or enrolment_urls.get(vo)
+            url = enrolment_url(rule)
             escaped = html.escape(text)
             if url:
                 link = f'<a href="{html.escape(url, quote=True)}">enrol in {escaped}</a>'

@@ -13,16 +13,29 @@ to enrol in a VO. The defaults are EGI's; a national site sets its own::
 
 Spawners, authenticators and templates read the one instance
 (``SitePages.instance(config=...)``), so a link is configured once.
+
+`hub_page_config` puts egi-hub's page templates (``egi_hub/templates``) in front of
+JupyterHub's and gives them the instance as ``site``: the local stack calls it, and a
+Helm deployment's hub config calls the same function, so both show the same pages.
 """
 
 from __future__ import annotations
 
+import re
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, Dict, Unicode
-from traitlets.config import SingletonConfigurable
+from traitlets.config import Config, SingletonConfigurable
 
-__all__ = ["SitePages"]
+__all__ = ["TEMPLATES", "SitePages", "hub_page_config", "readable_error"]
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# tornado's text for an HTTPError: "HTTP 403: Forbidden (the message)", which JupyterHub
+# shows as it is when an error has no jupyterhub_message of its own.
+_HTTP_WRAPPER = re.compile(r"\AHTTP \d{3}: [^(\n]*\((?P<message>.*)\)\Z", re.DOTALL)
 
 
 class SitePages(SingletonConfigurable):
@@ -92,3 +105,84 @@ class SitePages(SingletonConfigurable):
             if url:
                 return url
         return self.default_enrolment_url
+
+    @staticmethod
+    def readable_error(message: Any) -> str:
+        """`readable_error` for templates (``site.readable_error(error_message)``)."""
+        return readable_error(message)
+
+    @staticmethod
+    def error_title(status_code: int, exception: Any = None) -> str:
+        """An error page's heading: the error's own reason (``Not a member of an allowed
+        VO``) when it gives one, else the status in words (``403`` -> ``Forbidden``).
+
+        JupyterHub's own heading is the reason, else the whole message (a long sentence
+        about scopes as a title). Some reasons are metrics labels, not words for people:
+        a `SpawnException`'s (``quota``), and the ``error`` or ``timeout`` JupyterHub
+        writes into any exception a spawn raised; a label is one lower-case word.
+        """
+        from jupyterhub.spawner import SpawnException
+        from tornado.web import HTTPError
+
+        reason = getattr(exception, "reason", None) or ""
+        if isinstance(exception, HTTPError) and not isinstance(exception, SpawnException):
+            in_words = reason[:1].isupper() or " " in reason
+            if in_words and len(reason) <= 80:
+                return reason
+        try:
+            return HTTPStatus(int(status_code)).phrase
+        except ValueError:
+            return f"Error {status_code}"
+
+
+def readable_error(message: Any) -> str:
+    """An error message without tornado's ``HTTP 403: Forbidden (...)`` around it.
+
+    JupyterHub shows ``str(exception)`` when an error carries no ``jupyterhub_message``:
+    for a plain ``web.HTTPError`` that is the status line wrapped around the reason,
+    which reads as a crash. The pages show the reason alone.
+    """
+    text = "" if message is None else str(message).strip()
+    match = _HTTP_WRAPPER.match(text)
+    return match["message"].strip() if match else text
+
+
+class _SiteForPages:
+    """The ``site`` template variable: the hub's `SitePages`, looked up when a page renders.
+
+    JupyterHub calls a callable template variable with the current user; this one
+    returns the process's one `SitePages` (made from the hub's config on first use),
+    so the pages and the spawners' and authenticator's messages read the same links.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def __call__(self, user: Any = None) -> SitePages:
+        return SitePages.instance(config=self.config)
+
+
+def hub_page_config(config: Config) -> Config:
+    """Add egi-hub's pages to a hub config (in place; also returned).
+
+    - ``JupyterHub.template_paths``: egi-hub's templates after the site's own (a site
+      that ships its own ``page.html`` still wins) and before JupyterHub's defaults,
+      which ours extend as ``templates/<name>.html``;
+    - ``JupyterHub.template_vars``: ``site`` (the `SitePages`), added to the site's own
+      variables, never replacing one the site set;
+    - ``CheckinAuthenticator.enrolment_urls`` (deprecated) merged beneath
+      ``SitePages.enrolment_urls``, so every page finds a VO's enrolment link in one place.
+    """
+    hub = config.JupyterHub
+    paths = [str(p) for p in hub.get("template_paths", [])]
+    if str(TEMPLATES) not in paths:
+        paths.append(str(TEMPLATES))
+    hub.template_paths = paths
+    variables = dict(hub.get("template_vars", {}))
+    variables.setdefault("site", _SiteForPages(config))
+    hub.template_vars = variables
+    legacy = config.CheckinAuthenticator.get("enrolment_urls")
+    if legacy:
+        merged = {**legacy, **config.SitePages.get("enrolment_urls", {})}
+        config.SitePages.enrolment_urls = merged
+    return config

@@ -7,6 +7,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.a11y import assert_accessible
+from tests.screens import save_screenshot
 from tests.stackrunner import Stack
 
 pytestmark = pytest.mark.browser
@@ -36,13 +38,21 @@ def test_dev_user_runs_a_cell_in_jupyterlab(page: Page, stack: Stack):
     page.keyboard.press("Shift+Enter")
     output = page.locator(".jp-OutputArea-output").first
     expect(output).to_have_text("42", timeout=60_000)
-    page.screenshot(path=str(stack.data_dir.parent / "jupyterlab.png"))
+    save_screenshot(page, "jupyterlab-cell")
     stack.stop_server("alice")
 
 
 def test_spawn_page_shows_why_a_server_failed(page: Page, crashing_stack: Stack):
     login(page, crashing_stack, "carol")
     page.goto(f"{crashing_stack.url}/hub/spawn")
-    expect(page.get_by_text("exited with status 3")).to_be_visible()
-    expect(page.get_by_text("egi-test: cannot import module xyz")).to_be_visible()
-    page.screenshot(path=str(crashing_stack.data_dir.parent / "spawn-failed.png"))
+    # No options form: a start that fails within slow_spawn_timeout is an error page,
+    # with the log's last lines as lines (a <pre>), not run together into one paragraph.
+    expect(page.locator("#egi-error-title")).to_have_text("Internal Server Error")
+    error = page.locator("#egi-error-detail")
+    expect(error).to_contain_text("exited with status 3")
+    log = error.locator("pre.egi-spawn-log")
+    expect(log).to_contain_text("egi-test: cannot import module xyz")
+    assert "\n" in log.inner_text().strip()  # lines, not one run-on paragraph
+    assert "Error:" not in error.inner_text()
+    assert_accessible(page)
+    save_screenshot(page, "spawn-failed")
