@@ -326,6 +326,8 @@ class VOSpawnerMixin(ProgressEvents, HasTraits):
             self.quota.release(self._egi_charge.user, self._egi_charge.server)
             self._egi_charge = None
         # JupyterHub clears the state just before it marks a new start's activity:
-        # remember the activity from before, in case this start fails.
-        orm_spawner = getattr(self, "orm_spawner", None)
-        self._egi_prior_activity = getattr(orm_spawner, "last_activity", None)
+        # remember the activity from before, in case this start fails. (Not while a
+        # failed start is cleaned up: poll() clears the state then, after the mark.)
+        if not getattr(self, "_egi_failed_start", False):
+            orm_spawner = getattr(self, "orm_spawner", None)
+            self._egi_prior_activity = getattr(orm_spawner, "last_activity", None)

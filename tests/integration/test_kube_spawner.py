@@ -4,6 +4,7 @@ checked with kubernetes-validate --strict (1.29 and 1.33)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -148,7 +149,7 @@ async def test_forged_profile_is_refused_before_any_pod_kmock_emulator(tmp_path)
     async with kubernetes(tmp_path) as api:
         s = spawner("bob", {"profile": "gpu"})
         s.user = HubUser("bob", [])  # in no VO: the GPU profile is not his
-        with pytest.raises(Exception, match="Profile 'gpu' is not available"):
+        with pytest.raises(Exception, match=r"The profile 'GPU' needs membership of vo\.notebooks"):
             await s.start()
         assert not [o for (r, _, _), o in api.objects.items() if r.plural == "pods"]
 
@@ -167,8 +168,12 @@ async def test_exceeded_resource_quota_is_a_clear_refusal_kmock_emulator(tmp_pat
         s = spawner("carol", {"profile": "small"})
         with pytest.raises(QuotaExceededError) as info:
             await s.start()
-        assert "ResourceQuota of namespace default" in info.value.message
-        assert "exceeded quota: vo-quota" in info.value.message
+        assert info.value.jupyterhub_message.startswith(
+            "The cluster's quota for namespace default has no room for this server "
+            '(Kubernetes says: pods "jupyter-carol" is forbidden: exceeded quota: vo-quota'
+        )
+        home = f'<a href="{s.hub.base_url}home">Stop a server on your home page'
+        assert home in info.value.jupyterhub_html_message
         assert QuotaPolicy.instance().usage("vo.notebooks.egi.eu").servers == 0
 
 
@@ -292,14 +297,38 @@ OPTIONS = [
 
 
 async def test_form_offers_the_allowed_profiles_and_their_options_kmock_emulator(tmp_path):
-    """KubeSpawner's own form, for the profiles the user's VOs allow only."""
+    """The same profile cards as the local spawner, with KubeSpawner's field names, for
+    the profiles the user's VOs allow only: where each is charged, and the VO's use."""
+    QuotaPolicy.instance().vo_limits = {"vo.access.egi.eu": {"max_servers": 3}}
     async with kubernetes(tmp_path):
         s = spawner("fred", {}, entitlements=(ACCESS,), profile_list=OPTIONS)
         form = await s.get_options_form()
-    assert 'id="kubespawner-profiles-list"' in form
+    assert 'class="egi-profiles"' in form and "kubespawner-profiles-list" not in form
     assert 'value="small"' in form and 'value="gpu"' not in form
     assert 'name="profile-option-small--image"' in form
     assert 'value="scipy"' in form
+    assert 'egi-profile-vo">vo.access.egi.eu<' in form
+    assert "vo.access.egi.eu: 0 of 3 servers" in form
+    # KubeSpawner's own reading of the form gives what ours gives.
+    data = {"profile": ["small"], "profile-option-small--image": ["scipy"]}
+    assert s._options_from_form(data) == s.options_from_form(data)
+
+
+async def test_progress_is_the_admission_then_kubespawners_events_kmock_emulator(tmp_path):
+    """Our admission event comes first, while the pod is being made; KubeSpawner's own
+    events about the pod follow (as many as the emulator's API gives)."""
+    async with kubernetes(tmp_path):
+        s = spawner("jane", {"profile": "gpu"})
+        starting = asyncio.ensure_future(start(s))
+        events = [event async for event in s.progress()]
+        await starting
+        assert events[0] == {
+            "progress": 20,
+            "message": "Admitted: profile GPU (2 CPUs, 2 GiB of memory, 1 GPU), charged to "
+            "vo.notebooks.egi.eu. vo.notebooks.egi.eu: no limits.",
+        }
+        assert all("Admitted" not in e["message"] for e in events[1:])
+        await s.stop()
 
 
 async def test_profile_option_chosen_in_the_form_reaches_the_pod_kmock_emulator(tmp_path):

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.kernel import run_code
-from tests.stackrunner import ALICE_ENTITLEMENTS, TEST_SERVICE, free_port, start_stack, wait_for
+from tests.stackrunner import ALICE_ENTITLEMENTS, TEST_SERVICE, start_stack, wait_for
 
 PROFILES = [
     {
@@ -52,16 +52,16 @@ def settled() -> dict:
     ``slow_spawn_timeout`` seconds with 202 (JupyterHub's default is 10). A quota refusal
     comes before any process starts, but on a busy machine 50 requests can take more
     than 10 s to reach it: waiting longer makes each answer the spawn's real outcome (a
-    refusal is always its 403). Such waits outlast the proxy, which gives up on a
-    request after 20 s (a 503, and the spawn is cancelled), so `spawn_many` talks to
-    the hub's own port, given here.
+    refusal is always its 403). The requests go through the proxy, as users' do: npm's
+    configurable-http-proxy sets no time-out on a response (PyPI's port gave up after
+    20 s with a 503, and the spawn was cancelled).
     """
-    return {"tornado_settings": {"slow_spawn_timeout": 60}, "hub_port": free_port()}
+    return {"tornado_settings": {"slow_spawn_timeout": 60}}
 
 
-def hub_api(site: dict) -> str:
-    """The REST API on the hub's own port (not through the proxy)."""
-    return f"http://127.0.0.1:{site['JupyterHub']['hub_port']}/hub/api"
+def hub_api(stack) -> str:
+    """The REST API through the proxy's public port."""
+    return f"{stack.url}/hub/api"
 
 
 async def spawn_many(
@@ -103,11 +103,11 @@ def usage_records(stack, count: int, timeout: float = 30) -> list[dict]:
 
 @pytest.fixture
 def server_limit_stack(tmp_path):
-    """The stack, and the API on the hub's own port."""
+    """The stack, and its REST API's URL."""
     site = quota_site({"vo.access.egi.eu": {"max_servers": 5}}, **settled())
     stack = start_stack(tmp_path, site)
     stack.dev_login("alice")
-    yield stack, hub_api(site)
+    yield stack, hub_api(stack)
     stack.stop()
 
 
@@ -119,8 +119,9 @@ def test_fifty_concurrent_spawns_admit_exactly_the_limit(server_limit_stack):
     assert len(admitted) == 5, [r.status_code for r in responses]
     assert len(refused) == 45
     message = refused[0].json()["message"]
-    assert "Quota reached: max_servers = 5 (limit of vo.access.egi.eu); 5 running" in message
+    assert message.startswith("vo.access.egi.eu allows 5 servers and 5 are running.")
     assert "Your running servers: alice/s" in message
+    assert message.endswith("Stop one on your home page to start another: /hub/home.")
     # The whole expected state, not just its first sign: five servers ready, the
     # gauge at five, and one "start" record for each of them.
     ready = wait_ready(stack, "alice", 5)
@@ -136,16 +137,19 @@ def test_memory_limit_and_forged_profile(tmp_path):
     stack = start_stack(tmp_path, site)
     try:
         stack.dev_login("alice")
-        responses = asyncio.run(spawn_many(stack, hub_api(site), "alice", 6, {"profile": "small"}))
+        responses = asyncio.run(spawn_many(stack, hub_api(stack), "alice", 6, {"profile": "small"}))
         codes = sorted(r.status_code for r in responses)
         assert codes.count(403) == 4 and len([c for c in codes if c in (201, 202)]) == 2, codes
         wait_ready(stack, "alice", 2)
         refused = next(r for r in responses if r.status_code == 403)
-        assert "max_memory = 2G" in refused.json()["message"]
+        message = refused.json()["message"]
+        assert message.startswith("vo.access.egi.eu allows 2 GiB of memory: 2 GiB in use, and ")
         # A profile alice's VO does not allow is refused, whatever the quota.
         r = stack.api.post("/users/alice/servers/big", json={"profile": "large"})
         assert r.status_code == 403
-        assert "Profile 'large' is not available to you (available: small)" in r.json()["message"]
+        assert r.json()["message"].startswith(
+            "The profile 'Large' needs membership of vo.notebooks.egi.eu. Join vo.notebooks.egi.eu"
+        )
     finally:
         stack.stop()
 
@@ -162,7 +166,9 @@ def test_usage_is_rebuilt_after_a_hub_restart(tmp_path):
         stack = start_stack(tmp_path, site)  # a new hub on the same data dir
         r = stack.api.post("/users/alice/servers/c")
         assert r.status_code == 403
-        assert "max_servers = 2 (limit of vo.access.egi.eu); 2 running" in r.json()["message"]
+        assert r.json()["message"].startswith(
+            "vo.access.egi.eu allows 2 servers and 2 are running."
+        )
         stack.stop_server("alice", "a")
         stack.start_server("alice", "c")
     finally:

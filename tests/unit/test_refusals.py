@@ -113,7 +113,9 @@ async def test_a_refused_start_puts_the_records_back(spawner):
     spawner.orm_spawner.user_options = {"profile": "large"}
     spawner.orm_spawner.last_activity = datetime(2030, 1, 1)
     await refusal_of(spawner, {"profile": "large"})
-    # user.stop: stamps activity again, then runs the post-stop hook.
+    # user.stop: poll() finds no process (and clears the state), activity is stamped
+    # again, then the post-stop hook runs.
+    spawner.clear_state()
     spawner.orm_spawner.last_activity = datetime(2030, 1, 1, 0, 1)
     spawner.run_post_stop_hook()
     assert spawner.orm_spawner.user_options == {"profile": "small"}
