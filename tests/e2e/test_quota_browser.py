@@ -1,4 +1,9 @@
-"""Profiles per VO and quota refusals as a user sees them (headless Debian Chromium)."""
+"""Profile cards and quota refusals as a user sees them (headless Debian Chromium).
+
+Two users in different VOs: alice (vo.access.egi.eu, whose limit is 0 servers here)
+and bob (vo.notebooks.egi.eu too). The site lists the profiles a user's VOs do not
+allow, disabled (``SitePages.show_unavailable_profiles``).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.test_browser import login
 from tests.integration.test_quota_local import quota_site
+from tests.screens import save_screenshot
 from tests.stackrunner import ALICE_ENTITLEMENTS, BOB_ENTITLEMENTS, start_stack
 
 pytestmark = pytest.mark.browser
+
+JOIN_NOTEBOOKS = "https://example.org/enrol/vo.notebooks.egi.eu"
 
 
 @pytest.fixture(scope="module")
@@ -19,39 +27,80 @@ def quota_stack(tmp_path_factory):
         "alice": {"entitlements": ALICE_ENTITLEMENTS},
         "bob": {"entitlements": BOB_ENTITLEMENTS},
     }
+    site["SitePages"] = {
+        "show_unavailable_profiles": True,
+        "enrolment_urls": {"vo.notebooks.egi.eu": JOIN_NOTEBOOKS},
+    }
     stack = start_stack(tmp_path_factory.mktemp("quota-ui"), site)
     yield stack
     stack.stop()
 
 
-def profile_names(page: Page) -> list[str]:
-    return page.locator('input[name="profile"]').evaluate_all("els => els.map(e => e.value)")
+def profile_names(page: Page, selector: str = 'input[name="profile"]') -> list[str]:
+    return page.locator(selector).evaluate_all("els => els.map(e => e.value)")
 
 
-def test_users_see_only_the_profiles_their_vos_allow(page: Page, quota_stack):
+def card(page: Page, slug: str):
+    return page.locator(f'.egi-profile-card[data-profile="{slug}"]')
+
+
+def submit(page: Page) -> None:
+    page.locator('#spawn_form input[type="submit"], #spawn_form button[type="submit"]').click()
+
+
+def test_cards_show_resources_where_each_server_is_charged_and_the_use(page: Page, quota_stack):
     login(page, quota_stack, "bob")
     page.goto(f"{quota_stack.url}/hub/spawn")
     assert profile_names(page) == ["small", "large"]
-    page.context.clear_cookies()
-    login(page, quota_stack, "alice")
-    page.goto(f"{quota_stack.url}/hub/spawn")
-    assert profile_names(page) == ["small"]
+    expect(page.get_by_role("group", name="Choose a profile")).to_be_visible()
+    large = card(page, "large")
+    expect(large.get_by_label("Large")).to_be_enabled()
+    expect(large.locator(".egi-profile-vo")).to_have_text("vo.notebooks.egi.eu")
+    expect(large.locator(".egi-profile-use")).to_have_text("vo.notebooks.egi.eu: no limits")
+    expect(large).to_contain_text("up to 4 GiB")
+    expect(card(page, "small").locator(".egi-profile-vo")).to_have_text("vo.notebooks.egi.eu")
+    save_screenshot(page, "spawn-form-cards")
 
 
-def test_a_refused_spawn_says_which_limit(page: Page, quota_stack):
+def test_profiles_of_other_vos_are_disabled_with_the_enrolment_link(page: Page, quota_stack):
     login(page, quota_stack, "alice")
     page.goto(f"{quota_stack.url}/hub/spawn")
-    page.locator('#spawn_form input[type="submit"], #spawn_form button[type="submit"]').click()
-    expect(page.get_by_text("Error: Quota reached: max_servers = 0")).to_be_visible()
-    expect(page.get_by_text("limit of vo.access.egi.eu")).to_be_visible()
-    page.screenshot(path=str(quota_stack.data_dir.parent / "quota-refused.png"))
+    assert profile_names(page, 'input[name="profile"]:enabled') == ["small"]
+    expect(page.locator("#profile-small")).to_be_checked()  # the one choice: preselected
+    small = card(page, "small")
+    expect(small.locator(".egi-profile-vo")).to_have_text("vo.access.egi.eu")
+    # vo.access.egi.eu's limit is 0 here: said in words, not by a colour.
+    expect(small.locator(".egi-profile-use")).to_have_text(
+        "vo.access.egi.eu: 0 of 0 servers (full)"
+    )
+    large = card(page, "large")
+    expect(page.locator("#profile-large")).to_be_disabled()
+    expect(large.locator(".egi-profile-needs")).to_contain_text(
+        "needs membership of vo.notebooks.egi.eu"
+    )
+    link = large.get_by_role("link", name="join vo.notebooks.egi.eu")
+    expect(link).to_have_attribute("href", JOIN_NOTEBOOKS)
+    save_screenshot(page, "spawn-form-unavailable-profile")
+
+
+def test_a_refused_spawn_says_which_limit_in_words(page: Page, quota_stack):
+    login(page, quota_stack, "alice")
+    page.goto(f"{quota_stack.url}/hub/spawn")
+    submit(page)
+    expect(page.get_by_text("vo.access.egi.eu allows no servers at all.")).to_be_visible()
+    expect(page.get_by_text("HTTP 403")).to_have_count(0)
+    expect(page.get_by_text("Quota reached")).to_have_count(0)
+    save_screenshot(page, "spawn-refused-quota")
+    # The records stay honest: no options of a server that never ran.
+    model = quota_stack.api.get("/users/alice", params={"include_stopped_servers": "1"}).json()
+    assert model["servers"].get("", {}).get("user_options", {}) == {}
 
 
 def test_a_chosen_profile_starts_jupyterlab_with_its_limits(page: Page, quota_stack):
     login(page, quota_stack, "bob")
     page.goto(f"{quota_stack.url}/hub/spawn")
     page.locator("#profile-large").check()
-    page.locator('#spawn_form input[type="submit"], #spawn_form button[type="submit"]').click()
+    submit(page)
     page.wait_for_url(lambda url: "/user/bob/lab" in url, timeout=90_000)
     expect(page.locator(".jp-LauncherCard").first).to_be_visible()
     model = quota_stack.user("bob")["servers"][""]
