@@ -175,8 +175,9 @@ def test_failed_start_shows_its_log_as_lines(page: Page, site_stack):
     log = page.locator("#progress-message pre.egi-spawn-log, #egi-spawn-error pre.egi-spawn-log")
     expect(log).to_contain_text("egi-test: cannot import module xyz", timeout=60_000)
     expect(page.get_by_text("exited with status 3").first).to_be_visible()
-    if "/spawn-pending/" in page.url and page.locator("#progress-bar").count():
+    if page.locator("#progress-bar").count():  # the progress page (not the failed page)
         expect(page.locator("#progress-bar")).to_have_class("progress-bar bg-danger")
+        expect(page.locator("h1")).to_have_text("Your server could not start")
     assert_accessible(page)
     save_screenshot(page, "spawn-pending-failed")
     # Back to the server's URL: the "could not start" page, with the same lines.

@@ -172,3 +172,22 @@ def test_checkin_enrolment_urls_is_a_deprecated_alias_beneath_site_pages():
         )
     finally:
         SitePages.clear_instance()
+
+
+@pytest.mark.parametrize(
+    ("status", "title"),
+    [(403, "Your server was not started"), (500, "Your server could not start")],
+)
+def test_not_running_page_tells_a_refusal_from_a_failure(site, status, title):
+    html = render(
+        "not_running.html",
+        site,
+        failed=True,
+        server_name="",
+        spawn_url="/hub/spawn/alice",
+        failed_message="HTTP 403: error (Quota reached)",
+        failed_html_message=None,
+        exception=web.HTTPError(status),
+    )
+    assert f"<h1>{title}</h1>" in html
+    assert '<p class="egi-message">Quota reached</p>' in html
