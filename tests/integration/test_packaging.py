@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -61,6 +63,17 @@ def test_wheel_holds_every_subpackage_under_egi_hub(tmp_path):
     config = "jupyter_server_config.d/egi_hub.json"
     assert f"egi_hub/jupyter_config/{config}" in names
     assert any(n.endswith(f".data/data/etc/jupyter/{config}") for n in names)
+    assert "egi_hub/singleuser/defaults.py" in names
+    # JupyterLab's quiet defaults: in the package (the local spawner's config dir) and in
+    # JupyterLab's app settings of the environment the wheel is installed into.
+    assert "egi_hub/jupyter_config/labconfig/default_setting_overrides.json" in names
+    assert "egi_hub/jupyter_config/lab-settings/overrides.d/egi_hub.json" in names
+    (lab_overrides,) = [
+        n
+        for n in names
+        if n.endswith(".data/data/share/jupyter/lab/settings/overrides.d/egi_hub.json")
+    ]
+    assert_lab_reads_quiet_defaults(tmp_path, tmp_path / "unpacked" / lab_overrides)
     (ep_file,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     entry_points_text = (tmp_path / "unpacked" / ep_file).read_text()
     assert "egi-dev = egi_hub.authenticator.dev:DevAuthenticator" in entry_points_text
@@ -78,6 +91,40 @@ def test_wheel_holds_every_subpackage_under_egi_hub(tmp_path):
         check=True,
     ).stdout
     assert out.startswith(str(tmp_path / "unpacked" / "egi_hub" / "authenticator"))
+
+
+def assert_lab_reads_quiet_defaults(tmp_path: Path, overrides_file: Path) -> None:
+    """A real LabApp whose app dir is the wheel's ``share/jupyter/lab`` reads the file.
+
+    Run in a fresh Python with no other Jupyter config dirs, so only the wheel's file
+    can say it (creating a LabApp runs yarn: not in the unit lane).
+    """
+    app_dir = overrides_file.parents[2]  # <data>/share/jupyter/lab
+    code = (
+        "import json\n"
+        "from jupyterlab.labapp import LabApp\n"
+        "from jupyterlab_server.settings_utils import _get_overrides\n"
+        "app = LabApp()\n"
+        "print(json.dumps([app.app_settings_dir, _get_overrides(app.app_settings_dir)]))\n"
+    )
+    empty = tmp_path / "no-config"
+    env = {
+        **os.environ,
+        "JUPYTERLAB_DIR": str(app_dir),
+        "JUPYTER_CONFIG_DIR": str(empty),
+        "JUPYTER_CONFIG_PATH": str(empty),
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    settings_dir, (overrides, error) = json.loads(run.stdout.strip().splitlines()[-1])
+    assert Path(settings_dir) == app_dir / "settings"
+    assert error == ""
+    assert overrides["@jupyterlab/apputils-extension:notification"] == {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    }
 
 
 def test_hub_modules_do_not_import_the_notebook_side():
