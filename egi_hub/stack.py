@@ -238,6 +238,17 @@ def _add_idle_culler(c: Config, stack: LocalStack) -> None:
     c.JupyterHub.load_roles = roles
 
 
+def _add_home_view(c: Config) -> None:
+    """The home page's servers, VOs, quota use and hours (``egi_home``), unless the site
+    set that template variable itself."""
+    from egi_hub.spawner.home import template_vars
+
+    variables = dict(c.JupyterHub.get("template_vars", {}))
+    for name, value in template_vars(c).items():
+        variables.setdefault(name, value)
+    c.JupyterHub.template_vars = variables
+
+
 def build_config(
     site: Mapping[str, Any],
     *,
@@ -259,6 +270,7 @@ def build_config(
     _add_idle_culler(config, stack)
     _add_access_token_scope(config)
     hub_page_config(config)
+    _add_home_view(config)
     return StackConfig(config=config, data_dir=root)
 
 

@@ -14,9 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import Page, expect
-from traitlets.config import Config
 
-from egi_hub.pages import hub_page_config
 from tests.a11y import assert_accessible
 from tests.e2e.test_browser import login
 from tests.integration.test_quota_local import quota_site
@@ -42,21 +40,6 @@ def past_run(user: str, vo: str, profile: str, days_ago: float, hours: float) ->
     ]
 
 
-def wire_home_page(data_dir) -> None:
-    """Give the hub the ``egi_home`` template variable, unless the stack already does.
-
-    JupyterHub reads ``jupyterhub_config.py`` in the stack's data dir; ``.update`` merges
-    into the stack's template variables (the site look's ``site`` stays).
-    """
-    variables = hub_page_config(Config()).JupyterHub.get("template_vars", {})
-    if "egi_home" in variables:
-        return
-    (data_dir / "jupyterhub_config.py").write_text(
-        "from egi_hub.spawner.home import template_vars\n"
-        "c.JupyterHub.template_vars.update(template_vars(c))\n"
-    )
-
-
 @pytest.fixture(scope="module")
 def home_stack(tmp_path_factory):
     site = quota_site(
@@ -76,7 +59,6 @@ def home_stack(tmp_path_factory):
     lines += past_run("alice", ACCESS, "small", days_ago=40, hours=100)  # before the window
     lines += past_run("bob", NOTEBOOKS, "large", days_ago=1, hours=7)
     (data_dir / "usage.jsonl").write_text("".join(line + "\n" for line in lines))
-    wire_home_page(data_dir)
     stack = start_stack(tmp, site)
     yield stack
     stack.stop()
