@@ -68,11 +68,14 @@ def proxy_command() -> list[str]:
     return [find_proxy() or PROXY_NAME]
 
 
-def check_proxy(command: Sequence[str], timeout: float = 30) -> str:
+def check_proxy(command: Sequence[str] | str, timeout: float = 30) -> str:
     """Return the version of the proxy ``command`` runs; `ProxyError` unless it is 5.x.
 
-    Runs ``command --version`` (blocking, before the hub's event loop starts).
+    Runs ``command --version`` (blocking, before the hub's event loop starts). A string
+    is one program, as JupyterHub reads ``ConfigurableHTTPProxy.command``.
     """
+    if isinstance(command, str):
+        command = [command]
     if not command:
         raise ProxyError(f"ConfigurableHTTPProxy.command is empty; {INSTALL_HINT}")
     name = command[0]

@@ -167,6 +167,7 @@ def test_the_checkout_proxy_is_the_pinned_5x():
     pinned = lock["packages"]["node_modules/configurable-http-proxy"]["version"]
     assert pinned.startswith("5.")
     assert proxy.check_proxy([found]) == pinned
+    assert proxy.check_proxy(found) == pinned  # a string, as JupyterHub's Command allows
 
 
 def test_without_the_checkout_proxy_the_one_on_path_is_used(tmp_path, monkeypatch):
