@@ -330,20 +330,25 @@ def banner(url: str, authenticator: Any) -> str:
 
 def _hub_class() -> type:
     """JupyterHub, printing `banner` once it serves (its start() returns after the
-    proxy is up and routes are in place; the log line before it is easy to miss)."""
-    from jupyterhub.app import JupyterHub
+    proxy is up and routes are in place; the log line before it is easy to miss).
 
-    class StackHub(JupyterHub):
+    Made here so that ``egi-hub config check`` never imports JupyterHub's app; named
+    ``JupyterHub`` because traitlets names the log after the class, and the lines
+    should read as JupyterHub's.
+    """
+    from jupyterhub import app
+
+    class JupyterHub(app.JupyterHub):
         async def start(self) -> None:
             await super().start()
             print(banner(self.proxy.public_url, self.authenticator), flush=True)
 
-    return StackHub
+    return JupyterHub
 
 
 def run(stack_config: StackConfig) -> None:
     """Run JupyterHub with this config in this process until it is stopped."""
-    StackHub = _hub_class()
+    hub_class = _hub_class()
     config = stack_config.config
     if config.ConfigurableHTTPProxy.get("should_start", True):
         check_proxy(config.ConfigurableHTTPProxy.command)
@@ -355,5 +360,5 @@ def run(stack_config: StackConfig) -> None:
     # JupyterHub reads ./jupyterhub_config.py if it exists: in the data dir, that is
     # where Python-only settings (hooks) go; never one from wherever egi-hub was started.
     os.chdir(stack_config.data_dir)
-    StackHub.instance(config=config)
-    StackHub.launch_instance(argv=[])
+    hub_class.instance(config=config)
+    hub_class.launch_instance(argv=[])
