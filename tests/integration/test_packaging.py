@@ -64,6 +64,10 @@ def test_wheel_holds_every_subpackage_under_egi_hub(tmp_path):
     assert f"egi_hub/jupyter_config/{config}" in names
     assert any(n.endswith(f".data/data/etc/jupyter/{config}") for n in names)
     assert "egi_hub/singleuser/defaults.py" in names
+    # The hub's page templates and the spawn form's cards (the pages break without them).
+    for template in ("page", "login", "spawn", "spawn_pending", "home", "error", "not_running"):
+        assert f"egi_hub/templates/{template}.html" in names
+    assert "egi_hub/spawner/form_templates/profile_cards.html" in names
     # JupyterLab's quiet defaults: in the package (the local spawner's config dir) and in
     # JupyterLab's app settings of the environment the wheel is installed into.
     assert "egi_hub/jupyter_config/labconfig/default_setting_overrides.json" in names
