@@ -185,6 +185,9 @@ def _stack_defaults(data_dir: Path) -> Config:
     c.ConfigurableHTTPProxy.command = proxy_command()
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "proxy.pid")
+    # At "info" the proxy logs every route the hub reads or sets (each few seconds) into
+    # the hub's output; its warnings and errors (a server it cannot reach) still show.
+    c.ConfigurableHTTPProxy.log_level = "warn"
     c.EGILocalSpawner.work_dir_root = str(data_dir / "users")
     c.EGILocalSpawner.log_dir = str(data_dir / "logs")
     c.QuotaPolicy.usage_log = str(data_dir / "usage.jsonl")

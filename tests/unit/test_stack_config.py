@@ -27,6 +27,7 @@ def test_defaults(tmp_path):
     assert c.EGILocalSpawner.work_dir_root == str(built.data_dir / "users")
     # npm configurable-http-proxy (egi_hub.proxy finds it; the bare name if not installed)
     assert Path(c.ConfigurableHTTPProxy.command[0]).name == "configurable-http-proxy"
+    assert c.ConfigurableHTTPProxy.log_level == "warn"  # not a line per route check
     assert c.Authenticator.enable_auth_state is True
     culler = services(c)["idle-culler"]
     assert "--timeout=3600" in culler["command"]
