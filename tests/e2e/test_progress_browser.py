@@ -16,8 +16,7 @@ from playwright.sync_api import Page, expect
 
 from tests.a11y import assert_accessible
 from tests.e2e.test_browser import login
-from tests.integration.test_quota_local import quota_site
-from tests.integration.test_spawn_progress import gated_profile
+from tests.integration.test_spawn_progress import gated_site
 from tests.screens import save_screenshot
 from tests.stackrunner import start_stack
 
@@ -27,10 +26,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def gated_stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("progress-ui")
-    site = quota_site({"vo.access.egi.eu": {"max_servers": 3, "max_memory": "8G"}})
-    profiles = site["EGILocalSpawner"]["profile_list"]
-    site["EGILocalSpawner"]["profile_list"] = [*profiles, gated_profile(str(tmp / "gate"))]
-    stack = start_stack(tmp, site)
+    stack = start_stack(tmp, gated_site(tmp / "gate"))
     stack.gate = tmp / "gate"
     yield stack
     stack.stop()

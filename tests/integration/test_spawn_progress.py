@@ -39,13 +39,18 @@ def gated_profile(gate: str) -> dict:
     }
 
 
+def gated_site(gate) -> dict:
+    """The quota test site (alice in vo.access.egi.eu) plus the "gated" profile."""
+    site = quota_site({"vo.access.egi.eu": {"max_servers": 3, "max_memory": "8G"}})
+    profiles = site["EGILocalSpawner"]["profile_list"]
+    site["EGILocalSpawner"]["profile_list"] = [*profiles, gated_profile(str(gate))]
+    return site
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("progress")
-    site = quota_site({"vo.access.egi.eu": {"max_servers": 3, "max_memory": "8G"}})
-    profiles = site["EGILocalSpawner"]["profile_list"]
-    site["EGILocalSpawner"]["profile_list"] = [*profiles, gated_profile(str(tmp / "gate"))]
-    stack = start_stack(tmp, site)
+    stack = start_stack(tmp, gated_site(tmp / "gate"))
     stack.dev_login("alice")
     stack.gate = tmp / "gate"
     yield stack
