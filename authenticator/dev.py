@@ -2,14 +2,21 @@
 
 For trying egi-hub on one machine without an identity provider. Anyone who can reach
 the login page can sign in as any configured user, so the page says so plainly.
+
+The login form is rendered with autoescaping (`render_login_form`): JupyterHub renders
+an authenticator's ``custom_html`` with a plain, non-escaping Jinja ``Template`` and
+hands it the ``username`` query argument, so an unescaped form would run any script
+put in a link to ``/hub/login?username=...``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from jinja2 import Environment
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.login import LoginHandler
+from markupsafe import Markup
 from tornado import web
 from traitlets import Dict, default
 
@@ -17,7 +24,7 @@ from egi_hub.config import TraitPathError, describe, expect
 from egi_hub.context import UserContext
 from egi_hub.vo import EntitlementError, parse_entitlement
 
-__all__ = ["DevAuthenticator", "DevLoginHandler", "DevUsers"]
+__all__ = ["DevAuthenticator", "DevLoginHandler", "DevUsers", "render_login_form"]
 
 _USER_KEYS = ("entitlements",)
 
@@ -83,12 +90,39 @@ _LOGIN_FORM = """
 """
 
 
-class DevLoginHandler(LoginHandler):
-    """The login form's answer to an empty username: the form again, asking for one.
+# Every value in the form is escaped, whoever wrote the form (ours, or a site's own
+# DevAuthenticator.custom_html): nothing can be forgotten.
+_FORM_ENVIRONMENT = Environment(autoescape=True)
 
-    JupyterHub would pass the empty name to `DevAuthenticator.authenticate`, whose
-    "Unknown user ''" refusal page reads as if a user called '' had been refused.
+
+def render_login_form(form: str, values: dict[str, Any]) -> Markup:
+    """The login form ``form`` (Jinja text) rendered from ``values``, every value escaped.
+
+    ``values`` are the names JupyterHub gives ``custom_html`` (``username``,
+    ``login_error``, ``authenticator_login_url``, ``authenticator``, ``xsrf``, ...);
+    the result is markup, for ``login.html`` to insert as it is.
     """
+    return Markup(_FORM_ENVIRONMENT.from_string(form).render(**values))
+
+
+class DevLoginHandler(LoginHandler):
+    """The login page, with the form rendered escaped and an answer to an empty username.
+
+    JupyterHub's own rendering of ``custom_html`` escapes nothing (see the module's
+    docstring); `render_template` renders the form again, from the same values, with
+    `render_login_form`, and the unescaped text is thrown away unused.
+
+    An empty username gets the form again, asking for one: JupyterHub would pass it to
+    `DevAuthenticator.authenticate`, whose "Unknown user ''" refusal page reads as if a
+    user called '' had been refused.
+    """
+
+    def render_template(self, name: str, sync: bool = False, **ns: Any) -> Any:
+        if name == "login.html" and ns.get("custom_html"):
+            values = {key: value for key, value in ns.items() if key != "custom_html"}
+            form = self.authenticator.get_custom_html(self.hub.base_url)
+            ns["custom_html"] = render_login_form(form, values)
+        return super().render_template(name, sync=sync, **ns)
 
     async def post(self) -> None:
         if self.get_argument("username", "", strip=True):

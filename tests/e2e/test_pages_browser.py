@@ -10,6 +10,7 @@ start on a busy site does.
 from __future__ import annotations
 
 import sys
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -125,6 +126,39 @@ def test_empty_dev_username_asks_for_one(page: Page, site_stack):
     expect(page.locator("#username_input")).to_be_visible()
     assert_accessible(page)
     save_screenshot(page, "login-empty-username")
+
+
+def test_dev_login_shows_markup_in_usernames_as_text(page: Page, site_stack):
+    """A link to the login page with a script in ``username``, and POSTed usernames with
+    markup in them, show as text: no script runs (no dialog, no ``window.__xss``)."""
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    script = '"><script>window.__xss=1;alert(1)</script>'
+    page.goto(f"{site_stack.url}/hub/login?{urlencode({'username': script})}")
+    expect(page.locator("#username_input")).to_have_value(script)
+    assert page.evaluate("window.__xss") is None
+    save_screenshot(page, "login-username-escaped")
+    # A name that JupyterHub finds invalid ('/'): the form again, the name in its box.
+    invalid = '"><img src=x onerror="window.__xss=2;alert(2)">/'
+    page.fill("#username_input", invalid)
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.click("#login_submit")
+    assert answer.value.status == 403
+    expect(page.locator("#username_input")).to_have_value(invalid)
+    assert page.evaluate("window.__xss") is None
+    # A name no one in the site file has: JupyterHub shows the refusal in the form, which
+    # quotes the name.
+    unknown = "<img src=x onerror=window.__xss=3;alert(3)>"
+    page.fill("#username_input", unknown)
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.click("#login_submit")
+    assert answer.value.status == 403
+    expect(page.locator("#egi-login-error")).to_contain_text(f"Unknown user {unknown!r}")
+    expect(page.locator("#egi-dev-login img")).to_have_count(0)
+    expect(page.locator("#username_input")).to_have_value(unknown)
+    assert page.evaluate("window.__xss") is None
+    save_screenshot(page, "login-unknown-user")
+    assert dialogs == []
 
 
 def test_dark_theme_is_readable(browser, site_stack):
