@@ -36,7 +36,9 @@ class SingleUserExitedError(web.HTTPError):
     """The single-user server exited before it accepted connections.
 
     An HTTP error (500), so that JupyterHub shows its message, with the log's last
-    lines, on the spawn page, the spawn-pending page and in the REST API.
+    lines, on the spawn page, the spawn-pending page and in the REST API. What users
+    read says "its log": the log's path is the hub machine's, of use to admins only,
+    so only the hub's own log (the error's ``log_message``) names it.
     """
 
     def __init__(self, status: int, log_path: Path, lines: list[str]) -> None:
@@ -46,8 +48,7 @@ class SingleUserExitedError(web.HTTPError):
         # Read by JupyterHub to show the reason on the spawn page and in the API.
         self.jupyterhub_message = f"{summary}. Last lines of its log:\n{text}"
         self.jupyterhub_html_message = (
-            f"<p>{html.escape(summary.capitalize())}. Last lines of its log "
-            f"(<code>{html.escape(str(log_path))}</code>):</p>"
+            f"<p>{html.escape(summary.capitalize())}. Last lines of its log:</p>"
             f'<pre class="egi-spawn-log">{html.escape(text)}</pre>'
         )
 
@@ -179,7 +180,9 @@ class LocalWorkdirSpawner(ProgressEvents, LocalProcessSpawner):
             status = self.proc.poll() if self.proc is not None else None
             if status is not None:
                 lines = await asyncio.to_thread(tail_lines, log_path, self.log_tail_lines)
-                self.log.error("Server %s exited with status %s", self._log_name, status)
+                self.log.error(
+                    "Server %s exited with status %s (log: %s)", self._log_name, status, log_path
+                )
                 raise SingleUserExitedError(status, log_path, lines)
             try:
                 _, writer = await asyncio.open_connection(ip, port)

@@ -54,5 +54,6 @@ def test_spawn_page_shows_why_a_server_failed(page: Page, crashing_stack: Stack)
     expect(log).to_contain_text("egi-test: cannot import module xyz")
     assert "\n" in log.inner_text().strip()  # lines, not one run-on paragraph
     assert "Error:" not in error.inner_text()
+    assert str(crashing_stack.data_dir) not in error.inner_text()  # no hub-side path
     assert_accessible(page)
     save_screenshot(page, "spawn-failed")

@@ -15,6 +15,10 @@ def test_api_spawn_failure_names_exit_status_and_log(crashing_stack: Stack):
     message = r.json()["message"]
     assert "exited with status 3" in message
     assert "egi-test: cannot import module xyz" in message
+    # Users read "its log"; the path on the hub's machine is for the hub's own log.
+    log_file = crashing_stack.data_dir / "logs" / "carol.log"
+    assert "Last lines of its log" in message and str(log_file) not in message
+    assert f"(log: {log_file})" in crashing_stack.log()
     # The progress stream (what the spawn page reads) carries the same reason.
     with httpx.stream(
         "GET",
