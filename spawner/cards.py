@@ -28,9 +28,9 @@ from egi_hub.context import UserContext
 from egi_hub.pages import SitePages
 from egi_hub.quantities import QuantityError, parse_cpu, parse_memory
 
-from .profiles import UNLISTED, Profile
+from .profiles import UNLISTED, UNLISTED_CHOICE, Profile
 from .quota import QuotaPolicy
-from .quota_view import UseFigure, VOUse, vo_use
+from .quota_view import NOT_CHARGED, UseFigure, VOUse, vo_use
 
 __all__ = ["Card", "profile_cards", "render_cards"]
 
@@ -47,11 +47,16 @@ class Card:
     name: str
     description: str
     resources: list[tuple[str, str]]  # ("CPU", "2 (1 guaranteed)"), ...
-    vo: str  # the VO it is charged to, in words
+    vo: str  # the VO it is charged to, or "not charged to a VO"
     use: VOUse | None
     checked: bool = False
     needs: list[tuple[str, str]] = field(default_factory=list)  # (rule, enrolment URL)
     options: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def charged(self) -> bool:
+        """Whether the server is charged to a VO (not so for a user in no VO)."""
+        return self.vo != NOT_CHARGED
 
     @property
     def disabled(self) -> bool:
@@ -62,7 +67,8 @@ class Card:
         """``vo.access.egi.eu: 1 of 3 servers, 2 of 8 GiB (full)``."""
         if self.use is None:
             return ""
-        return f"{self.use.name}: {_figures(self.use.figures) or 'no limits'}"
+        name = self.use.vo or "Servers " + NOT_CHARGED
+        return f"{name}: {_figures(self.use.figures) or 'no limits'}"
 
     @property
     def your_use_text(self) -> str:
@@ -110,24 +116,40 @@ def _resources(profile: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _options(profile: Profile, chosen: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The profile's ``profile_options`` as fields (with the user's last choice)."""
+    """The profile's ``profile_options`` as fields, with the user's last choice.
+
+    As KubeSpawner's form: an option with a free value has an "Other…" entry in its
+    select, and its text box is filled (and "Other…" selected) only when the last start
+    used a free value. A stored value that is not text (an old API request) is
+    ignored: the default is shown instead.
+    """
     fields = []
     for name, option in profile.get("profile_options", {}).items():
         choices = option.get("choices", {})
-        selected = chosen.get(name)
-        if selected not in choices:
-            selected = next((k for k, c in choices.items() if c.get("default")), None)
         unlisted = option.get("unlisted_choice", {})
+        enabled = bool(unlisted.get("enabled"))
+        selected = chosen.get(name)
+        free = chosen.get(name + UNLISTED)
+        free = free if enabled and isinstance(free, str) and free else ""
+        if free:
+            selected = UNLISTED_CHOICE
+        elif not isinstance(selected, str) or selected not in choices:
+            selected = next((k for k, c in choices.items() if c.get("default")), None)
+        label = str(option.get("display_name") or name)
         fields.append(
             {
                 "field": f"{OPTION_PREFIX}{profile.slug}--{name}",
                 "unlisted_field": f"{OPTION_PREFIX}{profile.slug}--{name}{UNLISTED}",
-                "label": str(option.get("display_name") or name),
+                "label": label,
                 "choices": [(k, str(c.get("display_name") or k)) for k, c in choices.items()],
                 "selected": selected,
-                "unlisted": bool(unlisted.get("enabled")),
-                "unlisted_label": str(unlisted.get("display_name") or "Other"),
-                "unlisted_value": str(chosen.get(name + UNLISTED) or ""),
+                "unlisted": enabled,
+                "unlisted_choice": UNLISTED_CHOICE,
+                "unlisted_in_choices": str(unlisted.get("display_name_in_choices") or "Other…"),
+                "unlisted_label": str(unlisted.get("display_name") or f"{label} (other)"),
+                "unlisted_value": free,
+                "unlisted_pattern": str(unlisted.get("validation_regex") or ""),
+                "unlisted_hint": str(unlisted.get("validation_message") or ""),
             }
         )
     return fields
@@ -148,6 +170,7 @@ def profile_cards(
     """
     user_options = user_options or {}
     last = user_options.get("profile")
+    last = last if isinstance(last, str) else None  # an old API request's list or mapping
     chosen = next((p for p in profiles if p.slug == last), None)
     chosen = chosen or next((p for p in profiles if p.get("default")), None)
     chosen = chosen or (profiles[0] if profiles else None)
@@ -160,7 +183,7 @@ def profile_cards(
             name=str(profile.get("display_name") or profile.slug),
             description=str(profile.get("description") or ""),
             resources=_resources(profile),
-            vo=vo or "no VO",
+            vo=vo or NOT_CHARGED,
             use=vo_use(policy, vo, context.username) if allowed else None,
             checked=profile is chosen,
         )
@@ -186,4 +209,7 @@ def _environment() -> Environment:
 def render_cards(cards: Sequence[Card], site_name: str = "") -> str:
     """The form's HTML for these cards."""
     template = _environment().get_template("profile_cards.html")
-    return template.render(cards=cards, site_name=site_name)
+    other = any(o["unlisted"] and o["choices"] for card in cards for o in card.options)
+    return template.render(
+        cards=cards, site_name=site_name, unlisted_choice=UNLISTED_CHOICE, other_fields=other
+    )

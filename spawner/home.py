@@ -30,8 +30,8 @@ from traitlets.config import Config
 from egi_hub.context import UserContext
 from egi_hub.pages import SitePages
 
-from .quota import NO_VO, Charge, QuotaPolicy
-from .quota_view import VOUse, vo_use
+from .quota import Charge, QuotaPolicy
+from .quota_view import NOT_CHARGED, VOUse, vo_use
 from .usage_report import WINDOW, UsageReport, parse_time
 
 __all__ = ["HomeModel", "HomeView", "ServerView", "VOView", "template_vars"]
@@ -46,7 +46,7 @@ class ServerView:
     name: str  # "" for the default server
     status: str  # "running", "starting" or "stopping"
     profile: str  # the profile's display name ("" when there are no profiles)
-    vo: str  # the VO it is charged to, or "(no VO)"
+    vo: str  # the VO it is charged to, or "not charged to a VO"
     resources: str  # "1 CPU, 1 GiB memory" (what the quota charged)
     url: str
 
@@ -59,7 +59,7 @@ class ServerView:
 class VOView:
     """One VO on the home page: membership, use against its limits, the user's hours."""
 
-    name: str  # the VO, or "(no VO)"
+    name: str  # the VO, or "not charged to a VO"
     member: bool
     left: bool  # a VO the user is not in (now), listed for a server or hours charged to it
     use: VOUse
@@ -155,7 +155,7 @@ class HomeView:
             charge = policy.charge_of(user.name, orm_spawner.name)
             if charge is not None:
                 charges.append(charge)
-                slug, vo = charge.profile, charge.vo or NO_VO
+                slug, vo = charge.profile, charge.vo or NOT_CHARGED
                 resources = resources_text(charge.cpu, charge.memory, charge.gpu)
             else:  # not admitted yet (or a spawner without quotas)
                 slug = str((orm_spawner.user_options or {}).get("profile") or "")
@@ -193,7 +193,7 @@ class HomeView:
                 names.append(vo)
         vos = tuple(
             VOView(
-                name=vo or NO_VO,
+                name=vo or NOT_CHARGED,
                 member=vo in context.vos,
                 left=vo is not None and vo not in context.vos,
                 use=vo_use(policy, vo, user.name),

@@ -43,6 +43,8 @@ from egi_hub.vo import RuleError, VORule, parse_rule
 from .refusals import Links, Refusal, no_profile_refusal, option_refusal, profile_refusal
 
 __all__ = [
+    "UNLISTED",
+    "UNLISTED_CHOICE",
     "Profile",
     "ProfileListTrait",
     "available_profiles",
@@ -64,6 +66,7 @@ _PROFILE_KEYS = {
     "vo",
 }
 UNLISTED = "--unlisted-choice"  # KubeSpawner's suffix for a free-form option value
+UNLISTED_CHOICE = "unlisted-choice"  # KubeSpawner's value of the "Other…" entry in a select
 
 
 def profile_slug(profile: Mapping[str, Any]) -> str:
@@ -239,30 +242,41 @@ def option_overrides(
 ) -> list[dict[str, Any]]:
     """The ``kubespawner_override`` of each of the profile's options, as chosen.
 
-    KubeSpawner's rules: ``user_options[name]`` picks a choice, a non-empty
-    ``user_options[name + "--unlisted-choice"]`` a free value (where enabled and
-    matching ``validation_regex``), else the default choice (or the first). A choice
-    the option does not offer is a 400 that lists the ones it does.
+    KubeSpawner 7's rules (its ``_load_profile``), so that the local spawner and the
+    Kubernetes one start the same thing for the same ``user_options``: a non-empty
+    ``user_options[name + "--unlisted-choice"]`` is a free value (where enabled and
+    matching ``validation_regex``) and wins; else ``user_options[name]`` picks a
+    choice; else the default choice (or the first). The spawn form sends the free
+    value only with its "Other…" entry chosen (``name`` is then ``"unlisted-choice"``,
+    KubeSpawner's value), so a text typed once never outlives a later choice.
+
+    Refusals (400, in words): a value that is not text, a choice the option does not
+    offer (listing the ones it does), "Other…" without a value, a free value where
+    none is allowed or that does not match.
     """
     found = []
     slug = profile_slug(profile)
     for name, option in profile.get("profile_options", {}).items():
         choices = option.get("choices", {})
+        spec = option.get("unlisted_choice", {})
         unlisted = user_options.get(name + UNLISTED)
         choice = user_options.get(name)
-        if unlisted is not None and not isinstance(unlisted, str):
-            raise _refuse(f"Option {name!r} of profile {slug!r}: a free value must be text")
+        for value in (unlisted, choice):
+            if value is not None and not isinstance(value, str):
+                raise _refuse(f"Option {name!r} of profile {slug!r}: the value must be text")
         if unlisted:
-            spec = option.get("unlisted_choice", {})
             if not spec.get("enabled"):
                 raise _refuse(f"Option {name!r} of profile {slug!r} takes no free value")
             regex = spec.get("validation_regex")
-            if regex and not re.match(regex, str(unlisted)):
+            if regex and not re.match(regex, unlisted):
                 hint = spec.get("validation_message") or f"it must match {regex}"
                 raise _refuse(f"Option {name!r} of profile {slug!r}: {unlisted!r}: {hint}")
-            found.append(_fill(spec.get("kubespawner_override", {}), str(unlisted)))
+            found.append(_fill(spec.get("kubespawner_override", {}), unlisted))
+        elif choice == UNLISTED_CHOICE and spec.get("enabled"):
+            other = str(spec.get("display_name") or "Other")
+            raise _refuse(f"Option {name!r} of profile {slug!r}: enter a value for {other!r}")
         elif choice:
-            if not isinstance(choice, str) or choice not in choices:
+            if choice not in choices:
                 names = ", ".join(choices) or "none"
                 raise _refuse(
                     f"Option {name!r} of profile {slug!r} has no choice {choice!r} "

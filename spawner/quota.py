@@ -270,6 +270,16 @@ class QuotaPolicy(SingletonConfigurable):
         """The limits of a VO (`default_limits` for a VO without its own, or no VO)."""
         return self.vo_limits.get(vo, self.default_limits) if vo else self.default_limits
 
+    def allows_servers(self, vo: str | None) -> bool:
+        """Whether the limits of ``vo`` (None: servers not charged to a VO) let anyone
+        start a server at all: no ``max_servers: 0``, for the VO or per user, nor for
+        the whole hub."""
+        limits = self.limits_for(vo)
+        for ceiling in (limits, limits.per_user, self.total_limits):
+            if ceiling is not None and ceiling.max_servers == 0:
+                return False
+        return True
+
     def total_usage(self) -> Usage:
         """What is in use on the whole hub."""
         return self._total
@@ -364,7 +374,7 @@ class QuotaPolicy(SingletonConfigurable):
         self, charge: Charge, scope: str, broken: tuple[str, float, float, float]
     ) -> Breach:
         resource, limit, used, asked = broken
-        own = sorted(c.label for c in self._charges.values() if c.user == charge.user)
+        own = sorted(c.server for c in self._charges.values() if c.user == charge.user)
         return Breach(
             scope=scope,
             vo=charge.vo,

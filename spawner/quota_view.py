@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .quota import NO_VO, Limits, QuotaPolicy, Usage
+from .quota import Limits, QuotaPolicy, Usage
 
-__all__ = ["UseFigure", "VOUse", "vo_use"]
+__all__ = ["NOT_CHARGED", "UseFigure", "VOUse", "vo_use"]
+
+# Servers of users in no VO, in words (the quota's own bucket name, "(no VO)", is for
+# admins' logs and metrics).
+NOT_CHARGED = "not charged to a VO"
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,17 @@ class VOUse:
 
     @property
     def name(self) -> str:
-        return self.vo or NO_VO
+        """The VO, or ``not charged to a VO``."""
+        return self.vo or NOT_CHARGED
 
     @property
     def text(self) -> str:
-        """``vo.access.egi.eu: 1 of 3 servers, 2 of 8 GiB`` (and ``; you: ...``)."""
+        """``vo.access.egi.eu: 1 of 3 servers, 2 of 8 GiB`` (and ``; you: ...``);
+        ``Servers not charged to a VO: 0 of 2 servers`` for users in no VO."""
         parts = ", ".join(f.text for f in self.figures) or "no limits"
         if self.user_figures:
             parts += "; you: " + ", ".join(f.text for f in self.user_figures)
-        return f"{self.name}: {parts}"
+        return f"{self.vo or 'Servers ' + NOT_CHARGED}: {parts}"
 
 
 def _gib(value: float) -> str:

@@ -39,6 +39,7 @@ __all__ = [
     "profile_refusal",
     "quota_refusal",
     "resource_quota_refusal",
+    "server_names",
 ]
 
 
@@ -194,7 +195,7 @@ class Breach:
     asked: float
     user: str
     from_default: bool = False
-    running: tuple[str, ...] = field(default=())
+    running: tuple[str, ...] = field(default=())  # the user's servers' names ("": default)
 
     def sentence(self) -> str:
         """``vo.access.egi.eu allows 3 servers and 3 are running.``"""
@@ -238,14 +239,22 @@ class QuotaExceededError(Refusal):
         super().__init__(message, html_message, reason=reason)
 
 
+def server_names(names: Sequence[str]) -> str:
+    """``your default server and your server 'gpu'``: servers as the home page names
+    them (never JupyterHub's ``alice/``)."""
+    words = [f"your server {n!r}" if n else "your default server" for n in names]
+    if len(words) > 1:
+        return ", ".join(words[:-1]) + " and " + words[-1]
+    return words[0] if words else "nothing"
+
+
 def _running(breach: Breach, links: Links) -> tuple[str, str]:
     if breach.limit == 0:
         return "", ""
     if not breach.running:
         text = "You have no server running: try again when other servers stop."
         return text, _p(_e(text))
-    servers = ", ".join(breach.running)
-    text = f"Your running servers: {servers}."
+    text = f"Running now: {server_names(breach.running)}."
     stop = "Stop one on your home page to start another"
     home, home_html = _join_url(stop, links.home_url)
     return f"{text} {home}", _p(_e(text), " ", home_html)

@@ -35,6 +35,7 @@ from egi_hub.quantities import parse_memory
 from .cards import OPTION_PREFIX, profile_cards, render_cards
 from .profiles import (
     UNLISTED,
+    UNLISTED_CHOICE,
     Profile,
     ProfileListTrait,
     available_profiles,
@@ -45,12 +46,21 @@ from .profiles import (
 )
 from .progress import ProgressEvents
 from .quota import Charge, QuotaPolicy
-from .quota_view import vo_use
-from .refusals import Links, QuotaExceededError, amount, no_profile_refusal, quota_refusal
+from .quota_view import NOT_CHARGED, vo_use
+from .refusals import (
+    Links,
+    QuotaExceededError,
+    Refusal,
+    amount,
+    no_profile_refusal,
+    option_refusal,
+    quota_refusal,
+)
 
 __all__ = ["VOSpawnerMixin"]
 
 GPU_RESOURCE = "nvidia.com/gpu"
+LOGGED_NAMES = 10  # unhandled option names logged (API callers can send any number)
 
 
 class VOSpawnerMixin(ProgressEvents, HasTraits):
@@ -102,11 +112,23 @@ class VOSpawnerMixin(ProgressEvents, HasTraits):
 
     @staticmethod
     async def _profiles_form(spawner: VOSpawnerMixin) -> str:
+        """The profile cards; or, when no start can succeed, why not, without a form.
+
+        A user in no VO, where the limits for servers not charged to a VO allow none
+        (``default_limits: {max_servers: 0}``), is told to join a VO, with the
+        enrolment link, rather than offered cards that every start would refuse.
+        """
         context = await spawner.user_context()
-        profiles = available_profiles(spawner.profile_list, context, spawner.user.admin)
+        admin = bool(spawner.user.admin)
+        profiles = available_profiles(spawner.profile_list, context, admin)
+        links = spawner.refusal_links()
         if not profiles:
-            refusal = no_profile_refusal(context.vos, spawner.profile_list, spawner.refusal_links())
-            return refusal.message_html
+            return _no_start(no_profile_refusal(context.vos, spawner.profile_list, links))
+        exempt = admin and spawner.quota.admins_exempt
+        if not context.vos and not exempt:
+            chargeable = [p for p in profiles if p.charged_vo(context) is not None]
+            if not chargeable and not spawner.quota.allows_servers(None):
+                return _no_start(no_profile_refusal((), profiles, links))
         return spawner.render_profiles_form(profiles, context)
 
     def render_profiles_form(
@@ -132,28 +154,52 @@ class VOSpawnerMixin(ProgressEvents, HasTraits):
     def _check_user_options(spawner: VOSpawnerMixin, user_options: dict[str, Any]) -> None:
         """JupyterHub's hook for ``user_options``: here the profile and its options are
         ours to handle (chosen, checked and applied at start, after the VO rules and
-        before the quota). Anything else is named in the log and ignored."""
+        before the quota). Anything else is named in the log and ignored.
+
+        The profile and the values of its options must be text: JupyterHub saves the
+        options before the start, and a list or a mapping there would break the form
+        at every later visit. Such a request is refused with 400 before anything
+        starts, and its options are not kept (the refused start's records are undone).
+        """
         slug = user_options.get("profile")
         profile = next((p for p in spawner.profile_list if p.slug == slug), None)
         known = {"profile"}
         for name in (profile or {}).get("profile_options", {}):
             known |= {name, name + UNLISTED}
-        unknown = sorted(str(k) for k in user_options if k not in known)
+        for name in sorted(known & set(user_options)):
+            value = user_options[name]
+            if value is not None and not isinstance(value, str):
+                spawner._egi_failed_start = True  # stop() puts the last options back
+                what = "The profile" if name == "profile" else f"Option {name!r}"
+                raise option_refusal(
+                    f"{what} must be given as text, not {type(value).__name__} {value!r:.40}."
+                )
+        unknown = sorted(str(k)[:100] for k in user_options if k not in known)
         if unknown:
             spawner.log.warning(
-                "%s: ignoring user_options that no profile option takes: %s",
+                "%s: ignoring %d user_options that no profile option takes: %r",
                 spawner._log_name,
-                ", ".join(unknown),
+                len(unknown),
+                unknown[:LOGGED_NAMES] + (["..."] if len(unknown) > LOGGED_NAMES else []),
             )
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        """``{"profile": slug, <option>: choice, ...}``: KubeSpawner's user_options."""
+        """``{"profile": slug, <option>: choice, ...}``: KubeSpawner's user_options.
+
+        A free value (``<option>--unlisted-choice``) is taken only with the select's
+        "Other…" entry chosen, or for an option that has no choices: a text left in
+        the box never overrides the entry chosen above it.
+        """
         slug = (formdata.get("profile") or [""])[0]
         options: dict[str, Any] = {"profile": slug}
         prefix = f"{OPTION_PREFIX}{slug}--"
         for key, values in formdata.items():
             if slug and key.startswith(prefix) and values and values[0]:
                 options[key[len(prefix) :]] = values[0]
+        for key in [k for k in options if k.endswith(UNLISTED)]:
+            chosen = options.get(key.removesuffix(UNLISTED))
+            if chosen is not None and chosen != UNLISTED_CHOICE:
+                del options[key]
         return options
 
     def reset_profile(self) -> None:
@@ -249,7 +295,8 @@ class VOSpawnerMixin(ProgressEvents, HasTraits):
         if asked:
             what += f" ({', '.join(asked)})"
         use = vo_use(self.quota, charge.vo, charge.user)
-        return f"Admitted: {what}, charged to {use.name}. {use.text}."
+        charged = f"charged to {charge.vo}" if charge.vo else NOT_CHARGED
+        return f"Admitted: {what}, {charged}. {use.text}."
 
     async def progress(self) -> Any:
         """The start's events as they happen (see `ProgressEvents`)."""
@@ -331,3 +378,12 @@ class VOSpawnerMixin(ProgressEvents, HasTraits):
         if not getattr(self, "_egi_failed_start", False):
             orm_spawner = getattr(self, "orm_spawner", None)
             self._egi_prior_activity = getattr(orm_spawner, "last_activity", None)
+
+
+def _no_start(refusal: Refusal) -> str:
+    """A refusal in place of the spawn form; ``data-egi-no-start`` tells the page
+    template to leave out the Start button (there is nothing to start)."""
+    return (
+        '<div class="alert alert-warning egi-no-start" id="egi-no-start" data-egi-no-start>'
+        f"{refusal.message_html}</div>"
+    )

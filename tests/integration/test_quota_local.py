@@ -120,7 +120,7 @@ def test_fifty_concurrent_spawns_admit_exactly_the_limit(server_limit_stack):
     assert len(refused) == 45
     message = refused[0].json()["message"]
     assert message.startswith("vo.access.egi.eu allows 5 servers and 5 are running.")
-    assert "Your running servers: alice/s" in message
+    assert "Running now: your server 's" in message and "alice/" not in message
     assert message.endswith("Stop one on your home page to start another: /hub/home.")
     # The whole expected state, not just its first sign: five servers ready, the
     # gauge at five, and one "start" record for each of them.

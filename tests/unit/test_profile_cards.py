@@ -153,3 +153,146 @@ async def test_no_profile_for_a_user_in_no_vo_tells_them_to_join_one(tmp_path):
         form = await form_of(s)
     assert "You are not a member of any VO" in form
     assert 'href="https://operations-portal.egi.eu/vo/search"' in form
+
+
+OWN_IMAGE = {
+    "display_name": "Own image",
+    "slug": "own",
+    "profile_options": {
+        "image": {
+            "display_name": "Image",
+            "choices": {"minimal": {}, "full": {"default": True}},
+            "unlisted_choice": {"enabled": True, "display_name": "Image name"},
+        }
+    },
+}
+
+
+class Fields(HTMLParser):
+    """Selects (with their options and the selected one) and text inputs of a form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selects: dict[str, list[tuple[str, bool]]] = {}
+        self.texts: dict[str, dict] = {}
+        self.boxes: dict[str, dict] = {}
+        self._select: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "select":
+            self._select = a["name"]
+            self.selects[self._select] = []
+        elif tag == "option" and self._select:
+            self.selects[self._select].append((a["value"], "selected" in a))
+        elif tag == "input" and a.get("type") == "text":
+            self.texts[a["name"]] = a
+        elif tag == "div" and "egi-profile-other" in (a.get("class") or ""):
+            self.boxes[a["id"]] = a
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+
+
+def fields_of(options):
+    profiles = ProfileListTrait().validate(None, [OWN_IMAGE])
+    context = UserContext.from_entitlements("x", [ACCESS])
+    QuotaPolicy.clear_instance()
+    try:
+        cards = profile_cards(profiles, [], context, QuotaPolicy.instance(), SitePages(), options)
+        html = render_cards(cards)
+    finally:
+        QuotaPolicy.clear_instance()
+    parser = Fields()
+    parser.feed(html)
+    return parser, html
+
+
+def test_a_free_value_has_an_other_entry_and_is_refilled_only_when_it_was_used():
+    select, text = "profile-option-own--image", "profile-option-own--image--unlisted-choice"
+    fields, html = fields_of({"profile": "own", "image": "minimal"})
+    assert fields.selects[select] == [
+        ("minimal", True),
+        ("full", False),
+        ("unlisted-choice", False),
+    ]
+    assert fields.texts[text]["value"] == ""
+    assert f'data-egi-other="{text}"' in html and "<script>" in html
+    # The last start used a free value: "Other…" selected, the text back in its box.
+    used = {"profile": "own", "image": "unlisted-choice", "image--unlisted-choice": "my/img"}
+    fields, html = fields_of(used)
+    assert ("unlisted-choice", True) in fields.selects[select]
+    assert fields.texts[text]["value"] == "my/img"
+    assert "Other…" in html and 'for="' + text + '"' in html
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"profile": "own", "image": []},
+        {"profile": "own", "image": {"a": 1}},
+        {"profile": ["own"], "image": "minimal"},
+        {"profile": "own", "image--unlisted-choice": ["x"]},
+        {"profile": {"own": 1}},
+    ],
+)
+def test_a_stored_value_that_is_not_text_is_ignored(stored):
+    """Options an API request saved before 400s existed must not break the form."""
+    fields, _ = fields_of(stored)
+    selected = [v for v, on in fields.selects["profile-option-own--image"] if on]
+    assert selected in (["full"], ["minimal"])
+    assert fields.texts["profile-option-own--image--unlisted-choice"]["value"] == ""
+
+
+def test_the_form_sends_a_free_value_only_with_other_chosen(spawner):
+    prefix = "profile-option-own--"
+    form = {"profile": ["own"], prefix + "image": ["minimal"]}
+    form[prefix + "image--unlisted-choice"] = ["stale"]
+    assert spawner.options_from_form(form) == {"profile": "own", "image": "minimal"}
+    form[prefix + "image"] = ["unlisted-choice"]
+    assert spawner.options_from_form(form) == {
+        "profile": "own",
+        "image": "unlisted-choice",
+        "image--unlisted-choice": "stale",
+    }
+    # An option with no choices: the text is the value.
+    only_text = {"profile": ["own"], prefix + "tag--unlisted-choice": ["v1"]}
+    assert spawner.options_from_form(only_text)["tag--unlisted-choice"] == "v1"
+
+
+async def test_a_user_in_no_vo_where_no_vo_allows_nothing_is_told_to_join_one(tmp_path):
+    """No cards and no Start button that could only be refused: the no-VO message,
+    with the enrolment link."""
+    SitePages.clear_instance()
+    with local_vo_spawner(tmp_path, "carol", [], [PROFILES[0]]) as s:
+        s.quota.default_limits = {"max_servers": 0}
+        form = await form_of(s)
+        assert "You are not a member of any VO" in form and "data-egi-no-start" in form
+        assert 'href="https://operations-portal.egi.eu/vo/search"' in form
+        assert 'name="profile"' not in form
+        # Per user too.
+        s.quota.default_limits = {"per_user": {"max_servers": 0}}
+        assert "data-egi-no-start" in await form_of(s)
+
+
+async def test_a_user_in_no_vo_where_no_vo_servers_are_allowed_gets_cards_in_words(tmp_path):
+    SitePages.clear_instance()
+    with local_vo_spawner(tmp_path, "carol", [], [PROFILES[0]]) as s:
+        s.quota.default_limits = {"max_servers": 2}
+        form = await form_of(s)
+    assert 'name="profile"' in form and "data-egi-no-start" not in form
+    assert "not charged to a VO" in form
+    assert "Servers not charged to a VO: 0 of 2 servers" in form
+    assert "no VO" not in form
+
+
+async def test_a_profile_charged_to_a_vo_stays_open_to_a_user_in_no_vo(tmp_path):
+    """A profile with its own ``vo`` is charged there, not to the no-VO limits."""
+    SitePages.clear_instance()
+    profile = {**PROFILES[0], "vo": "vo.access.egi.eu"}
+    with local_vo_spawner(tmp_path, "carol", [], [profile]) as s:
+        s.quota.default_limits = {"max_servers": 0}
+        s.quota.vo_limits = LIMITS
+        form = await form_of(s)
+    assert 'name="profile"' in form and "vo.access.egi.eu: 0 of 3 servers" in form

@@ -9,7 +9,14 @@ import pytest
 
 from egi_hub.config import SiteConfigError
 from egi_hub.context import UserContext
-from egi_hub.spawner.profiles import Profile, ProfileListTrait, available_profiles, choose_profile
+from egi_hub.spawner.profiles import (
+    Profile,
+    ProfileListTrait,
+    available_profiles,
+    choose_profile,
+    option_overrides,
+)
+from egi_hub.spawner.refusals import Refusal
 from egi_hub.stack import validate_site
 from egi_hub.vo import parse_rule
 
@@ -67,3 +74,63 @@ def test_bad_profile_options_are_named_by_key(options, where, message):
     (issue,) = info.value.issues
     assert issue.path == f"EGIKubeSpawner.profile_list[0].profile_options{where}"
     assert message in issue.message
+
+
+OTHER = ProfileListTrait().validate(
+    None,
+    [
+        {
+            "display_name": "Own image",
+            "slug": "own",
+            "profile_options": {
+                "image": {
+                    "choices": {
+                        "minimal": {"kubespawner_override": {"image": "min"}},
+                        "full": {"default": True, "kubespawner_override": {"image": "full"}},
+                    },
+                    "unlisted_choice": {
+                        "enabled": True,
+                        "display_name": "Image name",
+                        "validation_regex": "^[a-z:/.-]+$",
+                        "kubespawner_override": {"image": "{value}"},
+                    },
+                }
+            },
+        }
+    ],
+)[0]
+
+
+@pytest.mark.parametrize(
+    "options, image",
+    [
+        ({}, "full"),
+        ({"image": "minimal"}, "min"),
+        # The form's "Other…" entry (KubeSpawner's value) with its text.
+        ({"image": "unlisted-choice", "image--unlisted-choice": "my/img"}, "my/img"),
+        # An API caller: as KubeSpawner 7's _load_profile, a non-empty free value wins.
+        ({"image": "minimal", "image--unlisted-choice": "my/img"}, "my/img"),
+        ({"image--unlisted-choice": "my/img"}, "my/img"),
+        # An empty free value never does.
+        ({"image": "minimal", "image--unlisted-choice": ""}, "min"),
+    ],
+)
+def test_option_overrides_follow_kubespawner(options, image):
+    assert option_overrides(OTHER, options)[-1] == {"image": image}
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"image": "unlisted-choice"}, "enter a value for 'Image name'"),
+        ({"image": "unlisted-choice", "image--unlisted-choice": ""}, "enter a value"),
+        ({"image--unlisted-choice": "Bad Name"}, "'Bad Name': it must match"),
+        ({"image": ["minimal"]}, "the value must be text"),
+        ({"image": "huge"}, "has no choice 'huge' (choices: minimal, full)"),
+    ],
+)
+def test_option_refusals_are_400s_in_words(options, message):
+    with pytest.raises(Refusal) as info:
+        option_overrides(OTHER, options)
+    assert info.value.status_code == 400
+    assert message in info.value.message

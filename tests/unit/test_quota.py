@@ -68,7 +68,7 @@ def test_vo_server_limit_names_limit_usage_and_servers():
         p.admit(charge("c", "two"))
     message = info.value.message
     assert message.startswith("vo.access.egi.eu allows 3 servers and 3 are running.")
-    assert "Your running servers: c/. Stop one on your home page" in message
+    assert "Running now: your default server. Stop one on your home page" in message
     assert info.value.status_code == 403
     # Plain text for JupyterHub to show as it is (no "HTTP 403: error (" wrapper).
     assert info.value.jupyterhub_message == message == str(info.value)

@@ -32,5 +32,6 @@ def test_no_limits_and_no_vo():
     quota = policy()
     assert vo_use(quota, "open.vo").text == "open.vo: no limits"
     nobody = vo_use(quota, None, "carol")
-    assert nobody.text == "(no VO): 0 of 0 servers"
+    assert nobody.text == "Servers not charged to a VO: 0 of 0 servers"
+    assert nobody.name == "not charged to a VO"
     assert nobody.figures[0].full

@@ -86,7 +86,7 @@ async def test_a_quota_refusal_links_the_home_page_where_servers_stop(spawner):
     e = await refusal_of(spawner, {"profile": "small"})
     text, html = format_exception(e)
     assert text == (
-        "vo.access.egi.eu allows 1 server and 1 is running. Your running servers: alice/gpu. "
+        "vo.access.egi.eu allows 1 server and 1 is running. Running now: your server 'gpu'. "
         "Stop one on your home page to start another: /hub/home."
     )
     assert '<a href="/hub/home">Stop one on your home page to start another</a>' in html
@@ -130,4 +130,49 @@ async def test_profile_options_are_handled_without_the_unhandled_warning(spawner
     await spawner._run_apply_user_options({"profile": "large", "image": "a"})
     assert "Received unhandled user_options" not in caplog.text
     await spawner._run_apply_user_options({"profile": "small", "colour": "red"})
-    assert "ignoring user_options that no profile option takes: colour" in caplog.text
+    assert "ignoring 1 user_options that no profile option takes: ['colour']" in caplog.text
+    caplog.clear()
+    # Names an API caller chose: quoted (a newline stays in the repr), at most ten, counted.
+    names = {f"x{i:02}\nforged log line": 1 for i in range(25)}
+    await spawner._run_apply_user_options({"profile": "small", **names})
+    (record,) = [r for r in caplog.records if "ignoring" in r.getMessage()]
+    text = record.getMessage()
+    assert "ignoring 25 user_options" in text and "\n" not in text
+    assert "'x09\\nforged log line', '...'" in text and "x10" not in text
+
+
+@pytest.mark.parametrize(
+    "options, what",
+    [
+        ({"profile": ["small"]}, "The profile must be given as text, not list"),
+        ({"profile": {"slug": "small"}}, "The profile must be given as text, not dict"),
+        ({"profile": "large", "image": []}, "Option 'image' must be given as text, not list"),
+        (
+            {"profile": "large", "image--unlisted-choice": {"a": 1}},
+            "Option 'image--unlisted-choice' must be given as text, not dict",
+        ),
+        ({"profile": "large", "image": 3}, "Option 'image' must be given as text, not int"),
+    ],
+)
+async def test_a_profile_or_option_value_that_is_not_text_is_a_400_before_anything(
+    spawner, options, what
+):
+    """JupyterHub saves user_options before the start: a list there once broke the form
+    at every later visit. The hook refuses it (400, in words) and the cleanup that
+    follows puts the last started options back."""
+    spawner.orm_spawner = SimpleNamespace(name="", server=None, user_options=options)
+    spawner._egi_last_options = {"profile": "small"}
+    with pytest.raises(Refusal) as info:
+        await spawner._run_apply_user_options(options)
+    assert info.value.status_code == 400
+    assert info.value.message.startswith(what)
+    text, html = format_exception(info.value)
+    assert "HTTP 400" not in text and "<p>" in html
+    spawner.run_post_stop_hook()  # JupyterHub's cleanup after a failed start
+    assert spawner.orm_spawner.user_options == {"profile": "small"}
+
+
+async def test_options_of_other_profiles_and_nulls_are_not_refused(spawner, caplog):
+    await spawner._run_apply_user_options({"profile": None})
+    await spawner._run_apply_user_options({"profile": "small", "image": ["not ours"]})
+    assert "ignoring 1 user_options" in caplog.text
