@@ -16,6 +16,13 @@ changed), keeps what it read as runs per user, and forgets runs that ended befor
 window. Reading is blocking file work: `UsageReport.hours` does it in a thread, never on
 the hub's event loop. Lines that are not well-formed records are skipped, not fatal:
 one bad line must not hide everyone's hours.
+
+Memory stays bounded whatever the log holds. A last line without its newline is held
+over for the next read only up to `MAX_LINE` (1 MiB, far more than any record): past
+that, the read skips to the next newline and counts the line as malformed. A start
+line without a stop is kept while it may still be a running server: one per server
+(a later start of the same server supersedes it), forgotten once the user's page shows
+the server is not running with that start, and after `MAX_OPEN` in any case.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ log = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=30)
 CHUNK = 1 << 20  # bytes read at a time
+MAX_LINE = 1 << 20  # longest unfinished last line held over for the next read
+MAX_OPEN = timedelta(days=120)  # a start without a stop older than this is forgotten
 
 
 @dataclass(frozen=True)
@@ -112,18 +121,23 @@ def hours_by_vo(
 class UsageReport:
     """Everyone's runs from one usage log, kept current by reading only what was added."""
 
-    def __init__(self, path: str, window: timedelta = WINDOW) -> None:
+    def __init__(
+        self, path: str, window: timedelta = WINDOW, max_open: timedelta = MAX_OPEN
+    ) -> None:
         self.path = path
         self.window = window
+        self.max_open = max_open
         self._lock = threading.Lock()
         self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime_ns) read
         self._offset = 0
+        self._skipping = False  # inside an over-long line: read on to its newline
         self._closed: dict[str, list[Run]] = defaultdict(list)
-        self._open: dict[tuple[str, str, datetime], Run] = {}
+        self._open: dict[tuple[str, str], Run] = {}  # (user, server): its unfinished run
         self.skipped = 0  # lines that were not records
 
     def _reset(self) -> None:
         self._offset = 0
+        self._skipping = False
         self._closed.clear()
         self._open.clear()
         self.skipped = 0
@@ -155,12 +169,31 @@ class UsageReport:
             f.seek(self._offset)
             rest = b""
             while chunk := f.read(CHUNK):
+                if self._skipping:  # the rest of an over-long line: up to its newline
+                    end = chunk.find(b"\n")
+                    if end < 0:
+                        self._offset += len(chunk)
+                        continue
+                    self._offset += end + 1
+                    self._skipping = False
+                    chunk = chunk[end + 1 :]
                 lines = (rest + chunk).split(b"\n")
                 rest = lines.pop()
                 for line in lines:
                     self._offset += len(line) + 1
                     if line.strip():
                         self._add(line)
+                if len(rest) > MAX_LINE:  # no record is this long: never hold it over
+                    self.skipped += 1
+                    log.warning(
+                        "usage log %s: skipping a line of more than %d bytes at offset %d",
+                        self.path,
+                        MAX_LINE,
+                        self._offset,
+                    )
+                    self._offset += len(rest)
+                    self._skipping = True
+                    rest = b""
 
     def _add(self, line: bytes) -> None:
         record = parse_record(line)
@@ -169,22 +202,38 @@ class UsageReport:
             log.debug("usage log %s: skipping a line that is not a record", self.path)
             return
         event, run = record
-        key = (run.user, run.server, run.start)
+        key = (run.user, run.server)
         if event == "start":
-            self._open.setdefault(key, run)
+            # One server runs once at a time: a later start means the earlier run
+            # ended, its stop never written (the hub died); its end is unknown.
+            self._open[key] = run
         else:
-            self._open.pop(key, None)
+            if key in self._open and self._open[key].start == run.start:
+                del self._open[key]
             self._closed[run.user].append(run)
 
     def _forget(self, now: datetime) -> None:
-        """Drop finished runs that ended before the window: the aggregate stays bounded."""
+        """Drop finished runs that ended before the window, and starts without a stop
+        older than ``max_open``: the aggregate stays bounded."""
         since = now - self.window
+        for key in [k for k, run in self._open.items() if run.start < now - self.max_open]:
+            del self._open[key]
         for user in list(self._closed):
             kept = [run for run in self._closed[user] if run.stop and run.stop > since]
             if kept:
                 self._closed[user] = kept
             else:
                 del self._closed[user]
+
+    def forget_stopped(self, user: str, running: Mapping[str, datetime]) -> None:
+        """Forget ``user``'s starts without a stop whose server is not running with
+        that start (``running``: server name -> start of its current run): the stop
+        was never written, and `hours_by_vo` would not count them. A stop line read
+        later still brings the run back, whole."""
+        with self._lock:
+            for key in [k for k in self._open if k[0] == user]:
+                if running.get(key[1]) != self._open[key].start:
+                    del self._open[key]
 
     def runs(self, user: str) -> list[Run]:
         """This user's runs read so far: finished ones in the window, and unfinished ones."""
@@ -208,6 +257,9 @@ class UsageReport:
 
         def compute() -> dict[str | None, float]:
             self.refresh(now)
-            return hours_by_vo(self.runs(user), now, running, self.window)
+            result = hours_by_vo(self.runs(user), now, running, self.window)
+            if running is not None:
+                self.forget_stopped(user, running)
+            return result
 
         return await asyncio.to_thread(compute)

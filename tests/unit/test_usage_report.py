@@ -190,3 +190,78 @@ async def test_hours_reads_in_a_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "refresh", refresh)
     assert await report.hours("alice", {}, NOW) == pytest.approx({ACCESS: 1.0})
     assert threads and threads[0] is not threading.main_thread()
+
+
+def test_an_over_long_unfinished_line_is_skipped_not_held_over(tmp_path, monkeypatch):
+    """A torn line with no newline is held for the next read only up to MAX_LINE;
+    past it the read skips to its newline (counted as malformed), and what follows
+    is read as usual."""
+    from egi_hub.spawner import usage_report
+
+    monkeypatch.setattr(usage_report, "MAX_LINE", 1000)
+    monkeypatch.setattr(usage_report, "CHUNK", 256)
+    log = tmp_path / "usage.jsonl"
+    write(log, run_lines("alice", NOW - timedelta(hours=3), NOW - timedelta(hours=2)))
+    with open(log, "a") as f:
+        f.write("x" * 3000)  # torn: no newline yet
+    report = UsageReport(str(log))
+    report.refresh(NOW)
+    assert report.skipped == 1
+    assert report._offset == os.path.getsize(log)  # nothing held over
+    with open(log, "a") as f:
+        f.write("y" * 2000 + "\n")  # the rest of the long line, then good lines
+    write(log, run_lines("alice", NOW - timedelta(hours=1), NOW))
+    report.refresh(NOW)
+    assert report.skipped == 1  # the same line, not counted twice
+    assert hours_by_vo(report.runs("alice"), NOW) == {ACCESS: 2.0}
+    assert report._offset == os.path.getsize(log)
+
+
+def test_a_short_unfinished_line_is_held_over_and_read_once_whole(tmp_path):
+    log = tmp_path / "usage.jsonl"
+    line = record("stop", "alice", NOW - timedelta(hours=2), NOW - timedelta(hours=1))
+    with open(log, "a") as f:
+        f.write(line[:40])
+    report = UsageReport(str(log))
+    report.refresh(NOW)
+    assert report.skipped == 0 and report._offset == 0
+    with open(log, "a") as f:
+        f.write(line[40:] + "\n")
+    report.refresh(NOW)
+    assert report.skipped == 0
+    assert hours_by_vo(report.runs("alice"), NOW) == {ACCESS: 1.0}
+
+
+def test_starts_without_a_stop_stay_bounded(tmp_path):
+    """One unfinished run per server (a later start supersedes it); forgotten once the
+    user's page shows the server not running with that start, or when too old."""
+    log = tmp_path / "usage.jsonl"
+    starts = [NOW - timedelta(hours=h) for h in (50, 40, 30)]
+    write(log, [record("start", "alice", at) for at in starts])  # the hub died twice
+    write(log, [record("start", "alice", NOW - timedelta(hours=2), server="gpu")])
+    write(log, [record("start", "bob", NOW - timedelta(days=200))])
+    report = UsageReport(str(log))
+    report.refresh(NOW)
+    assert sorted((r.user, r.server, r.start) for r in report.runs("alice")) == [
+        ("alice", "", starts[-1]),
+        ("alice", "gpu", NOW - timedelta(hours=2)),
+    ]
+    assert report.runs("bob") == []  # older than MAX_OPEN
+    # The page: only "gpu" runs now; the default server's start is forgotten.
+    report.forget_stopped("alice", {"gpu": NOW - timedelta(hours=2)})
+    assert [r.server for r in report.runs("alice")] == ["gpu"]
+    # Its stop line, written late, still brings the run back whole.
+    write(log, [record("stop", "alice", starts[-1], NOW - timedelta(hours=29))])
+    report.refresh(NOW)
+    assert hours_by_vo(report.runs("alice"), NOW, {"gpu": NOW - timedelta(hours=2)}) == {
+        ACCESS: 3.0
+    }
+
+
+async def test_hours_forgets_the_users_stopped_starts(tmp_path):
+    log = tmp_path / "usage.jsonl"
+    write(log, [record("start", "alice", NOW - timedelta(hours=5))])
+    report = UsageReport(str(log))
+    assert await report.hours("alice", {}, NOW) == {}
+    assert report.runs("alice") == []
+    assert await report.hours("alice", None, NOW) == {}
