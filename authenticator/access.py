@@ -24,13 +24,13 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from traitlets import Dict, List, Unicode, observe
+from traitlets import List, Unicode, observe
 from traitlets.config import LoggingConfigurable
 
 from egi_hub.config import TraitPathError, describe, expect
 from egi_hub.context import UserContext
 from egi_hub.pages import SitePages
-from egi_hub.traits import VORuleList
+from egi_hub.traits import URLMap, VORuleList
 
 from .errors import IdentityMismatchError, VORefusedError
 
@@ -100,12 +100,11 @@ class VOAccessMixin(LoggingConfigurable):
         """,
     ).tag(config=True)
 
-    enrolment_urls = Dict(
-        value_trait=Unicode(),
+    enrolment_urls = URLMap(
         help="""
         Deprecated: use ``SitePages.enrolment_urls``, the one list of enrolment pages
         that the login refusal, the spawn form and the quota refusals all read. Entries
-        here still count, beneath SitePages' own.
+        here still count, beneath SitePages' own (``https://`` or ``http://`` links).
         """,
     ).tag(config=True)
 

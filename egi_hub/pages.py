@@ -26,8 +26,10 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Dict, Unicode
+from traitlets import Bool, Unicode
 from traitlets.config import Config, SingletonConfigurable
+
+from .traits import URL, URLMap
 
 __all__ = ["TEMPLATES", "SitePages", "hub_page_config", "readable_error"]
 
@@ -46,42 +48,52 @@ class SitePages(SingletonConfigurable):
         help="The service's name: page titles, the header and the login page.",
     ).tag(config=True)
 
-    logo_url = Unicode(
+    logo_url = URL(
+        schemes=("https", "http", "data:image/"),
         help="""
-        URL of the logo in the page header (``https://``, or ``data:`` for an inline
-        image). Empty: egi-hub's own EGI-coloured mark.
+        URL of the logo in the page header: ``https://`` (or ``http://``), or
+        ``data:image/...`` for an inline image. Empty: egi-hub's own EGI-coloured mark.
         """,
     ).tag(config=True)
 
-    support_url = Unicode(
+    support_url = URL(
         "https://helpdesk.egi.eu/",
-        help="Where users get help (the footer's and the error pages' support link).",
+        schemes=("https", "http", "mailto"),
+        help="""
+        Where users get help (the footer's and the error pages' support link):
+        ``https://``, ``http://`` or ``mailto:``. Empty: no support link.
+        """,
     ).tag(config=True)
 
-    terms_url = Unicode(
+    terms_url = URL(
         "https://www.egi.eu/terms-of-use/",
-        help="The service's terms of use / acceptable use policy (linked on every page).",
+        help="""
+        The service's terms of use / acceptable use policy (linked on every page):
+        ``https://`` or ``http://``. Empty: no link.
+        """,
     ).tag(config=True)
 
-    privacy_url = Unicode(
+    privacy_url = URL(
         "https://www.egi.eu/privacy-policy/",
-        help="The service's privacy notice (linked on every page; Check-in requires it).",
+        help="""
+        The service's privacy notice (linked on every page; Check-in requires it):
+        ``https://`` or ``http://``. Empty: no link.
+        """,
     ).tag(config=True)
 
-    enrolment_urls = Dict(
-        value_trait=Unicode(),
+    enrolment_urls = URLMap(
         help="""
         Enrolment page per VO (or per VO rule, as written in ``allowed_vos``): linked
         where a user lacks a membership (the login refusal, profiles that need a VO,
-        quota refusals of users in no VO).
+        quota refusals of users in no VO). Each an ``https://`` or ``http://`` link.
         """,
     ).tag(config=True)
 
-    default_enrolment_url = Unicode(
+    default_enrolment_url = URL(
         "https://operations-portal.egi.eu/vo/search",
         help="""
         Where to find and join a VO when `enrolment_urls` names none for it (and for
-        users in no VO at all). Empty: no link.
+        users in no VO at all): ``https://`` or ``http://``. Empty: no link.
         """,
     ).tag(config=True)
 

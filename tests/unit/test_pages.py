@@ -14,9 +14,11 @@ import pytest
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
 from jupyterhub._data import DATA_FILES_PATH
 from tornado import web
+from traitlets import TraitError
 from traitlets.config import Config
 
 from egi_hub.authenticator.errors import VORefusedError
+from egi_hub.config import check_site, configurable_classes
 from egi_hub.pages import TEMPLATES, SitePages, hub_page_config, readable_error
 from egi_hub.vo import parse_rule
 
@@ -191,3 +193,80 @@ def test_not_running_page_tells_a_refusal_from_a_failure(site, status, title):
     )
     assert f"<h1>{title}</h1>" in html
     assert '<p class="egi-message">Quota reached</p>' in html
+
+
+# --- link schemes: a value the pages put in href/src must be a link, not a script --------
+
+
+def site_check(**settings) -> list[str]:
+    """The site-file check's issues for a ``SitePages`` section with ``settings``."""
+    classes = configurable_classes()
+    assert classes["SitePages"] is SitePages  # what `egi-hub config check` looks up
+    return [str(issue) for issue in check_site({"SitePages": settings}, classes)]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("support_url", "javascript:alert(document.domain)"),
+        ("support_url", " JavaScript:alert(1)"),
+        ("support_url", "java\tscript:alert(1)"),
+        ("support_url", "mailto:"),
+        ("terms_url", "mailto:terms@example.org"),
+        ("terms_url", "data:text/html,<script>alert(1)</script>"),
+        ("privacy_url", "//example.org/privacy"),
+        ("privacy_url", "https:/no-host"),
+        ("default_enrolment_url", "vbscript:x"),
+        ("logo_url", "javascript:alert(1)"),
+        ("logo_url", "data:text/html;base64,PHNjcmlwdD4="),
+        ("logo_url", "mailto:logo@example.org"),
+    ],
+)
+def test_a_link_that_is_not_a_web_page_fails_the_check_naming_its_key(key, value):
+    issues = site_check(**{key: value})
+    assert len(issues) == 1 and issues[0].startswith(f"SitePages.{key}: "), issues
+
+
+def test_an_enrolment_link_that_is_not_a_web_page_is_named_by_its_vo():
+    issues = site_check(
+        enrolment_urls={"vo.ok.eu": "https://ok.example/enrol", "vo.bad.eu": "javascript:x"}
+    )
+    assert issues == [
+        "SitePages.enrolment_urls.vo.bad.eu: expected a link starting with https:, http:, "
+        "got string 'javascript:x'"
+    ]
+    assert site_check(enrolment_urls={"vo.bad.eu": 3}) == [
+        "SitePages.enrolment_urls.vo.bad.eu: expected a link, got int 3"
+    ]
+
+
+def test_the_deprecated_checkin_enrolment_urls_are_checked_the_same_way():
+    issues = [
+        str(issue)
+        for issue in check_site(
+            {"CheckinAuthenticator": {"enrolment_urls": {"vo.x.eu": "javascript:x"}}},
+            configurable_classes(),
+        )
+    ]
+    assert len(issues) == 1 and issues[0].startswith("CheckinAuthenticator.enrolment_urls.vo.x.eu")
+
+
+def test_web_mail_and_inline_image_links_and_empty_values_pass():
+    assert (
+        site_check(
+            support_url="mailto:helpdesk@example.org",
+            terms_url="http://example.org/terms",
+            privacy_url="HTTPS://example.org/privacy",
+            default_enrolment_url="",
+            logo_url="data:image/svg+xml,%3Csvg viewBox='0 0 10 10'/%3E",
+            enrolment_urls={"vo.a.eu": "https://a.example/enrol", "vo.b.eu": ""},
+        )
+        == []
+    )
+    assert site_check(support_url="", terms_url="", privacy_url="", logo_url="") == []
+    assert site_check(logo_url="https://example.org/logo.svg") == []
+
+
+def test_a_bad_link_set_in_python_config_is_refused_too():
+    with pytest.raises(TraitError, match="javascript:alert"):
+        SitePages(support_url="javascript:alert(1)")
