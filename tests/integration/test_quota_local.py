@@ -192,3 +192,41 @@ def test_profile_limits_are_enforced_on_the_processes(tmp_path):
         assert out == ["1", "1073741824", "1073741824", "1.0", "refused"]
     finally:
         stack.stop()
+
+
+def test_option_values_that_are_not_text_are_400s_and_the_form_still_renders(tmp_path):
+    """A list or a mapping as a profile or an option value (the REST API takes any
+    JSON) is refused in words before anything starts, is not saved as the user's
+    options, and the spawn form keeps working."""
+    own = {
+        "display_name": "Own image",
+        "slug": "own",
+        "profile_options": {"img": {"choices": {"minimal": {}, "full": {"default": True}}}},
+    }
+    site = quota_site({"vo.access.egi.eu": {"max_servers": 2}})
+    site["EGILocalSpawner"]["profile_list"] = [*PROFILES, own]
+    stack = start_stack(tmp_path, site)
+    try:
+        browser = stack.dev_login("alice")
+        started = {"profile": "own", "img": "minimal"}
+        assert stack.api.post("/users/alice/server", json=started).status_code in (201, 202)
+        wait_ready(stack, "alice", 1)
+        stack.stop_server("alice")
+        for options, words in [
+            ({"profile": "own", "img": []}, "Option 'img' must be given as text, not list"),
+            ({"profile": "own", "img": {"a": 1}}, "Option 'img' must be given as text, not dict"),
+            ({"profile": ["own"]}, "The profile must be given as text, not list"),
+        ]:
+            r = stack.api.post("/users/alice/server", json=options)
+            assert r.status_code == 400, r.text
+            assert r.json()["message"].startswith(words)
+            assert "HTTP 400" not in r.json()["message"]
+        r = stack.api.get("/users/alice", params={"include_stopped_servers": "1"})
+        default = r.json()["servers"][""]
+        assert not default["ready"] and default["user_options"] == started, default
+        form = browser.get("/hub/spawn/alice")
+        assert form.status_code == 200, form.text[:500]
+        assert 'name="profile-option-own--img"' in form.text
+        assert browser.get("/hub/spawn").status_code == 200
+    finally:
+        stack.stop()
