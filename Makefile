@@ -83,9 +83,10 @@ test-integration: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP)
 test-e2e: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(AXE_STAMP) browser
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
-## screenshots: run the browser tests, saving what users see into docs/images (for docs/)
+## screenshots: run the browser tests into .screenshots, then update the pictures docs/ links
 screenshots: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(AXE_STAMP) browser
-	EGI_HUB_SCREENSHOTS=$(CURDIR)/docs/images $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+	EGI_HUB_SCREENSHOTS=$(CURDIR)/.screenshots $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+	EGI_HUB_SCREENSHOTS=$(CURDIR)/.screenshots $(BIN)/python -m tests.screens
 
 ## docs: regenerate the config tables in docs/ from the traits' help
 docs: $(STAMP)

@@ -15,8 +15,10 @@ Spawners, authenticators and templates read the one instance
 (``SitePages.instance(config=...)``), so a link is configured once.
 
 `hub_page_config` puts egi-hub's page templates (``egi_hub/templates``) in front of
-JupyterHub's and gives them the instance as ``site``: the local stack calls it, and a
-Helm deployment's hub config calls the same function, so both show the same pages.
+JupyterHub's and gives them the instance as ``site``: the local stack calls it, and the
+Helm chart's hub config (issue 12, not written yet) will call the same function, so both
+show the same pages. A site's own ``page.html`` replaces egi-hub's frame; it can extend
+it as ``egi_page.html`` (``page.html`` would name the site's file itself).
 """
 
 from __future__ import annotations

@@ -33,19 +33,20 @@ def site():
     SitePages.clear_instance()
 
 
-def environment() -> Environment:
-    """A sync Jinja environment like JupyterHub's (as ``write_error`` uses)."""
+def environment(site_dirs: tuple[str, ...] = ()) -> Environment:
+    """A sync Jinja environment like JupyterHub's (as ``write_error`` uses); ``site_dirs``
+    are a site's own template folders, in front of ours as `hub_page_config` puts them."""
     base = os.path.join(DATA_FILES_PATH, "templates")
     loader = ChoiceLoader(
         [
             PrefixLoader({"templates": FileSystemLoader([base])}, "/"),
-            FileSystemLoader([str(TEMPLATES), base]),
+            FileSystemLoader([*site_dirs, str(TEMPLATES), base]),
         ]
     )
     return Environment(loader=loader, autoescape=True)
 
 
-def render(name: str, site: SitePages, **ns) -> str:
+def render(name: str, site: SitePages, site_dirs: tuple[str, ...] = (), **ns) -> str:
     namespace = {
         "site": site,
         "static_url": lambda path, **kw: f"/static/{path}",
@@ -56,7 +57,7 @@ def render(name: str, site: SitePages, **ns) -> str:
         "parsed_scopes": set(),
         **ns,
     }
-    return environment().get_template(name).render(**namespace)
+    return environment(site_dirs).get_template(name).render(**namespace)
 
 
 @pytest.mark.parametrize(
@@ -270,3 +271,43 @@ def test_web_mail_and_inline_image_links_and_empty_values_pass():
 def test_a_bad_link_set_in_python_config_is_refused_too():
     with pytest.raises(TraitError, match="javascript:alert"):
         SitePages(support_url="javascript:alert(1)")
+
+
+# --- a site's own templates, in front of ours (docs/admin/branding.md) -------------------
+
+
+def test_a_sites_page_html_extends_ours_as_egi_page_and_changes_one_block(site, tmp_path):
+    (tmp_path / "page.html").write_text(
+        '{% extends "egi_page.html" %}\n'
+        '{% block footer %}<p id="site-footer">Run by {{ site.site_name }}</p>{% endblock %}\n'
+    )
+    html = render(
+        "login.html",
+        site,
+        (str(tmp_path),),
+        login_service="EGI Check-in",
+        authenticator_login_url="/x",
+    )
+    assert '<p id="site-footer">Run by Test Grid &lt;Notebooks&gt;</p>' in html
+    assert 'id="egi-footer"' not in html  # the block the site replaced
+    assert 'id="egi-site-name"' in html and ">Sign in with EGI Check-in</a>" in html
+
+
+def test_a_sites_other_template_extends_our_page_html(site, tmp_path):
+    (tmp_path / "announcement.html").write_text(
+        '{% extends "page.html" %}{% block main %}<p id="news">Maintenance</p>{% endblock %}'
+    )
+    html = render("announcement.html", site, (str(tmp_path),))
+    assert '<p id="news">Maintenance</p>' in html
+    assert 'id="egi-footer"' in html and 'id="egi-site-name"' in html
+
+
+def test_a_sites_page_html_may_replace_ours_with_jupyterhubs(site, tmp_path):
+    (tmp_path / "page.html").write_text(
+        '{% extends "templates/page.html" %}{% block footer %}<p id="plain"></p>{% endblock %}'
+    )
+    html = render(
+        "login.html", site, (str(tmp_path),), login_service="X", authenticator_login_url="/x"
+    )
+    assert '<p id="plain"></p>' in html
+    assert 'id="egi-site-name"' not in html  # egi-hub's frame is gone with its page.html
