@@ -95,6 +95,12 @@ def checkin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, P
     provider.stop()
 
 
+# Playwright's `expect` waits 5 s for a condition by default: JupyterLab's first render on
+# a busy 2-core CI machine can take longer. Every expectation still waits on its
+# condition, only the ceiling is raised (as `page.set_default_timeout` does below).
+EXPECT_TIMEOUT_MS = 30_000
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium, driven by Playwright (a Playwright browser download cannot work here).
@@ -102,8 +108,9 @@ def browser():
     Module-scoped: Playwright's sync API holds an event loop while it runs, which the
     asyncio tests of other modules must not find running.
     """
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     executable = shutil.which("chromium")
     if executable is None:
         pytest.fail("Chromium is missing: `make test` installs Debian's chromium package")
