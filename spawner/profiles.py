@@ -1,7 +1,7 @@
 """Profiles per VO: KubeSpawner's ``profile_list`` format plus ``allowed_vos`` and ``vo``.
 
     profile_list:
-      - display_name: "Small (1 CPU, 1 GB)"
+      - display_name: "Small (1 CPU, 1 GiB)"
         slug: small
         default: true
         kubespawner_override: {cpu_limit: 1, mem_limit: 1G}

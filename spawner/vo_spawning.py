@@ -384,6 +384,6 @@ def _no_start(refusal: Refusal) -> str:
     """A refusal in place of the spawn form; ``data-egi-no-start`` tells the page
     template to leave out the Start button (there is nothing to start)."""
     return (
-        '<div class="alert alert-warning egi-no-start" id="egi-no-start" data-egi-no-start>'
+        '<div class="alert alert-warning pb-0 egi-no-start" id="egi-no-start" data-egi-no-start>'
         f"{refusal.message_html}</div>"
     )

@@ -1,8 +1,10 @@
 """Profile cards and quota refusals as a user sees them (headless Debian Chromium).
 
 Two users in different VOs: alice (vo.access.egi.eu, whose limit is 0 servers here)
-and bob (vo.notebooks.egi.eu too). The site lists the profiles a user's VOs do not
-allow, disabled (``SitePages.show_unavailable_profiles``).
+and bob (vo.notebooks.egi.eu too), and carol in no VO (servers not charged to a VO are
+not allowed here, as in site.example.yaml). The site lists the profiles a user's VOs do
+not allow, disabled (``SitePages.show_unavailable_profiles``). A second stack lets
+vo.access.egi.eu run one server: the common refusal, a VO's servers all running.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.a11y import assert_accessible
 from tests.e2e.test_browser import login
-from tests.integration.test_quota_local import quota_site
+from tests.integration.test_quota_local import quota_site, wait_ready
 from tests.screens import save_screenshot
 from tests.stackrunner import ALICE_ENTITLEMENTS, BOB_ENTITLEMENTS, start_stack
 
@@ -26,6 +29,7 @@ def quota_stack(tmp_path_factory):
     site["DevAuthenticator"]["users"] = {
         "alice": {"entitlements": ALICE_ENTITLEMENTS},
         "bob": {"entitlements": BOB_ENTITLEMENTS},
+        "carol": {"entitlements": []},
     }
     site["SitePages"] = {
         "show_unavailable_profiles": True,
@@ -83,14 +87,13 @@ def test_profiles_of_other_vos_are_disabled_with_the_enrolment_link(page: Page, 
     save_screenshot(page, "spawn-form-unavailable-profile")
 
 
-def test_a_refused_spawn_says_which_limit_in_words(page: Page, quota_stack):
+def test_a_vo_without_servers_is_refused_in_words(page: Page, quota_stack):
     login(page, quota_stack, "alice")
     page.goto(f"{quota_stack.url}/hub/spawn")
     submit(page)
     expect(page.get_by_text("vo.access.egi.eu allows no servers at all.")).to_be_visible()
     expect(page.get_by_text("HTTP 403")).to_have_count(0)
     expect(page.get_by_text("Quota reached")).to_have_count(0)
-    save_screenshot(page, "spawn-refused-quota")
     # The records stay honest: no options of a server that never ran.
     model = quota_stack.api.get("/users/alice", params={"include_stopped_servers": "1"}).json()
     assert model["servers"].get("", {}).get("user_options", {}) == {}
@@ -106,3 +109,50 @@ def test_a_chosen_profile_starts_jupyterlab_with_its_limits(page: Page, quota_st
     model = quota_stack.user("bob")["servers"][""]
     assert model["user_options"] == {"profile": "large"}
     quota_stack.stop_server("bob")
+
+
+def test_a_user_in_no_vo_is_told_to_join_one_instead_of_cards(page: Page, quota_stack):
+    """No VO, and no servers for users in none: the form says so, with the enrolment
+    link, and offers no cards and no Start button that could only be refused."""
+    login(page, quota_stack, "carol")
+    page.goto(f"{quota_stack.url}/hub/spawn")
+    message = page.locator("#egi-no-start")
+    expect(message).to_contain_text("You are not a member of any VO")
+    link = message.get_by_role("link", name="Join a VO, then log out and log in again")
+    expect(link).to_have_attribute("href", "https://operations-portal.egi.eu/vo/search")
+    expect(page.locator(".egi-profile-card")).to_have_count(0)
+    expect(page.get_by_role("button", name="Start")).to_have_count(0)
+    expect(page.get_by_text("no VO)")).to_have_count(0)
+    expect(page.get_by_text("Quota reached")).to_have_count(0)
+    assert_accessible(page)
+    save_screenshot(page, "spawn-form-no-vo")
+
+
+@pytest.fixture(scope="module")
+def one_server_stack(tmp_path_factory):
+    site = quota_site({"vo.access.egi.eu": {"max_servers": 1}})
+    stack = start_stack(tmp_path_factory.mktemp("quota-one"), site)
+    yield stack
+    stack.stop()
+
+
+def test_a_refused_spawn_names_the_limit_and_the_running_server(page: Page, one_server_stack):
+    """The common case: the VO allows one server and alice's default server is it."""
+    stack = one_server_stack
+    login(page, stack, "alice")
+    stack.api.post("/users/alice/server", json={"profile": "small"})
+    wait_ready(stack, "alice", 1)
+    try:
+        page.goto(f"{stack.url}/hub/spawn/alice/second")
+        submit(page)
+        error = page.locator("#egi-spawn-error")
+        expect(error).to_contain_text("vo.access.egi.eu allows 1 server and 1 is running.")
+        expect(error).to_contain_text("Running now: your default server.")
+        home = error.get_by_role("link", name="Stop one on your home page to start another")
+        expect(home).to_have_attribute("href", "/hub/home")
+        expect(page.get_by_text("alice/")).to_have_count(0)
+        expect(page.get_by_text("HTTP 403")).to_have_count(0)
+        assert_accessible(page)
+        save_screenshot(page, "spawn-refused-quota")
+    finally:
+        stack.stop_server("alice")

@@ -17,6 +17,7 @@ from tornado import web
 
 from egi_hub.context import UserContext
 from egi_hub.spawner.kube import EGIKubeSpawner
+from egi_hub.spawner.profiles import option_overrides
 from egi_hub.spawner.quota import QuotaExceededError, QuotaPolicy
 from tests.kube import kubernetes
 
@@ -277,6 +278,12 @@ OPTIONS = [
                         "kubespawner_override": {"image": "quay.io/jupyter/scipy-notebook:2024"},
                     },
                 },
+                "unlisted_choice": {
+                    "enabled": True,
+                    "display_name": "Image name",
+                    "validation_regex": "^quay\\.io/jupyter/",
+                    "kubespawner_override": {"image": "{value}"},
+                },
             },
             "size": {
                 "display_name": "Size",
@@ -312,6 +319,46 @@ async def test_form_offers_the_allowed_profiles_and_their_options_kmock_emulator
     # KubeSpawner's own reading of the form gives what ours gives.
     data = {"profile": ["small"], "profile-option-small--image": ["scipy"]}
     assert s._options_from_form(data) == s.options_from_form(data)
+    # "Other…" chosen, with its text: the same fields and values as KubeSpawner's form.
+    assert 'value="unlisted-choice"' in form
+    data["profile-option-small--image"] = ["unlisted-choice"]
+    data["profile-option-small--image--unlisted-choice"] = ["quay.io/jupyter/r-notebook"]
+    assert s._options_from_form(data) == s.options_from_form(data)
+    # Another entry chosen: KubeSpawner's form does not send the text (its script
+    # removes the field's name); ours drops it on the hub too.
+    data["profile-option-small--image"] = ["scipy"]
+    assert s.options_from_form(data) == {"profile": "small", "image": "scipy"}
+
+
+@pytest.mark.parametrize(
+    "options, image",
+    [
+        ({"image": "unlisted-choice", "image--unlisted-choice": "quay.io/jupyter/r"}, "r"),
+        # An API caller sending both: a non-empty free value wins, in KubeSpawner and ours.
+        ({"image": "scipy", "image--unlisted-choice": "quay.io/jupyter/r"}, "r"),
+        ({"image": "scipy", "image--unlisted-choice": ""}, "scipy"),
+    ],
+)
+async def test_free_values_follow_kubespawners_rule_kmock_emulator(tmp_path, options, image):
+    """What KubeSpawner applies is what option_overrides (the local spawner's, and the
+    400 check before any pod) says."""
+    expected = {"r": "quay.io/jupyter/r", "scipy": "quay.io/jupyter/scipy-notebook:2024"}[image]
+    assert option_overrides(OPTIONS[0], options)[0] == {"image": expected}
+    async with kubernetes(tmp_path) as api:
+        s = spawner("ivy", {"profile": "small", **options}, profile_list=OPTIONS)
+        await start(s)
+        assert only_pod(api)["spec"]["containers"][0]["image"] == expected
+        await s.stop()
+
+
+async def test_other_without_a_value_is_a_400_before_any_pod_kmock_emulator(tmp_path):
+    async with kubernetes(tmp_path) as api:
+        s = spawner("jo", {"profile": "small", "image": "unlisted-choice"}, profile_list=OPTIONS)
+        with pytest.raises(web.HTTPError) as info:
+            await s.start()
+        assert info.value.status_code == 400
+        assert "enter a value for 'Image name'" in str(info.value)
+        assert not pods(api)
 
 
 async def test_progress_is_the_admission_then_kubespawners_events_kmock_emulator(tmp_path):
