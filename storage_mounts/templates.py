@@ -1,0 +1,80 @@
+"""``{username}`` and ``{vo}`` in mount settings, expanded so that no user can escape.
+
+Sites write one mount for everyone (``bucket: "{vo}-scratch"``, ``export:
+/exports/{vo}/{username}``); each user gets their own expansion. A username comes from
+an identity provider and a VO name from an entitlement: neither is trusted. So every
+value is escaped for where it lands before it is put in:
+
+- ``path``: one file-system path component (`egi_hub.names.path_component`): no ``/``,
+  no ``..``, no hidden names, injective (two users never share a directory);
+- ``bucket``: lower-case letters, digits and single dots are kept (``vo.access.egi.eu``
+  stays readable); every other byte, ``-`` and a dot after a dot become ``-`` and two hex
+  digits, so the result is a valid part of an S3 bucket name and again injective.
+
+Only the two placeholders exist; a template with another field, a format spec or a
+conversion (``{username!r}``, ``{vo:>10}``) is refused when the site file is checked.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Literal
+
+from egi_hub.names import path_component
+
+__all__ = ["FIELDS", "TemplateError", "check_template", "expand"]
+
+FIELDS = ("username", "vo")
+Style = Literal["path", "bucket"]
+_BUCKET_SAFE = frozenset(string.ascii_lowercase + string.digits + ".")
+
+
+class TemplateError(ValueError):
+    """A template that uses something other than ``{username}`` and ``{vo}``."""
+
+
+def check_template(template: str) -> tuple[str, ...]:
+    """The placeholders ``template`` uses; `TemplateError` for anything else."""
+    used = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:  # a lone "{" or "}"
+        raise TemplateError(f"{template!r}: {e} (write {{{{ and }}}} for literal braces)") from None
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in FIELDS or spec or conversion:
+            raise TemplateError(
+                f"{template!r}: unknown placeholder {{{field}}}; only {{username}} and {{vo}} exist"
+            )
+        used.append(field)
+    return tuple(dict.fromkeys(used))
+
+
+def _bucket_part(value: str) -> str:
+    out: list[str] = []
+    for byte in value.encode("utf-8"):
+        char = chr(byte)
+        doubled = char == "." and (not out or out[-1] == ".")
+        out.append(char if char in _BUCKET_SAFE and not doubled else f"-{byte:02x}")
+    return "".join(out)
+
+
+def escape(value: str, style: Style) -> str:
+    """``value`` escaped for a path component or a bucket name."""
+    if style == "path":
+        return path_component(value)
+    return _bucket_part(value)
+
+
+def expand(template: str, *, username: str, vo: str | None, style: Style) -> str:
+    """The template with the user's escaped name and VO put in.
+
+    A template that uses ``{vo}`` for a user without a VO is a `TemplateError`: the
+    mount cannot apply to them (mounts with ``{vo}`` are only given to users of a VO).
+    """
+    fields = check_template(template)
+    if "vo" in fields and not vo:
+        raise TemplateError(f"{template!r} needs a VO and the user is in none")
+    values = {"username": username, "vo": vo or ""}
+    return template.format(**{name: escape(values[name], style) for name in fields})
