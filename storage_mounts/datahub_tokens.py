@@ -1,0 +1,571 @@
+"""DataHub credentials on the hub side: Onedata access tokens made from a Check-in token.
+
+EGI DataHub (Onedata) trusts EGI Check-in by *authority delegation*: Onezone accepts a
+Check-in access token in ``X-Auth-Token: <idp prefix>:<token>`` (EGI's prefix is
+``egi``). With it the hub asks Onezone for Onedata access tokens, one per use:
+
+- ``oneclient``: for the FUSE mount (the Kubernetes oneclient sidecar), with the caveat
+  ``{"type": "interface", "interface": "oneclient"}``;
+- ``rest``: for the in-notebook ``datahub://`` filesystem over the Oneprovider REST API,
+  with ``{"type": "interface", "interface": "rest"}``.
+
+Onedata enforces the interface caveat (a oneclient token cannot call the REST file
+API), so the two uses never share a token. A read-only mount adds ``data.readonly``,
+which Oneproviders enforce too: the notebook cannot write even if it tried.
+
+**Temporary tokens, not named ones.** Tokens come from
+``POST /api/v3/onezone/user/tokens/temporary`` with a ``time`` caveat (Onezone requires
+one on temporary tokens). Named tokens would be stored in the user's Onezone account:
+they pile up in the user's token list, need a unique name per hub, use and mount mode
+(a duplicate name is a 400), and last until someone deletes them, so a hub that
+crashed or was redeployed would leave live credentials behind. A temporary token is
+stored nowhere, expires by itself after ``token_lifetime`` seconds, and is renewed by
+asking for a new one; the hub never has to clean up in a user's account. (Onezone
+can only revoke a user's temporary tokens all at once; a leaked one is bounded by its
+time caveat instead, so keep the lifetime short enough for that.)
+
+Tokens are cached per (hub user, use, read-only) and renewed ``renew_before`` seconds
+before they expire; concurrent requests for one key share one exchange (single
+flight, as `egi_hub.authenticator.provider` does for discovery). When a renewal fails
+while the cached token is still valid, that token keeps serving: the renewal window
+exists so that a short Onezone outage goes unnoticed.
+
+Right after an exchange, the spaces the token reaches are discovered with
+``POST /api/v3/onezone/tokens/infer_access_token_scope`` (no auth header: the token is
+in the body). Offline providers, and providers older than Onedata 21.02.1 (which
+Onedata's own clients ignore), are left out; read-only supports are kept but marked.
+
+Every failure is a `DatahubCredentialError` whose ``reason`` a user can read (Onezone
+unreachable, Check-in token refused, exchange refused...): the spawner turns it into
+an error entry ("DataHub: <reason>") and starts the server anyway. Tokens never
+appear in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+__all__ = [
+    "CheckinToken",
+    "DatahubCredentialError",
+    "DatahubCredentials",
+    "DatahubScope",
+    "DatahubSpace",
+    "DatahubSupport",
+    "DatahubToken",
+    "DatahubTokens",
+    "DatahubUse",
+]
+
+log = logging.getLogger(__name__)
+
+TEMPORARY_TOKENS_PATH = "/api/v3/onezone/user/tokens/temporary"
+INFER_SCOPE_PATH = "/api/v3/onezone/tokens/infer_access_token_scope"
+MIN_PROVIDER_VERSION = (21, 2, 1)  # Onedata's own REST clients ignore older providers
+_MAX_DETAIL = 200  # characters of an Onezone error description kept in a reason
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TOKEN_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: header-safe
+
+#: A fresh Check-in access token, or an async function that gets one (called only when an
+#: exchange is needed, so a cache hit never makes the hub refresh at Check-in).
+CheckinToken = str | Callable[[], Awaitable[str]]
+
+
+class DatahubUse(StrEnum):
+    """What a Onedata token is for; the value is its ``interface`` caveat."""
+
+    ONECLIENT = "oneclient"  # the FUSE mount (oneclient sidecar)
+    REST = "rest"  # the datahub:// filesystem over the Oneprovider REST API
+
+
+class DatahubCredentialError(Exception):
+    """No DataHub credentials for a user; ``reason`` says why, in words for the user.
+
+    ``kind`` is one of ``"unreachable"`` (Onezone did not answer, or a 5xx),
+    ``"token_refused"`` (Onezone refused the Check-in token: 401), ``"refused"``
+    (Onezone refused the request otherwise), ``"bad_answer"`` (an answer that is not
+    what Onezone documents) and ``"no_checkin_token"`` (the hub has no fresh Check-in
+    token for the user). `message` is what a mount's error entry shows.
+    """
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+    @property
+    def message(self) -> str:
+        """The error entry for the mount list: ``DataHub: <reason>``."""
+        return f"DataHub: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DatahubToken:
+    """A Onedata access token for one use; its value is kept out of ``repr``."""
+
+    token: str = field(repr=False)
+    use: DatahubUse
+    read_only: bool
+    valid_until: float  # epoch seconds, the token's time caveat
+    caveats: tuple[Mapping[str, Any], ...] = field(repr=False, default=())
+
+    def expires_in(self, now: float | None = None) -> float:
+        """Seconds until the token stops working (negative once expired)."""
+        return self.valid_until - (time.time() if now is None else now)
+
+
+@dataclass(frozen=True)
+class DatahubSupport:
+    """One online Oneprovider supporting a space; ``read_only`` supports refuse writes."""
+
+    provider_id: str
+    name: str
+    domain: str
+    version: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class DatahubSpace:
+    """A space the token reaches, with its online supporting providers.
+
+    Names come from Onezone, and any Onedata user can choose a space's name: whoever
+    turns them into paths must check them as hostile input.
+
+    ``read_only`` is true when the token is read-only or every online support is; a
+    space with no online provider has ``supports == ()`` (`available` is false).
+    """
+
+    space_id: str
+    name: str
+    read_only: bool
+    supports: tuple[DatahubSupport, ...]
+
+    @property
+    def available(self) -> bool:
+        return bool(self.supports)
+
+    @property
+    def writable_supports(self) -> tuple[DatahubSupport, ...]:
+        """The supports a write may go to (none when the space is read-only)."""
+        if self.read_only:
+            return ()
+        return tuple(s for s in self.supports if not s.read_only)
+
+
+@dataclass(frozen=True)
+class DatahubScope:
+    """What a token reaches, from ``infer_access_token_scope``."""
+
+    valid_until: float | None
+    read_only: bool
+    spaces: tuple[DatahubSpace, ...]
+
+    def space(self, name_or_id: str) -> DatahubSpace | None:
+        """The space with this id, or else the first with this name (None if none)."""
+        for space in self.spaces:
+            if space.space_id == name_or_id:
+                return space
+        return next((s for s in self.spaces if s.name == name_or_id), None)
+
+
+@dataclass(frozen=True)
+class DatahubCredentials:
+    """A token and the spaces it reaches: what a DataHub mount needs for one user."""
+
+    token: DatahubToken
+    scope: DatahubScope
+
+
+@dataclass
+class _Entry:
+    token: DatahubToken
+    scope: DatahubScope | None = None
+
+
+def _clean(text: object, limit: int = _MAX_DETAIL) -> str:
+    """Onezone's words made safe to show: printable, one line, bounded."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in str(text))
+    flat = " ".join(flat.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _onedata_error(response: httpx.Response, secret: str = "") -> str:
+    """The error id and description of an Onedata error body, or the HTTP status.
+
+    ``secret`` (the token that was sent) is blanked out should Onezone echo it.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return f"HTTP {response.status_code}"
+    parts = [str(error.get("id") or "")]
+    details = error.get("details")
+    auth_error = details.get("authError") if isinstance(details, dict) else None
+    if isinstance(auth_error, dict) and auth_error.get("id"):
+        parts.append(str(auth_error["id"]))
+    elif isinstance(auth_error, str):
+        parts.append(auth_error)
+    description = error.get("description")
+    text = ": ".join(p for p in parts if p)
+    if description:
+        text = f"{text}: {description}" if text else str(description)
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "[token]")
+    return _clean(text or f"HTTP {response.status_code}")
+
+
+def _version_tuple(version: str) -> tuple[int, ...] | None:
+    numbers = re.match(r"^(\d+)\.(\d+)\.(\d+)", version or "")
+    return tuple(int(n) for n in numbers.groups()) if numbers else None
+
+
+def _check_onezone_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(
+            f"The DataHub Onezone URL must be https://<host>[:port] (Onedata serves its "
+            f"API over HTTPS only), not {url!r}"
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(
+            f"The DataHub Onezone URL {url!r} must not carry credentials, a query or a fragment"
+        )
+    return f"https://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+class DatahubTokens:
+    """Onedata access tokens for hub users, exchanged at one Onezone and cached.
+
+    ``token_lifetime`` is the time caveat given to each token (Onezone caps temporary
+    tokens at its ``max_temporary_token_ttl``: stay below it); a cached token is
+    renewed once fewer than ``renew_before`` seconds are left. ``ca_file`` trusts a
+    private CA (a test Onezone), ``verify=False`` turns checks off (never in
+    production). ``http_client`` replaces the client made here (its own base URL,
+    timeouts and TLS settings are then used); ``clock`` gives epoch seconds.
+    """
+
+    def __init__(
+        self,
+        onezone_url: str,
+        *,
+        idp_prefix: str = "egi",
+        token_lifetime: float = 12 * 3600,
+        renew_before: float = 3600,
+        verify: bool = True,
+        ca_file: str | None = None,
+        timeout: float = 10,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.onezone_url = _check_onezone_url(onezone_url)
+        if not _PREFIX_RE.match(idp_prefix or ""):
+            raise ValueError(
+                f"The DataHub identity-provider prefix must be letters, digits, '.', '_' "
+                f"or '-' (EGI DataHub uses 'egi'), not {idp_prefix!r}"
+            )
+        if token_lifetime < 300:
+            raise ValueError(
+                f"The DataHub token lifetime must be at least 300 seconds, not {token_lifetime}"
+            )
+        if not 0 <= renew_before < token_lifetime:
+            raise ValueError(
+                f"DataHub tokens must be renewed before they expire: renew_before "
+                f"({renew_before}) must be at least 0 and below the token lifetime "
+                f"({token_lifetime})"
+            )
+        self.idp_prefix = idp_prefix
+        self.token_lifetime = float(token_lifetime)
+        self.renew_before = float(renew_before)
+        self._clock = clock
+        self._own_client = http_client is None
+        if http_client is None:
+            tls: bool | ssl.SSLContext = verify
+            if ca_file:
+                tls = ssl.create_default_context(cafile=ca_file)
+            http_client = httpx.AsyncClient(
+                verify=tls, timeout=httpx.Timeout(timeout), follow_redirects=False
+            )
+        self._client = http_client
+        self._cache: dict[tuple[str, DatahubUse, bool], _Entry] = {}
+        self._inflight: dict[tuple[str, DatahubUse, bool], asyncio.Task[_Entry]] = {}
+        self._forgotten: dict[str, int] = {}  # per user: how many times `forget` was called
+
+    def __repr__(self) -> str:
+        return f"<DatahubTokens {self.onezone_url} prefix={self.idp_prefix!r}>"
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object made it; exchanges under way are cancelled."""
+        for task in list(self._inflight.values()):
+            task.cancel()
+        if self._own_client:
+            await self._client.aclose()
+
+    def forget(self, user: str) -> None:
+        """Drop a user's cached tokens (logout, user deleted); they still expire on time."""
+        for key in [k for k in self._cache if k[0] == user]:
+            del self._cache[key]
+        # An exchange under way for the user must not put its token back in the cache.
+        self._forgotten[user] = self._forgotten.get(user, 0) + 1
+
+    async def token(
+        self, user: str, checkin_token: CheckinToken, use: DatahubUse | str, read_only: bool
+    ) -> DatahubToken:
+        """A valid Onedata token for ``user``'s ``use``, from the cache or a new exchange."""
+        return (await self._entry(user, checkin_token, use, read_only)).token
+
+    async def credentials(
+        self, user: str, checkin_token: CheckinToken, use: DatahubUse | str, read_only: bool
+    ) -> DatahubCredentials:
+        """A valid token and the spaces it reaches (discovered when the token was issued)."""
+        entry = await self._entry(user, checkin_token, use, read_only)
+        if entry.scope is None:  # the discovery after the exchange failed: try again
+            entry.scope = await self.scope(entry.token)
+        return DatahubCredentials(entry.token, entry.scope)
+
+    async def _entry(
+        self, user: str, checkin_token: CheckinToken, use: DatahubUse | str, read_only: bool
+    ) -> _Entry:
+        if not isinstance(user, str) or not user:
+            raise ValueError("A DataHub token needs the hub user's name")
+        key = (user, DatahubUse(use), bool(read_only))
+        cached = self._cache.get(key)
+        now = self._clock()
+        if cached and now < cached.token.valid_until - self.renew_before:
+            return cached
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._renew(key, checkin_token))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t, k=key: self._settle(k, t))
+        try:
+            # Shielded: one caller giving up does not cancel the exchange for the others.
+            return await asyncio.shield(task)
+        except DatahubCredentialError:
+            cached = self._cache.get(key)
+            if cached and self._clock() < cached.token.valid_until:
+                return cached  # still valid: a failed renewal goes unnoticed
+            raise
+
+    def _settle(self, key: tuple[str, DatahubUse, bool], task: asyncio.Task[_Entry]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so a task nobody awaited logs no warning
+
+    async def _renew(
+        self, key: tuple[str, DatahubUse, bool], checkin_token: CheckinToken
+    ) -> _Entry:
+        user, use, read_only = key
+        generation = self._forgotten.get(user, 0)
+        fresh = await self._checkin_token(checkin_token)
+        try:
+            token = await self._exchange(fresh, use, read_only)
+        except DatahubCredentialError as e:
+            log.warning("DataHub %s token for %s not issued: %s", use.value, user, e.reason)
+            raise
+        entry = _Entry(token)
+        self._prune()
+        if self._forgotten.get(user, 0) == generation:
+            self._cache[key] = entry
+        log.info(
+            "DataHub %s token%s issued for %s, valid until %s",
+            use.value,
+            " (read-only)" if read_only else "",
+            user,
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(token.valid_until)),
+        )
+        try:
+            entry.scope = await self.scope(token)
+        except DatahubCredentialError as e:
+            # The token stays cached; `credentials` discovers the spaces again.
+            log.warning("DataHub spaces of %s not discovered: %s", user, e.reason)
+        return entry
+
+    def _prune(self) -> None:
+        now = self._clock()
+        for key in [k for k, e in self._cache.items() if e.token.valid_until <= now]:
+            del self._cache[key]
+
+    async def _checkin_token(self, checkin_token: CheckinToken) -> str:
+        if callable(checkin_token):
+            try:
+                value = await checkin_token()
+            except DatahubCredentialError:
+                raise
+            except Exception as e:
+                raise DatahubCredentialError(
+                    f"no fresh EGI Check-in token to exchange ({_clean(e)})", "no_checkin_token"
+                ) from e
+        else:
+            value = checkin_token
+        if not isinstance(value, str) or not _TOKEN_RE.match(value):
+            raise DatahubCredentialError(
+                "no usable EGI Check-in access token to exchange (log in again)",
+                "no_checkin_token",
+            )
+        return value
+
+    def caveats(self, use: DatahubUse, read_only: bool, valid_until: int) -> list[dict[str, Any]]:
+        """The caveats of a token for ``use``: interface, read-only if asked, and time."""
+        caveats: list[dict[str, Any]] = [{"type": "interface", "interface": use.value}]
+        if read_only:
+            caveats.append({"type": "data.readonly"})
+        caveats.append({"type": "time", "validUntil": valid_until})
+        return caveats
+
+    async def _post(self, path: str, what: str, *, json: Any, headers: Mapping[str, str]) -> Any:
+        url = f"{self.onezone_url}{path}"
+        try:
+            response = await self._client.post(url, json=json, headers=dict(headers))
+        except httpx.TimeoutException as e:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} did not answer in time ({what})", "unreachable"
+            ) from e
+        except httpx.HTTPError as e:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} cannot be reached ({what}: "
+                f"{_clean(type(e).__name__)})",
+                "unreachable",
+            ) from e
+        status = response.status_code
+        if status >= 500:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} is unavailable ({what}: HTTP {status})",
+                "unreachable",
+            )
+        return response
+
+    async def _exchange(self, checkin: str, use: DatahubUse, read_only: bool) -> DatahubToken:
+        valid_until = int(self._clock() + self.token_lifetime)
+        caveats = self.caveats(use, read_only, valid_until)
+        response = await self._post(
+            TEMPORARY_TOKENS_PATH,
+            "token exchange",
+            json={"type": {"accessToken": {}}, "caveats": caveats},
+            headers={"X-Auth-Token": f"{self.idp_prefix}:{checkin}"},
+        )
+        status = response.status_code
+        if status == 401:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} refused your EGI Check-in token "
+                f"({_onedata_error(response, checkin)}); logging in again may help",
+                "token_refused",
+            )
+        if not 200 <= status < 300:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} refused to issue a DataHub token "
+                f"({_onedata_error(response, checkin)})",
+                "refused",
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not _TOKEN_RE.match(token):
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} answered the token exchange without a token",
+                "bad_answer",
+            )
+        return DatahubToken(token, use, read_only, float(valid_until), tuple(caveats))
+
+    async def scope(self, token: DatahubToken) -> DatahubScope:
+        """The spaces ``token`` reaches, asked from Onezone now (online providers only)."""
+        response = await self._post(
+            INFER_SCOPE_PATH, "space discovery", json={"token": token.token}, headers={}
+        )
+        if not 200 <= response.status_code < 300:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} could not tell which spaces the token "
+                f"reaches ({_onedata_error(response, token.token)})",
+                "refused",
+            )
+        try:
+            return parse_scope(response.json())
+        except (ValueError, TypeError, AttributeError) as e:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} answered the space discovery with something "
+                f"that is not a token scope ({_clean(e)})",
+                "bad_answer",
+            ) from e
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is not a string")
+    return value
+
+
+def parse_scope(body: Any) -> DatahubScope:
+    """A `DatahubScope` from an ``infer_access_token_scope`` answer.
+
+    Raises ValueError/TypeError for an answer of another shape. Supports by offline or
+    too old providers are dropped; spaces are sorted by name, then id.
+    """
+    if not isinstance(body, dict):
+        raise TypeError("the answer is not a JSON object")
+    access = body.get("dataAccessScope")
+    if not isinstance(access, dict):
+        raise TypeError("dataAccessScope is missing")
+    token_read_only = access.get("readonly") is True
+    spaces_in = access.get("spaces", {})
+    providers_in = access.get("providers", {})
+    if not isinstance(spaces_in, dict) or not isinstance(providers_in, dict):
+        raise TypeError("spaces and providers must be objects")
+    spaces = []
+    for space_id, space in spaces_in.items():
+        if not isinstance(space, dict):
+            raise TypeError(f"space {_clean(space_id, 60)} is not an object")
+        supports_in = space.get("supports", {})
+        if not isinstance(supports_in, dict):
+            raise TypeError(f"the supports of space {_clean(space_id, 60)} are not an object")
+        supports = []
+        for provider_id, support in supports_in.items():
+            provider = providers_in.get(provider_id)
+            if not isinstance(provider, dict) or provider.get("online") is not True:
+                continue  # unknown or offline: nothing can be read through it now
+            version = str(provider.get("version") or "")
+            parsed = _version_tuple(version)
+            if parsed is not None and parsed < MIN_PROVIDER_VERSION:
+                continue
+            supports.append(
+                DatahubSupport(
+                    provider_id=_text(provider_id, "a provider id"),
+                    name=str(provider.get("name") or provider_id),
+                    domain=str(provider.get("domain") or ""),
+                    version=version,
+                    read_only=isinstance(support, dict) and support.get("readonly") is True,
+                )
+            )
+        supports.sort(key=lambda s: (s.read_only, s.name, s.provider_id))
+        read_only = token_read_only or (bool(supports) and all(s.read_only for s in supports))
+        spaces.append(
+            DatahubSpace(
+                space_id=_text(space_id, "a space id"),
+                name=str(space.get("name") or space_id),
+                read_only=read_only,
+                supports=tuple(supports),
+            )
+        )
+    spaces.sort(key=lambda s: (s.name, s.space_id))
+    valid_until = body.get("validUntil")
+    return DatahubScope(
+        valid_until=float(valid_until) if isinstance(valid_until, int | float) else None,
+        read_only=token_read_only,
+        spaces=tuple(spaces),
+    )
