@@ -229,6 +229,18 @@ def _onedata_error(response: httpx.Response, secret: str = "") -> str:
     return _clean(text or f"HTTP {response.status_code}")
 
 
+def _certificate_refused(error: BaseException) -> bool:
+    """True when a connection failed because the server's certificate was not trusted."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _version_tuple(version: str) -> tuple[int, ...] | None:
     numbers = re.match(r"^(\d+)\.(\d+)\.(\d+)", version or "")
     return tuple(int(n) for n in numbers.groups()) if numbers else None
@@ -437,6 +449,12 @@ class DatahubTokens:
                 f"Onezone at {self.onezone_url} did not answer in time ({what})", "unreachable"
             ) from e
         except httpx.HTTPError as e:
+            if _certificate_refused(e):
+                raise DatahubCredentialError(
+                    f"Onezone at {self.onezone_url} cannot be reached: its TLS certificate "
+                    f"is not trusted ({what}); the site may need to set the CA file",
+                    "unreachable",
+                ) from e
             raise DatahubCredentialError(
                 f"Onezone at {self.onezone_url} cannot be reached ({what}: "
                 f"{_clean(type(e).__name__)})",

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import logging
+import ssl
 from typing import Any
 
 import httpx
@@ -331,6 +332,20 @@ async def test_onezone_down_is_a_clear_error(tokens, onezone, failure, words):
         await tokens.token("alice", ALICE, "rest", False)
     assert info.value.kind == "unreachable"
     assert info.value.message.startswith(f"DataHub: Onezone at {ONEZONE} {words}")
+
+
+async def test_untrusted_certificate_says_so(tokens, onezone):
+    try:
+        raise ssl.SSLCertVerificationError(1, "certificate verify failed")
+    except ssl.SSLError as cause:
+        try:
+            raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]") from cause
+        except httpx.ConnectError as error:
+            onezone.down = error
+    with pytest.raises(DatahubCredentialError) as info:
+        await tokens.token("alice", ALICE, "rest", False)
+    assert info.value.kind == "unreachable"
+    assert "its TLS certificate is not trusted (token exchange)" in info.value.reason
 
 
 async def test_onezone_server_error_is_unreachable(clock):
