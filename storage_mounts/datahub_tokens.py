@@ -267,8 +267,8 @@ class DatahubTokens:
     tokens at its ``max_temporary_token_ttl``: stay below it); a cached token is
     renewed once fewer than ``renew_before`` seconds are left. ``ca_file`` trusts a
     private CA (a test Onezone), ``verify=False`` turns checks off (never in
-    production). ``http_client`` replaces the client made here (its own base URL,
-    timeouts and TLS settings are then used); ``clock`` gives epoch seconds.
+    production). ``http_client`` replaces the client made here (its timeouts and
+    TLS settings are then used; the caller closes it); ``clock`` gives epoch seconds.
     """
 
     def __init__(
