@@ -25,6 +25,9 @@ from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
 
+from egi_hub.storage_mounts.kube import KubeStorage, delete_storage_secret, storage_for_pod
+from egi_hub.storage_mounts.spawner import StorageSpawnerMixin
+
 from .profiles import Profile
 from .quota import Charge
 from .refusals import resource_quota_refusal
@@ -39,7 +42,7 @@ def label_value(text: str) -> str:
     return value.strip("-._")
 
 
-class EGIKubeSpawner(VOSpawnerMixin, KubeSpawner):
+class EGIKubeSpawner(StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
     """KubeSpawner whose profiles follow VO rules and whose pods pass the quota policy."""
 
     # admit() sets these labels; put them back before each start, with the profile's.
@@ -79,9 +82,24 @@ class EGIKubeSpawner(VOSpawnerMixin, KubeSpawner):
             labels["egi.eu/profile"] = label_value(charge.profile)
         self.extra_labels = {**self.extra_labels, **labels}
 
+    # Storage (issue 9): the mounts' volumes and sidecars, and their Secret. The
+    # rendering is egi_hub.storage_mounts.kube; these hooks only apply it.
+    _egi_storage: KubeStorage | None = None
+
+    async def get_pod_manifest(self) -> Any:
+        """KubeSpawner's pod plus this server's mounts (NFS volumes, oneclient sidecars)."""
+        pod = await super().get_pod_manifest()
+        self._egi_storage = await storage_for_pod(self, pod)
+        return pod
+
     async def _make_create_pod_request(self, pod: Any, request_timeout: int) -> bool:
+        if self._egi_storage is not None:  # the sidecars' Secret before the pod
+            await self._egi_storage.create_secrets(self.api, request_timeout)
         try:
-            return await super()._make_create_pod_request(pod, request_timeout)
+            created = await super()._make_create_pod_request(pod, request_timeout)
+            if created and self._egi_storage is not None:
+                await self._egi_storage.own_secrets(self.api, pod, request_timeout)
+            return created
         except ApiException as e:
             body = str(e.body or "")
             if e.status == 403 and "exceeded quota" in body:
@@ -89,6 +107,17 @@ class EGIKubeSpawner(VOSpawnerMixin, KubeSpawner):
                 links = self.refusal_links()
                 raise resource_quota_refusal(self.namespace, detail, links) from None
             raise
+
+    async def stop(self, now: bool = False) -> None:
+        try:
+            await super().stop(now=now)
+        finally:
+            # By name, so a hub restarted since the start still deletes it (404: none).
+            if self._egi_storage is not None or self._egi_mount_names:
+                await delete_storage_secret(
+                    self.api, self.namespace, self.pod_name, self.k8s_api_request_timeout
+                )
+            self._egi_storage = None
 
 
 def _status_message(body: str) -> str:

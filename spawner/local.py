@@ -25,6 +25,7 @@ from traitlets import Bool, Integer, Unicode, default
 from egi_hub.names import path_component
 from egi_hub.procs import installed_script, tail_lines
 from egi_hub.singleuser_config import JUPYTER_CONFIG_DIR
+from egi_hub.storage_mounts.spawner import StorageSpawnerMixin
 
 from .progress import ProgressEvents
 from .vo_spawning import VOSpawnerMixin
@@ -195,7 +196,7 @@ class LocalWorkdirSpawner(ProgressEvents, LocalProcessSpawner):
         # The hub's own start_timeout handling reports the time-out.
 
 
-class EGILocalSpawner(VOSpawnerMixin, LocalWorkdirSpawner):
+class EGILocalSpawner(StorageSpawnerMixin, VOSpawnerMixin, LocalWorkdirSpawner):
     """The local stack's spawner: VO profiles and quotas over `LocalWorkdirSpawner`.
 
     Of a profile's ``kubespawner_override`` it applies what a local process can take:

@@ -1,0 +1,331 @@
+"""Credentials per user: the mounts document a server's keeper reads from the hub.
+
+For each mount a server got at admission (`egi_hub.storage_mounts.spawner`), the hub
+builds one entry of the mounts document (the contract between hub and notebook side)::
+
+    {"mounts": [{"name", "kind", "path", "read_only", "<kind>": {...}} | {..., "error"}],
+     "refresh_at": <epoch>}   # refresh_at only when a credential expires
+
+- **S3**: the site's static keys, from the hub's environment variables the mount names
+  (``credentials.from_env``). They are read once, when the hub starts
+  (`check_s3_environment` refuses to start without them, naming each variable), so a
+  changed environment never gives a running hub different keys halfway.
+- **DataHub**: a REST-interface Onedata token made from the user's own fresh Check-in
+  access token (`DatahubTokens`, one per Onezone), with the spaces it reaches. A user
+  without a Check-in token (the dev login) gets an error entry instead.
+- **NFS**: nothing secret: the server and the user's export.
+
+One mount failing never stops the server or the others: it becomes an entry with an
+``error`` a user can read (never a secret), and the server starts anyway. Secrets appear
+only in the document the caller's own server receives; never in logs or reprs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from traitlets import Float, Integer, Unicode
+from traitlets.config import SingletonConfigurable
+
+from egi_hub.config import ConfigIssue
+
+from .datahub import DatahubMount
+from .datahub_tokens import DatahubCredentialError, DatahubTokens, DatahubUse
+from .mounts import Mount, ResolvedMount, StorageMounts
+from .nfs import NFSMount
+from .s3 import S3Mount
+
+__all__ = [
+    "NO_CHECKIN_LOGIN",
+    "CheckinTokenGetter",
+    "MountCredentials",
+    "S3Keys",
+    "check_s3_environment",
+    "read_s3_keys",
+]
+
+log = logging.getLogger(__name__)
+
+#: The error entry of a DataHub mount for a user who did not log in with Check-in.
+NO_CHECKIN_LOGIN = "DataHub needs a Check-in login (this account has no Check-in access token)"
+
+#: Gets the user's fresh Check-in access token (None: the user has none). Called only
+#: when a Onedata token must be made, so a cached one never costs a Check-in refresh.
+CheckinTokenGetter = Callable[[], Awaitable[str | None]]
+
+# A space name a notebook can show as one directory: anything else is left out.
+_PLAIN_SPACE = re.compile(r"[^/\x00-\x1f\x7f]{1,255}")
+
+
+@dataclass(frozen=True)
+class S3Keys:
+    """An access key id and its secret; the secret is kept out of ``repr``."""
+
+    key: str
+    secret: str = field(repr=False)
+
+
+def _s3_mounts(mounts: Iterable[Mount]) -> list[tuple[int, S3Mount]]:
+    return [(i, m) for i, m in enumerate(mounts) if isinstance(m, S3Mount)]
+
+
+def check_s3_environment(
+    mounts: Sequence[Mount], environ: Mapping[str, str] | None = None
+) -> list[ConfigIssue]:
+    """One issue per S3 key variable that is unset or empty in the hub's environment.
+
+    Each names the site-file key that names the variable, the variable and the mount,
+    e.g. ``StorageMounts.mounts[0].credentials.from_env.secret: the hub's environment
+    variable S3_SECRET (mount 'scratch') is not set``. Never a value.
+    """
+    environ = os.environ if environ is None else environ
+    issues = []
+    for i, mount in _s3_mounts(mounts):
+        for part, name in (("key", mount.key_env), ("secret", mount.secret_env)):
+            if not environ.get(name):
+                state = "is empty" if name in environ else "is not set"
+                issues.append(
+                    ConfigIssue(
+                        f"StorageMounts.mounts[{i}].credentials.from_env.{part}",
+                        f"the hub's environment variable {name} (mount {mount.name!r}) "
+                        f"{state}: set it to the S3 access {part} (on Kubernetes, from a "
+                        "Secret)",
+                    )
+                )
+    return issues
+
+
+def read_s3_keys(
+    mounts: Sequence[Mount], environ: Mapping[str, str] | None = None
+) -> dict[str, S3Keys]:
+    """The keys of each S3 mount (by mount name) from the environment; missing ones left out."""
+    environ = os.environ if environ is None else environ
+    keys = {}
+    for _, mount in _s3_mounts(mounts):
+        key, secret = environ.get(mount.key_env), environ.get(mount.secret_env)
+        if key and secret:
+            keys[mount.name] = S3Keys(key, secret)
+    return keys
+
+
+class MountCredentials(SingletonConfigurable):
+    """Builds the mounts document of one server, with that user's credentials.
+
+    One per hub: it holds the S3 keys read at start and one `DatahubTokens` (token
+    cache) per Onezone.
+    """
+
+    datahub_token_lifetime = Float(
+        12 * 3600,
+        min=300,
+        help="""
+        Seconds a DataHub (Onedata) token given to a server stays valid (its time caveat;
+        stay below the Onezone's maximum for temporary tokens). Servers ask for a new one
+        ``refresh_margin`` seconds before it ends. Default: 12 hours.
+        """,
+    ).tag(config=True)
+
+    datahub_renew_before = Float(
+        3600,
+        min=0,
+        help="""
+        The hub makes a new DataHub token once fewer than this many seconds are left on
+        the cached one (below ``datahub_token_lifetime``). Default: 1 hour.
+        """,
+    ).tag(config=True)
+
+    datahub_ca_file = Unicode(
+        "",
+        help="""
+        A PEM file of CA certificates to trust for the Onezone (a site's private CA);
+        empty: the system's CAs. TLS is always checked.
+        """,
+    ).tag(config=True)
+
+    datahub_timeout = Float(
+        10, min=1, help="Seconds to wait for the Onezone before a DataHub mount shows an error."
+    ).tag(config=True)
+
+    refresh_margin = Integer(
+        600,
+        min=0,
+        help="""
+        ``refresh_at`` in the mounts document is the earliest credential expiry minus
+        this many seconds: when the server's keeper asks again. Default: 10 minutes.
+        """,
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._s3_keys: dict[str, S3Keys] | None = None
+        self._datahub: dict[tuple[str, str], DatahubTokens] = {}
+
+    def __repr__(self) -> str:
+        return f"<MountCredentials s3={sorted(self._s3_keys or {})} onezones={len(self._datahub)}>"
+
+    @property
+    def mounts(self) -> StorageMounts:
+        return StorageMounts.instance(config=self.config)
+
+    def load_s3_keys(self, environ: Mapping[str, str] | None = None) -> list[ConfigIssue]:
+        """Read the S3 keys now (at hub start); returns the variables that are missing."""
+        mounts = self.mounts.mounts
+        self._s3_keys = read_s3_keys(mounts, environ)
+        return check_s3_environment(mounts, environ)
+
+    def s3_keys(self, mount: S3Mount) -> S3Keys | None:
+        if self._s3_keys is None:
+            self.load_s3_keys()
+        return (self._s3_keys or {}).get(mount.name)
+
+    def datahub_tokens(self, mount: DatahubMount) -> DatahubTokens:
+        """The token cache of the mount's Onezone (made on first use)."""
+        key = (mount.onezone_url, mount.idp_prefix)
+        if key not in self._datahub:
+            self._datahub[key] = DatahubTokens(
+                mount.onezone_url,
+                idp_prefix=mount.idp_prefix,
+                token_lifetime=self.datahub_token_lifetime,
+                renew_before=min(self.datahub_renew_before, self.datahub_token_lifetime / 2),
+                ca_file=self.datahub_ca_file or None,
+                timeout=self.datahub_timeout,
+            )
+        return self._datahub[key]
+
+    def use_datahub_tokens(self, tokens: DatahubTokens) -> None:
+        """Use this token cache for its Onezone (a site's own client settings, tests)."""
+        self._datahub[(tokens.onezone_url, tokens.idp_prefix)] = tokens
+
+    def forget(self, username: str) -> None:
+        """Drop a user's cached DataHub tokens (e.g. when the user is deleted)."""
+        for tokens in self._datahub.values():
+            tokens.forget(username)
+
+    async def aclose(self) -> None:
+        for tokens in self._datahub.values():
+            await tokens.aclose()
+        self._datahub.clear()
+
+    async def document(
+        self,
+        username: str,
+        resolved: Sequence[ResolvedMount],
+        checkin_token: CheckinTokenGetter,
+        *,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """The mounts document of one server of ``username`` (see the module docstring)."""
+        entries = []
+        expiries = []
+        for item in resolved:
+            if item.username != username:  # never another user's mount, whatever happens
+                raise ValueError(f"mount {item.name!r} was resolved for another user")
+            entry: dict[str, Any] = {
+                "name": item.name,
+                "kind": item.mount.kind,
+                "path": item.path,
+                "read_only": item.mount.read_only,
+            }
+            try:
+                body, expires_at = await self._credentials(item, checkin_token)
+            except MountError as e:
+                entry["error"] = str(e)
+            except Exception as e:
+                # The type only: a message could carry a credential.
+                log.error(
+                    "Mount %r of %s: credentials failed (%s)", item.name, username, type(e).__name__
+                )
+                entry["error"] = (
+                    f"{item.mount.kind}: the hub could not prepare this mount's credentials "
+                    "(an internal error; the hub's log says more)"
+                )
+            else:
+                entry[item.mount.kind] = body
+                if expires_at is not None:
+                    expiries.append(expires_at)
+            entries.append(entry)
+        document: dict[str, Any] = {"mounts": entries}
+        if expiries:
+            now = time.time() if now is None else now
+            document["refresh_at"] = max(int(now), math.floor(min(expiries)) - self.refresh_margin)
+        return document
+
+    async def _credentials(
+        self, item: ResolvedMount, checkin_token: CheckinTokenGetter
+    ) -> tuple[dict[str, Any], float | None]:
+        mount = item.mount
+        if isinstance(mount, S3Mount):
+            return self._s3(item, mount), None
+        if isinstance(mount, DatahubMount):
+            return await self._datahub_entry(item, mount, checkin_token)
+        if isinstance(mount, NFSMount):
+            return {
+                "server": mount.server,
+                "export": item.settings.get("export", mount.export),
+            }, None
+        raise MountError(f"{mount.kind}: this hub cannot give credentials for this kind of mount")
+
+    def _s3(self, item: ResolvedMount, mount: S3Mount) -> dict[str, Any]:
+        keys = self.s3_keys(mount)
+        if keys is None:
+            raise MountError(
+                f"S3: the hub has no keys for mount {mount.name!r} (ask the site's admins)"
+            )
+        return {
+            "endpoint_url": mount.endpoint_url,
+            "bucket": item.settings.get("bucket", mount.bucket),
+            "prefix": item.settings.get("prefix", mount.prefix),
+            "region": mount.region,
+            "key": keys.key,
+            "secret": keys.secret,
+        }
+
+    async def _datahub_entry(
+        self, item: ResolvedMount, mount: DatahubMount, checkin_token: CheckinTokenGetter
+    ) -> tuple[dict[str, Any], float]:
+        async def fresh() -> str:
+            token = await checkin_token()
+            if not token:
+                raise DatahubCredentialError(NO_CHECKIN_LOGIN, "no_checkin_token")
+            return token
+
+        try:
+            tokens = self.datahub_tokens(mount)
+            creds = await tokens.credentials(item.username, fresh, DatahubUse.REST, mount.read_only)
+        except DatahubCredentialError as e:
+            if e.reason == NO_CHECKIN_LOGIN:
+                raise MountError(e.reason) from None
+            raise MountError(e.message) from None
+        except ValueError as e:  # a Onezone URL or setting DatahubTokens refuses
+            raise MountError(f"DataHub: {e}") from None
+        spaces = []
+        for space in creds.scope.spaces:
+            if not space.available or not _PLAIN_SPACE.fullmatch(space.name):
+                continue
+            if space.name in (".", ".."):
+                continue
+            if (
+                mount.spaces
+                and space.name not in mount.spaces
+                and space.space_id not in mount.spaces
+            ):
+                continue
+            spaces.append(space.name)
+        body = {
+            "onezone_url": mount.onezone_url,
+            "token": creds.token.token,
+            "expires_at": int(creds.token.valid_until),
+            "spaces": sorted(set(spaces)),
+        }
+        return body, creds.token.valid_until
+
+
+class MountError(Exception):
+    """A mount's credentials cannot be given; the message is the entry's ``error``."""
