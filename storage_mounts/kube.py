@@ -1,0 +1,501 @@
+"""A server's mounts as Kubernetes objects: what `EGIKubeSpawner` adds to the pod.
+
+One kind at a time, each rendered where it is safest:
+
+- **NFS**: a native ``nfs`` volume. The kubelet mounts the export on the node; the pod
+  needs no privileges and holds no credentials. ``readOnly`` on the volume *and* the
+  notebook's volumeMount when the mount is read-only.
+- **DataHub**: a oneclient sidecar per mount (Onedata's FUSE client, run as Onedata
+  documents for its ``onedata/oneclient`` image: privileged, token in
+  ``ONECLIENT_ACCESS_TOKEN``, Oneprovider in ``ONECLIENT_PROVIDER_HOST``). It mounts
+  the spaces on an ``emptyDir`` shared with the notebook container: ``Bidirectional``
+  propagation in the sidecar (so its FUSE mount leaves the container),
+  ``HostToContainer`` in the notebook (so the notebook sees it, and can never push a
+  mount back). Kubernetes allows ``Bidirectional`` only in privileged containers, so
+  the sidecar is privileged; the notebook container never is.
+  The token is a ``oneclient``-interface Onedata token (useless against the REST file
+  API) and reaches the sidecar only: it lives in a per-server Secret mounted as a file
+  into that sidecar alone, never in an environment variable of the notebook
+  container, never in the pod spec. The sidecar's script reads the file into
+  oneclient's environment and remounts when the kubelet delivers a renewed token.
+- **S3**: nothing in the pod. Buckets are reached in the notebook through fsspec
+  (``s3fs``) with the credential document the notebook-side keeper fetches from the
+  hub API: no FUSE, no privileges, keys renewable without a restart, and the same code
+  path as on the local stack. An s3fs-fuse sidecar would need a privileged container
+  and a key in the pod for every bucket, for a POSIX view that object storage only
+  imitates.
+
+Per-server Secrets are created just before the pod and deleted when the server stops;
+once the pod exists they also get an owner reference to it, so Kubernetes' garbage
+collector removes them if the hub never gets to run its stop (a crash, a deleted
+namespace object). Explicit delete keeps the usual case immediate; the owner
+reference covers the rest.
+
+A DataHub mount without credentials (Onezone down, token refused) or whose spaces no
+online Oneprovider supports gets no sidecar: ``errors`` says why, for the mount's
+error entry in the mounts document, and the server starts anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from traitlets import Dict, Integer, Unicode
+from traitlets.config import Configurable
+
+from .datahub import DatahubMount
+from .datahub_tokens import DatahubCredentials, DatahubScope, DatahubSpace, DatahubUse
+from .mounts import ResolvedMount
+from .nfs import NFSMount
+from .s3 import S3Mount
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ONECLIENT_MOUNT_DIR",
+    "ONECLIENT_SCRIPT",
+    "TOKEN_DIR",
+    "KubeMounts",
+    "KubeStorage",
+    "secret_name_for",
+]
+
+#: Where the sidecar mounts the spaces (the ``onedata/oneclient`` image's default).
+ONECLIENT_MOUNT_DIR = "/mnt/oneclient"
+#: Where the sidecar (only) finds its token file.
+TOKEN_DIR = "/var/run/secrets/egi.eu/datahub"
+_TOKEN_FILE = f"{TOKEN_DIR}/token"
+STORAGE_COMPONENT = "egi-storage"
+
+# Host names as a Oneprovider's domain may be written (from Onezone: hostile input).
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?")
+# Space ids passed to oneclient (Onezone makes them; checked all the same).
+_SPACE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# Onedata tokens: printable ASCII without spaces (as the hub-side client checks too).
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+#: The sidecar's main process (POSIX sh; arguments: token file, mount dir, check
+#: interval, then oneclient's options). It reads the token from the file into
+#: oneclient's environment (never onto a command line), runs oneclient in the
+#: foreground, and when the file changes (the kubelet swaps in a renewed Secret)
+#: unmounts and starts again with the new token. On TERM it unmounts, so the
+#: notebook container is never left with a dead FUSE mount.
+ONECLIENT_SCRIPT = """\
+set -u
+token_file="$1"; mnt="$2"; interval="$3"; shift 3
+pid=""
+unmount() {
+  oneclient --unmount "$mnt" >/dev/null 2>&1 || fusermount -uz "$mnt" >/dev/null 2>&1 || true
+}
+launch() {
+  current="$(cat "$token_file")"
+  ONECLIENT_ACCESS_TOKEN="$current" oneclient -f "$@" "$mnt" &
+  pid=$!
+}
+trap 'unmount; [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait; exit 0' TERM INT
+launch "$@"
+while kill -0 "$pid" 2>/dev/null; do
+  sleep "$interval" & wait $!
+  if [ "$(cat "$token_file")" != "$current" ]; then
+    echo "oneclient sidecar: the token was renewed, mounting again"
+    unmount; wait "$pid"; launch "$@"
+  fi
+done
+wait "$pid"
+status=$?
+echo "oneclient sidecar: oneclient stopped (exit status $status)"
+exit "$status"
+"""
+
+
+def secret_name_for(pod_name: str) -> str:
+    """The name of a server's storage Secret: its pod's name (a DNS label) + ``-storage``."""
+    return f"{pod_name}-storage"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@dataclass
+class KubeStorage:
+    """What a server's mounts add to its pod, as Kubernetes API dicts (camelCase).
+
+    ``volume_mounts`` go into the notebook container, ``extra_containers`` beside it;
+    ``secrets`` must exist before the pod; ``errors`` maps a mount's name to the sentence
+    its error entry shows (no sidecar was made for it). Never log ``secrets``.
+    """
+
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = field(default_factory=list)
+    extra_containers: list[dict[str, Any]] = field(default_factory=list)
+    secrets: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def secret_names(self) -> list[str]:
+        return [s["metadata"]["name"] for s in self.secrets]
+
+    async def create_secrets(self, api: Any, request_timeout: float) -> None:
+        """Create the Secrets (or replace them: a retried start, a renewed token)."""
+        from kubernetes_asyncio.client.rest import ApiException
+
+        for secret in self.secrets:
+            meta = secret["metadata"]
+            try:
+                await asyncio.wait_for(
+                    api.create_namespaced_secret(meta["namespace"], secret), request_timeout
+                )
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                await asyncio.wait_for(
+                    api.replace_namespaced_secret(meta["name"], meta["namespace"], secret),
+                    request_timeout,
+                )
+
+    async def own_secrets(self, api: Any, pod: Any, request_timeout: float) -> None:
+        """Make the pod the Secrets' owner, so Kubernetes deletes them with it even if
+        the hub never runs its stop. Best effort: the stop deletes them anyway."""
+        from kubernetes_asyncio.client.rest import ApiException
+
+        if not self.secrets:
+            return
+        try:
+            created = await asyncio.wait_for(
+                api.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace), request_timeout
+            )
+            owner = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": created.metadata.name,
+                "uid": created.metadata.uid,
+            }
+            for secret in self.secrets:
+                meta = secret["metadata"]
+                meta["ownerReferences"] = [owner]
+                await asyncio.wait_for(
+                    api.replace_namespaced_secret(meta["name"], meta["namespace"], secret),
+                    request_timeout,
+                )
+        except (ApiException, TimeoutError) as e:
+            reason = getattr(e, "reason", None) or type(e).__name__
+            log.warning("Storage Secret of pod %s has no owner (%s)", pod.metadata.name, reason)
+
+
+class KubeMounts(Configurable):
+    """How mounts become pod parts on Kubernetes (the oneclient sidecar's settings)."""
+
+    oneclient_image = Unicode(
+        "docker.io/onedata/oneclient:21.02.5",
+        help="""
+        The oneclient image of the DataHub sidecar. Onedata recommends the same release
+        as the Onezone and Oneprovider it talks to.
+        """,
+    ).tag(config=True)
+
+    oneclient_resources = Dict(
+        {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+        help="The DataHub sidecar's resources (Kubernetes ResourceRequirements).",
+    ).tag(config=True)
+
+    token_check_interval = Integer(
+        30,
+        min=5,
+        help="""
+        Seconds between the sidecar's checks of its token file; a renewed token is
+        picked up (and the spaces mounted again) within this time plus the kubelet's
+        Secret sync period.
+        """,
+    ).tag(config=True)
+
+    def render(
+        self,
+        resolved: Sequence[ResolvedMount],
+        credentials: Mapping[str, DatahubCredentials | None],
+        *,
+        pod_name: str,
+        namespace: str,
+        labels: Mapping[str, str] | None = None,
+    ) -> KubeStorage:
+        """The pod parts and Secret for one server.
+
+        ``credentials`` maps a DataHub mount's name to its ``oneclient`` credentials
+        (`DatahubTokens.credentials` with `DatahubUse.ONECLIENT`); a mount missing from
+        it, or mapped to None, gets an error entry and no sidecar. S3 mounts add nothing
+        (in-notebook fsspec); NFS mounts add a volume.
+        """
+        out = KubeStorage()
+        secret_data: dict[str, str] = {}
+        secret_name = secret_name_for(pod_name)
+        for entry in resolved:
+            mount = entry.mount
+            if isinstance(mount, NFSMount):
+                self._nfs(entry, mount, out)
+            elif isinstance(mount, DatahubMount):
+                creds = credentials.get(mount.name)
+                if creds is None:
+                    out.errors[mount.name] = (
+                        "DataHub: no Onedata token for this server (see the hub's message)"
+                    )
+                    continue
+                self._datahub(entry, mount, creds, secret_name, secret_data, out)
+            elif isinstance(mount, S3Mount):
+                continue  # in-notebook fsspec with the keeper's credentials
+            else:
+                raise ValueError(f"No Kubernetes rendering for mount kind {mount.kind!r}")
+        if secret_data:
+            out.secrets.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {
+                        "name": secret_name,
+                        "namespace": namespace,
+                        "labels": {
+                            **dict(labels or {}),
+                            "app.kubernetes.io/component": STORAGE_COMPONENT,
+                        },
+                    },
+                    "type": "Opaque",
+                    "data": secret_data,
+                }
+            )
+        return out
+
+    def _nfs(self, entry: ResolvedMount, mount: NFSMount, out: KubeStorage) -> None:
+        volume = f"mount-{mount.name}"
+        nfs = {"server": mount.server, "path": entry.settings.get("export", mount.export)}
+        if mount.read_only:
+            nfs["readOnly"] = True
+        out.volumes.append({"name": volume, "nfs": nfs})
+        out.volume_mounts.append(
+            {"name": volume, "mountPath": mount.path, "readOnly": mount.read_only}
+        )
+
+    def _datahub(
+        self,
+        entry: ResolvedMount,
+        mount: DatahubMount,
+        creds: DatahubCredentials,
+        secret_name: str,
+        secret_data: dict[str, str],
+        out: KubeStorage,
+    ) -> None:
+        token = creds.token
+        if token.use != DatahubUse.ONECLIENT:
+            # A REST token cannot mount (Onedata enforces the interface caveat): a bug.
+            raise ValueError(
+                f"DataHub mount {mount.name!r}: the sidecar needs a 'oneclient' token, "
+                f"got a {token.use.value!r} one"
+            )
+        if not _TOKEN.fullmatch(token.token):
+            raise ValueError(f"DataHub mount {mount.name!r}: the token is not printable text")
+        if mount.read_only and not token.read_only:
+            raise ValueError(
+                f"DataHub mount {mount.name!r} is read-only and the token is not: "
+                "ask for a data.readonly token"
+            )
+        host, spaces = choose_provider(creds.scope, mount.spaces)
+        if host is None:
+            out.errors[mount.name] = "DataHub: no online Oneprovider supports " + (
+                "the spaces of this mount" if mount.spaces else "any of your spaces"
+            )
+            return
+        key = f"datahub-{mount.name}"
+        secret_data[key] = _b64(token.token)
+        shared = f"mount-{mount.name}"
+        token_volume = f"oneclient-token-{mount.name}"
+        out.volumes.append({"name": shared, "emptyDir": {}})
+        out.volumes.append(
+            {
+                "name": token_volume,
+                "secret": {
+                    "secretName": secret_name,
+                    "items": [{"key": key, "path": "token"}],
+                    "defaultMode": 0o400,
+                },
+            }
+        )
+        out.volume_mounts.append(
+            {
+                "name": shared,
+                "mountPath": mount.path,
+                "mountPropagation": "HostToContainer",
+                "readOnly": mount.read_only,
+            }
+        )
+        options = [f"--space-id={space_id}" for space_id in spaces]
+        if mount.read_only:
+            options.append("--opt=ro")
+        out.extra_containers.append(
+            {
+                "name": f"oneclient-{mount.name}",
+                "image": self.oneclient_image,
+                "command": ["/bin/sh", "-c", ONECLIENT_SCRIPT, "oneclient-sidecar"],
+                "args": [
+                    _TOKEN_FILE,
+                    ONECLIENT_MOUNT_DIR,
+                    str(self.token_check_interval),
+                    *options,
+                ],
+                "env": [{"name": "ONECLIENT_PROVIDER_HOST", "value": host}],
+                "resources": dict(self.oneclient_resources),
+                # FUSE needs /dev/fuse and CAP_SYS_ADMIN; Bidirectional propagation
+                # needs a privileged container (the API server refuses it otherwise).
+                "securityContext": {"privileged": True, "runAsUser": 0},
+                "volumeMounts": [
+                    {
+                        "name": shared,
+                        "mountPath": ONECLIENT_MOUNT_DIR,
+                        "mountPropagation": "Bidirectional",
+                    },
+                    {"name": token_volume, "mountPath": TOKEN_DIR, "readOnly": True},
+                ],
+            }
+        )
+
+
+def choose_provider(
+    scope: DatahubScope, wanted: Sequence[str] = ()
+) -> tuple[str | None, list[str]]:
+    """The Oneprovider the sidecar connects to, and the ids of the spaces to name on its
+    command line (none: every space the token reaches).
+
+    oneclient talks to one Oneprovider: the one that supports most of the mount's
+    spaces (ties: the first domain in sorted order, so a server gets the same one each
+    time). ``wanted`` (the mount's ``spaces``) keeps only those spaces, by name or id.
+    Domains and space ids come from Onezone, so both are checked: a domain must be a
+    host name, an id letters, digits, ``_`` and ``-``. Spaces go to oneclient by id
+    (``--space-id``): names are chosen by users and need not be unique.
+    """
+    spaces: list[DatahubSpace] = [
+        s
+        for s in scope.spaces
+        if s.available and (not wanted or s.name in wanted or s.space_id in wanted)
+    ]
+    counts: Counter[str] = Counter()
+    for space in spaces:
+        for domain in {s.domain for s in space.supports}:
+            if _HOST.fullmatch(domain):
+                counts[domain] += 1
+    if not counts:
+        return None, []
+    best = max(counts.values())
+    host = min(d for d, n in counts.items() if n == best)
+    if not wanted:
+        return host, []
+    ids = [
+        space.space_id
+        for space in spaces
+        if any(s.domain == host for s in space.supports) and _SPACE_ID.fullmatch(space.space_id)
+    ]
+    if not ids:  # no --space-id would mount every space: not what the mount says
+        return None, []
+    return host, ids
+
+
+def add_to_pod(pod: Any, storage: KubeStorage) -> None:
+    """Put the volumes, the notebook's volumeMounts and the sidecars into KubeSpawner's
+    pod (a ``V1Pod``; its first container is the notebook). A name the pod already uses
+    is an error naming it, not a silent replacement."""
+    from kubernetes_asyncio.client import V1Container, V1Volume, V1VolumeMount
+    from kubespawner.utils import get_k8s_model
+
+    spec = pod.spec
+    notebook = spec.containers[0]
+    taken = {getattr(v, "name", None) for v in spec.volumes or []}
+    for volume in storage.volumes:
+        if volume["name"] in taken:
+            raise ValueError(f"The pod already has a volume named {volume['name']!r}")
+    names = {c.name for c in [*spec.containers, *(spec.init_containers or [])]}
+    for container in storage.extra_containers:
+        if container["name"] in names:
+            raise ValueError(f"The pod already has a container named {container['name']!r}")
+    paths = {m.mount_path for m in notebook.volume_mounts or []}
+    for mount in storage.volume_mounts:
+        if mount["mountPath"] in paths:
+            raise ValueError(f"The notebook container already mounts {mount['mountPath']!r}")
+    spec.volumes = [*(spec.volumes or []), *(get_k8s_model(V1Volume, v) for v in storage.volumes)]
+    notebook.volume_mounts = [
+        *(notebook.volume_mounts or []),
+        *(get_k8s_model(V1VolumeMount, m) for m in storage.volume_mounts),
+    ]
+    spec.containers = [
+        *spec.containers,
+        *(get_k8s_model(V1Container, c) for c in storage.extra_containers),
+    ]
+
+
+async def storage_for_pod(spawner: Any, pod: Any) -> KubeStorage | None:
+    """The hook of `EGIKubeSpawner.get_pod_manifest`: this server's mounts (from
+    `StorageSpawnerMixin.egi_mounts`) rendered and added to ``pod``; None without mounts.
+
+    DataHub sidecars get ``oneclient`` tokens from the hub's token cache
+    (`MountCredentials.datahub_tokens`), made from the user's Check-in access token in
+    the auth state (JupyterHub refreshes it before a spawn). A failure leaves that mount
+    without a sidecar; the reason is logged (it never holds a token) and the keeper's
+    mounts document shows the mount's error entry.
+    """
+    from .credentials import MountCredentials
+    from .datahub_tokens import DatahubCredentialError
+
+    egi_mounts = getattr(spawner, "egi_mounts", None)  # StorageSpawnerMixin's
+    resolved = await egi_mounts() if egi_mounts is not None else ()
+    if not resolved:
+        return None
+    creds: dict[str, DatahubCredentials | None] = {}
+    datahub = [r for r in resolved if isinstance(r.mount, DatahubMount)]
+    if datahub:
+        store = MountCredentials.instance(config=spawner.config)
+
+        async def checkin_token() -> str:
+            state = await spawner.user.get_auth_state() or {}
+            token = state.get("access_token")
+            if not token:
+                raise DatahubCredentialError(
+                    "this account has no Check-in access token", "no_checkin_token"
+                )
+            return str(token)
+
+        for item in datahub:
+            mount = item.mount
+            assert isinstance(mount, DatahubMount)
+            try:
+                creds[mount.name] = await store.datahub_tokens(mount).credentials(
+                    spawner.user.name, checkin_token, DatahubUse.ONECLIENT, mount.read_only
+                )
+            except DatahubCredentialError as e:
+                spawner.log.warning("DataHub mount %r: no sidecar (%s)", mount.name, e.reason)
+                creds[mount.name] = None
+    storage = KubeMounts(parent=spawner).render(
+        resolved,
+        creds,
+        pod_name=spawner.pod_name,
+        namespace=spawner.namespace,
+        labels=dict(pod.metadata.labels or {}),
+    )
+    add_to_pod(pod, storage)
+    return storage
+
+
+async def delete_storage_secret(
+    api: Any, namespace: str, pod_name: str, request_timeout: float
+) -> None:
+    """Delete a server's storage Secret (none there: nothing to do)."""
+    from kubernetes_asyncio.client.rest import ApiException
+
+    try:
+        await asyncio.wait_for(
+            api.delete_namespaced_secret(secret_name_for(pod_name), namespace), request_timeout
+        )
+    except ApiException as e:
+        if e.status != 404:
+            raise
