@@ -97,6 +97,7 @@ bench: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP)
 	$(BIN)/python -m tests.benchmarks.bench_spawn
 	$(BIN)/python -m tests.benchmarks.bench_quota
 	$(BIN)/python -m tests.benchmarks.bench_login
+	$(BIN)/python -m tests.benchmarks.bench_storage
 
 clean:
 	rm -rf $(VENV) tests/oidc/node_modules tests/axe/node_modules proxy/node_modules .egi-hub build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -520,6 +520,18 @@ class S3Mount(DirFileSystem):
             return super()._join(check_key(path))
         return super()._join(path)  # lists and dicts come back here one path at a time
 
+    def invalidate_cache(self, path: str | None = None) -> None:
+        """Forget cached listings: under ``path``, or all of this mount's without one.
+
+        DirFileSystem passes the bucket on, and s3fs then forgets the bucket's own
+        listing but keeps its folders'; the s3fs instance is this mount's alone, so
+        without a path all of its cache goes.
+        """
+        if path:
+            super().invalidate_cache(path)
+        else:
+            self.fs.invalidate_cache()
+
     def _check_writable(self, operation: str) -> None:
         if self._creds.read_only:
             raise S3ReadOnlyError(

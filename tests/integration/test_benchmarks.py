@@ -32,3 +32,9 @@ def test_bench_quota_runs_and_prints_its_figures():
 
 def test_bench_login_runs_and_prints_its_ratio():
     assert "ratio egi-hub / oauthenticator" in bench("bench_login", "--logins", "2")
+
+
+def test_bench_storage_runs_and_prints_its_ratios():
+    out = bench("bench_storage", "--size-mib", "2", "--entries", "50", "--rounds", "1")
+    for line in ("write 2 MiB", "read 2 MiB", "list 50 entries"):
+        assert line in out and "ratio egi-hub / bare s3fs" in out, out

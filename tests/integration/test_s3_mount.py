@@ -89,6 +89,16 @@ def test_write_read_overwrite_list_delete_land_in_the_server(server: S3Server):
     assert not server.path_of(BUCKET, "notebooks/a.ipynb").exists()
 
 
+def test_invalidate_cache_forgets_folder_listings(server: S3Server):
+    m, other = S3Mount(creds(server)), S3Mount(creds(server, keys=BOB))
+    m.pipe_file("cached/one.txt", b"1")
+    assert m.ls("cached", detail=False) == ["cached/one.txt"]
+    other.pipe_file("cached/two.txt", b"2")  # another client writes
+    m.invalidate_cache()
+    assert m.ls("cached", detail=False) == ["cached/one.txt", "cached/two.txt"]
+    m.rm("cached", recursive=True)
+
+
 def test_paths_are_keys_of_the_mounts_bucket_only(server: S3Server):
     m = S3Mount(creds(server))
     m.pipe_file("/lead/slash.txt", b"x")  # a leading slash is the mount root
