@@ -144,22 +144,22 @@ class KubeStorage:
         return [s["metadata"]["name"] for s in self.secrets]
 
     async def create_secrets(self, api: Any, request_timeout: float) -> None:
-        """Create the Secrets (or replace them: a retried start, a renewed token)."""
+        """Create the Secrets; one left from an earlier start (a retried start) is
+        deleted and made again, so no token of a mount the server lost stays in it."""
         from kubernetes_asyncio.client.rest import ApiException
 
         for secret in self.secrets:
             meta = secret["metadata"]
-            try:
-                await asyncio.wait_for(
-                    api.create_namespaced_secret(meta["namespace"], secret), request_timeout
-                )
-            except ApiException as e:
-                if e.status != 409:
-                    raise
-                await asyncio.wait_for(
-                    api.replace_namespaced_secret(meta["name"], meta["namespace"], secret),
-                    request_timeout,
-                )
+            for attempt in (1, 2):
+                try:
+                    await asyncio.wait_for(
+                        api.create_namespaced_secret(meta["namespace"], secret), request_timeout
+                    )
+                    break
+                except ApiException as e:
+                    if e.status != 409 or attempt == 2:
+                        raise
+                await _delete_secret(api, meta["namespace"], meta["name"], request_timeout)
 
     async def own_secrets(self, api: Any, pod: Any, request_timeout: float) -> None:
         """Make the pod the Secrets' owner, so Kubernetes deletes them with it even if
@@ -170,7 +170,10 @@ class KubeStorage:
             return
         try:
             created = await asyncio.wait_for(
-                api.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace), request_timeout
+                api.read_namespaced_pod(
+                    pod.metadata.name, self.secrets[0]["metadata"]["namespace"]
+                ),
+                request_timeout,
             )
             owner = {
                 "apiVersion": "v1",
@@ -182,7 +185,12 @@ class KubeStorage:
                 meta = secret["metadata"]
                 meta["ownerReferences"] = [owner]
                 await asyncio.wait_for(
-                    api.replace_namespaced_secret(meta["name"], meta["namespace"], secret),
+                    api.patch_namespaced_secret(
+                        meta["name"],
+                        meta["namespace"],
+                        {"metadata": {"ownerReferences": [owner]}},
+                        _content_type="application/merge-patch+json",
+                    ),
                     request_timeout,
                 )
         except (ApiException, TimeoutError) as e:
@@ -490,12 +498,14 @@ async def delete_storage_secret(
     api: Any, namespace: str, pod_name: str, request_timeout: float
 ) -> None:
     """Delete a server's storage Secret (none there: nothing to do)."""
+    await _delete_secret(api, namespace, secret_name_for(pod_name), request_timeout)
+
+
+async def _delete_secret(api: Any, namespace: str, name: str, request_timeout: float) -> None:
     from kubernetes_asyncio.client.rest import ApiException
 
     try:
-        await asyncio.wait_for(
-            api.delete_namespaced_secret(secret_name_for(pod_name), namespace), request_timeout
-        )
+        await asyncio.wait_for(api.delete_namespaced_secret(name, namespace), request_timeout)
     except ApiException as e:
         if e.status != 404:
             raise
