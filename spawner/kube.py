@@ -26,7 +26,6 @@ from kubespawner import KubeSpawner
 from tornado import web
 
 from egi_hub.storage_mounts.kube import KubeStorage, delete_storage_secret, storage_for_pod
-from egi_hub.storage_mounts.spawner import StorageSpawnerMixin
 
 from .profiles import Profile
 from .quota import Charge
@@ -42,7 +41,7 @@ def label_value(text: str) -> str:
     return value.strip("-._")
 
 
-class EGIKubeSpawner(StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
+class EGIKubeSpawner(VOSpawnerMixin, KubeSpawner):
     """KubeSpawner whose profiles follow VO rules and whose pods pass the quota policy."""
 
     # admit() sets these labels; put them back before each start, with the profile's.
@@ -113,7 +112,7 @@ class EGIKubeSpawner(StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
             await super().stop(now=now)
         finally:
             # By name, so a hub restarted since the start still deletes it (404: none).
-            if self._egi_storage is not None or self._egi_mount_names:
+            if self._egi_storage is not None or getattr(self, "_egi_mount_names", None):
                 await delete_storage_secret(
                     self.api, self.namespace, self.pod_name, self.k8s_api_request_timeout
                 )
