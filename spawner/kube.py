@@ -26,6 +26,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 
 from egi_hub.storage_mounts.kube import KubeStorage, delete_storage_secret, storage_for_pod
+from egi_hub.storage_mounts.spawner import StorageSpawnerMixin
 
 from .profiles import Profile
 from .quota import Charge
@@ -41,7 +42,7 @@ def label_value(text: str) -> str:
     return value.strip("-._")
 
 
-class EGIKubeSpawner(VOSpawnerMixin, KubeSpawner):
+class EGIKubeSpawner(StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
     """KubeSpawner whose profiles follow VO rules and whose pods pass the quota policy."""
 
     # admit() sets these labels; put them back before each start, with the profile's.
