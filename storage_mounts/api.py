@@ -9,7 +9,8 @@ writes the answer to ``~/.egi/mounts.json``. Who is answered:
   `egi_hub.storage_mounts.hub`);
 - only about that user's own servers: ``?server=<name>`` picks a named server, by
   default the server the token was issued to (else the default server). A token of
-  user A can never name B's server: servers are looked up among A's alone.
+  user A can never name B's server: servers are looked up among A's alone, and
+  ``?user=`` naming anyone else is a 403.
 
 The answer is never cached (``Cache-Control: no-store``) and never logged.
 """
@@ -74,6 +75,9 @@ class MountsHandler(APIHandler):
 
     async def get(self) -> None:
         user, token = self._caller()
+        for asked in self.request.query_arguments.get("user", []):
+            if asked.decode("utf-8", "replace") != user.name:
+                raise web.HTTPError(403, "A server may read only its own user's storage mounts")
         name = self._server_name(user, token)
         spawner = user.spawners.get(name)
         if spawner is None or not spawner.active:
