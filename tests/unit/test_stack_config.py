@@ -116,12 +116,22 @@ def test_users_and_their_servers_may_read_their_own_access_token(tmp_path):
     c = build_config({}, data_dir=str(tmp_path)).config
     assert "custom:egi:access-token" in c.JupyterHub.custom_scopes
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
-    assert roles["user"]["scopes"] == ["self", "custom:egi:access-token!user"]
+    assert roles["user"]["scopes"] == [
+        "self",
+        "custom:egi:access-token!user",
+        "custom:egi:read-mounts!user",
+    ]
     assert "custom:egi:access-token!user" in c.Spawner.server_token_scopes
+    assert "custom:egi:read-mounts!user" in c.Spawner.server_token_scopes
 
 
 def test_a_site_user_role_gets_the_scope_added(tmp_path):
     site = {"JupyterHub": {"load_roles": [{"name": "user", "scopes": ["self", "read:groups"]}]}}
     c = build_config(site, data_dir=str(tmp_path)).config
     (user,) = [r for r in c.JupyterHub.load_roles if r["name"] == "user"]
-    assert user["scopes"] == ["self", "read:groups", "custom:egi:access-token!user"]
+    assert user["scopes"] == [
+        "self",
+        "read:groups",
+        "custom:egi:access-token!user",
+        "custom:egi:read-mounts!user",
+    ]
