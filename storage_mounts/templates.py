@@ -7,9 +7,13 @@ value is escaped for where it lands before it is put in:
 
 - ``path``: one file-system path component (`egi_hub.names.path_component`): no ``/``,
   no ``..``, no hidden names, injective (two users never share a directory);
-- ``bucket``: lower-case letters, digits and single dots are kept (``vo.access.egi.eu``
-  stays readable); every other byte, ``-`` and a dot after a dot become ``-`` and two hex
-  digits, so the result is a valid part of an S3 bucket name and again injective.
+- ``bucket``: lower-case letters and digits other than ``x`` are kept; every other byte
+  (``.``, ``-`` and ``x`` included) becomes ``x`` and two hex digits. The result starts
+  and ends with a letter or digit and holds nothing else, so it is valid anywhere in an
+  S3 bucket name (no dots: servers such as rclone's refuse them, AWS advises against
+  them), and it is again injective: ``vo.access.egi.eu`` gives
+  ``vox2eaccessx2eegix2eeu``. A site that wants readable names uses a fixed bucket and
+  ``prefix: "{vo}/"``.
 
 Only the two placeholders exist; a template with another field, a format spec or a
 conversion (``{username!r}``, ``{vo:>10}``) is refused when the site file is checked.
@@ -26,7 +30,7 @@ __all__ = ["FIELDS", "TemplateError", "check_template", "expand"]
 
 FIELDS = ("username", "vo")
 Style = Literal["path", "bucket"]
-_BUCKET_SAFE = frozenset(string.ascii_lowercase + string.digits + ".")
+_BUCKET_SAFE = frozenset(string.ascii_lowercase + string.digits) - {"x"}
 
 
 class TemplateError(ValueError):
@@ -55,8 +59,7 @@ def _bucket_part(value: str) -> str:
     out: list[str] = []
     for byte in value.encode("utf-8"):
         char = chr(byte)
-        doubled = char == "." and (not out or out[-1] == ".")
-        out.append(char if char in _BUCKET_SAFE and not doubled else f"-{byte:02x}")
+        out.append(char if char in _BUCKET_SAFE else f"x{byte:02x}")
     return "".join(out)
 
 

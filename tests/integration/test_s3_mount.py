@@ -318,3 +318,19 @@ def test_documents_round_trip_and_bad_ones_name_the_field_not_the_value(
         load_credentials(tmp_path / "absent.json")
     with pytest.raises(S3CredentialsError, match="not allowed"):
         credentials_path("../../etc/passwd")
+
+
+# -- bucket names from templates ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vo", ["vo.access.egi.eu", "vo-access.egi.eu", "Vo_X", "-x"])
+def test_a_vo_bucket_template_expands_to_a_name_the_server_accepts(server: S3Server, vo: str):
+    """``bucket: "{vo}-scratch"`` for real VO names: rclone (like AWS) refuses dots and
+    capitals in bucket labels, so the expansion escapes them and the bucket works."""
+    from egi_hub.storage_mounts.templates import expand
+
+    bucket = expand("{vo}-scratch", username="alice", vo=vo, style="bucket")
+    server.make_bucket(bucket)
+    fs = S3Mount(creds(server, bucket=bucket))
+    fs.pipe_file("hello.txt", b"hi")
+    assert server.path_of(bucket, "hello.txt").read_bytes() == b"hi"

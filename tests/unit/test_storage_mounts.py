@@ -146,7 +146,7 @@ def test_the_vo_is_the_charged_one_when_the_rules_admit_it():
     both = user("dora", ACCESS, NOTEBOOKS)
     (scratch,) = mounts.for_user(both, "vo.notebooks.egi.eu")
     assert scratch.vo == "vo.notebooks.egi.eu"
-    assert scratch.settings == {"bucket": "vo.notebooks.egi.eu-scratch", "prefix": "dora/"}
+    assert scratch.settings == {"bucket": "vox2enotebooksx2eegix2eeu-scratch", "prefix": "dora/"}
     (scratch,) = mounts.for_user(both, None)
     assert scratch.vo == "vo.access.egi.eu"
 
@@ -156,7 +156,7 @@ def test_templates_escape_hostile_names():
         "/exports/-2e.-2f..-2fetc"
     )
     assert expand("{username}-b", username="Eve/../x", vo=None, style="bucket") == (
-        "-45ve-2f.-2e-2fx-b"
+        "x45vex2fx2ex2ex2fx78-b"
     )
     with pytest.raises(TemplateError, match="needs a VO"):
         expand("{vo}", username="a", vo=None, style="path")
@@ -169,7 +169,7 @@ def test_escaping_is_injective_and_never_leaves_a_separator(a, b):
         assert "/" not in ea
         assert not ea.startswith(".")  # never ".", "..", or a hidden name
         if style == "bucket":
-            assert ".." not in ea
+            assert ea.isalnum() and ea.islower() or ea.isdigit()
         if a != b:
             assert ea != eb
 
