@@ -169,7 +169,7 @@ def test_escaping_is_injective_and_never_leaves_a_separator(a, b):
         assert "/" not in ea
         assert not ea.startswith(".")  # never ".", "..", or a hidden name
         if style == "bucket":
-            assert ea.isalnum() and ea.islower() or ea.isdigit()
+            assert (ea.isalnum() and ea.islower()) or ea.isdigit()
         if a != b:
             assert ea != eb
 
