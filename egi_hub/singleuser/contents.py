@@ -244,7 +244,9 @@ class MountsContentsManager(AsyncLargeFileManager):
             model["format"] = "json"
         return model
 
-    def _error_model(self, entry: MountEntry, path: str, rel: str, content: bool) -> dict[str, Any]:
+    def _error_model(
+        self, entry: MountEntry, path: str, rel: str, content: bool, require_hash: bool = False
+    ) -> dict[str, Any]:
         if rel == "":
             model = self._base(path, "directory", False, _EPOCH)
             if content:
@@ -262,6 +264,8 @@ class MountsContentsManager(AsyncLargeFileManager):
         )
         model = self._base(path, "file", False, _now())
         model.update(size=len(text.encode()), mimetype="text/plain")
+        if require_hash:
+            model.update(self._get_hash(text.encode()))
         if content:
             model.update(content=text, format="text")
         return model
@@ -279,9 +283,12 @@ class MountsContentsManager(AsyncLargeFileManager):
 
     def _mount_get(
         self, entry: MountEntry, path: str, rel: str, content: bool, type: str | None,
-        format: str | None,
+        format: str | None, require_hash: bool = False,
     ) -> dict[str, Any]:  # fmt: skip
-        """Blocking: the contents model of ``rel`` on ``entry`` (runs in a thread)."""
+        """Blocking: the contents model of ``rel`` on ``entry`` (runs in a thread).
+
+        ``require_hash`` (JupyterLab asks for it when it opens a file, to notice changes
+        made behind its back) reads a file's bytes even without its content."""
         fs = self._fs(entry)
         if hasattr(fs, "invalidate_cache"):
             fs.invalidate_cache()  # another writer (a kernel, the hub) may have changed it
@@ -294,11 +301,19 @@ class MountsContentsManager(AsyncLargeFileManager):
         if type == "file" and model["type"] == "notebook":
             model["type"] = "file"
             model["mimetype"] = "application/x-ipynb+json"
-        if not content:
-            return model
         if model["type"] == "directory":
+            if not content:
+                return model
             children = []
-            for child in fs.ls(rel, detail=True):
+            try:
+                listed = fs.ls(rel, detail=True)
+            except FileNotFoundError:
+                if rel:
+                    raise
+                # A mount's root is always a folder: an S3 prefix holding no object yet
+                # does not exist for S3 (no folders there), and lists as empty.
+                listed = []
+            for child in listed:
                 name = child["name"].rstrip("/").rsplit("/", 1)[-1]
                 if not name or (name.startswith(".") and not self.allow_hidden):
                     continue
@@ -307,7 +322,15 @@ class MountsContentsManager(AsyncLargeFileManager):
                 children.append(self._info_model(entry, f"{path.strip('/')}/{name}", child))
             model.update(content=children, format="json")
             return model
-        model["size"], model["content"] = None, fs.cat_file(rel)  # bytes: decoded by _finish
+        if not (content or require_hash):
+            return model
+        data = fs.cat_file(rel)
+        if require_hash:
+            model.update(self._get_hash(data))
+        if content:
+            model["size"], model["content"] = None, data  # bytes: decoded by _finish
+        else:
+            model["size"] = len(data)
         return model
 
     def _finish(self, model: dict[str, Any], path: str, format: str | None) -> dict[str, Any]:
@@ -363,9 +386,9 @@ class MountsContentsManager(AsyncLargeFileManager):
         entry, rel = where
         _rel_parts(rel)
         if entry.error is not None:
-            return self._error_model(entry, path, rel, content)
+            return self._error_model(entry, path, rel, content, require_hash)
         model = await self._call(
-            entry, path, self._mount_get, entry, path, rel, content, type, format
+            entry, path, self._mount_get, entry, path, rel, content, type, format, require_hash
         )
         return self._finish(model, path, format)
 

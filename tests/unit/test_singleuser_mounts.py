@@ -581,3 +581,32 @@ async def test_a_replaced_mounts_file_is_picked_up(cm):
     os.utime(tmp / "mounts.json", ns=(1, 1))  # a different stamp even within one tick
     assert not await cm.dir_exists("nfs/shared")
     assert (await cm.get("nfs"))["type"] == "directory"  # the real home folder again
+
+
+async def test_a_mount_root_that_does_not_exist_yet_lists_as_empty(cm, monkeypatch):
+    # An S3 prefix with no object under it does not exist for S3 (it has no folders): the
+    # mount's root still lists, empty, so a user can create the first notebook there.
+    from fsspec.implementations.dirfs import DirFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    empty = DirFileSystem(path="/no-object-yet", fs=MemoryFileSystem())
+    monkeypatch.setattr(cm, "_fs", lambda entry: empty)
+    listing = await cm.get("nfs/shared")
+    assert listing["type"] == "directory" and listing["content"] == []
+    with pytest.raises(HTTPError) as err:
+        await cm.get("nfs/shared/sub")
+    assert err.value.status_code == 404
+
+
+async def test_files_on_mounts_carry_the_hash_jupyterlab_asks_for(cm):
+    # JupyterLab 4 opens files with ?hash=1; Jupyter Server refuses a model without one.
+    import hashlib
+
+    await cm.save({"type": "file", "format": "text", "content": "hello"}, "nfs/shared/a.txt")
+    for content in (True, False):
+        model = await cm.get("nfs/shared/a.txt", content=content, require_hash=True)
+        assert model["hash"] == hashlib.new(cm.hash_algorithm, b"hello").hexdigest()
+        assert model["hash_algorithm"] == cm.hash_algorithm and model["size"] == 5
+    readme = await cm.get(f"datahub/{ERROR_FILE}", require_hash=True)
+    assert readme["hash"] == hashlib.new(cm.hash_algorithm, readme["content"].encode()).hexdigest()
+    assert (await cm.get("nfs/shared/a.txt"))["hash"] is None  # read only when asked for
