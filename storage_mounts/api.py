@@ -1,24 +1,33 @@
 """``GET /hub/api/egi/mounts``: a server's storage mounts, with its user's credentials.
 
 The notebook side's keeper calls this with the server's ``$JUPYTERHUB_API_TOKEN`` and
-writes the answer to ``~/.egi/mounts.json``. Who is answered:
+writes the answer to ``~/.egi/mounts.json``. The answer holds S3 secrets and DataHub
+tokens, so it goes to one caller only: **the API token the hub made for one of the
+caller's own active servers**, and it is about that server. Concretely:
 
-- only a *user's* API token (a service, or a browser session's cookie, gets 403: a page
-  script in the user's browser has no business reading S3 secrets);
-- only with the `MOUNTS_SCOPE` scope (the servers' tokens get it, see
-  `egi_hub.storage_mounts.hub`);
-- only about that user's own servers: ``?server=<name>`` picks a named server, by
-  default the server the token was issued to (else the default server). A token of
-  user A can never name B's server: servers are looked up among A's alone, and
-  ``?user=`` naming anyone else is a 403.
+- the presented token must be the ``api_token`` of one of the token owner's active
+  spawners (compared in constant time; after a hub restart, when JupyterHub no longer
+  holds the token's value, by the token's database id that `StorageSpawnerMixin` kept
+  in the server's state). Any other token of the same user is refused with 403: one
+  minted with ``POST /users/<name>/tokens`` (whose default role inherits all of the
+  owner's scopes, `MOUNTS_SCOPE` included), a browser session's cookie, a service's
+  token, and the server token of another user who was given access to this user's
+  server (sharing: their token is theirs, not the server's);
+- the token must also hold `MOUNTS_SCOPE`. JupyterHub gives a server token only scopes
+  its owner holds (``Spawner.server_token_scopes`` is intersected with the owner's
+  roles), so the ``user`` role holds it too (`egi_hub.storage_mounts.hub`): the scope
+  alone would let any token of the user in; the token check above is what makes the
+  endpoint answer servers only;
+- ``?server=<name>`` is not needed (the token says which server); given, it must name
+  that same server (else 403). ``?user=`` naming anyone else is a 403.
 
 The answer is never cached (``Cache-Control: no-store``) and never logged.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-import re
 import time
 from typing import Any
 
@@ -31,65 +40,70 @@ from egi_hub.singleuser_config import MOUNTS_SCOPE
 from .credentials import MountCredentials
 from .datahub_tokens import DatahubCredentialError
 
-__all__ = ["MountsHandler"]
+__all__ = ["MountsHandler", "is_server_token"]
 
-_SERVER_NOTE = re.compile(r"^Server at (?P<url>\S+)$")
-_MAX_SERVER_NAME = 255
+_NOT_A_SERVER = (
+    "Only a server's own API token ($JUPYTERHUB_API_TOKEN of a running server of this "
+    "user) may read its storage mounts"
+)
+
+
+def is_server_token(spawner: Any, presented: str, token_id: int | None) -> bool:
+    """Whether the presented token is the API token the hub made for this spawner's
+    server: its value (constant time) when the spawner still holds it, else the token
+    id the spawner kept in its state."""
+    own = getattr(spawner, "api_token", "") or ""
+    if own:
+        return hmac.compare_digest(own.encode("utf-8"), presented.encode("utf-8"))
+    kept = getattr(spawner, "egi_server_token_id", None)
+    return kept is not None and token_id is not None and kept == token_id
 
 
 class MountsHandler(APIHandler):
-    """The mounts document of the caller's own server (see the module docstring)."""
+    """The mounts document of the calling server (see the module docstring)."""
 
     @property
     def credentials(self) -> MountCredentials:
         return MountCredentials.instance(config=self.settings.get("config"))
 
-    def _caller(self) -> tuple[User, Any]:
-        """The calling user and the API token they used (403 otherwise)."""
+    def _caller(self) -> tuple[User, Any, Any]:
+        """The calling user, the name and spawner of the server whose token this is."""
         user = self.current_user
         token = self.get_token() if isinstance(user, User) else None
-        if not isinstance(user, User) or token is None or token.user is None:
-            raise web.HTTPError(
-                403, "Only a user's server, with its API token, may read its storage mounts"
-            )
+        presented = self.get_auth_token() if token is not None else None
+        if (
+            not isinstance(user, User)
+            or token is None
+            or token.user is None
+            or token.user.id != user.id
+            or not presented
+        ):
+            raise web.HTTPError(403, _NOT_A_SERVER)
         allowed = self.get_scope_filter(MOUNTS_SCOPE)
         if not allowed(user.orm_user, kind="user"):
             raise web.HTTPError(403, f"This token lacks the scope {MOUNTS_SCOPE}")
-        return user, token
-
-    def _server_name(self, user: User, token: Any) -> str:
-        """``?server=`` if given, else the server this token was issued to, else ''."""
-        values = self.request.query_arguments.get("server")
-        if values:
-            name = values[-1].decode("utf-8", "replace")
-            if len(name) > _MAX_SERVER_NAME or any(ord(c) < 32 for c in name):
-                raise web.HTTPError(400, "Not a server name")
-            return name
-        match = _SERVER_NOTE.match(token.note or "")
-        if match:
-            for name, spawner in user.spawners.items():
-                server = spawner.server
-                if server is not None and server.base_url == match["url"]:
-                    return name
-        return ""
+        for name, spawner in list(user.spawners.items()):
+            if spawner.active and is_server_token(spawner, presented, token.id):
+                return user, name, spawner
+        raise web.HTTPError(403, _NOT_A_SERVER)
 
     async def get(self) -> None:
-        user, token = self._caller()
+        user, name, spawner = self._caller()
         for asked in self.request.query_arguments.get("user", []):
             if asked.decode("utf-8", "replace") != user.name:
                 raise web.HTTPError(403, "A server may read only its own user's storage mounts")
-        name = self._server_name(user, token)
-        spawner = user.spawners.get(name)
-        if spawner is None or not spawner.active:
-            label = f"server {name!r}" if name else "default server"
-            raise web.HTTPError(404, f"{user.name} has no running {label}")
+        for asked in self.request.query_arguments.get("server", []):
+            if asked.decode("utf-8", "replace") != name:
+                raise web.HTTPError(403, "A server may read only its own storage mounts")
         egi_mounts = getattr(spawner, "egi_mounts", None)
         resolved = await egi_mounts() if egi_mounts is not None else ()
 
         async def checkin_token() -> str | None:
             return await self._checkin_token(user)
 
-        document = await self.credentials.document(user.name, resolved, checkin_token)
+        document = await self.credentials.document(
+            user.name, resolved, checkin_token, user_id=user.id
+        )
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.write(json.dumps(document))

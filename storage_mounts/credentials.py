@@ -6,8 +6,10 @@ builds one entry of the mounts document (the contract between hub and notebook s
     {"mounts": [{"name", "kind", "path", "read_only", "<kind>": {...}} | {..., "error"}],
      "refresh_at": <epoch>}   # refresh_at only when a credential expires
 
-- **S3**: the site's static keys, from the hub's environment variables the mount names
-  (``credentials.from_env``). They are read once, when the hub starts
+- **S3**: the site's static keys, from the hub's environment variables the mount names:
+  the key of the VO the server is charged to (``credentials.per_vo``) or the one
+  site-wide key (``credentials.from_env``; `egi_hub.storage_mounts.s3` says what each
+  can isolate). They are read once, when the hub starts
   (`check_s3_environment` refuses to start without them, naming each variable), so a
   changed environment never gives a running hub different keys halfway.
 - **DataHub**: a REST-interface Onedata token made from the user's own fresh Check-in
@@ -83,17 +85,18 @@ def check_s3_environment(
 
     Each names the site-file key that names the variable, the variable and the mount,
     e.g. ``StorageMounts.mounts[0].credentials.from_env.secret: the hub's environment
-    variable S3_SECRET (mount 'scratch') is not set``. Never a value.
+    variable S3_SECRET (mount 'scratch') is not set`` (``credentials.per_vo.<VO>.key``
+    for a per-VO key). Never a value.
     """
     environ = os.environ if environ is None else environ
     issues = []
     for i, mount in _s3_mounts(mounts):
-        for part, name in (("key", mount.key_env), ("secret", mount.secret_env)):
+        for where, part, name in mount.key_variables():
             if not environ.get(name):
                 state = "is empty" if name in environ else "is not set"
                 issues.append(
                     ConfigIssue(
-                        f"StorageMounts.mounts[{i}].credentials.from_env.{part}",
+                        f"StorageMounts.mounts[{i}].credentials.{where}",
                         f"the hub's environment variable {name} (mount {mount.name!r}) "
                         f"{state}: set it to the S3 access {part} (on Kubernetes, from a "
                         "Secret)",
@@ -104,14 +107,21 @@ def check_s3_environment(
 
 def read_s3_keys(
     mounts: Sequence[Mount], environ: Mapping[str, str] | None = None
-) -> dict[str, S3Keys]:
-    """The keys of each S3 mount (by mount name) from the environment; missing ones left out."""
+) -> dict[tuple[str, str | None], S3Keys]:
+    """The keys of each S3 mount from the environment, by (mount name, VO) (VO None: the
+    site-wide ``from_env`` key); missing ones left out."""
     environ = os.environ if environ is None else environ
-    keys = {}
+    keys: dict[tuple[str, str | None], S3Keys] = {}
     for _, mount in _s3_mounts(mounts):
-        key, secret = environ.get(mount.key_env), environ.get(mount.secret_env)
-        if key and secret:
-            keys[mount.name] = S3Keys(key, secret)
+        pairs = (
+            [(vo, k, s) for vo, k, s in mount.per_vo]
+            if mount.per_vo
+            else [(None, mount.key_env, mount.secret_env)]
+        )
+        for vo, key_env, secret_env in pairs:
+            key, secret = environ.get(key_env), environ.get(secret_env)
+            if key and secret:
+                keys[(mount.name, vo)] = S3Keys(key, secret)
     return keys
 
 
@@ -153,6 +163,17 @@ class MountCredentials(SingletonConfigurable):
         10, min=1, help="Seconds to wait for the Onezone before a DataHub mount shows an error."
     ).tag(config=True)
 
+    datahub_failure_hold = Float(
+        60,
+        min=0,
+        help="""
+        Seconds a failed DataHub token request (Onezone down, token refused) is
+        remembered per user and mount: within them the same error entry is answered
+        without asking the Onezone again, so a looping server cannot hammer it.
+        Default: 60; 0 turns this off.
+        """,
+    ).tag(config=True)
+
     refresh_margin = Integer(
         600,
         min=0,
@@ -164,11 +185,14 @@ class MountCredentials(SingletonConfigurable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._s3_keys: dict[str, S3Keys] | None = None
+        self._s3_keys: dict[tuple[str, str | None], S3Keys] | None = None
+        # (user cache key, mount name) -> (until, error): recent DataHub failures.
+        self._datahub_failures: dict[tuple[str, str], tuple[float, str]] = {}
         self._datahub: dict[tuple[str, str], DatahubTokens] = {}
 
     def __repr__(self) -> str:
-        return f"<MountCredentials s3={sorted(self._s3_keys or {})} onezones={len(self._datahub)}>"
+        names = sorted({name for name, _ in self._s3_keys or {}})
+        return f"<MountCredentials s3={names} onezones={len(self._datahub)}>"
 
     @property
     def mounts(self) -> StorageMounts:
@@ -180,10 +204,12 @@ class MountCredentials(SingletonConfigurable):
         self._s3_keys = read_s3_keys(mounts, environ)
         return check_s3_environment(mounts, environ)
 
-    def s3_keys(self, mount: S3Mount) -> S3Keys | None:
+    def s3_keys(self, mount: S3Mount, vo: str | None = None) -> S3Keys | None:
+        """The mount's key for a server charged to ``vo`` (the site-wide one with
+        ``from_env``); None if the hub has none."""
         if self._s3_keys is None:
             self.load_s3_keys()
-        return (self._s3_keys or {}).get(mount.name)
+        return (self._s3_keys or {}).get((mount.name, vo if mount.per_vo else None))
 
     def datahub_tokens(self, mount: DatahubMount) -> DatahubTokens:
         """The token cache of the mount's Onezone (made on first use)."""
@@ -203,10 +229,19 @@ class MountCredentials(SingletonConfigurable):
         """Use this token cache for its Onezone (a site's own client settings, tests)."""
         self._datahub[(tokens.onezone_url, tokens.idp_prefix)] = tokens
 
-    def forget(self, username: str) -> None:
-        """Drop a user's cached DataHub tokens (e.g. when the user is deleted)."""
+    def forget(self, username: str, user_id: int | None = None) -> None:
+        """Drop a user's cached DataHub tokens and held failures.
+
+        Not called by JupyterHub itself (its only deletion hook,
+        ``Authenticator.delete_user``, belongs to the authenticator): the cache is keyed
+        by name and database id, so a deleted user's tokens are never reused and simply
+        expire (at most ``datahub_token_lifetime``).
+        """
+        cache_key = username if user_id is None else f"{username}#{user_id}"
         for tokens in self._datahub.values():
-            tokens.forget(username)
+            tokens.forget(cache_key)
+        for key in [k for k in self._datahub_failures if k[0] == cache_key]:
+            del self._datahub_failures[key]
 
     async def aclose(self) -> None:
         for tokens in self._datahub.values():
@@ -219,9 +254,16 @@ class MountCredentials(SingletonConfigurable):
         resolved: Sequence[ResolvedMount],
         checkin_token: CheckinTokenGetter,
         *,
+        user_id: int | None = None,
         now: float | None = None,
     ) -> dict[str, Any]:
-        """The mounts document of one server of ``username`` (see the module docstring)."""
+        """The mounts document of one server of ``username`` (see the module docstring).
+
+        ``user_id`` (the hub's database id of the user) keys the DataHub token cache
+        with the name, so a user deleted and re-created under the same name (another
+        person, perhaps) never gets the first one's cached tokens.
+        """
+        cache_key = username if user_id is None else f"{username}#{user_id}"
         entries = []
         expiries = []
         for item in resolved:
@@ -234,7 +276,7 @@ class MountCredentials(SingletonConfigurable):
                 "read_only": item.mount.read_only,
             }
             try:
-                body, expires_at = await self._credentials(item, checkin_token)
+                body, expires_at = await self._credentials(item, checkin_token, cache_key)
             except MountError as e:
                 entry["error"] = str(e)
             except Exception as e:
@@ -258,13 +300,13 @@ class MountCredentials(SingletonConfigurable):
         return document
 
     async def _credentials(
-        self, item: ResolvedMount, checkin_token: CheckinTokenGetter
+        self, item: ResolvedMount, checkin_token: CheckinTokenGetter, cache_key: str
     ) -> tuple[dict[str, Any], float | None]:
         mount = item.mount
         if isinstance(mount, S3Mount):
             return self._s3(item, mount), None
         if isinstance(mount, DatahubMount):
-            return await self._datahub_entry(item, mount, checkin_token)
+            return await self._datahub_held(item, mount, checkin_token, cache_key)
         if isinstance(mount, NFSMount):
             return {
                 "server": mount.server,
@@ -273,10 +315,11 @@ class MountCredentials(SingletonConfigurable):
         raise MountError(f"{mount.kind}: this hub cannot give credentials for this kind of mount")
 
     def _s3(self, item: ResolvedMount, mount: S3Mount) -> dict[str, Any]:
-        keys = self.s3_keys(mount)
+        keys = self.s3_keys(mount, item.vo)
         if keys is None:
+            whose = f" and VO {item.vo!r}" if mount.per_vo else ""
             raise MountError(
-                f"S3: the hub has no keys for mount {mount.name!r} (ask the site's admins)"
+                f"S3: the hub has no keys for mount {mount.name!r}{whose} (ask the site's admins)"
             )
         return {
             "endpoint_url": mount.endpoint_url,
@@ -287,8 +330,38 @@ class MountCredentials(SingletonConfigurable):
             "secret": keys.secret,
         }
 
+    async def _datahub_held(
+        self,
+        item: ResolvedMount,
+        mount: DatahubMount,
+        checkin_token: CheckinTokenGetter,
+        cache_key: str,
+    ) -> tuple[dict[str, Any], float]:
+        """`_datahub_entry`, but a failure within ``datahub_failure_hold`` seconds is
+        answered again from memory (a user without a Check-in login costs no call and
+        is not held: logging in again must help at once)."""
+        key = (cache_key, mount.name)
+        now = time.monotonic()
+        held = self._datahub_failures.get(key)
+        if held is not None:
+            if now < held[0]:
+                raise MountError(held[1], hold=True)
+            del self._datahub_failures[key]
+        try:
+            return await self._datahub_entry(item, mount, checkin_token, cache_key)
+        except MountError as e:
+            if e.hold and self.datahub_failure_hold > 0:
+                for stale in [k for k, v in self._datahub_failures.items() if v[0] <= now]:
+                    del self._datahub_failures[stale]
+                self._datahub_failures[key] = (now + self.datahub_failure_hold, str(e))
+            raise
+
     async def _datahub_entry(
-        self, item: ResolvedMount, mount: DatahubMount, checkin_token: CheckinTokenGetter
+        self,
+        item: ResolvedMount,
+        mount: DatahubMount,
+        checkin_token: CheckinTokenGetter,
+        cache_key: str,
     ) -> tuple[dict[str, Any], float]:
         async def fresh() -> str:
             token = await checkin_token()
@@ -298,11 +371,12 @@ class MountCredentials(SingletonConfigurable):
 
         try:
             tokens = self.datahub_tokens(mount)
-            creds = await tokens.credentials(item.username, fresh, DatahubUse.REST, mount.read_only)
+            creds = await tokens.credentials(cache_key, fresh, DatahubUse.REST, mount.read_only)
         except DatahubCredentialError as e:
             if e.reason == NO_CHECKIN_LOGIN:
                 raise MountError(e.reason) from None
-            raise MountError(e.message) from None
+            # No Check-in token: logging in again must help at once, so never held.
+            raise MountError(e.message, hold=e.kind != "no_checkin_token") from None
         except ValueError as e:  # a Onezone URL or setting DatahubTokens refuses
             raise MountError(f"DataHub: {e}") from None
         spaces = []
@@ -328,4 +402,11 @@ class MountCredentials(SingletonConfigurable):
 
 
 class MountError(Exception):
-    """A mount's credentials cannot be given; the message is the entry's ``error``."""
+    """A mount's credentials cannot be given; the message is the entry's ``error``.
+
+    ``hold``: whether asking again soon would ask a remote service in vain (see
+    ``MountCredentials.datahub_failure_hold``)."""
+
+    def __init__(self, message: str, *, hold: bool = False) -> None:
+        super().__init__(message)
+        self.hold = hold

@@ -440,6 +440,10 @@ def add_to_pod(pod: Any, storage: KubeStorage) -> None:
         *spec.containers,
         *(get_k8s_model(V1Container, c) for c in storage.extra_containers),
     ]
+    if storage.extra_containers:
+        # Said explicitly: with a shared process namespace the notebook could read the
+        # privileged sidecar's /proc/<pid>/environ and root file system (its token file).
+        spec.share_process_namespace = False
 
 
 async def storage_for_pod(spawner: Any, pod: Any) -> KubeStorage | None:

@@ -5,8 +5,8 @@
         - {name: datahub, kind: datahub, onezone_url: https://datahub.egi.eu,
            vos: [vo.access.egi.eu], path: /datahub, read_only: false}
         - {name: scratch, kind: s3, endpoint_url: https://s3.example.org,
-           bucket: "{vo}-scratch", credentials: {from_env: {key: S3_KEY, secret: S3_SECRET}},
-           path: /s3/scratch}
+           bucket: "{vo}-scratch", path: /s3/scratch,
+           credentials: {per_vo: {vo.access.egi.eu: {key: S3_KEY_A, secret: S3_SECRET_A}}}}
         - {name: shared, kind: nfs, server: nfs.example.org, export: /exports/{vo},
            path: /nfs/shared}
 
@@ -37,7 +37,7 @@ from egi_hub.config import TraitPathError, describe, expect
 from egi_hub.context import UserContext
 from egi_hub.vo import RuleError, VORule, parse_rule
 
-from .templates import TemplateError, check_template, expand
+from .templates import TemplateError, check_separated, check_template, expand
 
 __all__ = [
     "KINDS",
@@ -174,13 +174,19 @@ class Mount:
             expect(slug, str, f"{where}.profiles[{i}]", "a profile slug")
         read_only = data.get("read_only", False)
         expect(read_only, bool, f"{where}.read_only", "true or false")
+        fields = cls.parse_fields(data, where)
+        for key, style in cls.templates.items():
+            try:
+                check_separated(fields.get(key, ""), style)  # type: ignore[arg-type]
+            except TemplateError as e:
+                raise TraitPathError(f"{where}.{key}", str(e)) from None
         return cls(
             name=name,
             path=path,
             vos=tuple(rules),
             profiles=tuple(profiles),
             read_only=read_only,
-            **cls.parse_fields(data, where),
+            **fields,
         )
 
     @classmethod

@@ -6,7 +6,9 @@ only once the quota policy admitted it; so the mounts are resolved right after
 `VOSpawnerMixin.admit` (`StorageMounts.for_user`) and kept on the spawner for the
 start (`egi_mounts`: the Kubernetes rendering reads them there).
 
-Credentials are *not* resolved here: a server's keeper asks the hub for them
+Each server's keeper gets its own files (``EGI_MOUNTS_FILE``, ``EGI_STORAGE_DIR`` under
+``~/.egi/servers/<server>/``), so named servers sharing a home never overwrite or
+delete each other's. Credentials are *not* resolved here: a server's keeper asks the hub for them
 (``GET /hub/api/egi/mounts``, `egi_hub.storage_mounts.api`), so they can be renewed
 while the server runs and never pass through the spawner's state, the database or the
 process's command line. The state keeps the mounts' names only; after a hub restart
@@ -16,18 +18,43 @@ site removed meanwhile is gone, one it added comes with the next start).
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 from traitlets import HasTraits
 
+from egi_hub.names import path_component
 from egi_hub.singleuser_config import MOUNTS_API_PATH
 
 from .mounts import ResolvedMount, StorageMounts
 
-__all__ = ["MOUNTS_URL_ENV", "StorageSpawnerMixin"]
+__all__ = [
+    "MOUNTS_FILE_ENV",
+    "MOUNTS_URL_ENV",
+    "STORAGE_DIR_ENV",
+    "StorageSpawnerMixin",
+    "server_storage_paths",
+]
 
 #: The environment variable that tells a server's keeper where its mounts document is.
 MOUNTS_URL_ENV = "EGI_MOUNTS_URL"
+#: Where the keeper writes the mounts document and the credential files
+#: (`egi_hub.singleuser.mounts` and ``.s3`` read these names; both expand ``~``).
+MOUNTS_FILE_ENV = "EGI_MOUNTS_FILE"
+STORAGE_DIR_ENV = "EGI_STORAGE_DIR"
+#: Each server's own folder: named servers of one user share a home directory, and a
+#: keeper removes credential files its document no longer names, so two servers in one
+#: folder would delete each other's.
+SERVERS_DIR = "~/.egi/servers"
+
+
+def server_storage_paths(server_name: str) -> tuple[str, str]:
+    """(mounts file, storage dir) of one server: ``~/.egi/servers/default/...`` for the
+    default server, ``~/.egi/servers/named-<name>/...`` for a named one (the name escaped
+    to one injective path component; the prefix keeps a server named ``default`` apart)."""
+    folder = "default" if not server_name else "named-" + path_component(server_name)
+    base = posixpath.join(SERVERS_DIR, folder)
+    return posixpath.join(base, "mounts.json"), posixpath.join(base, "storage")
 
 
 class StorageSpawnerMixin(HasTraits):
@@ -37,6 +64,9 @@ class StorageSpawnerMixin(HasTraits):
     _egi_mounts: tuple[ResolvedMount, ...] | None = None
     # Their names, kept in the spawner state (never credentials).
     _egi_mount_names: tuple[str, ...] | None = None
+    # The database id (never the value) of this server's API token, kept in the state
+    # so that the mounts endpoint still knows the server's token after a hub restart.
+    egi_server_token_id: int | None = None
 
     @property
     def storage(self) -> StorageMounts:
@@ -75,12 +105,30 @@ class StorageSpawnerMixin(HasTraits):
         if self._egi_mount_names:
             api_url = env.get("JUPYTERHUB_API_URL") or self.hub.api_url
             env[MOUNTS_URL_ENV] = api_url.rstrip("/") + MOUNTS_API_PATH
+            mounts_file, storage_dir = server_storage_paths(self.name or "")
+            env[MOUNTS_FILE_ENV] = mounts_file
+            env[STORAGE_DIR_ENV] = storage_dir
         return env
+
+    def _server_token_id(self) -> int | None:
+        """The database id of ``api_token`` (looked up once per start), or None."""
+        if self.egi_server_token_id is None and self.api_token:
+            db = getattr(getattr(self, "user", None), "db", None)
+            if db is not None:
+                from jupyterhub import orm
+
+                found = orm.APIToken.find(db, self.api_token)
+                if found is not None:
+                    self.egi_server_token_id = found.id
+        return self.egi_server_token_id
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self._egi_mount_names is not None:
             state["egi_mounts"] = list(self._egi_mount_names)
+        token_id = self._server_token_id()
+        if token_id is not None:
+            state["egi_server_token_id"] = token_id
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -89,8 +137,12 @@ class StorageSpawnerMixin(HasTraits):
         if isinstance(names, list) and all(isinstance(n, str) for n in names):
             self._egi_mount_names = tuple(names)
             self._egi_mounts = None  # resolved again on first use
+        token_id = state.get("egi_server_token_id")
+        if isinstance(token_id, int) and not isinstance(token_id, bool):
+            self.egi_server_token_id = token_id
 
     def clear_state(self) -> None:
         super().clear_state()
         self._egi_mounts = None
         self._egi_mount_names = None
+        self.egi_server_token_id = None

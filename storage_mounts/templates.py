@@ -17,6 +17,11 @@ value is escaped for where it lands before it is put in:
 
 Only the two placeholders exist; a template with another field, a format spec or a
 conversion (``{username!r}``, ``{vo:>10}``) is refused when the site file is checked.
+Each escaping is injective alone, but two placeholders side by side are not
+(``{vo}{username}``: ``ab`` + ``c`` and ``a`` + ``bc`` meet), so `check_separated`
+demands a literal between two placeholders holding a character the escaping never
+writes (``/`` in paths, ``-`` or ``.`` in buckets): its first occurrence then shows where
+the first value ends.
 """
 
 from __future__ import annotations
@@ -26,11 +31,17 @@ from typing import Literal
 
 from egi_hub.names import path_component
 
-__all__ = ["FIELDS", "TemplateError", "check_template", "expand"]
+__all__ = ["FIELDS", "TemplateError", "check_separated", "check_template", "expand"]
 
 FIELDS = ("username", "vo")
 Style = Literal["path", "bucket"]
 _BUCKET_SAFE = frozenset(string.ascii_lowercase + string.digits) - {"x"}
+# What each escaping may write: a separator needs a character outside this set.
+_WRITTEN: dict[str, frozenset[str]] = {
+    "path": frozenset(string.ascii_lowercase + string.digits + "_.-"),
+    "bucket": frozenset(string.ascii_lowercase + string.digits),
+}
+_SEPARATOR_HINT = {"path": "'/'", "bucket": "'-' or '.'"}
 
 
 class TemplateError(ValueError):
@@ -53,6 +64,23 @@ def check_template(template: str) -> tuple[str, ...]:
             )
         used.append(field)
     return tuple(dict.fromkeys(used))
+
+
+def check_separated(template: str, style: Style) -> None:
+    """`TemplateError` unless every two placeholders have a separating literal between
+    them (a character the ``style`` escaping never writes), so the expansion stays
+    injective."""
+    seen_field = False
+    for literal, field, _, _ in string.Formatter().parse(template):
+        if field is None:
+            continue
+        if seen_field and not (set(literal) - _WRITTEN[style]):
+            raise TemplateError(
+                f"{template!r}: put a separator such as {_SEPARATOR_HINT[style]} between "
+                "placeholders; side by side, two users' (or VOs') values could expand to "
+                "the same text"
+            )
+        seen_field = True
 
 
 def _bucket_part(value: str) -> str:

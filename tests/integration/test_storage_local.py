@@ -48,9 +48,11 @@ def site(endpoint: str) -> dict:
                     "kind": "s3",
                     "endpoint_url": endpoint,
                     "bucket": BUCKET,
-                    "prefix": "{username}/",
+                    "prefix": "data/",
                     "credentials": {
-                        "from_env": {"key": "EGI_TEST_S3_KEY", "secret": "EGI_TEST_S3_SECRET"}
+                        "per_vo": {
+                            VO_ALICE: {"key": "EGI_TEST_S3_KEY", "secret": "EGI_TEST_S3_SECRET"}
+                        }
                     },
                     "path": "/s3/scratch",
                     "vos": [VO_ALICE],
@@ -120,6 +122,8 @@ def mounts(stack, token: str, **params) -> httpx.Response:
 def test_alice_server_token_gets_her_mounts_with_working_s3_keys(stack, s3):
     env = server_env(stack, "alice")
     assert env["EGI_MOUNTS_URL"].endswith("/hub/api/egi/mounts")
+    assert env["EGI_MOUNTS_FILE"] == "~/.egi/servers/default/mounts.json"
+    assert env["EGI_STORAGE_DIR"] == "~/.egi/servers/default/storage"
     r = httpx.get(
         env["EGI_MOUNTS_URL"].replace(env["EGI_MOUNTS_URL"].split("/hub/")[0], stack.url),
         headers={"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}"},
@@ -131,7 +135,7 @@ def test_alice_server_token_gets_her_mounts_with_working_s3_keys(stack, s3):
     assert by_name["scratch"]["s3"] == {
         "endpoint_url": s3.endpoint_url,
         "bucket": BUCKET,
-        "prefix": "alice/",
+        "prefix": "data/",
         "region": "",
         "key": KEY,
         "secret": SECRET,
@@ -151,8 +155,8 @@ def test_alice_server_token_gets_her_mounts_with_working_s3_keys(stack, s3):
         secret=creds["secret"],
         client_kwargs={"endpoint_url": creds["endpoint_url"]},
     )
-    fs.pipe(f"{BUCKET}/alice/hello.txt", b"hi")
-    assert s3.path_of(BUCKET, "alice/hello.txt").read_bytes() == b"hi"
+    fs.pipe(f"{BUCKET}/data/hello.txt", b"hi")
+    assert s3.path_of(BUCKET, "data/hello.txt").read_bytes() == b"hi"
 
 
 def test_bob_gets_none_of_alices_mounts_and_403_for_her_server(stack):
@@ -165,8 +169,9 @@ def test_bob_gets_none_of_alices_mounts_and_403_for_her_server(stack):
     assert document["mounts"][0]["nfs"]["export"] == f"/exports/{VO_BOB}"
     assert SECRET not in r.text and KEY not in r.text
     assert mounts(stack, env["JUPYTERHUB_API_TOKEN"], user="alice").status_code == 403
-    # A server name is looked up among bob's own servers only.
-    assert mounts(stack, env["JUPYTERHUB_API_TOKEN"], server="alice").status_code == 404
+    # The token names the server: ?server= naming any other is a 403.
+    assert mounts(stack, env["JUPYTERHUB_API_TOKEN"], server="alice").status_code == 403
+    assert mounts(stack, env["JUPYTERHUB_API_TOKEN"], server="").status_code == 200
 
 
 def test_browser_session_and_service_token_get_403(stack):
@@ -187,6 +192,41 @@ def test_token_without_the_scope_gets_403(stack):
     assert r.status_code == 201, r.text
     r = mounts(stack, r.json()["token"])
     assert r.status_code == 403 and "custom:egi:read-mounts" in r.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"note": "default role: inherits every scope alice holds"},
+        {"scopes": ["custom:egi:read-mounts!user"], "note": "with the mounts scope"},
+        {"note": "Server at /user/alice/"},  # a note proves nothing
+    ],
+)
+def test_a_token_alice_mints_herself_gets_403(stack, body):
+    r = stack.api.post("/users/alice/tokens", json=body)
+    assert r.status_code == 201, r.text
+    r = mounts(stack, r.json()["token"])
+    assert r.status_code == 403, r.text
+    assert "server's own API token" in r.text
+    assert SECRET not in r.text and KEY not in r.text
+
+
+def test_a_user_alices_server_is_shared_with_gets_403(stack):
+    r = stack.api.post("/shares/alice/", json={"user": "bob"})
+    assert r.status_code in (200, 201), r.text
+    try:
+        minted = stack.api.post("/users/bob/tokens", json={"note": "bob, with the share"})
+        assert minted.status_code == 201, minted.text
+        token = minted.json()["token"]
+        for params in ({}, {"user": "alice"}, {"server": ""}):
+            r = mounts(stack, token, **params)
+            assert r.status_code == 403, (params, r.text)
+            assert SECRET not in r.text and KEY not in r.text
+        # bob's own server token reads bob's mounts only, share or not.
+        r = mounts(stack, server_env(stack, "bob")["JUPYTERHUB_API_TOKEN"], user="alice")
+        assert r.status_code == 403
+    finally:
+        stack.api.delete("/shares/alice/")  # revokes every share of the server
 
 
 def test_hub_answers_and_log_never_carry_the_s3_secret(stack):
@@ -225,7 +265,7 @@ def test_missing_s3_variable_stops_egi_hub_up_naming_it(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert (
-        "StorageMounts.mounts[0].credentials.from_env.secret: the hub's environment variable "
-        "EGI_TEST_S3_SECRET (mount 'scratch') is not set"
+        f"StorageMounts.mounts[0].credentials.per_vo.{VO_ALICE}.secret: the hub's environment "
+        "variable EGI_TEST_S3_SECRET (mount 'scratch') is not set"
     ) in result.stderr
     assert KEY not in result.stderr + result.stdout

@@ -71,7 +71,7 @@ S3 = {
     "kind": "s3",
     "endpoint_url": "https://s3.example.org",
     "bucket": "{vo}-scratch",
-    "credentials": {"from_env": {"key": "K", "secret": "S"}},
+    "credentials": {"per_vo": {"vo.notebooks.egi.eu": {"key": "K", "secret": "S"}}},
     "path": "/s3/scratch",
 }
 SPACES = (
@@ -174,6 +174,8 @@ async def test_datahub_sidecar_propagation_and_token_only_in_the_sidecar():
     assert users == ["oneclient-datahub"]
     assert "privileged" not in json.dumps(notebook)
     assert "ONECLIENT_ACCESS_TOKEN" not in json.dumps(sidecar["env"])
+    # Said explicitly: the notebook never sees the privileged sidecar's processes.
+    assert pod["spec"]["shareProcessNamespace"] is False
 
 
 def test_read_only_datahub_is_read_only_everywhere():
@@ -299,3 +301,8 @@ def test_secrets_stay_out_of_the_repr():
     storage = render(resolve(DATAHUB), {"datahub": creds(*SPACES)})
     assert TOKEN not in repr(storage)
     assert base64.b64encode(TOKEN.encode()).decode() not in repr(storage)
+
+
+async def test_share_process_namespace_is_left_alone_without_a_sidecar():
+    pod = await pod_with(render(resolve(NFS), {}))
+    assert "shareProcessNamespace" not in pod["spec"]

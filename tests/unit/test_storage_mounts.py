@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from egi_hub.config import TraitPathError, check_site, configurable_classes
 from egi_hub.context import UserContext
 from egi_hub.storage_mounts.mounts import StorageMounts
-from egi_hub.storage_mounts.templates import TemplateError, escape, expand
+from egi_hub.storage_mounts.templates import TemplateError, check_separated, escape, expand
 
 ACCESS = "urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"
 NOTEBOOKS = "urn:mace:egi.eu:group:vo.notebooks.egi.eu:role=member#aai.egi.eu"
@@ -26,9 +26,23 @@ S3 = {
     "kind": "s3",
     "endpoint_url": "https://s3.example.org",
     "bucket": "{vo}-scratch",
-    "prefix": "{username}/",
-    "credentials": {"from_env": {"key": "S3_KEY", "secret": "S3_SECRET"}},
+    "prefix": "data/",
+    "credentials": {
+        "per_vo": {
+            "vo.access.egi.eu": {"key": "S3_KEY_A", "secret": "S3_SECRET_A"},
+            "vo.notebooks.egi.eu": {"key": "S3_KEY_N", "secret": "S3_SECRET_N"},
+        }
+    },
     "path": "/s3/scratch",
+}
+SITE_WIDE = {
+    "name": "public",
+    "kind": "s3",
+    "endpoint_url": "https://s3.example.org",
+    "bucket": "public-data",
+    "credentials": {"from_env": {"key": "S3_KEY", "secret": "S3_SECRET"}},
+    "path": "/s3/public",
+    "vos": ["vo.access.egi.eu"],
 }
 NFS = {
     "name": "shared",
@@ -50,7 +64,110 @@ def problems(mounts) -> list[str]:
 
 
 def test_the_issue_example_is_a_valid_site_file():
-    assert problems([DATAHUB, S3, NFS]) == []
+    assert problems([DATAHUB, S3, NFS, SITE_WIDE]) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "words"),
+    [
+        # Static keys cannot keep one user out of another's prefix or bucket.
+        ({"prefix": "{username}/"}, "[0].prefix", "{username} cannot be used with static"),
+        ({"bucket": "u-{username}"}, "[0].bucket", "{username} cannot be used with static"),
+        (
+            {"bucket": "shared", "prefix": "{username}/", "credentials": SITE_WIDE["credentials"]},
+            "[0].prefix",
+            "{username} cannot be used with static",
+        ),
+        # One site-wide key cannot keep one VO out of another's bucket.
+        ({"credentials": SITE_WIDE["credentials"]}, "[0].bucket", "credentials.per_vo"),
+        (
+            {"bucket": "shared", "prefix": "{vo}/", "credentials": SITE_WIDE["credentials"]},
+            "[0].prefix",
+            "{vo} needs a key per VO",
+        ),
+        # A VO rule without a key would give its users nothing.
+        ({"vos": ["vo.access.egi.eu", "vo.other.eu"]}, "[0].vos[1]", "no key in credentials"),
+        ({"credentials": {"per_vo": {}}}, "[0].credentials.per_vo", "no VO"),
+        ({"credentials": {"per_vo": {"a b": {}}}}, "[0].credentials.per_vo", "not a VO name"),
+        (
+            {"credentials": {"per_vo": {"vo.x": {"key": "K"}}}},
+            "[0].credentials.per_vo.vo.x.secret",
+            "name of an environment variable",
+        ),
+        (
+            {"credentials": {"per_vo": {}, "from_env": {}}},
+            "[0].credentials",
+            "exactly one key",
+        ),
+    ],
+)
+def test_s3_templates_static_keys_cannot_enforce_are_refused(change, where, words):
+    (issue,) = problems([{**S3, **change}])
+    assert issue.startswith(f"StorageMounts.mounts{where}: "), issue
+    assert words in issue
+
+
+def test_the_username_refusal_says_why_in_words():
+    (issue,) = problems([{**S3, "prefix": "{username}/"}])
+    assert "every user of the mount gets the same key" in issue
+    assert "STS" in issue
+
+
+def test_per_vo_keys_give_each_vo_its_own_and_no_key_no_mount():
+    mounts = StorageMounts(mounts=[S3, SITE_WIDE])
+    (scratch,) = [m for m in mounts.for_user(user("bob", NOTEBOOKS), None) if m.name == "scratch"]
+    assert scratch.vo == "vo.notebooks.egi.eu"
+    assert scratch.mount.env_names("vo.notebooks.egi.eu") == ("S3_KEY_N", "S3_SECRET_N")
+    assert scratch.mount.env_names("vo.other.eu") is None
+    other = "urn:mace:egi.eu:group:vo.other.eu:role=member#aai.egi.eu"
+    assert mounts.for_user(user("olga", other), "vo.other.eu") == []
+    # In a keyed VO and another: the keyed one, even when charged to the other.
+    (scratch,) = mounts.for_user(user("olga", other, NOTEBOOKS), "vo.other.eu")
+    assert scratch.vo == "vo.notebooks.egi.eu"
+    # The site-wide key: the same variables for everyone who gets the mount.
+    (public,) = [m for m in mounts.for_user(user("al", ACCESS), None) if m.name == "public"]
+    assert public.mount.env_names(public.vo) == ("S3_KEY", "S3_SECRET")
+
+
+@pytest.mark.parametrize(
+    ("template", "style", "ok"),
+    [
+        ("/exports/{vo}{username}", "path", False),
+        ("/exports/{vo}-{username}", "path", False),  # '-' is in escaped path text
+        ("/exports/{vo}_x.{username}", "path", False),
+        ("/exports/{vo}/{username}", "path", True),
+        ("/exports/{vo}/x/{username}/{vo}", "path", True),
+        ("{vo}{vo}", "bucket", False),
+        ("{vo}x{username}", "bucket", False),
+        ("{vo}-{username}", "bucket", True),
+        ("a{vo}b", "bucket", True),
+    ],
+)
+def test_placeholders_need_a_separator_escaping_never_writes(template, style, ok):
+    if ok:
+        check_separated(template, style)
+    else:
+        with pytest.raises(TemplateError, match="separator"):
+            check_separated(template, style)
+
+
+def test_side_by_side_placeholders_are_refused_at_config_check():
+    (issue,) = problems([{**NFS, "export": "/exports/{vo}{username}"}])
+    assert issue.startswith("StorageMounts.mounts[0].export: ")
+    assert "separator such as '/'" in issue
+
+
+@given(
+    st.text(min_size=1, max_size=12),
+    st.text(min_size=1, max_size=12),
+    st.text(min_size=1, max_size=12),
+    st.text(min_size=1, max_size=12),
+)
+def test_separated_templates_expand_injectively(vo1, user1, vo2, user2):
+    template = "/exports/{vo}/{username}"
+    first = expand(template, username=user1, vo=vo1, style="path")
+    second = expand(template, username=user2, vo=vo2, style="path")
+    assert (first == second) == ((vo1, user1) == (vo2, user2))
 
 
 @pytest.mark.parametrize(
@@ -146,7 +263,7 @@ def test_the_vo_is_the_charged_one_when_the_rules_admit_it():
     both = user("dora", ACCESS, NOTEBOOKS)
     (scratch,) = mounts.for_user(both, "vo.notebooks.egi.eu")
     assert scratch.vo == "vo.notebooks.egi.eu"
-    assert scratch.settings == {"bucket": "vox2enotebooksx2eegix2eeu-scratch", "prefix": "dora/"}
+    assert scratch.settings == {"bucket": "vox2enotebooksx2eegix2eeu-scratch", "prefix": "data/"}
     (scratch,) = mounts.for_user(both, None)
     assert scratch.vo == "vo.access.egi.eu"
 

@@ -44,8 +44,8 @@ MOUNTS = [
         "kind": "s3",
         "endpoint_url": "http://127.0.0.1:9",
         "bucket": "{vo}-scratch",
-        "prefix": "{username}/",
-        "credentials": {"from_env": {"key": "SCRATCH_KEY", "secret": "SCRATCH_SECRET"}},
+        "prefix": "data/",
+        "credentials": {"per_vo": {VO_A: {"key": "SCRATCH_KEY", "secret": "SCRATCH_SECRET"}}},
         "path": "/s3/scratch",
         "vos": [VO_A],
     },
@@ -155,14 +155,14 @@ def test_missing_s3_variable_is_named_with_its_key_never_a_value():
     mounts = StorageMounts(mounts=MOUNTS).mounts
     issues = check_s3_environment(mounts, {"SCRATCH_KEY": KEY, "SCRATCH_SECRET": ""})
     assert [str(i) for i in issues] == [
-        "StorageMounts.mounts[0].credentials.from_env.secret: the hub's environment variable "
-        "SCRATCH_SECRET (mount 'scratch') is empty: set it to the S3 access secret (on "
+        f"StorageMounts.mounts[0].credentials.per_vo.{VO_A}.secret: the hub's environment "
+        "variable SCRATCH_SECRET (mount 'scratch') is empty: set it to the S3 access secret (on "
         "Kubernetes, from a Secret)"
     ]
     issues = check_s3_environment(mounts, {})
     assert [i.path for i in issues] == [
-        "StorageMounts.mounts[0].credentials.from_env.key",
-        "StorageMounts.mounts[0].credentials.from_env.secret",
+        f"StorageMounts.mounts[0].credentials.per_vo.{VO_A}.key",
+        f"StorageMounts.mounts[0].credentials.per_vo.{VO_A}.secret",
     ]
     assert all("is not set" in i.message for i in issues)
     assert check_s3_environment(mounts, ENV) == []
@@ -228,8 +228,8 @@ async def test_document_has_s3_keys_nfs_export_and_datahub_error_without_checkin
         "read_only": False,
         "s3": {
             "endpoint_url": "http://127.0.0.1:9",
-            "bucket": "vo.a.example-scratch",
-            "prefix": "alice/",
+            "bucket": "vox2eax2eex78ample-scratch",
+            "prefix": "data/",
             "region": "",
             "key": KEY,
             "secret": SECRET,
@@ -316,7 +316,7 @@ def test_secrets_never_in_reprs():
     credentials = configure()
     assert SECRET not in repr(S3Keys(KEY, SECRET))
     assert SECRET not in repr(credentials) and KEY not in repr(credentials)
-    assert SECRET not in repr(credentials.s3_keys(StorageMounts.instance().mounts[0]))
+    assert SECRET not in repr(credentials.s3_keys(StorageMounts.instance().mounts[0], VO_A))
 
 
 def test_s3_mount_without_keys_is_an_error_entry_not_a_crash():
@@ -333,7 +333,9 @@ async def test_s3_without_keys_gives_an_error_entry():
     credentials = configure(env={})
     document = await credentials.document("alice", resolved("alice", ALICE_ENT, VO_A), no_token)
     [entry] = [m for m in document["mounts"] if m["name"] == "scratch"]
-    assert entry["error"] == "S3: the hub has no keys for mount 'scratch' (ask the site's admins)"
+    assert entry["error"] == (
+        "S3: the hub has no keys for mount 'scratch' and VO 'vo.a.example' (ask the site's admins)"
+    )
 
 
 # --- the spawner mixin -----------------------------------------------------------
@@ -353,7 +355,7 @@ async def test_admission_resolves_the_servers_mounts_and_keeps_names_only(alice_
     assert charge.vo == VO_A
     mounts = await spawner.egi_mounts()
     assert [m.name for m in mounts] == ["scratch", "datahub", "shared"]
-    assert mounts[0].settings == {"bucket": "vo.a.example-scratch", "prefix": "alice/"}
+    assert mounts[0].settings == {"bucket": "vox2eax2eex78ample-scratch", "prefix": "data/"}
     assert any("Storage: scratch (/s3/scratch)" in e["message"] for e in spawner.progress_events)
     state = spawner.get_state()
     assert state["egi_mounts"] == ["scratch", "datahub", "shared"]
@@ -400,3 +402,138 @@ async def test_server_env_names_the_mounts_url_only_with_mounts(alice_spawner):
     env = spawner.get_env()
     assert env[MOUNTS_URL_ENV].endswith("/hub/api/egi/mounts")
     assert SECRET not in json.dumps(env) and KEY not in json.dumps(env)
+    # Each server its own files: named servers sharing a home never clash.
+    assert env["EGI_MOUNTS_FILE"] == "~/.egi/servers/default/mounts.json"
+    assert env["EGI_STORAGE_DIR"] == "~/.egi/servers/default/storage"
+
+
+def test_each_server_has_its_own_mounts_file_and_storage_dir():
+    from egi_hub.storage_mounts.spawner import server_storage_paths
+
+    assert server_storage_paths("") == (
+        "~/.egi/servers/default/mounts.json",
+        "~/.egi/servers/default/storage",
+    )
+    # A server named "default" is not the default server; hostile names stay one folder.
+    assert server_storage_paths("default")[0] == "~/.egi/servers/named-default/mounts.json"
+    assert server_storage_paths("../x")[1] == "~/.egi/servers/named--2e.-2fx/storage"
+    names = ["", "default", "a", "A", "a-b", "a/b", "../x"]
+    assert len({server_storage_paths(n) for n in names}) == len(names)
+
+
+def test_the_server_token_id_is_kept_in_state_never_the_token(alice_spawner):
+    spawner = alice_spawner
+    spawner.api_token = "server-token-value-do-not-keep"
+    spawner.egi_server_token_id = 42  # as looked up in the hub's database at start
+    state = spawner.get_state()
+    assert state["egi_server_token_id"] == 42
+    assert "server-token-value" not in json.dumps(state, default=str)
+    spawner.clear_state()
+    assert spawner.egi_server_token_id is None and "egi_server_token_id" not in spawner.get_state()
+    spawner.load_state(state)
+    assert spawner.egi_server_token_id == 42
+    spawner.load_state({"egi_server_token_id": "42"})  # not an id: ignored
+    assert spawner.egi_server_token_id == 42
+
+
+def test_only_the_servers_own_token_matches():
+    from types import SimpleNamespace
+
+    from egi_hub.storage_mounts.api import is_server_token
+
+    live = SimpleNamespace(api_token="tok-server-1", egi_server_token_id=7)
+    assert is_server_token(live, "tok-server-1", 99)
+    assert not is_server_token(live, "tok-server-2", 7)  # the value decides while known
+    assert not is_server_token(live, "tok-server-", 7)
+    restarted = SimpleNamespace(api_token="", egi_server_token_id=7)
+    assert is_server_token(restarted, "anything", 7)
+    assert not is_server_token(restarted, "anything", 8)
+    assert not is_server_token(restarted, "anything", None)
+    assert not is_server_token(SimpleNamespace(api_token=""), "x", 7)
+
+
+async def test_datahub_failures_are_held_per_user_and_mount(onezone):
+    credentials = configure()
+    credentials.use_datahub_tokens(onezone.tokens)
+    calls = []
+    real = onezone.tokens.credentials
+
+    async def counting(*args, **kwargs):
+        calls.append(args[0])
+        return await real(*args, **kwargs)
+
+    onezone.tokens.credentials = counting
+    onezone.down = True
+    mounts = resolved("alice", ALICE_ENT, VO_A)
+    first = await credentials.document("alice", mounts, checkin, user_id=3)
+    second = await credentials.document("alice", mounts, checkin, user_id=3)
+    assert len(calls) == 1  # the second answer came from memory: Onezone not asked again
+    error = next(m for m in first["mounts"] if m["name"] == "datahub")["error"]
+    assert next(m for m in second["mounts"] if m["name"] == "datahub")["error"] == error
+    # Another user (or the same name with another id) is not held by alice's failure.
+    await credentials.document("alice", mounts, checkin, user_id=4)
+    assert calls == ["alice#3", "alice#4"]
+    # Once the hold ends (or is forgotten), the Onezone is asked again, and it answers.
+    onezone.down = False
+    credentials.forget("alice", 3)
+    third = await credentials.document("alice", mounts, checkin, user_id=3)
+    assert "datahub" in next(m for m in third["mounts"] if m["name"] == "datahub")
+    assert len(calls) == 3
+
+
+async def test_no_checkin_login_is_never_held():
+    credentials = configure()
+    mounts = resolved("alice", ALICE_ENT, VO_A)
+    await credentials.document("alice", mounts, no_token, user_id=3)
+    assert credentials._datahub_failures == {}
+
+
+async def test_datahub_tokens_are_cached_by_name_and_user_id(onezone):
+    credentials = configure()
+    credentials.use_datahub_tokens(onezone.tokens)
+    mounts = resolved("alice", ALICE_ENT, VO_A)
+    first = await credentials.document("alice", mounts, checkin, user_id=3)
+    again = await credentials.document("alice", mounts, checkin, user_id=3)
+    recreated = await credentials.document("alice", mounts, checkin, user_id=9)
+
+    def token(document):
+        return next(m for m in document["mounts"] if m["name"] == "datahub")["datahub"]["token"]
+
+    assert token(first) == token(again)
+    assert token(recreated) != token(first)  # a new account never gets the old one's token
+
+
+def test_local_spawner_with_secret_mounts_logs_one_warning(caplog):
+    from traitlets.config import Config
+
+    caplog.set_level(logging.WARNING, logger="JupyterHub")
+    c = Config()
+    c.StorageMounts.mounts = MOUNTS
+    c.JupyterHub.spawner_class = "egi-local"
+    mounts_hub_config(c, ENV)
+    warnings = [r for r in caplog.records if "trusts each other" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "'scratch', 'datahub'" in warnings[0].getMessage()
+    assert "EGILocalSpawner" in warnings[0].getMessage()
+    assert SECRET not in caplog.text and KEY not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("spawner_class", "mounts", "warned"),
+    [
+        ("egi-kube", MOUNTS, False),
+        ("egi-local", [MOUNTS[2]], False),  # NFS only: nothing secret
+        (None, MOUNTS, True),  # JupyterHub's default: LocalProcessSpawner
+        ("jupyterhub.spawner.LocalProcessSpawner", MOUNTS, True),
+    ],
+)
+def test_the_local_warning_only_for_local_spawners_and_secret_mounts(spawner_class, mounts, warned):
+    from traitlets.config import Config
+
+    from egi_hub.storage_mounts.hub import warn_if_local_secrets
+
+    c = Config()
+    if spawner_class is not None:
+        c.JupyterHub.spawner_class = spawner_class
+    parsed = StorageMounts(mounts=mounts).mounts
+    assert warn_if_local_secrets(c, parsed) is warned
