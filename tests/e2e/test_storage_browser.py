@@ -66,9 +66,11 @@ def storage_site(endpoint: str) -> dict[str, Any]:
                     "kind": "s3",
                     "endpoint_url": endpoint,
                     "bucket": "{vo}-scratch",
-                    "prefix": "{username}/",
+                    "prefix": "notebooks/",
                     "credentials": {
-                        "from_env": {"key": "EGI_TEST_S3_KEY", "secret": "EGI_TEST_S3_SECRET"}
+                        "per_vo": {
+                            VO_ALICE: {"key": "EGI_TEST_S3_KEY", "secret": "EGI_TEST_S3_SECRET"}
+                        }
                     },
                     "path": "/s3/scratch",
                     "vos": [VO_ALICE],
@@ -191,7 +193,7 @@ def test_alice_saves_a_notebook_twice_on_s3_from_the_file_browser(
     expect(item(page, "Untitled.ipynb")).to_be_visible()
     expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=60_000)
 
-    key = f"alice/{NOTEBOOK}"
+    key = f"notebooks/{NOTEBOOK}"
     replace_cell_text(page, FIRST)
     save(page, s3, key, FIRST, first=True)
     expect(item(page, NOTEBOOK)).to_be_visible()
@@ -210,7 +212,7 @@ def test_alice_saves_a_notebook_twice_on_s3_from_the_file_browser(
     # The object holds the second save and nothing else of hers is in the bucket.
     nb = nbformat.reads(s3.path_of(BUCKET, key).read_text(), as_version=4)
     assert [c.source for c in nb.cells] == [SECOND]
-    assert sorted(p.name for p in s3.path_of(BUCKET, "alice").iterdir()) == [NOTEBOOK]
+    assert sorted(p.name for p in s3.path_of(BUCKET, "notebooks").iterdir()) == [NOTEBOOK]
 
 
 def test_alice_sees_why_her_datahub_mount_does_not_work(page: Page, storage_stack: Stack):
