@@ -22,10 +22,15 @@ What a user sees:
   message saying it is read-only;
 - a notebook saved twice is written twice (each save replaces the object: S3 ``PUT``,
   DataHub truncate-and-write), and checkpoints of files on mounts are kept locally in
-  ``~/.egi/checkpoints`` (``MountsContentsManager.mounts_checkpoint_dir``), so the save
-  command's "create checkpoint" works without writing extra objects into buckets;
+  ``checkpoints`` beside this server's mounts document (``~/.egi/servers/<server>/``;
+  ``MountsContentsManager.mounts_checkpoint_dir``), so the save command's "create
+  checkpoint" works without writing extra objects into buckets, and two servers of one
+  user never mix their checkpoints;
 - a real folder of the home directory with the same name as a mount's first path
-  segment is hidden by the mount.
+  segment is hidden by the mount. Paths are checked before they are matched against the
+  mounts: one with a ``.``, ``..`` or empty segment is refused (400) by every method, for
+  the home folder too, since ``./s3/scratch/x`` or ``a/../s3/scratch/x`` would otherwise
+  miss the mount and reach the hidden home folder (and write there past read-only).
 
 Filesystem calls are blocking (s3fs's sync API, httpx's sync client): they run in worker
 threads so the server's event loop never waits on storage.
@@ -56,6 +61,7 @@ from traitlets import Dict, Unicode, default
 
 from egi_hub.singleuser.mounts import (
     MountEntry,
+    checkpoints_dir,
     filesystem,
     load_mounts,
     mounts_file,
@@ -90,6 +96,28 @@ def _mtime(info: dict[str, Any]) -> datetime.datetime:
     return _EPOCH
 
 
+def _segments(path: str) -> list[str]:
+    """The segments of a contents path; 400 for a ``.``, ``..`` or empty one.
+
+    Leading and trailing slashes are dropped (Jupyter sends both forms). Refusing rather
+    than resolving keeps one spelling per file, so matching against mount paths cannot be
+    sidestepped.
+    """
+    if not isinstance(path, str):
+        raise HTTPError(400, f"A path must be text, not {type(path).__name__}")
+    inner = path.strip("/")
+    if not inner:
+        return []
+    parts = inner.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise HTTPError(
+            400,
+            f"The path {path[:300]!r} is not allowed: it has an empty, '.' or '..' segment "
+            "(write the path from the top folder, without them)",
+        )
+    return parts
+
+
 def _rel_parts(rel: str) -> list[str]:
     parts = [p for p in rel.split("/") if p]
     for p in parts:
@@ -113,7 +141,8 @@ class MountsContentsManager(AsyncLargeFileManager):
     mounts_checkpoint_dir = Unicode(
         "",
         config=True,
-        help="Where checkpoints of files on mounts are kept (default ~/.egi/checkpoints).",
+        help="Where checkpoints of files on mounts are kept (default: 'checkpoints' beside "
+        "the mounts document, i.e. per server).",
     )
 
     @default("checkpoints_class")
@@ -152,8 +181,11 @@ class MountsContentsManager(AsyncLargeFileManager):
     def route(self, path: str) -> tuple[MountEntry, str] | list[str] | None:
         """``(mount, path inside it)``; the sub-folder names of a folder on the way to
         mounts (``s3`` holds ``scratch``); ``[]`` for a path in such a folder that is no
-        mount (nothing is there); or None for an ordinary path of the home folder."""
-        parts = [p for p in path.strip("/").split("/") if p]
+        mount (nothing is there); or None for an ordinary path of the home folder.
+
+        Every method (and the checkpoints) asks here first, so a path with a ``.``,
+        ``..`` or empty segment is refused (400) everywhere before anything is matched."""
+        parts = _segments(path)
         if not parts:
             return None
         below: set[str] = set()
@@ -579,8 +611,13 @@ class MountsCheckpoints(AsyncFileCheckpoints):
         return isinstance(self.parent.route(path), tuple)
 
     def _store(self, path: str) -> Path:
-        root = self.parent.mounts_checkpoint_dir or os.path.expanduser("~/.egi/checkpoints")
-        return Path(root) / (hashlib.sha256(path.strip("/").encode()).hexdigest() + ".json")
+        configured = self.parent.mounts_checkpoint_dir
+        root = (
+            Path(os.path.expanduser(configured))
+            if configured
+            else checkpoints_dir(self.parent._mounts_path())
+        )
+        return root / (hashlib.sha256(path.strip("/").encode()).hexdigest() + ".json")
 
     @staticmethod
     def _model(store: Path) -> dict[str, Any]:

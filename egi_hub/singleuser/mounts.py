@@ -15,12 +15,18 @@ as the token keeper is) asks at start and again at the document's ``refresh_at``
 least every 15 minutes), so credentials are renewed in a running server without a
 restart. It writes, each file replaced atomically and readable by the user only:
 
-- ``$EGI_MOUNTS_FILE`` (default ``~/.egi/mounts.json``): the document, checked entry by
-  entry (an entry that is not valid becomes an error entry saying why, never silently
-  missing);
+- ``$EGI_MOUNTS_FILE`` (the hub sets ``~/.egi/servers/<server>/mounts.json``; default
+  ``~/.egi/mounts.json``): the document, checked entry by entry (an entry that is not
+  valid becomes an error entry saying why, never silently missing);
 - per mount, the credentials its filesystem re-reads when they change: an S3 credential
   document ``$EGI_STORAGE_DIR/<name>.json`` (`egi_hub.singleuser.s3`) and a DataHub REST
-  token ``$EGI_STORAGE_DIR/<name>.token`` (`egi_hub.singleuser.datahub`).
+  token ``$EGI_STORAGE_DIR/<name>.token`` (`egi_hub.singleuser.datahub`);
+  ``$EGI_STORAGE_DIR`` defaults to ``storage`` beside the document.
+
+Every path is per server: two named servers of one user share a home folder, and a keeper
+removes the credential files its document no longer names. The extension exports both
+variables, expanded, so the keeper, `filesystem()`, the contents manager (and its
+checkpoints, beside the document) and kernels agree on one folder.
 
 Why files and not the hub API from every kernel: kernels (and `filesystem()`) then need
 neither the server's API token nor the network to the hub, and a renewed credential
@@ -52,6 +58,8 @@ __all__ = [
     "MountUnavailableError",
     "MountsDocument",
     "MountsKeeper",
+    "checkpoints_dir",
+    "export_paths",
     "filesystem",
     "find_mount",
     "load_mounts",
@@ -105,14 +113,41 @@ class MountUnavailableError(OSError):
 
 
 def mounts_file() -> Path:
-    """Where the mounts document is kept: ``$EGI_MOUNTS_FILE``, else ``~/.egi/mounts.json``."""
-    return Path(os.path.expanduser(os.environ.get("EGI_MOUNTS_FILE") or DEFAULT_MOUNTS_FILE))
+    """Where this server's mounts document is kept, as an absolute path.
+
+    ``$EGI_MOUNTS_FILE`` (the hub sets ``~/.egi/servers/<server>/mounts.json``, one folder
+    per server, so named servers of one user never overwrite each other's files), else
+    ``~/.egi/mounts.json``. Its folder also holds the server's credential files (unless
+    ``$EGI_STORAGE_DIR`` says otherwise) and the checkpoints of files on mounts.
+    """
+    value = os.environ.get("EGI_MOUNTS_FILE") or DEFAULT_MOUNTS_FILE
+    return Path(os.path.abspath(os.path.expanduser(value)))
 
 
 def _storage_dir() -> Path:
     from egi_hub.singleuser.s3 import storage_dir
 
     return storage_dir()
+
+
+def checkpoints_dir(path: Path | None = None) -> Path:
+    """Where checkpoints of files on mounts go: ``checkpoints`` beside the mounts document
+    ``path`` (default: this server's), so each server keeps its own."""
+    return (path or mounts_file()).parent / "checkpoints"
+
+
+def export_paths() -> tuple[Path, Path]:
+    """Put this server's (mounts file, storage dir) into the environment, expanded.
+
+    The keeper, `filesystem()` and the contents manager all read them from there, and
+    kernels started by the server inherit them: a literal ``~`` or a relative path from
+    the hub would otherwise mean something else in a kernel's working directory (and
+    ``datahub://`` token files are opened as given).
+    """
+    path, storage = mounts_file(), _storage_dir()
+    os.environ["EGI_MOUNTS_FILE"] = str(path)
+    os.environ["EGI_STORAGE_DIR"] = str(storage)
+    return path, storage
 
 
 @dataclass(frozen=True)
@@ -542,6 +577,7 @@ def _link_jupyter_server_extension(serverapp: Any) -> None:
     """
     if not (os.environ.get("JUPYTERHUB_API_TOKEN") or os.environ.get("EGI_MOUNTS_FILE")):
         return
+    export_paths()  # before the contents manager is built (loading comes after that)
     if "contents_manager_class" in serverapp.config.get("ServerApp", {}):
         serverapp.log.info("egi-hub: the site set a contents manager; mounts not in the browser")
         return
@@ -553,10 +589,9 @@ def _link_jupyter_server_extension(serverapp: Any) -> None:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     api_url = os.environ.get("JUPYTERHUB_API_URL")
     api_token = os.environ.get("JUPYTERHUB_API_TOKEN")
-    path = mounts_file()
-    os.environ["EGI_MOUNTS_FILE"] = str(path)  # kernels started from here find it
+    path, storage = export_paths()  # kernels started from here find them
     if not api_url or not api_token:
         return  # not a JupyterHub server: nobody to ask
-    keeper = MountsKeeper(api_url, api_token, path)
+    keeper = MountsKeeper(api_url, api_token, path, storage)
     serverapp._egi_mounts_task = asyncio.ensure_future(keeper.run())
     serverapp.log.info("egi-hub: keeping the storage mounts in %s", path)

@@ -13,11 +13,12 @@ notebook side reaches the bucket with `s3fs` (fsspec's S3 filesystem), wrapped s
 - renewed credentials are picked up without a restart: a mount opened from its file
   re-reads the file when the credential keeper replaces it;
 - the secret and session token never appear in reprs or exceptions, and are redacted
-  from the log records of botocore, aiobotocore, s3fs and fsspec (botocore logs request
-  headers, which carry the session token, at DEBUG).
+  from every log record made once a mount has been opened -- messages, tracebacks and
+  stacks, of any logger, including those created later (botocore logs request headers,
+  which carry the session token, at DEBUG, from child loggers it makes on first use).
 
 The credential document: one JSON file per mount, written by the credential keeper as
-``$EGI_STORAGE_DIR/<mount name>.json`` (default ``~/.egi/storage``, mode 0600)::
+``$EGI_STORAGE_DIR/<mount name>.json`` (see `storage_dir`; mode 0600)::
 
     {
       "version": 1,
@@ -51,6 +52,7 @@ import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -126,8 +128,20 @@ class S3ReadOnlyError(PermissionError):
 
 
 def storage_dir() -> Path:
-    """Where credential documents are kept: ``$EGI_STORAGE_DIR``, else ``~/.egi/storage``."""
-    return Path(os.path.expanduser(os.environ.get("EGI_STORAGE_DIR") or DEFAULT_STORAGE_DIR))
+    """Where this server's credential documents are kept, as an absolute path.
+
+    ``$EGI_STORAGE_DIR`` (the hub sets it per server); else ``storage`` beside
+    ``$EGI_MOUNTS_FILE``, so a server told only where its mounts document is still keeps
+    its credentials apart from other servers'; else ``~/.egi/storage`` (beside the default
+    ``~/.egi/mounts.json``). ``~`` is expanded: kernels get the expanded value.
+    """
+    explicit = os.environ.get("EGI_STORAGE_DIR")
+    if explicit:
+        return Path(os.path.abspath(os.path.expanduser(explicit)))
+    mounts = os.environ.get("EGI_MOUNTS_FILE")
+    if mounts:
+        return Path(os.path.abspath(os.path.expanduser(mounts))).parent / "storage"
+    return Path(os.path.abspath(os.path.expanduser(DEFAULT_STORAGE_DIR)))
 
 
 def _check_name(name: str) -> str:
@@ -299,36 +313,85 @@ def check_key(path: str) -> str:
     return key
 
 
-class _Redactor(logging.Filter):
-    """Replaces known secrets in log records of the S3 client libraries by ``***``."""
+class _Redactor:
+    """Replaces known secrets by ``***`` in every log record, whichever logger makes it.
 
-    PREFIXES = ("botocore", "aiobotocore", "s3fs", "fsspec", "aiohttp", "urllib3")
+    Installed as the `logging` record factory (wrapping the one in place), so it covers
+    loggers created later (botocore makes child loggers per service on first use) and
+    every library that might repeat a secret, not only a list of names. Besides the
+    message, a record's traceback (``exc_info``, formatted here once) and ``stack_info``
+    are checked: an exception whose text carries a secret is logged with the redacted
+    traceback as ``exc_text`` and no ``exc_info``, which is how `logging.Formatter`
+    shows it.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
+        self._lock = threading.Lock()
+        # Longest first, so a secret that contains another is replaced whole. Replaced as
+        # a whole tuple (never mutated), so records made in other threads meanwhile see
+        # either the old or the new set.
+        self._secrets: tuple[str, ...] = ()
+        # The factory found at the first install, and the one wrapped now (another library
+        # may set its own later, wrapping ours: re-installing wraps theirs, and the guard
+        # below keeps the two from calling each other forever).
+        self._base: Callable[..., logging.LogRecord] = logging.LogRecord
+        self._previous: Callable[..., logging.LogRecord] | None = None
+        self._making = threading.local()
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
 
     def add(self, secrets: list[str]) -> None:
-        self.secrets.update(secrets)
-        manager = logging.Logger.manager
-        names = [n for n in list(manager.loggerDict) if n.split(".")[0] in self.PREFIXES]
-        for name in {*names, *self.PREFIXES}:
-            logger = logging.getLogger(name)
-            if self not in logger.filters:
-                logger.addFilter(self)
+        """Redact ``secrets`` from now on (and install the record factory if needed)."""
+        with self._lock:
+            merged = set(self._secrets) | {s for s in secrets if s}
+            self._secrets = tuple(sorted(merged, key=len, reverse=True))
+            current = logging.getLogRecordFactory()
+            if getattr(current, "__self__", None) is not self:
+                # First use, or someone replaced the factory since: wrap theirs.
+                if self._previous is None:
+                    self._base = current
+                self._previous = current
+                logging.setLogRecordFactory(self.make_record)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _shows_secret(self, text: str) -> bool:
+        return any(s in text for s in self._secrets)
+
+    def make_record(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        if getattr(self._making, "active", False):  # called back by a factory we wrap
+            return self._base(*args, **kwargs)
+        self._making.active = True
+        try:
+            record = (self._previous or self._base)(*args, **kwargs)
+        finally:
+            self._making.active = False
+        if self._secrets:
+            self.scrub(record)
+        return record
+
+    def scrub(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Redact ``record`` in place (its message, traceback and stack)."""
         try:
             text = record.getMessage()
-        except Exception:  # a malformed record: keep it, unformatted, as logging would
-            return True
-        if any(s in text for s in self.secrets):
-            for s in sorted(self.secrets, key=len, reverse=True):
-                text = text.replace(s, "***")
-            record.msg, record.args = text, None
-        return True
+        except Exception:  # a malformed record: logging reports it when it formats it
+            text = None
+        if text is not None and self._shows_secret(text):
+            record.msg, record.args = self.redact(text), None
+        if record.exc_info and record.exc_info[0] is not None:
+            trace = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            if self._shows_secret(trace):
+                record.exc_text, record.exc_info = self.redact(trace), None
+        elif record.exc_text and self._shows_secret(record.exc_text):
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info and self._shows_secret(record.stack_info):
+            record.stack_info = self.redact(record.stack_info)
+        return record
 
 
 _REDACTOR = _Redactor()

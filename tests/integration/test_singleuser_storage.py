@@ -5,8 +5,9 @@ real S3 server (``rclone serve s3``, checking signatures: tests/s3server.py) and
 Onedata stand-in (tests/onedata_standin.py: a stand-in, following Onedata's documented
 REST API). The hub's ``GET /hub/api/egi/mounts`` is a stand-in too: a small HTTP server
 in this test answering the mounts document of the contract to the server's API token,
-so the keeper runs as in a spawned server (it asks, writes ~/.egi/mounts.json and the
-credential files, and the file browser's contents manager picks them up).
+so the keeper runs as in a spawned server (with the hub's per-server EGI_MOUNTS_FILE and
+EGI_STORAGE_DIR it asks, writes the mounts file and the credential files in the server's
+own folder ~/.egi/servers/default/, and the file browser's contents manager picks them up).
 """
 
 from __future__ import annotations
@@ -131,8 +132,11 @@ def jupyter(tmp_path: Path, storage: dict[str, Any]) -> Iterator[dict[str, Any]]
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "JUPYTERHUB_API_URL": hub.api_url,
         "JUPYTERHUB_API_TOKEN": HUB_TOKEN,
+        # As the hub's spawner sets them (storage_mounts/spawner.py), '~' included.
+        "EGI_MOUNTS_FILE": "~/.egi/servers/default/mounts.json",
+        "EGI_STORAGE_DIR": "~/.egi/servers/default/storage",
     }
-    for name in ("EGI_MOUNTS_FILE", "EGI_STORAGE_DIR", "EGI_TOKEN_FILE", "JUPYTERHUB_SERVER_NAME"):
+    for name in ("EGI_TOKEN_FILE", "JUPYTERHUB_SERVER_NAME"):
         env.pop(name, None)
     log_path = tmp_path / "jupyter.log"
     cmd = [
@@ -162,7 +166,7 @@ def jupyter(tmp_path: Path, storage: dict[str, Any]) -> Iterator[dict[str, Any]]
 
     try:
         wait_for(up, 60, "jupyter-server to answer")
-        wait_for(lambda: (home / ".egi" / "mounts.json").exists(), 30, "the keeper's file")
+        wait_for(lambda: (server_dir(home) / "mounts.json").exists(), 30, "the keeper's file")
         yield {"client": client, "base": base, "home": home, "hub": hub, "log": log_path}
     finally:
         client.close()
@@ -174,6 +178,11 @@ def jupyter(tmp_path: Path, storage: dict[str, Any]) -> Iterator[dict[str, Any]]
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         hub.stop()
+
+
+def server_dir(home: Path) -> Path:
+    """This server's own folder, where the hub's EGI_MOUNTS_FILE/EGI_STORAGE_DIR point."""
+    return home / ".egi" / "servers" / "default"
 
 
 def notebook(text: str) -> dict[str, Any]:
@@ -196,9 +205,11 @@ def save_twice_and_read(client: httpx.Client, url: str) -> dict[str, Any]:
 def test_stand_in_hub_keeper_files_are_private_and_the_browser_shows_the_mounts(jupyter, storage):
     home = jupyter["home"]
     assert jupyter["hub"].calls.count("/hub/api/egi/mounts") == 1  # (the token keeper asks too)
-    for path in (home / ".egi" / "mounts.json", home / ".egi" / "storage" / "scratch.json",
-                 home / ".egi" / "storage" / "datahub.token"):  # fmt: skip
+    server = server_dir(home)
+    for path in (server / "mounts.json", server / "storage" / "scratch.json",
+                 server / "storage" / "datahub.token"):  # fmt: skip
         assert path.stat().st_mode & 0o777 == 0o600, path
+    assert sorted(p.name for p in (home / ".egi").iterdir()) == ["servers"]  # nothing shared
     client, base = jupyter["client"], jupyter["base"]
     root = {m["name"] for m in client.get(base).json()["content"]}
     assert {"s3", "datahub", "datahub2"} <= root
@@ -214,6 +225,25 @@ def test_a_notebook_saved_twice_on_s3_lands_in_the_bucket(jupyter, storage):
     assert nbformat.reads(on_server.read_text(), as_version=4).cells[0].source == "second save"
     listing = jupyter["client"].get(f"{jupyter['base']}/s3/scratch").json()
     assert [m["name"] for m in listing["content"]] == ["analysis.ipynb"]
+    # the checkpoint is this server's, beside its mounts file
+    assert len(list((server_dir(jupyter["home"]) / "checkpoints").iterdir())) == 1
+
+
+def test_dotted_spellings_do_not_reach_the_home_folder_a_mount_hides(jupyter, storage):
+    client, base, home = jupyter["client"], jupyter["base"], jupyter["home"]
+    hidden = home / "s3" / "scratch"
+    hidden.mkdir(parents=True)
+    (hidden / "hidden.txt").write_text("the home file the mount hides")
+    # %2E is '.', decoded by the server after the client's own dot-segment handling
+    for path in ("%2E/s3/scratch", "x/%2E%2E/s3/scratch", "s3/%2E/scratch"):
+        r = client.get(f"{base}/{path}/hidden.txt")
+        assert r.status_code == 400 and "segment" in r.json()["message"], (path, r.text)
+        r = client.put(
+            f"{base}/{path}/new.txt", json={"type": "file", "format": "text", "content": "x"}
+        )
+        assert r.status_code == 400, (path, r.text)
+    assert sorted(p.name for p in hidden.iterdir()) == ["hidden.txt"]
+    assert client.get(f"{base}/s3/scratch/hidden.txt").status_code == 404
 
 
 def test_stand_in_datahub_a_notebook_saved_twice_is_overwritten(jupyter, storage):

@@ -610,3 +610,251 @@ async def test_files_on_mounts_carry_the_hash_jupyterlab_asks_for(cm):
     readme = await cm.get(f"datahub/{ERROR_FILE}", require_hash=True)
     assert readme["hash"] == hashlib.new(cm.hash_algorithm, readme["content"].encode()).hexdigest()
     assert (await cm.get("nfs/shared/a.txt"))["hash"] is None  # read only when asked for
+
+
+# -- review findings: unnormalised paths (M4) ----------------------------------------------
+
+BAD_SPELLINGS = [
+    "./nfs/shared/hidden.txt",
+    "x/../nfs/shared/hidden.txt",
+    "nfs/./shared/hidden.txt",
+    "nfs//shared/hidden.txt",
+    "nfs/shared/../shared/hidden.txt",
+]
+
+
+@pytest.fixture
+def shadowed(cm):
+    """A file in the home folder that the mount nfs/shared hides."""
+    hidden = cm.test_paths["home"] / "nfs" / "shared"
+    hidden.mkdir()
+    (hidden / "hidden.txt").write_text("the home file the mount hides")
+    return hidden
+
+
+def _home_unchanged(cm, shadowed: Path) -> None:
+    assert sorted(p.name for p in shadowed.iterdir()) == ["hidden.txt"]
+    assert (shadowed / "hidden.txt").read_text() == "the home file the mount hides"
+    assert sorted(p.name for p in cm.test_paths["nfs"].iterdir()) == []
+
+
+@pytest.mark.parametrize("path", BAD_SPELLINGS)
+async def test_dot_and_empty_segments_never_reach_the_home_folder_a_mount_hides(cm, shadowed, path):
+    new = path.replace("hidden.txt", "new.txt")
+    attempts = {
+        "get": lambda: cm.get(path),
+        "get without content": lambda: cm.get(path, content=False),
+        "save": lambda: cm.save({"type": "file", "format": "text", "content": "x"}, new),
+        "save over": lambda: cm.save({"type": "file", "format": "text", "content": "x"}, path),
+        "delete": lambda: cm.delete(path),
+        "rename from": lambda: cm.rename(path, "moved.txt"),
+        "rename to": lambda: cm.rename("notes.txt", new),
+        "copy from": lambda: cm.copy(path, ""),
+        "copy to": lambda: cm.copy("notes.txt", new.rsplit("/", 1)[0]),
+        "file_exists": lambda: cm.file_exists(path),
+        "dir_exists": lambda: cm.dir_exists(path.rsplit("/", 1)[0]),
+        "exists": lambda: asyncio.sleep(0, cm.exists(path)),
+        "is_hidden": lambda: cm.is_hidden(path),
+        "create_checkpoint": lambda: cm.create_checkpoint(path),
+        "list_checkpoints": lambda: cm.list_checkpoints(path),
+        "restore_checkpoint": lambda: cm.restore_checkpoint("checkpoint", path),
+        "delete_checkpoint": lambda: cm.delete_checkpoint("checkpoint", path),
+        "new_untitled": lambda: cm.new_untitled(path.rsplit("/", 1)[0], type="file"),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(HTTPError) as err:
+            await attempt()
+        assert err.value.status_code == 400, what
+        assert "'.' or '..' segment" in err.value.log_message, what
+    _home_unchanged(cm, shadowed)
+    assert (cm.test_paths["home"] / "notes.txt").read_text() == "home"
+    assert not (cm.test_paths["home"] / "moved.txt").exists()
+    assert not (cm.test_paths["home"] / ".ipynb_checkpoints").exists()
+
+
+async def test_a_read_only_mount_cannot_be_written_by_a_dotted_spelling(cm):
+    for path in ("./nfs/ro/new.txt", "nfs/ro/./new.txt", "nfs/x/../ro/new.txt"):
+        with pytest.raises(HTTPError) as err:
+            await cm.save({"type": "file", "format": "text", "content": "x"}, path)
+        assert err.value.status_code == 400
+    assert sorted(p.name for p in cm.test_paths["ro"].iterdir()) == ["readme.txt"]
+    assert list((cm.test_paths["home"] / "nfs").iterdir()) == []
+
+
+async def test_plain_spellings_still_work_with_outer_slashes(cm, shadowed):
+    assert (await cm.get("/notes.txt/"))["content"] == "home"
+    saved = await cm.save({"type": "file", "format": "text", "content": "x"}, "/nfs/shared/n.txt")
+    assert saved["path"] == "nfs/shared/n.txt"
+    assert (cm.test_paths["nfs"] / "n.txt").read_text() == "x"
+    with pytest.raises(HTTPError) as err:  # the mount hides the home file, plainly spelt
+        await cm.get("nfs/shared/hidden.txt")
+    assert err.value.status_code == 404
+    assert (await cm.get("/"))["type"] == "directory"
+
+
+# -- review findings: per-server files (M1) ------------------------------------------------
+
+
+def _server_env(monkeypatch, home: Path, folder: str) -> None:
+    """The environment the hub's spawner gives one server (storage_mounts/spawner.py)."""
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("EGI_MOUNTS_FILE", f"~/.egi/servers/{folder}/mounts.json")
+    monkeypatch.setenv("EGI_STORAGE_DIR", f"~/.egi/servers/{folder}/storage")
+
+
+def test_the_paths_follow_the_server_environment_expanded(monkeypatch, tmp_path):
+    from egi_hub.singleuser.s3 import storage_dir
+
+    _server_env(monkeypatch, tmp_path, "named-gpu")
+    base = tmp_path / ".egi" / "servers" / "named-gpu"
+    assert mounts.mounts_file() == base / "mounts.json"
+    assert storage_dir() == base / "storage"
+    assert mounts.checkpoints_dir() == base / "checkpoints"
+    # given only its mounts file, a server keeps its credentials beside it
+    monkeypatch.delenv("EGI_STORAGE_DIR")
+    assert storage_dir() == base / "storage"
+    # neither: the single-server defaults, as before
+    monkeypatch.delenv("EGI_MOUNTS_FILE")
+    assert mounts.mounts_file() == tmp_path / ".egi" / "mounts.json"
+    assert storage_dir() == tmp_path / ".egi" / "storage"
+    assert mounts.checkpoints_dir() == tmp_path / ".egi" / "checkpoints"
+
+
+def test_the_extension_exports_the_expanded_paths_for_kernels(monkeypatch, tmp_path):
+    _server_env(monkeypatch, tmp_path, "default")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "x")
+    app = type("App", (), {"config": {}, "contents_manager_class": None})()
+    mounts._link_jupyter_server_extension(app)
+    base = tmp_path / ".egi" / "servers" / "default"
+    assert os.environ["EGI_MOUNTS_FILE"] == str(base / "mounts.json")
+    assert os.environ["EGI_STORAGE_DIR"] == str(base / "storage")
+
+
+def test_two_servers_of_one_user_keep_their_own_credentials(monkeypatch, tmp_path):
+    # Each keeper writes and prunes in its own folder: the second server's document (which
+    # does not name "scratch") must not delete the first server's S3 credentials.
+    _server_env(monkeypatch, tmp_path, "default")
+    store_document(parse_document({"mounts": [s3_entry(), datahub_entry()]}))
+    _server_env(monkeypatch, tmp_path, "named-gpu")
+    renewed = datahub_entry()
+    renewed["datahub"] = {**renewed["datahub"], "token": "gpu-server-token-0002"}
+    store_document(parse_document({"mounts": [renewed]}))
+    servers = tmp_path / ".egi" / "servers"
+    assert sorted(p.name for p in (servers / "default" / "storage").iterdir()) == [
+        "datahub.token",
+        "scratch.json",
+    ]
+    assert (servers / "default" / "storage" / "datahub.token").read_text() == TOKEN
+    assert (servers / "named-gpu" / "storage" / "datahub.token").read_text() == (
+        "gpu-server-token-0002"
+    )
+    # each server's filesystem() reads its own token file
+    fs = filesystem("datahub", load_mounts())
+    assert fs._token.get() == "gpu-server-token-0002"
+    _server_env(monkeypatch, tmp_path, "default")
+    assert filesystem("datahub", load_mounts())._token.get() == TOKEN
+    assert not (tmp_path / ".egi" / "storage").exists()  # nothing in the shared folder
+
+
+async def test_checkpoints_of_mount_files_are_kept_per_server(monkeypatch, tmp_path):
+    nfs = tmp_path / "nfs"
+    nfs.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    for folder in ("default", "named-gpu"):
+        _server_env(monkeypatch, home, folder)
+        store_document(parse_document({"mounts": [nfs_entry(nfs)]}))
+        manager = MountsContentsManager(root_dir=str(home))  # everything from the env
+        await manager.save({"type": "notebook", "content": notebook(folder)}, "nfs/shared/n.ipynb")
+        await manager.create_checkpoint("nfs/shared/n.ipynb")
+    servers = home / ".egi" / "servers"
+    stores = {f: list((servers / f / "checkpoints").iterdir()) for f in ("default", "named-gpu")}
+    assert all(len(s) == 1 for s in stores.values())
+    sources = {f: json.loads(s[0].read_text())["content"] for f, s in stores.items()}
+    assert sources["default"]["cells"][0]["source"] == "default"
+    assert sources["named-gpu"]["cells"][0]["source"] == "named-gpu"
+    assert not (home / ".egi" / "checkpoints").exists()
+
+
+# -- review findings: log redaction (L1) ---------------------------------------------------
+
+
+@pytest.fixture
+def redacted_log():
+    """A handler on the root logger formatting records as a deployment would."""
+    import io
+    import logging
+
+    from egi_hub.singleuser import s3
+
+    factory = logging.getLogRecordFactory()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield s3._REDACTOR, stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        logging.setLogRecordFactory(factory)
+
+
+def test_secrets_are_redacted_from_loggers_made_later_and_from_tracebacks(redacted_log):
+    import logging
+
+    redactor, stream = redacted_log
+    secret = "late-logger-secret-0042"
+    redactor.add([secret])
+    # loggers that did not exist when the secret was added, in and out of the S3 libraries
+    for name in ("botocore.endpoint.child-made-later", "some.other.library"):
+        log = logging.getLogger(name)
+        log.debug("headers: %s", {"X-Amz-Security-Token": secret})
+        try:
+            raise RuntimeError(f"request failed with {secret}")
+        except RuntimeError:
+            log.exception("call failed")
+        log.warning("where: %s", secret, stack_info=True)
+    text = stream.getvalue()
+    assert secret not in text
+    assert text.count("***") >= 6
+    assert "RuntimeError: request failed with ***" in text  # the traceback is still shown
+    assert "child-made-later" in text and "some.other.library" in text
+
+
+def test_redaction_survives_another_record_factory_installed_later(redacted_log):
+    import logging
+
+    redactor, stream = redacted_log
+    redactor.add(["first-secret-0001"])
+    ours = logging.getLogRecordFactory()
+    seen: list[str] = []
+
+    def theirs(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = ours(*args, **kwargs)
+        seen.append(record.name)
+        return record
+
+    logging.setLogRecordFactory(theirs)  # a library wrapping ours
+    redactor.add(["second-secret-0002"])  # wraps theirs: each must run once, no loop
+    logging.getLogger("x.y").warning("first-secret-0001 and second-secret-0002")
+    assert stream.getvalue().strip() == "x.y WARNING *** and ***"
+    assert seen == ["x.y"]
+
+
+def test_records_without_secrets_are_left_alone(redacted_log):
+    import logging
+
+    redactor, stream = redacted_log
+    redactor.add(["unused-secret-0003"])
+    logging.getLogger("plain").info("%d files in %s", 3, "bucket")
+    try:
+        raise ValueError("plain failure")
+    except ValueError:
+        logging.getLogger("plain").exception("oops")
+    text = stream.getvalue()
+    assert "plain INFO 3 files in bucket" in text
+    assert "ValueError: plain failure" in text and "***" not in text
