@@ -749,15 +749,15 @@ def make_ca(directory: Path) -> tuple[Path, Path, Path]:
 
 
 class _TLSServer(ThreadingHTTPServer):
-    """TLS per connection, its handshake in the connection's own thread (a silent client
-    cannot stall the accept loop)."""
+    """TLS per accepted connection, with a timeout so a silent client cannot hang it."""
 
     daemon_threads = True
     tls: ssl.SSLContext
 
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = self.socket.accept()
-        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+        sock.settimeout(30)  # a stalled client cannot hold a thread forever
+        return self.tls.wrap_socket(sock, server_side=True), addr
 
 
 class OnedataStandin:
