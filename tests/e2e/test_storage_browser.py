@@ -28,16 +28,13 @@ from playwright.sync_api import Locator, Page, expect
 
 from egi_hub.storage_mounts.templates import expand
 from tests.e2e.test_browser import login
+from tests.integration.test_storage_local import ENV, KEY, SECRET, VO_ALICE, site
 from tests.s3server import S3Server, start_s3_server
 from tests.screens import save_screenshot
-from tests.stackrunner import TEST_SERVICE, Stack, start_stack, wait_for
+from tests.stackrunner import Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.browser
 
-KEY, SECRET = "browserkey00001", "browser-secret-never-shown-0001"
-ENV = {"EGI_TEST_S3_KEY": KEY, "EGI_TEST_S3_SECRET": SECRET}
-VO_ALICE = "vo.access.egi.eu"
-VO_BOB = "vo.notebooks.egi.eu"
 # The bucket the site's "{vo}-scratch" gives alice's VO (escaped: no dots in bucket names).
 BUCKET = expand("{vo}-scratch", username="alice", vo=VO_ALICE, style="bucket")
 NOTEBOOK = "analysis.ipynb"
@@ -45,46 +42,9 @@ FIRST, SECOND = "first = 'saved once'", "second = 'saved twice'"
 
 
 def storage_site(endpoint: str) -> dict[str, Any]:
-    """Alice and bob in different VOs; an S3 and a DataHub mount for alice's VO only."""
-    return {
-        "DevAuthenticator": {
-            "users": {
-                "alice": {
-                    "entitlements": [f"urn:mace:egi.eu:group:{VO_ALICE}:role=member#aai.egi.eu"]
-                },
-                "bob": {"entitlements": [f"urn:mace:egi.eu:group:{VO_BOB}:role=member#aai.egi.eu"]},
-            }
-        },
-        "JupyterHub": {
-            "services": [{"name": TEST_SERVICE, "api_token": "__API_TOKEN__"}],
-            "load_roles": [{"name": "admin", "services": [TEST_SERVICE]}],
-        },
-        "StorageMounts": {
-            "mounts": [
-                {
-                    "name": "scratch",
-                    "kind": "s3",
-                    "endpoint_url": endpoint,
-                    "bucket": "{vo}-scratch",
-                    "prefix": "notebooks/",
-                    "credentials": {
-                        "per_vo": {
-                            VO_ALICE: {"key": "EGI_TEST_S3_KEY", "secret": "EGI_TEST_S3_SECRET"}
-                        }
-                    },
-                    "path": "/s3/scratch",
-                    "vos": [VO_ALICE],
-                },
-                {
-                    "name": "datahub",
-                    "kind": "datahub",
-                    "onezone_url": "https://onezone.invalid",
-                    "path": "/datahub",
-                    "vos": [VO_ALICE],
-                },
-            ]
-        },
-    }
+    """The local-stack storage site (alice and bob in different VOs; S3 and DataHub for
+    alice's VO), with the bucket "{vo}-scratch" gives her VO and no NFS mount."""
+    return site(endpoint, bucket="{vo}-scratch", prefix="notebooks/", nfs=False)
 
 
 @pytest.fixture(scope="module")

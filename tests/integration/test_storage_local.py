@@ -29,8 +29,9 @@ ALICE_ENTITLEMENTS = [f"urn:mace:egi.eu:group:{VO_ALICE}:role=member#aai.egi.eu"
 BOB_ENTITLEMENTS = [f"urn:mace:egi.eu:group:{VO_BOB}:role=member#aai.egi.eu"]
 
 
-def site(endpoint: str) -> dict:
-    return {
+def site(endpoint: str, bucket: str = BUCKET, prefix: str = "data/", nfs: bool = True) -> dict:
+    """Alice and bob in different VOs; S3 (alice's VO key), DataHub and NFS for her VO."""
+    result = {
         "DevAuthenticator": {
             "users": {
                 "alice": {"entitlements": ALICE_ENTITLEMENTS},
@@ -74,6 +75,11 @@ def site(endpoint: str) -> dict:
             ]
         },
     }
+    mounts = result["StorageMounts"]["mounts"]
+    mounts[0] |= {"bucket": bucket, "prefix": prefix}
+    if not nfs:
+        mounts[:] = [m for m in mounts if m["kind"] != "nfs"]
+    return result
 
 
 @pytest.fixture(scope="module")
