@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -21,7 +20,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.stackrunner import TEST_SERVICE, free_port, wait_for
+from tests.stackrunner import TEST_SERVICE, free_port, stop_process, wait_for
 
 OIDC_DIR = Path(__file__).resolve().parent / "oidc"
 CLIENT_ID = "egi-hub-test"
@@ -131,13 +130,7 @@ class Provider:
         return sum(1 for x in self.log().splitlines() if x.strip() == line)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 def start_provider(

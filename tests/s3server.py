@@ -23,7 +23,6 @@ import csv
 import io
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from egi_hub.procs import free_port, tail_lines
-from tests.stackrunner import wait_for
+from tests.stackrunner import stop_process, wait_for
 
 __all__ = ["S3Server", "rclone_binary", "start_s3_server"]
 
@@ -93,13 +92,7 @@ class S3Server:
 
     def stop(self) -> None:
         """Stop the server (by its pid) and wait for it to exit."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 def _auth_key_env(keys: list[tuple[str, str]]) -> str:

@@ -51,6 +51,17 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a test server by its pid: SIGTERM, then SIGKILL if it is still there."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
 def processes_in(directory: Path) -> list[int]:
     """Pids of live processes whose working directory is inside ``directory``."""
     found = []

@@ -28,10 +28,10 @@ from playwright.sync_api import Locator, Page, expect
 
 from egi_hub.storage_mounts.templates import expand
 from tests.e2e.test_browser import login
-from tests.integration.test_storage_local import ENV, KEY, SECRET, VO_ALICE, site
+from tests.integration.test_storage_local import KEY, SECRET, VO_ALICE, running_stack, site
 from tests.s3server import S3Server, start_s3_server
 from tests.screens import save_screenshot
-from tests.stackrunner import Stack, start_stack, wait_for
+from tests.stackrunner import Stack, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -60,14 +60,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture(scope="module")
 def storage_stack(tmp_path_factory: pytest.TempPathFactory, s3: S3Server) -> Iterator[Stack]:
     """The stack with alice's and bob's servers running (each started after a login)."""
-    stack = start_stack(tmp_path_factory.mktemp("stack"), storage_site(s3.endpoint_url), env=ENV)
-    try:
-        for name in ("alice", "bob"):
-            stack.dev_login(name).close()  # the login stores the user's VOs
-            stack.start_server(name)
-        yield stack
-    finally:
-        stack.stop()
+    yield from running_stack(tmp_path_factory.mktemp("stack"), storage_site(s3.endpoint_url))
 
 
 def open_lab(page: Page, stack: Stack, username: str) -> Locator:

@@ -90,9 +90,10 @@ def s3(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, s3):
-    stack = start_stack(tmp_path_factory.mktemp("stack"), site(s3.endpoint_url), env=ENV)
+def running_stack(tmp: Path, site_data: dict):
+    """The stack with alice's and bob's servers running (each started after a login);
+    a generator for module fixtures: it stops the stack when the module is done."""
+    stack = start_stack(tmp, site_data, env=ENV)
     try:
         for name in ("alice", "bob"):
             stack.dev_login(name).close()  # the login stores the user's VOs
@@ -100,6 +101,11 @@ def stack(tmp_path_factory, s3):
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, s3):
+    yield from running_stack(tmp_path_factory.mktemp("stack"), site(s3.endpoint_url))
 
 
 def server_env(stack, name: str) -> dict[str, str]:
