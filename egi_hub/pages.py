@@ -24,6 +24,7 @@ it as ``egi_page.html`` (``page.html`` would name the site's file itself).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from traitlets.config import Config, SingletonConfigurable
 
 from .traits import URL, URLMap
 
-__all__ = ["TEMPLATES", "SitePages", "hub_page_config", "readable_error"]
+__all__ = ["TEMPLATES", "SitePages", "add_template_vars", "hub_page_config", "readable_error"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -176,6 +177,14 @@ class _SiteForPages:
         return SitePages.instance(config=self.config)
 
 
+def add_template_vars(config: Config, values: Mapping[str, Any]) -> None:
+    """Add variables to ``JupyterHub.template_vars``, never replacing one the site set."""
+    variables = dict(config.JupyterHub.get("template_vars", {}))
+    for name, value in values.items():
+        variables.setdefault(name, value)
+    config.JupyterHub.template_vars = variables
+
+
 def hub_page_config(config: Config) -> Config:
     """Add egi-hub's pages to a hub config (in place; also returned).
 
@@ -192,9 +201,7 @@ def hub_page_config(config: Config) -> Config:
     if str(TEMPLATES) not in paths:
         paths.append(str(TEMPLATES))
     hub.template_paths = paths
-    variables = dict(hub.get("template_vars", {}))
-    variables.setdefault("site", _SiteForPages(config))
-    hub.template_vars = variables
+    add_template_vars(config, {"site": _SiteForPages(config)})
     legacy = config.CheckinAuthenticator.get("enrolment_urls")
     if legacy:
         merged = {**legacy, **config.SitePages.get("enrolment_urls", {})}

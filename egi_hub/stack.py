@@ -22,7 +22,7 @@ from traitlets import Integer, Unicode, default
 from traitlets.config import Config, Configurable
 
 from .config import ConfigIssue, SiteConfigError, check_site, configurable_classes, site_to_config
-from .pages import hub_page_config
+from .pages import add_template_vars, hub_page_config
 from .procs import check_port_free, free_port
 from .proxy import check_proxy, proxy_command
 from .singleuser_config import ACCESS_TOKEN_SCOPE
@@ -246,10 +246,7 @@ def _add_home_view(c: Config) -> None:
     set that template variable itself."""
     from egi_hub.spawner.home import template_vars
 
-    variables = dict(c.JupyterHub.get("template_vars", {}))
-    for name, value in template_vars(c).items():
-        variables.setdefault(name, value)
-    c.JupyterHub.template_vars = variables
+    add_template_vars(c, template_vars(c))
 
 
 def build_config(
