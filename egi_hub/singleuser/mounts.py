@@ -482,7 +482,8 @@ def filesystem(name: str, mounts: list[MountEntry] | None = None, **options: Any
 
     S3: `egi_hub.singleuser.s3.S3Mount` from the mount's credential document (under the
     mount's ``prefix``, if any); DataHub: `egi_hub.singleuser.datahub.DatahubFileSystem`
-    reading the mount's token file (so a renewed token is used), one directory per space;
+    reading the mount's token file (so a renewed token is used), one directory per space
+    (only the mount's ``spaces``, when the hub names them);
     NFS: the local directory (``local_path``, else the mount's path). ``options`` go to the
     filesystem's constructor (e.g. ``verify=`` for DataHub).
     """
@@ -503,7 +504,10 @@ def filesystem(name: str, mounts: list[MountEntry] | None = None, **options: Any
 
         token_file = _storage_dir() / f"{name}.token"
         return DatahubFileSystem(
-            onezone_url=settings["onezone_url"], token_file=str(token_file), **options
+            onezone_url=settings["onezone_url"],
+            token_file=str(token_file),
+            spaces=settings.get("spaces"),  # the mount's filter (None: every space)
+            **options,
         )
     local = settings.get("local_path") or entry.path
     if not PurePosixPath(local).is_absolute():
