@@ -6,7 +6,9 @@ not what egi-hub's code happens to expect: Onedata's own `onedatafilerestclient`
 against it in `tests/integration/test_onedata_standin.py`. Both servers speak HTTPS with a
 CA made at start-up, because Onedata's clients always use ``https://<host:port>``.
 
-Onezone: IdP token delegation (``X-Auth-Token: <prefix>:<idp token>``), ``GET /user``,
+Onezone: IdP token delegation (``X-Auth-Token: <prefix>:<idp token>``: tokens registered
+with `OnedataStandin.add_user`, or, after `OnedataStandin.trust_idp`, any token the IdP's
+userinfo endpoint accepts, as Onezone's authority delegation does), ``GET /user``,
 named tokens (get by name, create, delete by id), temporary tokens (a ``time`` caveat is
 required), ``POST /tokens/infer_access_token_scope`` (no auth header). Caveats enforced:
 ``time`` (expired -> 401), ``interface`` (``oneclient`` tokens cannot call REST),
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import ipaddress
 import json
 import re
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -142,7 +146,12 @@ class State:
     def __init__(self, idp_prefix: str) -> None:
         self.lock = threading.RLock()
         self.idp_prefix = idp_prefix
-        self.idp_tokens: dict[str, str] = {}  # IdP access token -> user id
+        self.idp_tokens: dict[str, str] = {}  # IdP access token -> user id (add_user)
+        self.idp: IdpTrust | None = None  # the IdP whose userinfo endpoint is asked
+        self.idp_cache: dict[str, tuple[float, str]] = {}  # IdP token -> (until, user id)
+        self.idp_refused: set[str] = set()  # forget_idp_token: refused from then on
+        self.userinfo_calls = 0
+        self.clock = time.time  # for the IdP answer cache only
         self.users: dict[str, str] = {}  # user id -> full name
         self.tokens: dict[str, Token] = {}  # serialized -> record
         self.spaces: dict[str, Space] = {}
@@ -156,11 +165,12 @@ class State:
         """The user a token stands for, and its record (None for an IdP token)."""
         if ":" in serialized:
             prefix, _, idp_token = serialized.partition(":")
-            if prefix != self.idp_prefix or idp_token not in self.idp_tokens:
+            user_id = self.idp_user(idp_token) if prefix == self.idp_prefix else None
+            if user_id is None:
                 raise unauthorized(
                     "badIdpAccessToken", f"Provided access token issued by '{prefix}' is not valid."
                 )
-            return self.idp_tokens[idp_token], None
+            return user_id, None
         record = self.tokens.get(serialized)
         if record is None:
             raise unauthorized("badToken", "Provided token could not be understood by the server.")
@@ -173,6 +183,39 @@ class State:
                 "tokenCaveatUnverified", "Token caveat unverified: time.", {"caveat": caveat}
             )
         return record.user_id, record
+
+    def idp_user(self, idp_token: str) -> str | None:
+        """The user an IdP access token stands for, or None if it is not valid.
+
+        A token registered with `OnedataStandin.add_user` first; else, with `trust_idp`,
+        Onezone's authority delegation: the token is valid if the IdP's userinfo endpoint
+        answers it (sent as ``Authorization: Bearer``, Onezone's default
+        ``accessTokenPassMethod``), and the answer's ``sub`` is the subject of a linked
+        account whose Onedata user is made on first sight with the id Onezone gives it,
+        ``md5(<idp>:<sub>)`` (`idp_user_id`), and ``name`` as full name. Answers, and
+        refusals, are kept ``cache_seconds`` (a page of file requests asks the IdP once).
+        The call is made under the state lock: one validation at a time, as tests need.
+        """
+        if not idp_token or idp_token in self.idp_refused:
+            return None
+        if idp_token in self.idp_tokens:
+            return self.idp_tokens[idp_token]
+        if self.idp is None:
+            return None
+        now = self.clock()
+        cached = self.idp_cache.get(idp_token)
+        if cached is not None and cached[0] > now:
+            return cached[1] or None
+        claims = self.idp.userinfo(idp_token)
+        self.userinfo_calls += 1
+        sub = claims.get("sub") if claims else None
+        user_id = ""
+        if isinstance(sub, str) and sub:
+            user_id = idp_user_id(self.idp.name, sub)
+            name = claims.get("name") if claims else None  # type: ignore[union-attr]
+            self.users.setdefault(user_id, name if isinstance(name, str) and name else sub)
+        self.idp_cache[idp_token] = (now + self.idp.cache_seconds, user_id)
+        return user_id or None
 
     def mint(self, user_id: str, caveats: list[dict[str, Any]], name: str | None = None) -> str:
         serialized = "MDAx" + secrets.token_urlsafe(48)
@@ -210,6 +253,45 @@ class State:
         self.nodes.pop(node.file_id, None)
         if node.parent is not None:
             self.nodes[node.parent].children.pop(node.name, None)
+
+
+def idp_user_id(idp: str, sub: str) -> str:
+    """The Onedata user id Onezone gives the user first seen through an IdP account:
+    ``md5(<idp>:<subjectId>)`` (Onezone's admin guide, "Merging linked accounts")."""
+    return hashlib.md5(f"{idp}:{sub}".encode()).hexdigest()
+
+
+@dataclass
+class IdpTrust:
+    """An OpenID Connect IdP whose access tokens Onezone accepts (authority delegation).
+
+    ``name`` is the IdP's identifier in Onezone's ``auth.config`` (it names the linked
+    accounts, so it makes the user ids); ``userinfo_url`` its userinfo endpoint.
+    """
+
+    name: str
+    userinfo_url: str
+    cache_seconds: float = 30.0
+    timeout: float = 10.0
+
+    def userinfo(self, access_token: str) -> dict[str, Any] | None:
+        """The userinfo answer for the token; None if the IdP refuses it or cannot be
+        asked (Onezone then answers ``badIdpAccessToken`` either way)."""
+        try:
+            r = httpx.get(
+                self.userinfo_url,
+                headers={"Authorization": f"Bearer {access_token}"},
+                timeout=self.timeout,
+            )
+        except httpx.HTTPError:
+            return None
+        if r.status_code != 200:
+            return None
+        try:
+            claims = r.json()
+        except ValueError:
+            return None
+        return claims if isinstance(claims, dict) else None
 
 
 def split_path(path: str) -> list[str]:
@@ -808,6 +890,24 @@ class OnedataStandin:
         """The IdP token stops being accepted (as when it expires at Check-in)."""
         with self.state.lock:
             self.state.idp_tokens.pop(idp_token, None)
+            self.state.idp_cache.pop(idp_token, None)
+            self.state.idp_refused.add(idp_token)
+
+    def trust_idp(self, userinfo_url: str, *, name: str | None = None,
+                  cache_seconds: float = 30.0) -> None:  # fmt: skip
+        """Accept any access token of this IdP that its userinfo endpoint answers
+        (``X-Auth-Token: <prefix>:<token>``), as Onezone does with authority delegation
+        enabled for an OpenID Connect IdP. ``name``: the IdP's identifier in Onezone's
+        config (default: the token prefix, as in Onezone's default ``tokenPrefix``)."""
+        with self.state.lock:
+            self.state.idp = IdpTrust(
+                name or self.state.idp_prefix, userinfo_url, cache_seconds=cache_seconds
+            )
+
+    def idp_user_id(self, sub: str) -> str:
+        """The Onedata user id of the IdP account ``sub`` (for `add_space` members)."""
+        idp = self.state.idp.name if self.state.idp else self.state.idp_prefix
+        return idp_user_id(idp, sub)
 
     def add_provider(self, name: str, *, online: bool = False, version: str = PROVIDER_VERSION,
                      domain: str = "127.0.0.1:9") -> str:  # fmt: skip
