@@ -11,8 +11,9 @@ S3 or DataHub folder and cannot reach alice's notebook (saved by the first test;
 alone, his test still proves that the folders are not there for him).
 
 Nothing here is a stand-in: DataHub itself is not contacted (the error comes before any
-Onezone call); the DataHub data path is tested against the Onedata stand-in in
-tests/integration/test_singleuser_storage.py.
+Onezone call). A working DataHub mount after a Check-in login (real OIDC provider, the
+Onedata stand-in) is tests/e2e/test_datahub_browser.py; the DataHub data path alone is
+tested against the stand-in in tests/integration/test_singleuser_storage.py.
 """
 
 from __future__ import annotations
