@@ -15,19 +15,42 @@ URL, a single ``provider_url`` is used for everything. Paths are checked before 
 request: ``..``, ``.`` and control characters are refused, so a path never leaves the
 space named in it.
 
+What Onezone and the provider answer is hostile input too:
+
+- ``spaces`` (a mount's filter, from the mounts document) keeps only the spaces named
+  there, by name or id; with or without it, a space whose name could not be one folder
+  (``/``, control characters, ``.``, ``..``, empty) is left out. Whatever is left out
+  lists nowhere and every path into it (``name``, ``name@id``, as a ``mv``/``cp``
+  destination) is ``ENOENT``;
+- a provider's ``domain`` must be a DNS host name or an IP address, with an optional
+  port, before the token is sent to ``https://<domain>``: anything with a scheme,
+  userinfo, a path, query, fragment, whitespace or control characters would make the
+  URL point elsewhere. Such a provider is skipped; if none is left the error names the
+  space. (IP literals: a provider registered without a domain is reached by its
+  address, and the test stand-in listens on 127.0.0.1. A literal is no riskier than a
+  name, which may resolve to any address.) Redirects are never followed;
+- a child name in a listing with ``/``, NUL or other control characters, or one that is
+  ``.``, ``..`` or empty, is skipped with a warning: it could otherwise be joined into a
+  path that means another file (the rest of the listing still shows).
+
 Notebook side only: this imports no hub code (tests/layering.py).
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
+import logging
 import os
+import re
 import ssl
 import threading
 import time
+import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
@@ -51,8 +74,73 @@ ERRNOS = {
 }
 
 
+log = logging.getLogger(__name__)
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
 class DatahubError(OSError):
     """DataHub answered something other than a POSIX error (auth, bad request, outage)."""
+
+
+def plain_name(name: Any) -> bool:
+    """Whether ``name`` (a space's or a child's, from the server) can be one folder or
+    file: 1..255 characters, not ``.``/``..``, no ``/`` and no control characters
+    (C0, DEL, C1), so joining it into a path can never mean another path."""
+    if not isinstance(name, str) or not 0 < len(name) <= 255 or name in (".", ".."):
+        return False
+    return "/" not in name and not any(unicodedata.category(ch) == "Cc" for ch in name)
+
+
+def check_host(host: Any) -> str | None:
+    """``host`` if it is a DNS host name or an IP address, with an optional ``:port``
+    (IPv6 in brackets); else None. ASCII only (IDNs in their ``xn--`` form), so nothing
+    is rewritten by IDNA on the way to the socket."""
+    if not isinstance(host, str) or not host or len(host) > 261 or not host.isascii():
+        return None
+    name, port = host, None
+    if host.startswith("["):
+        name, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        port = rest[1:] if rest else None
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            return None
+    else:
+        if host.count(":") == 1:
+            name, port = host.split(":")
+        labels = name.removesuffix(".").split(".")
+        if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+            return None
+        if labels[-1].isdigit():  # 1.2.3.4, never 1.2.3 or 99999
+            try:
+                ipaddress.IPv4Address(name)
+            except ValueError:
+                return None
+    if port is not None and not (_PORT.fullmatch(port) and 0 < int(port) < 65536):
+        return None
+    return host
+
+
+def check_base_url(url: str, what: str) -> str:
+    """An ``https://host[:port]`` base URL (optionally with a path) without userinfo,
+    query or fragment; ValueError naming ``what`` otherwise."""
+    parts = urlsplit(url)
+    if (
+        parts.scheme != "https"
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+        or "?" in url
+        or "#" in url
+        or check_host(parts.netloc) is None
+        or any(ord(ch) <= 32 or ord(ch) == 127 for ch in url)
+    ):
+        raise ValueError(f"DataHub {what} must be https://<host>[:port] (got {url[:200]!r})")
+    return url.rstrip("/")
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -67,7 +155,7 @@ def check_part(part: str, path: str) -> None:
     """Refuse a path element that could escape or confuse: ``..``, ``.``, control chars."""
     if part in ("..", "."):
         raise ValueError(f"DataHub path {path!r}: '{part}' elements are not allowed")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in part):
+    if any(unicodedata.category(ch) == "Cc" for ch in part):
         raise ValueError(f"DataHub path {path!r}: control characters are not allowed")
 
 
@@ -109,8 +197,9 @@ class DatahubFileSystem(AbstractFileSystem):
     """Onedata spaces over the Oneprovider REST API: ``datahub://<space>/<path>``.
 
     ``onezone_url`` (e.g. ``https://datahub.egi.eu``) or ``provider_url``; ``token`` or
-    ``token_file``; ``verify``: True, False, or a CA bundle path. A space is named as
-    ``<name>`` or, when two spaces share a name, ``<name>@<spaceId>``.
+    ``token_file``; ``verify``: True, False, or a CA bundle path; ``spaces``: only these
+    spaces (names or ids; None: every space the token reaches). A space is named as
+    ``<name>`` or, when two shown spaces share a name, ``<name>@<spaceId>``.
     """
 
     protocol = "datahub"
@@ -124,16 +213,19 @@ class DatahubFileSystem(AbstractFileSystem):
         provider_url: str | None = None,
         verify: bool | str = True,
         timeout: float = 60.0,
+        spaces: Iterable[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not onezone_url and not provider_url:
             raise ValueError("DatahubFileSystem needs onezone_url= or provider_url=")
-        for url in (onezone_url, provider_url):
-            if url and not url.startswith("https://"):
-                raise ValueError(f"DataHub URLs must be https:// (got {url!r})")
-        self.onezone_url = onezone_url.rstrip("/") if onezone_url else None
-        self.provider_url = provider_url.rstrip("/") if provider_url else None
+        self.onezone_url = check_base_url(onezone_url, "onezone_url") if onezone_url else None
+        self.provider_url = check_base_url(provider_url, "provider_url") if provider_url else None
+        if isinstance(spaces, str) or (
+            spaces is not None and not all(isinstance(x, str) for x in spaces)
+        ):
+            raise ValueError("DatahubFileSystem: spaces= is a list of space names or ids")
+        self.allowed = frozenset(spaces) if spaces is not None else None
         self._token = _Token(token, token_file)
         tls: bool | ssl.SSLContext = verify
         if isinstance(verify, str):
@@ -216,17 +308,32 @@ class DatahubFileSystem(AbstractFileSystem):
             self._scope = (token, time.monotonic() + SCOPE_TTL, scope)
         return scope
 
+    def _visible(self) -> dict[str, str]:
+        """``{space id: name}`` of the spaces this filesystem shows: plain names only
+        (see `plain_name`), and only those ``spaces`` names (by name, id or
+        ``name@id``) when it is set."""
+        shown = {}
+        for space_id, details in self._scope_answer()["spaces"].items():
+            name = details.get("name") if isinstance(details, dict) else None
+            if not plain_name(name) or not isinstance(space_id, str):
+                continue
+            if self.allowed is not None and not (
+                {name, space_id, f"{name}@{space_id}"} & self.allowed
+            ):
+                continue
+            shown[space_id] = name
+        return shown
+
     def _spaces(self) -> dict[str, str]:
-        """``{name or name@id: space id}`` as users write them."""
-        spaces = self._scope_answer()["spaces"]
+        """``{name or name@id: space id}`` as users write them (of the shown spaces)."""
+        shown = self._visible()
         counts: dict[str, int] = {}
-        for details in spaces.values():
-            counts[details["name"]] = counts.get(details["name"], 0) + 1
-        named = {}
-        for space_id, details in spaces.items():
-            name = details["name"]
-            named[name if counts[name] == 1 else f"{name}@{space_id}"] = space_id
-        return named
+        for name in shown.values():
+            counts[name] = counts.get(name, 0) + 1
+        return {
+            (name if counts[name] == 1 else f"{name}@{space_id}"): space_id
+            for space_id, name in shown.items()
+        }
 
     def _space(self, spec: str, path: str) -> tuple[str, str]:
         """(space id, canonical ``name@id``) for the first element of a path; an unknown
@@ -239,19 +346,24 @@ class DatahubFileSystem(AbstractFileSystem):
             return self._find_space(spec, path)
 
     def _find_space(self, spec: str, path: str) -> tuple[str, str]:
-        scope = self._scope_answer()["spaces"]
-        name, _, wanted = spec.partition("@")
-        for space_id, details in scope.items():
-            if details["name"] == name and (not wanted or wanted == space_id):
-                if not wanted and spec not in self._spaces():
-                    raise FileNotFoundError(
-                        errno.ENOENT,
-                        f"DataHub: several spaces are named '{name}', "
-                        f"write <name>@<spaceId>: {sorted(self._spaces())}",
-                        path,
-                    )
-                return space_id, f"{name}@{space_id}"
-        raise FileNotFoundError(errno.ENOENT, f"DataHub: no space '{spec}' for this token", path)
+        """Only a shown space is found: a filtered-out or oddly named one is ENOENT, by
+        its name and by ``name@id`` alike."""
+        shown = self._visible()
+        named = self._spaces()
+        if spec in named:
+            return named[spec], f"{shown[named[spec]]}@{named[spec]}"
+        name, _, wanted = spec.rpartition("@")
+        if name and shown.get(wanted) == name:
+            return wanted, spec
+        if any(n == spec for n in shown.values()):
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f"DataHub: several spaces are named '{spec}', "
+                f"write <name>@<spaceId>: {sorted(named)}",
+                path,
+            )
+        where = "in this mount" if self.allowed is not None else "for this token"
+        raise FileNotFoundError(errno.ENOENT, f"DataHub: no space '{spec}' {where}", path)
 
     def _provider(self, space_id: str, write: bool, path: str) -> str:
         """Base URL of a provider for the space: online, new enough, writable if needed."""
@@ -267,6 +379,24 @@ class DatahubFileSystem(AbstractFileSystem):
             if scope["providers"].get(pid, {}).get("online")
             and _version(scope["providers"][pid].get("version", "0")) >= MIN_PROVIDER
         ]
+        valid = [
+            (pid, ro) for pid, ro in usable if check_host(scope["providers"][pid].get("domain"))
+        ]
+        if len(valid) < len(usable):
+            name = scope["spaces"][space_id].get("name")
+            log.warning(
+                "DataHub: skipped %d provider(s) of space %r with an invalid address",
+                len(usable) - len(valid),
+                name if plain_name(name) else space_id,
+            )
+            if not valid:
+                raise DatahubError(
+                    errno.EIO,
+                    f"DataHub: the provider address Onezone gives for space "
+                    f"'{name if plain_name(name) else space_id}' is invalid (not a host "
+                    "name); nothing was sent to it",
+                )
+            usable = valid
         if write:
             if usable and all(ro for _, ro in usable):
                 raise PermissionError(
@@ -328,6 +458,24 @@ class DatahubFileSystem(AbstractFileSystem):
             "file_id": attrs.get("fileId"),
         }
 
+    def _children(self, prefix: str, children: list[Any], path: str) -> list[dict[str, Any]]:
+        """The entries of a page of children; a name that is not `plain_name` is skipped
+        (logged, never joined into a path)."""
+        out, skipped = [], 0
+        for child in children:
+            if isinstance(child, dict) and plain_name(child.get("name")):
+                out.append(self._entry(prefix, child))
+            else:
+                skipped += 1
+        if skipped:
+            log.warning(
+                "DataHub: skipped %d entr%s with an unusable name in %s",
+                skipped,
+                "y" if skipped == 1 else "ies",
+                str(path)[:300].encode("unicode_escape").decode("ascii"),
+            )
+        return out
+
     # --- reading ------------------------------------------------------------------------
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         parts = self._parts(path)
@@ -350,7 +498,7 @@ class DatahubFileSystem(AbstractFileSystem):
                 info = self.info(path)
                 return [info] if detail else [info["name"]]
             page = r.json()
-            entries.extend(self._entry(prefix, c) for c in page["children"])
+            entries.extend(self._children(prefix, page.get("children") or [], path))
             if page.get("isLast", True) or not page.get("nextPageToken"):
                 break
             params = {"limit": PAGE, "token": page["nextPageToken"]}
