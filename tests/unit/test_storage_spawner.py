@@ -258,21 +258,28 @@ async def test_a_mount_resolved_for_another_user_is_refused():
         await credentials.document("bob", resolved("alice", ALICE_ENT, VO_A), no_token)
 
 
-async def test_datahub_entry_has_rest_token_plain_available_spaces_and_refresh_at(onezone):
+async def test_datahub_entry_has_rest_token_and_refresh_at_and_no_filter(onezone):
+    """Without ``spaces`` the entry names none: the notebook's datahub:// shows every
+    plain-named space of Onezone's current answer (a space joined later too)."""
     credentials = configure()
     credentials.use_datahub_tokens(onezone.tokens)
     document = await credentials.document("alice", resolved("alice", ALICE_ENT, VO_A), checkin)
     [entry] = [m for m in document["mounts"] if m["name"] == "datahub"]
     [(token, until)] = onezone.issued.items()
-    assert entry["datahub"] == {
-        "onezone_url": ONEZONE,
-        "token": token,
-        "expires_at": int(until),
-        "spaces": ["space-a"],  # '../evil' and the offline space left out
-    }
+    assert entry["datahub"] == {"onezone_url": ONEZONE, "token": token, "expires_at": int(until)}
     assert document["refresh_at"] == int(until) - credentials.refresh_margin
     again = await credentials.document("alice", resolved("alice", ALICE_ENT, VO_A), checkin)
     assert again == document and len(onezone.issued) == 1  # cached
+
+
+async def test_datahub_entry_carries_the_mounts_spaces_filter(onezone):
+    """The notebook's datahub:// enforces it (tests/integration/test_datahub_hostile.py)."""
+    mounts = [{**MOUNTS[1], "spaces": ["space-a", "s3"]}]
+    credentials = configure(mounts)
+    credentials.use_datahub_tokens(onezone.tokens)
+    document = await credentials.document("alice", resolved("alice", ALICE_ENT, VO_A), checkin)
+    [entry] = document["mounts"]
+    assert entry["datahub"]["spaces"] == ["space-a", "s3"]
 
 
 async def test_onezone_down_is_an_error_entry_and_the_other_mounts_still_come(onezone, caplog):
