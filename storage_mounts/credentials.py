@@ -11,7 +11,11 @@ builds one entry of the mounts document (the contract between hub and notebook s
   site-wide key (``credentials.from_env``; `egi_hub.storage_mounts.s3` says what each
   can isolate). They are read once, when the hub starts
   (`check_s3_environment` refuses to start without them, naming each variable), so a
-  changed environment never gives a running hub different keys halfway.
+  changed environment never gives a running hub different keys halfway. Or, with
+  ``credentials.sts``, the user's own temporary credentials (key, secret, session token,
+  ``expires_at``) from the S3 service's STS endpoint, exchanged for the user's fresh
+  Check-in token (`StsCredentialCache`), like DataHub's; failures are held
+  ``s3_sts_failure_hold`` seconds.
 - **DataHub**: a REST-interface Onedata token made from the user's own fresh Check-in
   access token (`DatahubTokens`, one per Onezone), with the spaces it reaches. A user
   without a Check-in token (the dev login) gets an error entry instead.
@@ -42,9 +46,11 @@ from .datahub_tokens import DatahubCredentialError, DatahubTokens, DatahubUse
 from .mounts import Mount, ResolvedMount, StorageMounts
 from .nfs import NFSMount
 from .s3 import S3Mount
+from .sts import StsCredentialCache, StsError, StsSettings
 
 __all__ = [
     "NO_CHECKIN_LOGIN",
+    "NO_CHECKIN_LOGIN_S3",
     "CheckinTokenGetter",
     "MountCredentials",
     "S3Keys",
@@ -56,6 +62,11 @@ log = logging.getLogger(__name__)
 
 #: The error entry of a DataHub mount for a user who did not log in with Check-in.
 NO_CHECKIN_LOGIN = "DataHub needs a Check-in login (this account has no Check-in access token)"
+#: The same for an S3 mount whose credentials come from an STS endpoint.
+NO_CHECKIN_LOGIN_S3 = (
+    "S3: this mount's credentials are made from your Check-in login, and this account "
+    "has no Check-in access token"
+)
 
 #: Gets the user's fresh Check-in access token (None: the user has none). Called only
 #: when a Onedata token must be made, so a cached one never costs a Check-in refresh.
@@ -109,6 +120,8 @@ def read_s3_keys(
     environ = os.environ if environ is None else environ
     keys: dict[tuple[str, str | None], S3Keys] = {}
     for _, mount in _s3_mounts(mounts):
+        if mount.uses_sts:
+            continue  # no site key: each user's own, from the STS endpoint
         pairs = (
             [(vo, k, s) for vo, k, s in mount.per_vo]
             if mount.per_vo
@@ -170,6 +183,39 @@ class MountCredentials(SingletonConfigurable):
         """,
     ).tag(config=True)
 
+    s3_sts_renew_before = Float(
+        900,
+        min=0,
+        help="""
+        S3 mounts with ``credentials.sts``: the hub asks the STS endpoint for new
+        credentials once fewer than this many seconds are left on the cached ones (at
+        most half their lifetime). Keep it above ``refresh_margin``, so that a server
+        asking at its ``refresh_at`` gets new ones. Default: 15 minutes.
+        """,
+    ).tag(config=True)
+
+    s3_sts_timeout = Float(
+        10, min=1, help="Seconds to wait for an STS endpoint before an S3 mount shows an error."
+    ).tag(config=True)
+
+    s3_sts_ca_file = Unicode(
+        "",
+        help="""
+        A PEM file of CA certificates to trust for STS endpoints (a site's private CA);
+        empty: the system's CAs. TLS is always checked.
+        """,
+    ).tag(config=True)
+
+    s3_sts_failure_hold = Float(
+        60,
+        min=0,
+        help="""
+        Seconds a failed STS exchange (endpoint down, Check-in token refused) is
+        remembered per user and mount: within them the same error entry is answered
+        without asking the STS endpoint again. Default: 60; 0 turns this off.
+        """,
+    ).tag(config=True)
+
     refresh_margin = Integer(
         600,
         min=0,
@@ -185,6 +231,9 @@ class MountCredentials(SingletonConfigurable):
         # (user cache key, mount name) -> (until, error): recent DataHub failures.
         self._datahub_failures: dict[tuple[str, str], tuple[float, str]] = {}
         self._datahub: dict[tuple[str, str], DatahubTokens] = {}
+        self._sts: StsCredentialCache | None = None
+        # (user cache key, mount name) -> (until, error): recent STS failures.
+        self._sts_failures: dict[tuple[str, str], tuple[float, str]] = {}
 
     def __repr__(self) -> str:
         names = sorted({name for name, _ in self._s3_keys or {}})
@@ -221,6 +270,21 @@ class MountCredentials(SingletonConfigurable):
             )
         return self._datahub[key]
 
+    @property
+    def sts(self) -> StsCredentialCache:
+        """The cache of users' S3 STS credentials (made on first use)."""
+        if self._sts is None:
+            self._sts = StsCredentialCache(
+                renew_before=self.s3_sts_renew_before,
+                timeout=self.s3_sts_timeout,
+                ca_file=self.s3_sts_ca_file or None,
+            )
+        return self._sts
+
+    def use_sts_cache(self, cache: StsCredentialCache) -> None:
+        """Use this STS credential cache (a site's own client settings, tests)."""
+        self._sts = cache
+
     def use_datahub_tokens(self, tokens: DatahubTokens) -> None:
         """Use this token cache for its Onezone (a site's own client settings, tests)."""
         self._datahub[(tokens.onezone_url, tokens.idp_prefix)] = tokens
@@ -236,13 +300,19 @@ class MountCredentials(SingletonConfigurable):
         cache_key = username if user_id is None else f"{username}#{user_id}"
         for tokens in self._datahub.values():
             tokens.forget(cache_key)
-        for key in [k for k in self._datahub_failures if k[0] == cache_key]:
-            del self._datahub_failures[key]
+        if self._sts is not None:
+            self._sts.forget(cache_key)
+        for failures in (self._datahub_failures, self._sts_failures):
+            for key in [k for k in failures if k[0] == cache_key]:
+                del failures[key]
 
     async def aclose(self) -> None:
         for tokens in self._datahub.values():
             await tokens.aclose()
         self._datahub.clear()
+        if self._sts is not None:
+            await self._sts.aclose()
+            self._sts = None
 
     async def document(
         self,
@@ -299,6 +369,13 @@ class MountCredentials(SingletonConfigurable):
         self, item: ResolvedMount, checkin_token: CheckinTokenGetter, cache_key: str
     ) -> tuple[dict[str, Any], float | None]:
         mount = item.mount
+        if isinstance(mount, S3Mount) and mount.uses_sts:
+            return await self._held(
+                self._sts_failures,
+                (cache_key, mount.name),
+                self.s3_sts_failure_hold,
+                lambda: self._s3_sts(item, mount, checkin_token, cache_key),
+            )
         if isinstance(mount, S3Mount):
             return self._s3(item, mount), None
         if isinstance(mount, DatahubMount):
@@ -326,6 +403,44 @@ class MountCredentials(SingletonConfigurable):
             "secret": keys.secret,
         }
 
+    async def _s3_sts(
+        self,
+        item: ResolvedMount,
+        mount: S3Mount,
+        checkin_token: CheckinTokenGetter,
+        cache_key: str,
+    ) -> tuple[dict[str, Any], float]:
+        """The S3 entry with the user's temporary credentials from the STS endpoint."""
+
+        async def fresh() -> str:
+            try:
+                token = await checkin_token()
+            except DatahubCredentialError as e:  # the hub's getter: the session ended
+                raise MountError(f"S3: {e.reason}") from None
+            if not token:
+                raise MountError(NO_CHECKIN_LOGIN_S3)
+            return token
+
+        settings = StsSettings(
+            mount.sts_endpoint_url, mount.sts_role_arn, mount.sts_duration_seconds
+        )
+        try:
+            creds = await self.sts.credentials(cache_key, item.username, settings, fresh)
+        except StsError as e:
+            # A missing Check-in token is not held: logging in again must help at once.
+            raise MountError(f"S3: {e.reason}", hold=e.kind != "no_checkin_token") from None
+        body = {
+            "endpoint_url": mount.endpoint_url,
+            "bucket": item.settings.get("bucket", mount.bucket),
+            "prefix": item.settings.get("prefix", mount.prefix),
+            "region": mount.region,
+            "key": creds.key,
+            "secret": creds.secret,
+            "session_token": creds.session_token,
+            "expires_at": int(creds.expiration),
+        }
+        return body, creds.expiration
+
     async def _datahub_held(
         self,
         item: ResolvedMount,
@@ -336,20 +451,36 @@ class MountCredentials(SingletonConfigurable):
         """`_datahub_entry`, but a failure within ``datahub_failure_hold`` seconds is
         answered again from memory (a user without a Check-in login costs no call and
         is not held: logging in again must help at once)."""
-        key = (cache_key, mount.name)
+        return await self._held(
+            self._datahub_failures,
+            (cache_key, mount.name),
+            self.datahub_failure_hold,
+            lambda: self._datahub_entry(item, mount, checkin_token, cache_key),
+        )
+
+    @staticmethod
+    async def _held(
+        failures: dict[tuple[str, str], tuple[float, str]],
+        key: tuple[str, str],
+        hold: float,
+        call: Callable[[], Awaitable[tuple[dict[str, Any], float]]],
+    ) -> tuple[dict[str, Any], float]:
+        """``call()``, but a `MountError` marked ``hold`` is answered again from
+        ``failures`` for ``hold`` seconds, so a looping server cannot hammer a remote
+        service through the hub."""
         now = time.monotonic()
-        held = self._datahub_failures.get(key)
+        held = failures.get(key)
         if held is not None:
             if now < held[0]:
                 raise MountError(held[1], hold=True)
-            del self._datahub_failures[key]
+            del failures[key]
         try:
-            return await self._datahub_entry(item, mount, checkin_token, cache_key)
+            return await call()
         except MountError as e:
-            if e.hold and self.datahub_failure_hold > 0:
-                for stale in [k for k, v in self._datahub_failures.items() if v[0] <= now]:
-                    del self._datahub_failures[stale]
-                self._datahub_failures[key] = (now + self.datahub_failure_hold, str(e))
+            if e.hold and hold > 0:
+                for stale in [k for k, v in failures.items() if v[0] <= now]:
+                    del failures[stale]
+                failures[key] = (now + hold, str(e))
             raise
 
     async def _datahub_entry(

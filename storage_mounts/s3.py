@@ -1,4 +1,4 @@
-"""S3 buckets: per-VO buckets with keys the site keeps in its secrets.
+"""S3 buckets: per-VO static keys the site keeps in its secrets, or per-user STS credentials.
 
     - {name: scratch, kind: s3, endpoint_url: https://s3.example.org,
        bucket: "{vo}-scratch", path: /s3/scratch,
@@ -7,10 +7,13 @@
     - {name: public, kind: s3, endpoint_url: https://s3.example.org, bucket: public-data,
        read_only: true, credentials: {from_env: {key: S3_KEY, secret: S3_SECRET}},
        vos: [vo.access.egi.eu], path: /s3/public}
+    - {name: home, kind: s3, endpoint_url: https://s3.example.org, bucket: homes,
+       prefix: "{username}/", path: /s3/home,
+       credentials: {sts: {role_arn: "arn:aws:iam::123456789012:role/notebooks"}}}
 
-The keys are *static*: the S3 server, not the hub, decides what a key may touch. So a
-mount's isolation is exactly what its keys give, and the check refuses templates that
-would promise more:
+*Static* keys: the S3 server, not the hub, decides what a key may touch. So a mount's
+isolation is exactly what its keys give, and the check refuses templates that would
+promise more:
 
 - ``credentials.from_env`` names one site-wide pair of the hub's environment variables
   (on Kubernetes, filled from a Secret): everyone who gets the mount gets that key. Its
@@ -21,12 +24,21 @@ would promise more:
   nothing without one. ``bucket``/``prefix`` may use ``{vo}``; the site gives each VO's
   key access to that VO's bucket or prefix only.
 - ``{username}`` is refused with either: no static key can keep one user out of another
-  user's prefix. Per-user isolation needs STS (``AssumeRoleWithWebIdentity``), not built
-  yet.
+  user's prefix.
 
 The values are read when the hub starts and a missing one stops it, naming the variable.
-In ``bucket`` ``{vo}`` is escaped into S3's bucket-name characters, in ``prefix`` into one
-path component (`egi_hub.storage_mounts.templates`).
+
+*STS* (``credentials.sts``): the hub exchanges each user's own Check-in access token at
+the S3 service's Security Token Service (``AssumeRoleWithWebIdentity``,
+`egi_hub.storage_mounts.sts`) for temporary credentials that the service's policy,
+keyed to the user's identity, limits. So ``{username}`` (and ``{vo}``) may be used:
+the service enforces them. Keys: ``endpoint_url`` (default: the mount's; https, or http
+on the loopback only, since the Check-in token travels in it), ``role_arn`` (required by
+AWS and Ceph RGW; leave it out for MinIO without a role policy), ``duration_seconds``
+(900-43200, default 3600) and ``web_identity`` (``access_token``, the only one so far).
+
+In ``bucket`` ``{vo}`` and ``{username}`` are escaped into S3's bucket-name characters,
+in ``prefix`` into one path component (`egi_hub.storage_mounts.templates`).
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from egi_hub.config import TraitPathError, expect
 from egi_hub.context import UserContext
@@ -50,6 +63,55 @@ _BUCKET = re.compile(r"[a-z0-9{][a-z0-9.{}_-]*[a-z0-9}]")
 _REGION = re.compile(r"[a-z0-9-]{1,40}")
 # A VO name as entitlements carry it (the per_vo map's keys).
 _VO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+# An ARN as AWS, Ceph and MinIO write them (arn:partition:service:region:account:resource).
+_ARN = re.compile(r"arn:[A-Za-z0-9-]+:[A-Za-z0-9-]+:[A-Za-z0-9-]*:[A-Za-z0-9-]*:[\x21-\x7e]+")
+_STS_KEYS = ("endpoint_url", "role_arn", "duration_seconds", "web_identity")
+_WEB_IDENTITIES = ("access_token",)
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _sts(value: Any, where: str, endpoint: str) -> dict[str, Any]:
+    """``credentials.sts``: where the STS endpoint is and what to ask it."""
+    sts = expect(value, dict, where, "{endpoint_url, role_arn, duration_seconds, web_identity}")
+    extra = sorted(set(sts) - set(_STS_KEYS))
+    if extra:
+        raise TraitPathError(f"{where}.{extra[0]}", f"unknown key ({', '.join(_STS_KEYS)})")
+    url = sts.get("endpoint_url", endpoint)
+    url = check_https_url(url, f"{where}.endpoint_url", allow_http=True)
+    parts = urlsplit(url)
+    if parts.scheme != "https" and parts.hostname not in _LOOPBACK_HOSTS:
+        raise TraitPathError(
+            f"{where}.endpoint_url",
+            f"the users' Check-in tokens are sent there: use https, not {url!r} (http is "
+            "allowed on the loopback only); the mount's endpoint_url is the default",
+        )
+    role_arn = sts.get("role_arn", "")
+    if role_arn != "" and not (
+        isinstance(role_arn, str) and 20 <= len(role_arn) <= 2048 and _ARN.fullmatch(role_arn)
+    ):
+        raise TraitPathError(
+            f"{where}.role_arn",
+            f"not a role ARN such as arn:aws:iam::123456789012:role/notebooks: {role_arn!r}",
+        )
+    duration = sts.get("duration_seconds", 3600)
+    if not isinstance(duration, int) or isinstance(duration, bool) or not 900 <= duration <= 43200:
+        raise TraitPathError(
+            f"{where}.duration_seconds",
+            f"expected whole seconds from 900 to 43200 (AWS's bounds), got {duration!r}",
+        )
+    identity = sts.get("web_identity", "access_token")
+    if identity not in _WEB_IDENTITIES:
+        raise TraitPathError(
+            f"{where}.web_identity",
+            f"expected one of {', '.join(_WEB_IDENTITIES)} (the user's Check-in access "
+            f"token), got {identity!r}",
+        )
+    return {
+        "sts_endpoint_url": url,
+        "sts_role_arn": role_arn,
+        "sts_duration_seconds": duration,
+        "sts_web_identity": identity,
+    }
 
 
 def _env_pair(value: Any, where: str) -> tuple[str, str]:
@@ -86,6 +148,16 @@ class S3Mount(Mount):
     secret_env: str = ""
     # credentials.per_vo: (VO, key variable, secret variable), in the site file's order.
     per_vo: tuple[tuple[str, str, str], ...] = ()
+    # credentials.sts: the STS endpoint (empty: static keys), role, duration, token.
+    sts_endpoint_url: str = ""
+    sts_role_arn: str = ""
+    sts_duration_seconds: int = 0
+    sts_web_identity: str = ""
+
+    @property
+    def uses_sts(self) -> bool:
+        """Whether users get temporary credentials from an STS endpoint (not static keys)."""
+        return bool(self.sts_endpoint_url)
 
     @classmethod
     def own_keys(cls) -> tuple[str, ...]:
@@ -102,6 +174,8 @@ class S3Mount(Mount):
 
     def key_variables(self) -> list[tuple[str, str, str]]:
         """(site-file key below ``credentials``, part, variable) for each variable named."""
+        if self.uses_sts:
+            return []
         if not self.per_vo:
             return [
                 ("from_env.key", "key", self.key_env),
@@ -153,16 +227,20 @@ class S3Mount(Mount):
             data.get("credentials"),
             dict,
             f"{where}.credentials",
-            "{from_env: ...} or {per_vo: ...}",
+            "{from_env: ...}, {per_vo: ...} or {sts: ...}",
         )
-        if len(creds) != 1 or next(iter(creds)) not in ("from_env", "per_vo"):
+        if len(creds) != 1 or next(iter(creds)) not in ("from_env", "per_vo", "sts"):
             raise TraitPathError(
                 f"{where}.credentials",
-                "expected exactly one key: from_env (one site-wide key) or per_vo (a key per VO)",
+                "expected exactly one key: from_env (one site-wide key), per_vo (a key per "
+                "VO) or sts (per-user credentials from the S3 service's STS endpoint)",
             )
         key_env = secret_env = ""
         per_vo: list[tuple[str, str, str]] = []
-        if "from_env" in creds:
+        sts: dict[str, Any] = {}
+        if "sts" in creds:
+            sts = _sts(creds["sts"], f"{where}.credentials.sts", endpoint)
+        elif "from_env" in creds:
             key_env, secret_env = _env_pair(creds["from_env"], f"{where}.credentials.from_env")
         else:
             table = expect(
@@ -174,8 +252,10 @@ class S3Mount(Mount):
                 if not isinstance(vo, str) or not _VO_NAME.fullmatch(vo):
                     raise TraitPathError(f"{where}.credentials.per_vo", f"not a VO name: {vo!r}")
                 per_vo.append((vo, *_env_pair(pair, f"{where}.credentials.per_vo.{vo}")))
-        cls._check_isolation(where, bucket, prefix, per_vo, data.get("vos", []))
+        if not sts:
+            cls._check_isolation(where, bucket, prefix, per_vo, data.get("vos", []))
         return {
+            **sts,
             "endpoint_url": endpoint,
             "bucket": bucket,
             "prefix": prefix,
@@ -197,9 +277,9 @@ class S3Mount(Mount):
                     f"{where}.{key}",
                     "{username} cannot be used with static S3 keys: every user of the mount "
                     "gets the same key, which opens every other user's "
-                    f"{'bucket' if key == 'bucket' else 'prefix'} too (per-user isolation "
-                    "needs STS, not available yet); use {vo} with credentials.per_vo, or a "
-                    "fixed value",
+                    f"{'bucket' if key == 'bucket' else 'prefix'} too; per-user isolation "
+                    "needs credentials.sts (the S3 service's STS), else use {vo} with "
+                    "credentials.per_vo, or a fixed value",
                 )
             if "vo" in used and not per_vo:
                 raise TraitPathError(
