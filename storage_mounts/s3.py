@@ -38,7 +38,9 @@ AWS and Ceph RGW; leave it out for MinIO without a role policy), ``duration_seco
 (900-43200, default 3600) and ``web_identity`` (``access_token``, the only one so far).
 
 In ``bucket`` ``{vo}`` and ``{username}`` are escaped into S3's bucket-name characters,
-in ``prefix`` into one path component (`egi_hub.storage_mounts.templates`).
+in ``prefix`` into one path component (`egi_hub.storage_mounts.templates`), except
+``{username}`` in an STS mount's ``prefix``: kept as it is when plain (`key_component`),
+so that the service's policy can name it.
 """
 
 from __future__ import annotations
@@ -51,10 +53,11 @@ from urllib.parse import urlsplit
 
 from egi_hub.config import TraitPathError, expect
 from egi_hub.context import UserContext
+from egi_hub.names import path_component
 from egi_hub.vo import parse_rule
 
-from .mounts import Mount, check_https_url, check_template_value, register_kind
-from .templates import check_template
+from .mounts import Mount, ResolvedMount, check_https_url, check_template_value, register_kind
+from .templates import check_template, escape
 
 __all__ = ["S3Mount"]
 
@@ -68,6 +71,22 @@ _ARN = re.compile(r"arn:[A-Za-z0-9-]+:[A-Za-z0-9-]+:[A-Za-z0-9-]*:[A-Za-z0-9-]*:
 _STS_KEYS = ("endpoint_url", "role_arn", "duration_seconds", "web_identity")
 _WEB_IDENTITIES = ("access_token",)
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# A user name kept as it is in an STS mount's prefix: what path_component keeps, plus
+# upper case and ``@+=,`` (never ``-``, the escape character, or ``/``; no leading ``.``).
+_PLAIN_KEY_NAME = re.compile(r"[A-Za-z0-9_@+=,][A-Za-z0-9_.@+=,]{0,119}")
+
+
+def key_component(name: str) -> str:
+    """A user name as one S3 key component that an S3 policy can name.
+
+    With STS the S3 service's policy enforces ``prefix: "{username}/"``, written with the
+    claim carrying the name (MinIO ``${jwt:...}``, AWS/Ceph condition keys), so the name
+    must reach the key unchanged: ``alice@egi.eu`` stays ``alice@egi.eu``. A name with
+    anything else (``/``, ``-``, spaces, non-ASCII, a leading ``.``) is escaped by
+    `egi_hub.names.path_component`, whose results always hold a ``-``: they never meet a
+    name kept as it is, so the mapping stays injective and never climbs out (``..``).
+    """
+    return name if _PLAIN_KEY_NAME.fullmatch(name) else path_component(name)
 
 
 def _sts(value: Any, where: str, endpoint: str) -> dict[str, Any]:
@@ -186,6 +205,25 @@ class S3Mount(Mount):
             out.append((f"per_vo.{vo}.key", "key", key_env))
             out.append((f"per_vo.{vo}.secret", "secret", secret_env))
         return out
+
+    def resolve(self, context: UserContext, charged_vo: str | None) -> ResolvedMount | None:
+        """As every mount, but with STS ``{username}`` in ``prefix`` is `key_component`
+        (the name as the S3 service's policy sees it), not the file-path escaping."""
+        entry = super().resolve(context, charged_vo)
+        if entry is None or not self.uses_sts or "username" not in check_template(self.prefix):
+            return entry
+        values = {
+            "username": key_component(context.username),
+            "vo": escape(entry.vo, "path") if entry.vo else "",
+        }
+        fields = check_template(self.prefix)
+        prefix = self.prefix.format(**{name: values[name] for name in fields})
+        return ResolvedMount(
+            mount=self,
+            username=entry.username,
+            vo=entry.vo,
+            settings={**entry.settings, "prefix": prefix},
+        )
 
     def vo_for(self, context: UserContext, charged_vo: str | None) -> tuple[bool, str | None]:
         """With per-VO keys, only a VO that has a key counts (the charged one first)."""

@@ -16,12 +16,15 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from traitlets.config import Config
 
 from egi_hub.config import check_site, configurable_classes
 from egi_hub.context import UserContext
 from egi_hub.storage_mounts.credentials import MountCredentials, check_s3_environment
 from egi_hub.storage_mounts.mounts import StorageMounts
+from egi_hub.storage_mounts.s3 import key_component
 from egi_hub.storage_mounts.sts import (
     MAX_ANSWER,
     StsCredentialCache,
@@ -88,8 +91,42 @@ def test_the_sts_form_is_valid_and_allows_username_and_vo_templates():
     assert (mount.sts_role_arn, mount.sts_duration_seconds) == (ROLE, 3600)
     assert mount.key_variables() == []
     assert check_s3_environment(mounts.mounts, {}) == []  # no site secret to set
+    (entry,) = mounts.for_user(UserContext.from_entitlements("alice@egi.eu", [ACCESS]), None)
+    assert entry.settings == {"bucket": "homes", "prefix": "alice@egi.eu/"}
     (entry,) = mounts.for_user(UserContext.from_entitlements("a/../b", [ACCESS]), None)
-    assert entry.settings["prefix"] == entry.settings["prefix"].replace("/", "", 1) + "/"
+    assert entry.settings["prefix"] == "a-2f..-2fb/"  # escaped: one component
+    # Static-key mounts keep the file-path escaping (there {username} is refused anyway).
+    nfs = {"name": "n", "kind": "nfs", "server": "nfs.example.org", "path": "/n"}
+    nfs["export"] = "/exports/{username}"
+    (entry,) = StorageMounts(mounts=[nfs]).for_user(
+        UserContext.from_entitlements("alice@egi.eu", [ACCESS]), None
+    )
+    assert entry.settings["export"] == "/exports/alice-40egi.eu"
+
+
+@pytest.mark.parametrize(
+    ("name", "component"),
+    [
+        ("alice@egi.eu", "alice@egi.eu"),
+        ("0123abcdef@egi.eu", "0123abcdef@egi.eu"),
+        ("Alice+x=1,y", "Alice+x=1,y"),
+        ("..", "-2e."),
+        (".hidden", "-2ehidden"),
+        ("a-b", "a-2db"),  # '-' is the escape character: never kept
+        ("Zoë", "-5ao-c3-ab"),
+        ("-5ao-c3-ab", "-2d5ao-2dc3-2dab"),  # cannot meet Zoë's
+        ("a b", "a-20b"),
+    ],
+)
+def test_key_components_keep_plain_names_and_escape_the_rest(name, component):
+    assert key_component(name) == component
+    assert "/" not in component and component not in (".", "..")
+
+
+@given(st.text(min_size=1, max_size=30), st.text(min_size=1, max_size=30))
+def test_key_components_are_injective(a, b):
+    if a != b:
+        assert key_component(a) != key_component(b)
 
 
 def test_minio_needs_no_role_and_a_loopback_endpoint_may_be_http():
@@ -364,7 +401,7 @@ async def test_the_document_carries_the_session_token_and_refresh_at(credentials
     (entry,) = doc["mounts"]
     assert entry["s3"]["key"] == "ASIA0001" and entry["s3"]["session_token"] == "sess=tok"
     assert entry["s3"]["expires_at"] == int(clock.now + 3600)
-    assert entry["s3"]["prefix"] == "alice/"
+    assert entry["s3"]["prefix"] == "alice/"  # a plain name, as the S3 policy sees it
     assert doc["refresh_at"] == int(clock.now + 3600) - 600
     assert CHECKIN not in json.dumps(doc) + caplog.text
     assert "sec/ret" not in caplog.text and "sess=tok" not in caplog.text + repr(credentials)
