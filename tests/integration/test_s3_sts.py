@@ -381,3 +381,53 @@ def test_no_sts_credential_or_checkin_token_in_the_hubs_log_or_api(stack, renewi
             assert secret not in text
     for key in {i.key for i in renewing_sts.issued}:
         assert key not in log
+
+
+# -- the stand-in speaks AWS's protocol, as AWS's own SDK understands it -------------------
+
+
+def test_botocores_sts_client_gets_credentials_and_documented_errors_from_the_stand_in(
+    provider, sts
+):
+    """AWS's SDK (botocore, unsigned, as for AssumeRoleWithWebIdentity) against the
+    stand-in: its answers parse as AWS's, its refusals carry AWS's error codes."""
+    import botocore.session
+    from botocore import UNSIGNED
+    from botocore.config import Config as BotoConfig
+    from botocore.exceptions import ClientError
+
+    client = botocore.session.get_session().create_client(
+        "sts",
+        endpoint_url=sts.endpoint_url,
+        region_name="us-east-1",
+        config=BotoConfig(signature_version=UNSIGNED),
+    )
+    token = tokens(provider, "bob")
+    try:
+        answer = client.assume_role_with_web_identity(
+            RoleArn=ROLE, RoleSessionName="bob@egi.eu", WebIdentityToken=token
+        )
+        creds = answer["Credentials"]
+        assert (creds["AccessKeyId"], creds["SessionToken"]) == (
+            sts.issued[-1].key,
+            sts.issued[-1].session_token,
+        )
+        assert answer["SubjectFromWebIdentityToken"] == "bob"
+        assert answer["Audience"] == CLIENT_ID
+        refusals = {
+            "InvalidIdentityToken": {"WebIdentityToken": "forged-" + "y" * 30},
+            "AccessDenied": {"RoleArn": ROLE + "-x"},
+            "ValidationError": {"DurationSeconds": 43201},
+        }
+        for code, change in refusals.items():
+            params = {
+                "RoleArn": ROLE,
+                "RoleSessionName": "bob@egi.eu",
+                "WebIdentityToken": token,
+                **change,
+            }
+            with pytest.raises(ClientError) as e:
+                client.assume_role_with_web_identity(**params)
+            assert e.value.response["Error"]["Code"] == code
+    finally:
+        client.close()

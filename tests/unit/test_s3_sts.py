@@ -431,3 +431,19 @@ async def test_a_failure_is_held_per_user_and_a_missing_login_is_not(credentials
 
 def resolved_for(name: str) -> list:
     return StorageMounts.instance().for_user(UserContext.from_entitlements(name, [ACCESS]), None)
+
+
+@pytest.mark.parametrize("bad", ["tok en", "tok\nX-Injected: 1", "", "tøken"])
+async def test_a_malformed_checkin_token_is_never_sent(credentials, bad):
+    clock = Clock()
+    sts = Sts(clock)
+    credentials.use_sts_cache(cache(clock, sts))
+
+    async def malformed() -> str:
+        return bad
+
+    doc = await credentials.document("alice", resolved_for("alice"), malformed, user_id=1)
+    error = doc["mounts"][0]["error"]
+    assert "Check-in" in error and sts.forms == []
+    if bad:
+        assert bad not in error
