@@ -146,6 +146,7 @@ def save(page: Page, onedata: OnedataStandin, space_id: str, expected: str, *,
 
 def test_vo_member_saves_a_notebook_twice_in_her_datahub_space(page: Page, world):
     stack, onedata, space_id = world["stack"], world["onedata"], world["space_id"]
+    user_id = onedata.idp_user_id("alice")
     open_lab(page, stack, "alice", "alice@egi.eu")
     expect(item(page, "datahub")).to_be_visible()
     expect(item(page, "s3")).to_be_visible()
@@ -186,6 +187,10 @@ def test_vo_member_saves_a_notebook_twice_in_her_datahub_space(page: Page, world
         assert sorted(onedata.state.nodes[space_id].children) == [NOTEBOOK]
     # The stand-in knew alice through the provider's userinfo, not a registered token.
     assert onedata.state.idp_tokens == {} and onedata.state.userinfo_calls >= 1
+    # The Onedata tokens the hub got for her stay out of the hub's log.
+    with onedata.state.lock:
+        minted = [t for t, r in onedata.state.tokens.items() if r.user_id == user_id]
+    assert minted and not any(token in stack.log() for token in minted)
     stack.stop_server("alice@egi.eu")
 
 
