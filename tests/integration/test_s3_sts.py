@@ -46,7 +46,8 @@ from tests.sts_standin import StsStandin, start_sts_standin
 BUCKET = "homes"
 ROLE = "arn:aws:iam::000000000000:role/egi-notebooks"
 ADMIN_KEY = ("adminkey00001", "admin-secret-never-logged-0001")
-POOL = [(f"stskey{i:08d}", f"sts-secret-{i:04d}-never-logged") for i in range(8)]
+# Enough pairs that none is handed out twice in a run: who got which stays unambiguous.
+POOL = [(f"stskey{i:08d}", f"sts-secret-{i:04d}-never-logged") for i in range(32)]
 
 
 def sts_mount(endpoint: str, sts_endpoint: str, **sts: Any) -> dict[str, Any]:
