@@ -32,6 +32,9 @@ What a user sees:
   the home folder too, since ``./s3/scratch/x`` or ``a/../s3/scratch/x`` would otherwise
   miss the mount and reach the hidden home folder (and write there past read-only).
 
+Downloads (``/files/<path>``) are routed the same way by
+`egi_hub.singleuser.files.MountsFilesHandler`, this class's ``files_handler_class``.
+
 Filesystem calls are blocking (s3fs's sync API, httpx's sync client): they run in worker
 threads so the server's event loop never waits on storage.
 """
@@ -148,6 +151,13 @@ class MountsContentsManager(AsyncLargeFileManager):
     @default("checkpoints_class")
     def _checkpoints_class_default(self) -> type:
         return MountsCheckpoints
+
+    @default("files_handler_class")
+    def _files_handler_class_default(self) -> type:
+        """``/files/`` (downloads): mount paths from the mounts, as this class routes them."""
+        from egi_hub.singleuser.files import MountsFilesHandler
+
+        return MountsFilesHandler
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
