@@ -7,7 +7,10 @@ No site secret is involved: the hub exchanges the user's own Check-in access tok
 Onezone (``idp_prefix``: the identity provider's name there, ``egi`` for EGI Check-in)
 for Onedata tokens scoped to one use each (FUSE or REST, read-only when the mount is),
 see `egi_hub.storage_mounts.datahub_tokens`. ``spaces`` (optional) keeps only the
-named spaces; by default every space the user's token reaches appears under ``path``.
+named spaces (names or ids); by default every space the user's token reaches appears
+under ``path``. The filter goes, as configured, into the mounts document (the notebook's
+``datahub://`` applies it to Onezone's current answer, so spaces joined later appear) and
+into the Kubernetes sidecar's ``--space-id`` options (`egi_hub.storage_mounts.kube`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .mounts import Mount, check_https_url, register_kind
 __all__ = ["DatahubMount"]
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @register_kind
@@ -51,6 +55,15 @@ class DatahubMount(Mount):
             )
         spaces = expect(data.get("spaces", []), list, f"{where}.spaces", "a list of space names")
         for i, space in enumerate(spaces):
-            if not isinstance(space, str) or not space or "/" in space or ".." in space:
-                raise TraitPathError(f"{where}.spaces[{i}]", f"not a space name: {space!r}")
+            if (
+                not isinstance(space, str)
+                or not space
+                or len(space) > 255
+                or "/" in space
+                or ".." in space
+                or _CONTROL.search(space)
+            ):
+                raise TraitPathError(
+                    f"{where}.spaces[{i}]", f"not a space name or id: {space!r:.100}"
+                )
         return {"onezone_url": onezone, "idp_prefix": prefix, "spaces": tuple(spaces)}
