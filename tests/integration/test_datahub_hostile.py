@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import pytest
 
 from egi_hub.singleuser.datahub import DatahubError, DatahubFileSystem
@@ -200,6 +201,15 @@ def test_standin_an_invalid_provider_is_skipped_when_a_valid_one_serves(standin,
     assert fs.cat_file("keep/f.txt") == b"data of " + ids["keep"].encode()
     assert "invalid address" in caplog.text
     assert not any("x@" in h.get("host", "") for _, _, h in standin.requests())
+
+
+def test_standin_a_redirect_is_an_error_not_followed(standin, spaces):
+    """A provider (or anything on the way) answering 3xx never gets the token re-sent."""
+    user, _ = spaces
+    fs = make_fs(standin, user)
+    assert fs._http.follow_redirects is False
+    with pytest.raises(DatahubError, match="answered 302"):
+        fs._raise(httpx.Response(302, headers={"Location": "https://evil.example/"}), "p")
 
 
 @pytest.mark.parametrize(
