@@ -25,7 +25,13 @@ from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
 
-from egi_hub.storage_mounts.kube import KubeStorage, delete_storage_secret, storage_for_pod
+from egi_hub.storage_mounts.kube import (
+    KubeMounts,
+    KubeStorage,
+    delete_storage_secret,
+    storage_for_pod,
+)
+from egi_hub.storage_mounts.kube_renewal import SidecarTokenRenewal
 from egi_hub.storage_mounts.spawner import StorageSpawnerMixin
 
 from .profiles import Profile
@@ -108,7 +114,48 @@ class EGIKubeSpawner(StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
                 raise resource_quota_refusal(self.namespace, detail, links) from None
             raise
 
+    # The renewal of the DataHub sidecars' tokens (egi_hub.storage_mounts.kube_renewal):
+    # started once the server is up, or found running by a restarted hub (JupyterHub
+    # calls load_state, then poll); cancelled first thing in stop.
+    _egi_renewal: SidecarTokenRenewal | None = None
+
+    async def start(self) -> Any:
+        url = await super().start()
+        self._egi_renew_tokens()
+        return url
+
+    async def poll(self) -> int | None:
+        status = await super().poll()
+        if status is None:
+            self._egi_renew_tokens()
+        elif self._egi_renewal is not None:
+            await self._egi_renewal.stop()
+        return status
+
+    def _egi_renew_tokens(self) -> None:
+        """Start this server's token renewal if it has DataHub sidecars (never raises)."""
+        try:
+            if self._egi_renewal is not None and self._egi_renewal.running:
+                return
+            if not KubeMounts(parent=self).renew_tokens or not self._egi_has_sidecars():
+                return
+            self._egi_renewal = SidecarTokenRenewal(self)
+            self._egi_renewal.start()
+        except Exception as e:  # a renewal never stops a server from running
+            self.log.error("DataHub token renewal not started (%s)", type(e).__name__)
+
+    def _egi_has_sidecars(self) -> bool:
+        if self._egi_storage is not None:  # started by this hub
+            return bool(self._egi_storage.secrets)
+        from egi_hub.storage_mounts.datahub import DatahubMount
+
+        names = set(self._egi_mount_names or ())
+        return any(isinstance(m, DatahubMount) and m.name in names for m in self.storage.mounts)
+
     async def stop(self, now: bool = False) -> None:
+        if self._egi_renewal is not None:  # no patch of the Secret from here on
+            renewal, self._egi_renewal = self._egi_renewal, None
+            await renewal.stop()
         try:
             await super().stop(now=now)
         finally:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import re
 from collections import Counter
@@ -47,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import Dict, Integer, Unicode
+from traitlets import Bool, Dict, Float, Integer, Unicode
 from traitlets.config import Configurable
 
 from .datahub import DatahubMount
@@ -62,8 +63,11 @@ __all__ = [
     "ONECLIENT_MOUNT_DIR",
     "ONECLIENT_SCRIPT",
     "TOKEN_DIR",
+    "TOKEN_EXPIRY_ANNOTATION",
     "KubeMounts",
     "KubeStorage",
+    "datahub_cache_key",
+    "secret_key_for",
     "secret_name_for",
 ]
 
@@ -73,20 +77,31 @@ ONECLIENT_MOUNT_DIR = "/mnt/oneclient"
 TOKEN_DIR = "/var/run/secrets/egi.eu/datahub"
 _TOKEN_FILE = f"{TOKEN_DIR}/token"
 STORAGE_COMPONENT = "egi-storage"
+#: The Secret's annotation with the expiry (epoch seconds) of each token in it, by data
+#: key: not secret, and what the renewal reads after a hub restart.
+TOKEN_EXPIRY_ANNOTATION = "egi.eu/token-expiry"
 
 # Host names as a Oneprovider's domain may be written (from Onezone: hostile input).
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?")
-# Space ids passed to oneclient (Onezone makes them; checked all the same).
-_SPACE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# Space ids passed to oneclient (Onezone makes them; checked all the same). Never a
+# leading '-': the id is the argument after "--space-id", and must not read as an option.
+_SPACE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,127}")
 # Onedata tokens: printable ASCII without spaces (as the hub-side client checks too).
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 
 #: The sidecar's main process (POSIX sh; arguments: token file, mount dir, check
 #: interval, then oneclient's options). It reads the token from the file into
 #: oneclient's environment (never onto a command line), runs oneclient in the
-#: foreground, and when the file changes (the kubelet swaps in a renewed Secret)
-#: unmounts and starts again with the new token. On TERM it unmounts, so the
-#: notebook container is never left with a dead FUSE mount.
+#: foreground, and when the file changes (the kubelet swaps in the Secret the hub
+#: renewed, `egi_hub.storage_mounts.kube_renewal`) unmounts and starts again with the
+#: new token. A file that cannot be read or is empty for a moment (the kubelet's swap)
+#: is not a new token: the mount stays. On TERM it unmounts, so the notebook container
+#: is never left with a dead FUSE mount.
+#:
+#: oneclient's options as Onedata documents them (onedata/onedata-documentation,
+#: docs/user-guide/oneclient.md, "Options" and ``oneclient -h``): ``-f``/``--foreground``,
+#: ``-u``/``--unmount`` ("Unmount Oneclient and exit"), and ``fusermount -uz`` to
+#: terminate a mount; the token in ``ONECLIENT_ACCESS_TOKEN``.
 ONECLIENT_SCRIPT = """\
 set -u
 token_file="$1"; mnt="$2"; interval="$3"; shift 3
@@ -103,7 +118,8 @@ trap 'unmount; [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait; exit 0' TERM INT
 launch "$@"
 while kill -0 "$pid" 2>/dev/null; do
   sleep "$interval" & wait $!
-  if [ "$(cat "$token_file")" != "$current" ]; then
+  latest="$(cat "$token_file" 2>/dev/null)" || latest=""
+  if [ -n "$latest" ] && [ "$latest" != "$current" ]; then
     echo "oneclient sidecar: the token was renewed, mounting again"
     unmount; wait "$pid"; launch "$@"
   fi
@@ -118,6 +134,19 @@ exit "$status"
 def secret_name_for(pod_name: str) -> str:
     """The name of a server's storage Secret: its pod's name (a DNS label) + ``-storage``."""
     return f"{pod_name}-storage"
+
+
+def secret_key_for(mount_name: str) -> str:
+    """The key of a DataHub mount's token in the server's storage Secret."""
+    return f"datahub-{mount_name}"
+
+
+def datahub_cache_key(user: Any) -> str:
+    """The user's key in the hub's DataHub token cache: name and database id, as the
+    mounts document uses (a user deleted and made again under the same name never gets
+    the first one's cached tokens)."""
+    user_id = getattr(user, "id", None)
+    return user.name if user_id is None else f"{user.name}#{user_id}"
 
 
 def _b64(text: str) -> str:
@@ -224,6 +253,33 @@ class KubeMounts(Configurable):
         """,
     ).tag(config=True)
 
+    renew_tokens = Bool(
+        True,
+        help="""
+        Renew the DataHub sidecars' Onedata tokens in running servers (the hub patches
+        each server's storage Secret before the token expires, as
+        ``MountCredentials.datahub_renew_before`` says; the sidecar mounts again with
+        the new token). Off: a sidecar's mount ends when its token does (after
+        ``MountCredentials.datahub_token_lifetime``).
+        """,
+    ).tag(config=True)
+
+    token_retry_min = Float(
+        30,
+        min=0.01,
+        help="""
+        Seconds before the first retry of a failed sidecar token renewal (Onezone down,
+        Check-in session ended); each further failure doubles the wait, up to
+        ``token_retry_max``. The old token stays in the Secret meanwhile.
+        """,
+    ).tag(config=True)
+
+    token_retry_max = Float(
+        300,
+        min=0.01,
+        help="The longest wait, in seconds, between retries of a failed sidecar token renewal.",
+    ).tag(config=True)
+
     def render(
         self,
         resolved: Sequence[ResolvedMount],
@@ -242,6 +298,7 @@ class KubeMounts(Configurable):
         """
         out = KubeStorage()
         secret_data: dict[str, str] = {}
+        expiry: dict[str, int] = {}
         secret_name = secret_name_for(pod_name)
         for entry in resolved:
             mount = entry.mount
@@ -254,7 +311,8 @@ class KubeMounts(Configurable):
                         "DataHub: no Onedata token for this server (see the hub's message)"
                     )
                     continue
-                self._datahub(entry, mount, creds, secret_name, secret_data, out)
+                if self._datahub(entry, mount, creds, secret_name, secret_data, out):
+                    expiry[secret_key_for(mount.name)] = int(creds.token.valid_until)
             elif isinstance(mount, S3Mount):
                 continue  # in-notebook fsspec with the keeper's credentials
             else:
@@ -270,6 +328,9 @@ class KubeMounts(Configurable):
                         "labels": {
                             **dict(labels or {}),
                             "app.kubernetes.io/component": STORAGE_COMPONENT,
+                        },
+                        "annotations": {
+                            TOKEN_EXPIRY_ANNOTATION: json.dumps(expiry, sort_keys=True)
                         },
                     },
                     "type": "Opaque",
@@ -296,7 +357,9 @@ class KubeMounts(Configurable):
         secret_name: str,
         secret_data: dict[str, str],
         out: KubeStorage,
-    ) -> None:
+    ) -> bool:
+        """Add the mount's sidecar and its token; False (an error entry) when no online
+        Oneprovider supports its spaces."""
         token = creds.token
         if token.use != DatahubUse.ONECLIENT:
             # A REST token cannot mount (Onedata enforces the interface caveat): a bug.
@@ -316,8 +379,8 @@ class KubeMounts(Configurable):
             out.errors[mount.name] = "DataHub: no online Oneprovider supports " + (
                 "the spaces of this mount" if mount.spaces else "any of your spaces"
             )
-            return
-        key = f"datahub-{mount.name}"
+            return False
+        key = secret_key_for(mount.name)
         secret_data[key] = _b64(token.token)
         shared = f"mount-{mount.name}"
         token_volume = f"oneclient-token-{mount.name}"
@@ -340,9 +403,24 @@ class KubeMounts(Configurable):
                 "readOnly": mount.read_only,
             }
         )
-        options = [f"--space-id={space_id}" for space_id in spaces]
+        # oneclient's options, as onedata/onedata-documentation docs/user-guide/oneclient.md
+        # documents them: "--space-id <id>" once per space ("Mounting selected spaces
+        # only"); "-o <mount_option>" passed to FUSE ("FUSE options"): "ro" for a
+        # read-only mount, and "allow_other" (as its systemd example does) because
+        # oneclient runs as root here and FUSE lets only the mounting user in otherwise:
+        # the notebook's user could not read the spaces. Direct I/O is left to
+        # oneclient's detection (it falls back to proxy I/O through the Oneprovider
+        # when the pod cannot reach the storage; "--force-proxy-io" only disables it).
+        options = ["-o", "allow_other"]
+        for space_id in spaces:
+            options += ["--space-id", space_id]
         if mount.read_only:
-            options.append("--opt=ro")
+            options += ["-o", "ro"]
+        # "-H <host>" takes a host name only, the port is "-P <port>" (=443) (the same
+        # page's option list); ONECLIENT_PROVIDER_HOST is "-H" from the environment.
+        provider_host, _, port = host.partition(":")
+        if port:
+            options += ["--port", port]
         out.extra_containers.append(
             {
                 "name": f"oneclient-{mount.name}",
@@ -354,7 +432,7 @@ class KubeMounts(Configurable):
                     str(self.token_check_interval),
                     *options,
                 ],
-                "env": [{"name": "ONECLIENT_PROVIDER_HOST", "value": host}],
+                "env": [{"name": "ONECLIENT_PROVIDER_HOST", "value": provider_host}],
                 "resources": dict(self.oneclient_resources),
                 # FUSE needs /dev/fuse and CAP_SYS_ADMIN; Bidirectional propagation
                 # needs a privileged container (the API server refuses it otherwise).
@@ -369,6 +447,7 @@ class KubeMounts(Configurable):
                 ],
             }
         )
+        return True
 
 
 def choose_provider(
@@ -482,7 +561,10 @@ async def storage_for_pod(spawner: Any, pod: Any) -> KubeStorage | None:
             assert isinstance(mount, DatahubMount)
             try:
                 creds[mount.name] = await store.datahub_tokens(mount).credentials(
-                    spawner.user.name, checkin_token, DatahubUse.ONECLIENT, mount.read_only
+                    datahub_cache_key(spawner.user),
+                    checkin_token,
+                    DatahubUse.ONECLIENT,
+                    mount.read_only,
                 )
             except DatahubCredentialError as e:
                 spawner.log.warning("DataHub mount %r: no sidecar (%s)", mount.name, e.reason)

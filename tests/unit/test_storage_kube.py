@@ -182,7 +182,8 @@ def test_read_only_datahub_is_read_only_everywhere():
     mount = {**DATAHUB, "read_only": True}
     storage = render(resolve(mount), {"datahub": creds(*SPACES, read_only=True)})
     assert storage.volume_mounts[0]["readOnly"] is True
-    assert "--opt=ro" in storage.extra_containers[0]["args"]
+    args = storage.extra_containers[0]["args"]
+    assert args[3:] == ["-o", "allow_other", "-o", "ro"]
     with pytest.raises(ValueError, match="read-only and the token is not"):
         render(resolve(mount), {"datahub": creds(*SPACES)})
 
@@ -215,7 +216,18 @@ def test_provider_supporting_most_spaces_and_space_ids_from_the_mount():
     mount = {**DATAHUB, "spaces": ["space-a", "sp2"]}
     storage = render(resolve(mount), {"datahub": creds(*SPACES)})
     args = storage.extra_containers[0]["args"]
-    assert args[3:] == ["--space-id=sp1", "--space-id=sp2"]
+    # As Onedata documents them: "-o allow_other" (the notebook's user is not root, who
+    # runs oneclient), then "--space-id <id>" once per space.
+    assert args[3:] == ["-o", "allow_other", "--space-id", "sp1", "--space-id", "sp2"]
+
+
+def test_a_provider_port_goes_to_port_not_into_the_host():
+    """oneclient's -H takes a host name, the port is -P/--port (Onedata's option list)."""
+    ported = (space("sp1", "space-a", "p1.example.org:8443"),)
+    storage = render(resolve(DATAHUB), {"datahub": creds(*ported)})
+    sidecar = storage.extra_containers[0]
+    assert sidecar["env"] == [{"name": "ONECLIENT_PROVIDER_HOST", "value": "p1.example.org"}]
+    assert sidecar["args"][-2:] == ["--port", "8443"]
 
 
 def test_hostile_onezone_answers_never_reach_the_sidecar():
@@ -225,6 +237,9 @@ def test_hostile_onezone_answers_never_reach_the_sidecar():
     # Asked for by name, the space's id is not one: no --space-id, so no sidecar at all
     # (mounting every space instead would ignore the mount's list).
     assert choose_provider(DatahubScope(None, False, bad_id), ["a"]) == (None, [])
+    # An id that would read as an option after "--space-id" is refused too.
+    dashed = (space("-oallow_other", "a", "p.example.org"),)
+    assert choose_provider(DatahubScope(None, False, dashed), ["a"]) == (None, [])
     with pytest.raises(ValueError, match="not printable text"):
         render(resolve(DATAHUB), {"datahub": creds(*SPACES, token="a b\n")})
 
