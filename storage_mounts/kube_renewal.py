@@ -110,7 +110,7 @@ class SidecarTokenRenewal:
 
     def __init__(self, spawner: Any, *, clock: Callable[[], float] = time.time) -> None:
         self.spawner = spawner
-        self.settings = KubeMounts(parent=spawner)
+        self.settings = KubeMounts(config=spawner.config)
         self.namespace: str = spawner.namespace
         self.secret_name = secret_name_for(spawner.pod_name)
         self.where = f"{spawner.user.name}'s server {spawner.name or '(default)'!r}"
