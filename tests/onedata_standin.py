@@ -33,6 +33,7 @@ import json
 import re
 import secrets
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -305,29 +306,65 @@ def split_path(path: str) -> list[str]:
 class Handler(BaseHTTPRequestHandler):
     """Reads the request, dispatches to ``route``, writes JSON or bytes back."""
 
-    # One request per connection: with HTTP/1.1 keep-alive some responses left httpx
-    # waiting for more body (a framing bug of this stand-in not found yet; see the report).
-    protocol_version = "HTTP/1.0"
+    # HTTP/1.1 keep-alive, as Oneprovider serves. Two settings make it work:
+    # * ``wbufsize``: the status line, headers and a small body leave in one write (one
+    #   TLS record, one TCP segment); `handle_one_request` flushes after each answer.
+    # * ``disable_nagle_algorithm`` (TCP_NODELAY, as every real server sets): unbuffered,
+    #   headers and body were two small writes, and Nagle held the body back until the
+    #   client's delayed ACK (~40 ms on Linux), so httpx sat "waiting for the rest of the
+    #   body" on every request of a kept-alive connection. One request per connection hid
+    #   it (closing a socket pushes out what Nagle holds) at the cost of a TLS handshake
+    #   per request. tests/integration/test_onedata_standin.py drives mixed requests over
+    #   one kept-alive connection to keep it fixed.
+    protocol_version = "HTTP/1.1"
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
     state: State
     server_role: str  # "onezone" or "oneprovider"
 
     def log_message(self, *args: Any) -> None:  # quiet: tests read `state.requests`
         pass
 
+    def setup(self) -> None:
+        # The TLS handshake runs here, in the connection's own thread (see _TLSServer):
+        # a client that connects and stays silent holds one thread, not the accept loop.
+        self.request.do_handshake()
+        super().setup()
+
     def _body(self) -> bytes:
+        """The whole request body, so the next request on the connection starts at its
+        first byte. Bad framing raises ValueError (answered 400, connection closed)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
+                size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
+                if size < 0:
+                    raise ValueError("negative chunk size")
+                if size == 0:  # no trailers here; read up to the empty line ending them
+                    while self.rfile.readline(1024).strip():
+                        pass
                     return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                chunk = self.rfile.read(size)
+                if len(chunk) != size or self.rfile.readline(1024).strip():
+                    raise ValueError("truncated chunk")
+                chunks.append(chunk)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0:
+            raise ValueError("negative Content-Length")
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise ValueError("request body shorter than its Content-Length")
+        return body
 
     def _handle(self) -> None:
-        body = self._body()
+        try:
+            body = self._body()
+        except (ValueError, OSError):
+            # Where the next request would start is unknown: answer, then close.
+            self.close_connection = True
+            self._send(400, {"error": {"id": "badMessage",
+                                       "description": "Malformed request body."}}, {})  # fmt: skip
+            return
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -350,14 +387,18 @@ class Handler(BaseHTTPRequestHandler):
             data, ctype = b"", None
         else:
             data, ctype = json.dumps(payload).encode(), "application/json"
+        no_body = status in (204, 304) or status < 200  # RFC 9110: no body, no length
         self.send_response(status)
-        if ctype:
+        if ctype and not no_body:
             self.send_header("Content-Type", extra.pop("Content-Type", ctype))
         for k, v in extra.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
+        if not no_body:  # HEAD: the length a GET would have, and no body
+            self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and not no_body:
             self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
@@ -833,15 +874,25 @@ def make_ca(directory: Path) -> tuple[Path, Path, Path]:
 
 
 class _TLSServer(ThreadingHTTPServer):
-    """TLS per accepted connection, with a timeout so a silent client cannot hang it."""
+    """TLS per accepted connection; the handshake is left to the connection's thread
+    (`Handler.setup`) so the accept loop never waits on a client, and a timeout so a
+    silent client (or an idle kept-alive connection) cannot hold a thread forever."""
 
     daemon_threads = True
     tls: ssl.SSLContext
+    accepted = 0  # connections so far: keep-alive tests check reuse with it
 
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = self.socket.accept()
-        sock.settimeout(30)  # a stalled client cannot hold a thread forever
-        return self.tls.wrap_socket(sock, server_side=True), addr
+        self.accepted += 1  # only the accept loop's thread writes it
+        sock.settimeout(30)
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A failed handshake, a timeout or a client gone mid-answer is the client's
+        # business; anything else is a stand-in bug and is printed.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class OnedataStandin:
@@ -973,6 +1024,10 @@ class OnedataStandin:
         """Every request so far: (method, path with query, lower-cased headers)."""
         with self.state.lock:
             return list(self.state.requests)
+
+    def connections(self) -> dict[str, int]:
+        """Connections each server accepted so far: ``{"onezone": n, "oneprovider": m}``."""
+        return {"onezone": self._servers[0].accepted, "oneprovider": self._servers[1].accepted}
 
     def stop(self) -> None:
         for server in self._servers:

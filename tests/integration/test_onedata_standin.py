@@ -11,6 +11,9 @@ stand-in behaves as Onedata for Onedata's client, not merely as egi-hub's code e
 
 from __future__ import annotations
 
+import socket
+import ssl
+import statistics
 import time
 
 import httpx
@@ -240,3 +243,133 @@ def test_onezone_standin_scope_discovery(standin):
         oz(standin, "POST", "/tokens/infer_access_token_scope", json={"token": token}).status_code
         == 401
     )
+
+
+# --- Transport: HTTP/1.1 keep-alive over TLS ---------------------------------------------
+
+
+def test_standin_keeps_one_connection_alive_through_mixed_requests(standin):
+    """Stand-in transport: 25 rounds of every kind of answer (JSON, bytes, 201, 204
+    without a length, 206, 416, HEAD, 400/401/404 errors; request bodies by length,
+    chunked, none, and a JSON body on GET) over one kept-alive httpx connection per
+    server. Every answer must be complete within the 5 s timeout, and fast: a body held
+    back by Nagle until the client's delayed ACK costs ~40 ms per request, which is the
+    keep-alive "stall" this guards against (median bound 25 ms, loopback)."""
+    space = standin.add_space("keepalive", ["alice-id"])
+    token = standin.mint_token("alice-id")
+    before = standin.connections()
+    api = f"{standin.provider_url}/api/v3/oneprovider"
+    big = bytes(range(256)) * 4096  # 1 MiB
+    elapsed: list[float] = []
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    with httpx.Client(
+        verify=standin.client_tls(), timeout=5, limits=limits, headers={"X-Auth-Token": token}
+    ) as http:
+
+        def call(method, url, status, **kw):
+            start = time.perf_counter()
+            r = http.request(method, url, **kw)
+            elapsed.append(time.perf_counter() - start)
+            assert r.status_code == status, (method, url, r.status_code, r.content[:200])
+            assert r.http_version == "HTTP/1.1" and "connection" not in r.headers
+            return r
+
+        for i in range(25):
+            name = f"f{i}.bin"
+            created = call("PUT", f"{api}/data/{space}/path/{name}", 201, params={"type": "REG"})
+            file_id = created.json()["fileId"]
+            assert {"spaceId": space, "name": "keepalive"} in call(
+                "GET", f"{api}/spaces", 200
+            ).json()
+            found = call("POST", f"{api}/lookup-file-id/keepalive/{name}", 200)
+            assert found.json() == {"fileId": file_id}
+            content = f"{api}/data/{file_id}/content"
+            r = call("PUT", content, 204, content=big)
+            assert r.content == b"" and "content-length" not in r.headers
+            attrs = call("GET", f"{api}/data/{file_id}", 200, json={"attributes": ["size"]})
+            assert attrs.json() == {"size": len(big)}
+            assert call("GET", content, 200).content == big
+            r = call("GET", content, 206, headers={"Range": "bytes=10-19"})
+            assert (
+                r.content == big[10:20] and r.headers["content-range"] == f"bytes 10-19/{len(big)}"
+            )
+            assert call("GET", content, 206, headers={"Range": "bytes=-5"}).content == big[-5:]
+            r = call("GET", content, 416, headers={"Range": f"bytes={len(big)}-"})
+            assert r.content == b""
+            r = call("HEAD", content, 404)  # Oneprovider has no HEAD here: an error's headers
+            assert r.content == b"" and int(r.headers["content-length"]) > 0
+            call("PUT", content, 204, params={"offset": 0}, content=iter([b"ab", b"", b"cd"]))
+            assert call("GET", content, 206, headers={"Range": "bytes=0-3"}).content == b"abcd"
+            r = call("POST", f"{api}/lookup-file-id/keepalive/missing-{i}", 400)
+            assert r.json()["error"]["details"] == {"errno": "enoent"}
+            call("GET", f"{api}/spaces", 401, headers={"X-Auth-Token": "not-a-token"})
+            call("GET", f"{api}/no-such-call", 404, content=b"x" * 1000)
+            r = call("DELETE", f"{api}/data/{file_id}", 204)
+            assert r.content == b""
+
+        oz_api = f"{standin.onezone_url}/api/v3/onezone"
+        for _ in range(25):
+            r = call("GET", f"{oz_api}/user", 200, headers={"X-Auth-Token": "egi:checkin-alice"})
+            assert r.json()["userId"] == "alice-id"
+            call("POST", f"{oz_api}/tokens/infer_access_token_scope", 200, json={"token": token})
+            call("GET", f"{oz_api}/user", 401, headers={"X-Auth-Token": "egi:forged"})
+
+    after = standin.connections()
+    assert after["oneprovider"] - before["oneprovider"] == 1
+    assert after["onezone"] - before["onezone"] == 1
+    assert len(elapsed) == 25 * 16 + 25 * 3
+    assert statistics.median(elapsed) < 0.025, f"median {statistics.median(elapsed):.3f} s"
+
+
+def _raw_tls(standin: OnedataStandin) -> ssl.SSLSocket:
+    sock = socket.create_connection(("127.0.0.1", int(standin.provider_host.split(":")[1])), 5)
+    return standin.client_tls().wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+def _read_to_eof(conn: ssl.SSLSocket) -> bytes:
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data
+
+
+def test_standin_answers_pipelined_requests_in_order(standin):
+    """Stand-in transport: two requests with bodies sent in one write are both answered,
+    in order, so a request's body is read to its last byte before the next is parsed."""
+    space = standin.add_space("pipelined", ["alice-id"])
+    standin.write_file(space, "a.txt", b"first")
+    token = standin.mint_token("alice-id")
+    path = "/api/v3/oneprovider/lookup-file-id/pipelined/a.txt"
+    body = b'{"ignored": "' + b"x" * 3000 + b'"}'
+    one = (f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
+    last = (f"GET /api/v3/oneprovider/spaces HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
+            "Connection: close\r\n\r\n").encode()  # fmt: skip
+    with _raw_tls(standin) as conn:
+        conn.sendall(one + one + last)
+        answer = _read_to_eof(conn)
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3, answer
+    assert answer.count(b'{"fileId": ') == 2 and answer.endswith(b"}]")
+    assert answer.rindex(b'"name": "pipelined"') > answer.rindex(b'{"fileId": ')
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",  # chunk size not hex
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n",  # chunk longer than said
+        b"Content-Length: -5\r\n\r\n",
+        b"Content-Length: five\r\n\r\n",
+    ],
+)
+def test_standin_malformed_request_bodies_get_400_and_a_closed_connection(standin, framing):
+    """Stand-in transport: a body whose end cannot be found is a 400 with
+    ``Connection: close``, then the connection closes (nothing after it is parsed)."""
+    token = standin.mint_token("alice-id")
+    head = f"PUT /api/v3/oneprovider/spaces HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
+    with _raw_tls(standin) as conn:
+        conn.sendall(head.encode() + framing + b"GET /api/v3/oneprovider/spaces HTTP/1.1\r\n\r\n")
+        answer = _read_to_eof(conn)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert b"\r\nConnection: close\r\n" in answer and answer.count(b"HTTP/1.1") == 1
+    assert b'"badMessage"' in answer
