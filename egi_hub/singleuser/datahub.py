@@ -716,11 +716,39 @@ class DatahubFile(AbstractBufferedFile):
         if self.mode == "ab":
             self._base = self.fs.info(self.path)["size"]
 
+    def write(self, data: Any) -> int:
+        """A block of ``blocksize`` bytes or more, written while nothing is buffered, goes
+        to the server as it is: copying it into the buffer (and faulting in a fresh
+        block-sized buffer each time) cost ~20% of write throughput at 8 MiB blocks
+        (tests/benchmarks/bench_storage.py). Anything else is buffered as usual."""
+        if (
+            type(data) is bytes
+            and len(data) >= self.blocksize
+            and self.buffer.tell() == 0
+            and self.writable()
+            and not self.closed
+            and not self.forced
+        ):
+            if self.offset is None:
+                self.offset = 0
+                try:
+                    self._initiate_upload()
+                except Exception:
+                    self.closed = True
+                    raise
+            self._send(data)
+            self.offset += len(data)
+            self.loc += len(data)
+            return len(data)
+        return super().write(data)
+
     def _upload_chunk(self, final: bool = False) -> bool:
-        data = self.buffer.getvalue()
-        at = self._base + self.offset
+        self._send(self.buffer.getvalue())
+        return True
+
+    def _send(self, data: bytes) -> None:
+        """``data`` at ``self.offset``: the first block without ``offset`` (truncating)."""
         if self.mode != "ab" and self.offset == 0:
             self.fs._put(self.path, self._file_id, data, None)
         elif data:
-            self.fs._put(self.path, self._file_id, data, at)
-        return True
+            self.fs._put(self.path, self._file_id, data, self._base + self.offset)
