@@ -26,6 +26,7 @@ the stand-in may parse them.
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime
 import hashlib
 import ipaddress
@@ -668,22 +669,32 @@ class ProviderApi:
         return attrs
 
     def attrs(self, node: Node, wanted: list[str]) -> dict[str, Any]:
-        space = self.state.spaces[node.space_id]
-        parts, cur = [], node
-        while cur.parent is not None:
-            parts.append(cur.name)
-            cur = self.state.nodes[cur.parent]
+        # Only what is asked for is computed: a 10,000-entry listing must cost the
+        # stand-in little next to its client (tests/benchmarks/bench_storage.py).
         every = {
             "fileId": node.file_id, "parentFileId": node.parent, "name": node.name,
             "posixPermissions": node.mode, "atime": node.mtime, "mtime": node.mtime,
             "ctime": node.mtime, "type": node.type,
             "size": len(node.data) if node.type == "REG" else None,
-            "directShareIds": [], "index": base64.b64encode(node.name.encode()).decode(),
             "displayGid": 0, "displayUid": 0, "ownerUserId": "standin",
             "originProviderId": self.provider_id, "hardlinkCount": 1,
-            "path": "/" + "/".join([space.name, *reversed(parts)]),
         }  # fmt: skip
-        return {k: every[k] for k in wanted}
+        out = {}
+        for key in wanted:
+            if key in every:
+                out[key] = every[key]
+            elif key == "directShareIds":
+                out[key] = []
+            elif key == "index":
+                out[key] = base64.b64encode(node.name.encode()).decode()
+            elif key == "path":
+                parts, cur = [], node
+                while cur.parent is not None:
+                    parts.append(cur.name)
+                    cur = self.state.nodes[cur.parent]
+                space = self.state.spaces[node.space_id]
+                out[key] = "/" + "/".join([space.name, *reversed(parts)])
+        return out
 
     def children(self, node: Node, query: dict[str, str], body: bytes):
         if node.type != "DIR":
@@ -705,7 +716,7 @@ class ProviderApi:
             except ValueError:
                 raise ApiError(400, "badValueToken", "Bad value: provided \"token\" could not "
                                "be understood.", {"key": "token"}) from None  # fmt: skip
-            names = [n for n in names if n > last]
+            names = names[bisect.bisect_right(names, last) :]
         page = names[:limit]
         wanted = self.wanted(query, body) if (body.strip() or "attribute" in query) else [
             "fileId", "name"]  # fmt: skip
@@ -1038,3 +1049,39 @@ class OnedataStandin:
 def start_onedata_standin(tmp: Path, idp_prefix: str = "egi") -> OnedataStandin:
     """Start the stand-in (two HTTPS servers on free ports of 127.0.0.1); ``.stop()`` it."""
     return OnedataStandin(tmp, idp_prefix)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.onedata_standin DIR``: the stand-in in a process of its own, so a
+    benchmark's client is timed (and its CPU counted) apart from the server. It prints one
+    JSON line (URLs, CA file, a REST token, the space id), then serves until its standard
+    input closes. ``--fill FOLDER=N`` puts N one-byte files in FOLDER before that."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=main.__doc__.splitlines()[0] if main.__doc__ else ""
+    )
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--space", default="bench")
+    parser.add_argument("--fill", action="append", default=[], metavar="FOLDER=N")
+    args = parser.parse_args(argv)
+    standin = start_onedata_standin(args.directory)
+    try:
+        space_id = standin.add_space(args.space, ["bench-user"])
+        for spec in args.fill:
+            folder, _, count = spec.rpartition("=")
+            for i in range(int(count)):
+                standin.write_file(space_id, f"{folder}/entry-{i:06d}.txt", b"x")
+        print(json.dumps({
+            "onezone_url": standin.onezone_url, "provider_url": standin.provider_url,
+            "ca_file": standin.ca_file, "token": standin.mint_token("bench-user", ttl=None),
+            "space_id": space_id, "space": args.space,
+        }), flush=True)  # fmt: skip
+        sys.stdin.read()
+    finally:
+        standin.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

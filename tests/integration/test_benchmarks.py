@@ -36,5 +36,9 @@ def test_bench_login_runs_and_prints_its_ratio():
 
 def test_bench_storage_runs_and_prints_its_ratios():
     out = bench("bench_storage", "--size-mib", "2", "--entries", "50", "--rounds", "1")
-    for line in ("write 2 MiB", "read 2 MiB", "list 50 entries"):
-        assert line in out and "ratio egi-hub / bare s3fs" in out, out
+    for backend, baseline in (("s3", "bare s3fs"), ("datahub", "raw HTTP")):
+        rows = [line for line in out.splitlines() if line.split()[:1] == [backend]]
+        for operation in ("write 2 MiB", "read 2 MiB", "list 50 entries"):
+            assert any(operation in row for row in rows), out
+        assert all(f"ratio egi-hub / {baseline}" in row for row in rows), out
+    assert "stand-in busy" in out and "lowest ratio" in out, out
