@@ -75,15 +75,15 @@ __all__ = ["ERROR_FILE", "MountsCheckpoints", "MountsContentsManager"]
 
 ERROR_FILE = "README-error.txt"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(tz=datetime.UTC)
 
 
-def _mtime(info: dict[str, Any]) -> datetime.datetime:
-    """The modification time in an fsspec ``info`` (local, s3fs and DataHub spell it apart)."""
+def _mtime(info: dict[str, Any], default: datetime.datetime) -> datetime.datetime:
+    """The modification time in an fsspec ``info`` (local, s3fs and DataHub spell it apart);
+    ``default`` where it has none (S3 "folders" are key prefixes, with no date)."""
     for key in ("mtime", "LastModified", "last_modified", "modified", "created"):
         value = info.get(key)
         if isinstance(value, datetime.datetime):
@@ -96,7 +96,7 @@ def _mtime(info: dict[str, Any]) -> datetime.datetime:
             except ValueError:
                 continue
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
-    return _EPOCH
+    return default
 
 
 def _segments(path: str) -> list[str]:
@@ -165,6 +165,10 @@ class MountsContentsManager(AsyncLargeFileManager):
         self._entries: list[MountEntry] = []
         self._filesystems: dict[str, tuple[str, Any]] = {}
         self._staging = Path(tempfile.mkdtemp(prefix="egi-uploads-"))
+        # The date shown for folders that have none of their own (the folders that hold
+        # the mounts, a mount in error, S3 prefixes): when this server started. The Unix
+        # epoch made JupyterLab show "56 years ago" beside every mount.
+        self._since = _now()
 
     # -- which mount -------------------------------------------------------------------
 
@@ -276,11 +280,11 @@ class MountsContentsManager(AsyncLargeFileManager):
         }
 
     def _folder(self, path: str, names: list[str], content: bool) -> dict[str, Any]:
-        model = self._base(path, "directory", False, _EPOCH)
+        model = self._base(path, "directory", False, self._since)
         if content:
             prefix = path.strip("/")
             model["content"] = [
-                self._base(f"{prefix}/{n}" if prefix else n, "directory", False, _EPOCH)
+                self._base(f"{prefix}/{n}" if prefix else n, "directory", False, self._since)
                 for n in names
             ]
             model["format"] = "json"
@@ -290,7 +294,7 @@ class MountsContentsManager(AsyncLargeFileManager):
         self, entry: MountEntry, path: str, rel: str, content: bool, require_hash: bool = False
     ) -> dict[str, Any]:
         if rel == "":
-            model = self._base(path, "directory", False, _EPOCH)
+            model = self._base(path, "directory", False, self._since)
             if content:
                 model["content"] = [
                     self._error_model(entry, f"{path}/{ERROR_FILE}", ERROR_FILE, False)
@@ -316,7 +320,7 @@ class MountsContentsManager(AsyncLargeFileManager):
         kind = "directory" if info.get("type") == "directory" else "file"
         if kind == "file" and path.endswith(".ipynb"):
             kind = "notebook"
-        model = self._base(path, kind, not entry.read_only, _mtime(info))
+        model = self._base(path, kind, not entry.read_only, _mtime(info, self._since))
         if kind != "directory":
             model["size"] = info.get("size")
             if kind == "file":

@@ -489,6 +489,19 @@ def _read_only_guard(name: str, method: Callable[..., Any]) -> Callable[..., Any
     return guarded
 
 
+#: botocore (since 1.36) adds CRC checksums to uploads and validates the ones it finds in
+#: answers ("when_supported"). S3-compatible services (Ceph RGW, older MinIO, rclone)
+#: answer ranged reads and multipart objects with checksums that are not the whole
+#: object's, and botocore then fails every such read with ``FlexibleChecksumError``: a
+#: file over s3fs's multipart threshold (50 MiB) could be saved but never read back.
+#: "when_required" keeps checksums for the operations that need them and is what AWS
+#: documents for third-party S3 services; a site may override it in ``s3_options``.
+CHECKSUMS_WHEN_REQUIRED = {
+    "request_checksum_calculation": "when_required",
+    "response_checksum_validation": "when_required",
+}
+
+
 class S3Mount(DirFileSystem):
     """The bucket of one S3 mount as an fsspec filesystem rooted at the bucket.
 
@@ -539,6 +552,8 @@ class S3Mount(DirFileSystem):
 
     def _build(self, creds: S3MountCredentials) -> S3FileSystem:
         _REDACTOR.add(creds.secrets())
+        options = dict(self._s3_options)
+        options["config_kwargs"] = {**CHECKSUMS_WHEN_REQUIRED, **options.get("config_kwargs", {})}
         return _MountS3FileSystem(
             mount_name=creds.name,
             key=creds.key,
@@ -547,7 +562,7 @@ class S3Mount(DirFileSystem):
             endpoint_url=creds.endpoint_url,
             client_kwargs={"region_name": creds.region},
             skip_instance_cache=True,
-            **self._s3_options,
+            **options,
         )
 
     @property

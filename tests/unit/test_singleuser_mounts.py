@@ -9,6 +9,7 @@ tests/integration/test_singleuser_storage.py against real/stand-in servers.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import stat
@@ -449,6 +450,17 @@ async def test_the_root_lists_home_files_and_the_mounts_first_segments(cm):
     assert sorted(m["name"] for m in nfs["content"]) == ["ro", "shared"]
     assert sorted(m["path"] for m in nfs["content"]) == ["nfs/ro", "nfs/shared"]
     assert (await cm.get("notes.txt"))["content"] == "home"  # everything else: unchanged
+
+
+async def test_folders_without_dates_of_their_own_show_when_the_server_started(cm):
+    """The folders that hold mounts, and a mount in error, have no date of their own:
+    they show the server's start, never the Unix epoch ("56 years ago" in JupyterLab)."""
+    since = datetime.datetime.now(tz=datetime.UTC) - datetime.timedelta(minutes=5)
+    root = {m["name"]: m for m in (await cm.get(""))["content"]}
+    nfs = await cm.get("nfs")
+    broken = await cm.get("datahub")
+    for model in (root["datahub"], root["nfs"], nfs, *nfs["content"], broken):
+        assert model["last_modified"] > since and model["created"] > since, model["path"]
 
 
 async def test_a_notebook_saved_twice_on_a_mount_is_overwritten(cm):
