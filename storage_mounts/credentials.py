@@ -189,8 +189,7 @@ class MountCredentials(SingletonConfigurable):
         help="""
         S3 mounts with ``credentials.sts``: the hub asks the STS endpoint for new
         credentials once fewer than this many seconds are left on the cached ones (at
-        most half their lifetime). Keep it above ``refresh_margin``, so that a server
-        asking at its ``refresh_at`` gets new ones. Default: 15 minutes.
+        most half their lifetime). Default: 15 minutes.
         """,
     ).tag(config=True)
 
@@ -220,8 +219,10 @@ class MountCredentials(SingletonConfigurable):
         600,
         min=0,
         help="""
-        ``refresh_at`` in the mounts document is the earliest credential expiry minus
-        this many seconds: when the server's keeper asks again. Default: 10 minutes.
+        ``refresh_at`` in the mounts document, when the server's keeper asks again, is
+        the earliest credential expiry minus this many seconds, or later if the hub
+        renews that credential later (it is never asked for before the hub has a new
+        one). Default: 10 minutes.
         """,
     ).tag(config=True)
 
@@ -331,7 +332,7 @@ class MountCredentials(SingletonConfigurable):
         """
         cache_key = username if user_id is None else f"{username}#{user_id}"
         entries = []
-        expiries = []
+        asks: list[float] = []
         for item in resolved:
             if item.username != username:  # never another user's mount, whatever happens
                 raise ValueError(f"mount {item.name!r} was resolved for another user")
@@ -342,7 +343,7 @@ class MountCredentials(SingletonConfigurable):
                 "read_only": item.mount.read_only,
             }
             try:
-                body, expires_at = await self._credentials(item, checkin_token, cache_key)
+                body, ask_at = await self._credentials(item, checkin_token, cache_key)
             except MountError as e:
                 entry["error"] = str(e)
             except Exception as e:
@@ -356,18 +357,27 @@ class MountCredentials(SingletonConfigurable):
                 )
             else:
                 entry[item.mount.kind] = body
-                if expires_at is not None:
-                    expiries.append(expires_at)
+                if ask_at is not None:
+                    asks.append(ask_at)
             entries.append(entry)
         document: dict[str, Any] = {"mounts": entries}
-        if expiries:
+        if asks:
             now = time.time() if now is None else now
-            document["refresh_at"] = max(int(now), math.floor(min(expiries)) - self.refresh_margin)
+            document["refresh_at"] = max(int(now), math.floor(min(asks)))
         return document
+
+    def _ask_at(self, expires_at: float, renew_margin: float) -> float:
+        """When a server should ask again for a credential: ``refresh_margin`` before it
+        expires, but never before the hub's cache will have a new one (``renew_margin``
+        before the expiry). Asking earlier would get the same credential back, and the
+        keeper would ask again every few seconds until the cache renews (as with 900 s
+        STS credentials, renewed at 450 s left, and the default 600 s margin)."""
+        return expires_at - min(self.refresh_margin, renew_margin)
 
     async def _credentials(
         self, item: ResolvedMount, checkin_token: CheckinTokenGetter, cache_key: str
     ) -> tuple[dict[str, Any], float | None]:
+        """The mount's entry body and when the server should ask again (None: never)."""
         mount = item.mount
         if isinstance(mount, S3Mount) and mount.uses_sts:
             return await self._held(
@@ -439,7 +449,7 @@ class MountCredentials(SingletonConfigurable):
             "session_token": creds.session_token,
             "expires_at": int(creds.expiration),
         }
-        return body, creds.expiration
+        return body, self._ask_at(creds.expiration, self.sts.margin(creds))
 
     async def _datahub_held(
         self,
@@ -516,7 +526,7 @@ class MountCredentials(SingletonConfigurable):
             # applies it to Onezone's current answer, leaving odd names out, so a space
             # the user joins later shows without waiting for a new token.
             body["spaces"] = list(mount.spaces)
-        return body, creds.token.valid_until
+        return body, self._ask_at(creds.token.valid_until, tokens.renew_before)
 
 
 class MountError(Exception):

@@ -305,12 +305,15 @@ class StsCredentialCache:
             del self._cache[key]
         self._forgotten[user] = self._forgotten.get(user, 0) + 1
 
+    def margin(self, creds: StsCredentials) -> float:
+        """Seconds before ``creds`` expire at which the cache replaces them."""
+        return min(self.renew_before, max(creds.lifetime, 0) / 2)
+
     def _fresh(self, entry: _Entry | None) -> bool:
         if entry is None:
             return False
         creds = entry.credentials
-        margin = min(self.renew_before, max(creds.lifetime, 0) / 2)
-        return self._clock() < creds.expiration - margin
+        return self._clock() < creds.expiration - self.margin(creds)
 
     async def credentials(
         self, user: str, username: str, settings: StsSettings, checkin_token: TokenGetter

@@ -407,6 +407,24 @@ async def test_the_document_carries_the_session_token_and_refresh_at(credentials
     assert "sec/ret" not in caplog.text and "sess=tok" not in caplog.text + repr(credentials)
 
 
+async def test_short_credentials_are_asked_for_when_the_hub_renews_them(credentials):
+    """900 s credentials are renewed at 450 s left (half their life), later than the
+    600 s refresh_margin: the server is told to ask at 450 s left, not at 600 s, where it
+    would get the same credentials back and ask again every few seconds."""
+    clock = Clock()
+    sts = Sts(clock)
+    sts.lifetime = 900
+    credentials.use_sts_cache(cache(clock, sts))
+    context = UserContext.from_entitlements("alice", [ACCESS])
+    resolved = StorageMounts.instance().for_user(context, None)
+    doc = await credentials.document("alice", resolved, token, user_id=7, now=clock.now)
+    assert doc["refresh_at"] == int(clock.now + 900) - 450
+    clock.now = doc["refresh_at"]  # the server asks when told: it gets new credentials
+    again = await credentials.document("alice", resolved, token, user_id=7, now=clock.now)
+    assert again["mounts"][0]["s3"]["key"] != doc["mounts"][0]["s3"]["key"]
+    assert again["refresh_at"] == int(clock.now + 900) - 450
+
+
 async def test_a_failure_is_held_per_user_and_a_missing_login_is_not(credentials):
     clock = Clock()
     sts = Sts(clock)
