@@ -67,7 +67,9 @@ MIN_DURATION, MAX_DURATION = 900, 43200  # AWS's documented DurationSeconds boun
 _MAX_DETAIL = 200
 _TOKEN_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces
 _SESSION_CHAR = re.compile(r"[^\w+=,.@-]", re.ASCII)  # AWS: [\w+=,.@-]{2,64}
-_DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# An XML declaration naming another encoding than UTF-8 (AWS answers in UTF-8).
+_OTHER_ENCODING = re.compile(r"""<\?xml[^>]*encoding\s*=\s*["'](?!utf-?8["'])""", re.IGNORECASE)
 
 #: Gets the user's fresh Check-in access token; called only when an exchange is needed.
 TokenGetter = Callable[[], Awaitable[str]]
@@ -142,11 +144,22 @@ def _child(element: ET.Element | None, name: str) -> ET.Element | None:
 
 
 def _parse_xml(body: bytes) -> ET.Element:
-    """The root element; ValueError for a declaration (DOCTYPE/ENTITY) or bad XML."""
-    if _DECLARATION.search(body):
+    """The root element; ValueError for a declaration (DOCTYPE/ENTITY), another encoding
+    than UTF-8, or bad XML.
+
+    The check runs on the decoded text, and only UTF-8 is accepted: a byte search for
+    ``<!DOCTYPE`` missed the same document in UTF-16, which expat then parsed with its
+    entities."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the answer is not UTF-8 XML") from None
+    if "\x00" in text or _OTHER_ENCODING.search(text):
+        raise ValueError("the answer is not UTF-8 XML")
+    if _DECLARATION.search(text):
         raise ValueError("the answer declares a document type (refused: entities)")
     try:
-        return ET.fromstring(body)
+        return ET.fromstring(text.lstrip("\ufeff"))
     except ET.ParseError as e:
         raise ValueError(f"the answer is not XML ({e.code})") from None
 

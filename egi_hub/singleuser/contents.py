@@ -89,7 +89,10 @@ def _mtime(info: dict[str, Any], default: datetime.datetime) -> datetime.datetim
         if isinstance(value, datetime.datetime):
             return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
+            try:  # anyone who can write a shared space can set any date: never fail on one
+                return datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
+            except (ValueError, OverflowError, OSError):
+                continue
         if isinstance(value, str):
             try:
                 parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -223,6 +223,17 @@ def test_documented_error_codes_become_reasons_without_the_token(status, code, k
             "declares a document type",
         ),
         (b'<!doctype x SYSTEM "file:///etc/passwd"><x/>', "declares a document type"),
+        (  # the same entity trick in UTF-16, which a byte search for DOCTYPE missed
+            '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE r [<!ENTITY a "AKIA">]>'
+            "<r>&a;</r>".encode("utf-16"),
+            "not UTF-8 XML",
+        ),
+        (  # UTF-16 without a BOM, declared
+            '<?xml version="1.0" encoding="UTF-16"?><r/>'.encode("utf-16-le"),
+            "not UTF-8 XML",
+        ),
+        (b'<?xml version="1.0" encoding="ISO-8859-1"?><r/>', "not UTF-8 XML"),
+        (b"\xef\xbb\xbf<!DOCTYPE r><r/>", "declares a document type"),
         (b"not xml at all", "is not XML"),
         (b"<AssumeRoleWithWebIdentityResponse/>", "without a usable AccessKeyId"),
         (ok_xml("K", 2e9).replace(b"sess=tok", b""), "without a usable SessionToken"),
@@ -235,6 +246,11 @@ def test_odd_answers_are_refused(body, words):
     with pytest.raises(StsError) as e:
         parse_answer(200, body, endpoint=ENDPOINT, now=1.5e9)
     assert e.value.kind == "bad_answer" and words in e.value.reason
+
+
+def test_a_utf8_answer_with_a_bom_or_declaration_is_read():
+    body = b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?>' + ok_xml("K", 2e9)
+    assert parse_answer(200, body, endpoint=ENDPOINT, now=1.5e9).key == "K"
 
 
 def test_a_5xx_page_that_is_not_xml_is_the_endpoint_being_down():

@@ -21,7 +21,7 @@ import pytest
 from tornado.web import HTTPError
 
 from egi_hub.singleuser import mounts
-from egi_hub.singleuser.contents import ERROR_FILE, MountsContentsManager
+from egi_hub.singleuser.contents import ERROR_FILE, MountsContentsManager, _mtime
 from egi_hub.singleuser.mounts import (
     MountNotFoundError,
     MountsDocument,
@@ -461,6 +461,15 @@ async def test_folders_without_dates_of_their_own_show_when_the_server_started(c
     broken = await cm.get("datahub")
     for model in (root["datahub"], root["nfs"], nfs, *nfs["content"], broken):
         assert model["last_modified"] > since and model["created"] > since, model["path"]
+
+
+@pytest.mark.parametrize("value", [1e12, -1e12, float("nan"), float("inf"), 10**30, "soon"])
+def test_a_date_out_of_range_falls_back_instead_of_breaking_the_listing(value):
+    """Whoever can write a shared space (or a hostile provider) sets any mtime: one file
+    dated in the year 33658 made its whole folder a 502 for everyone."""
+    default = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    assert _mtime({"mtime": value}, default) == default
+    assert _mtime({"mtime": value, "created": 0}, default).year == 1970  # the next key
 
 
 async def test_a_notebook_saved_twice_on_a_mount_is_overwritten(cm):
