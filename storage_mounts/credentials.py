@@ -508,7 +508,10 @@ class MountCredentials(SingletonConfigurable):
 
         try:
             tokens = self.datahub_tokens(mount)
-            creds = await tokens.credentials(cache_key, fresh, DatahubUse.REST, mount.read_only)
+            # Keyed and narrowed by the mount's spaces: two mounts never share a token.
+            creds = await tokens.credentials(
+                cache_key, fresh, DatahubUse.REST, mount.read_only, spaces=mount.spaces
+            )
         except DatahubCredentialError as e:
             if e.reason == NO_CHECKIN_LOGIN:
                 raise MountError(e.reason) from None

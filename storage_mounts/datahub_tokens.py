@@ -13,6 +13,21 @@ Onedata enforces the interface caveat (a oneclient token cannot call the REST fi
 API), so the two uses never share a token. A read-only mount adds ``data.readonly``,
 which Oneproviders enforce too: the notebook cannot write even if it tried.
 
+**Narrowed to a mount's spaces.** A token is sent to every Oneprovider that supports a
+space the notebook reads, and a provider could replay it. So when a mount names
+``spaces`` (names, ids or ``name@id``), the hub first asks Onezone which spaces the user
+has (``GET /user/spaces``, then ``GET /user/spaces/{id}``, with the Check-in token),
+keeps those the filter names, and adds two caveats Onedata documents and enforces:
+``data.path`` with exactly those spaces (``base64("/<space id>")``: other spaces are
+invisible and inaccessible with the token) and ``service`` with the Oneproviders
+(``opw-<provider id>``) that supported them when the token was issued (any other
+provider refuses it). A replayed token then reaches only the mount's spaces at their
+own providers, until its time caveat ends it. A space joined later, or a provider that
+starts supporting a space later, is reached from the next token on. Without ``spaces``
+the token is not narrowed (it must reach every space). ``data.path`` is used, not
+``data.objectid``: Onedata says it is the cheaper check, and it needs no file id, which
+only a provider could tell (with a token not yet narrowed).
+
 **Temporary tokens, not named ones.** Tokens come from
 ``POST /api/v3/onezone/user/tokens/temporary`` with a ``time`` caveat (Onezone requires
 one on temporary tokens). Named tokens would be stored in the user's Onezone account:
@@ -24,7 +39,7 @@ asking for a new one; the hub never has to clean up in a user's account. (Onezon
 can only revoke a user's temporary tokens all at once; a leaked one is bounded by its
 time caveat instead, so keep the lifetime short enough for that.)
 
-Tokens are cached per (hub user, use, read-only) and renewed ``renew_before`` seconds
+Tokens are cached per (hub user, use, read-only, spaces filter) and renewed ``renew_before`` seconds
 before they expire; concurrent requests for one key share one exchange (single
 flight, as `egi_hub.authenticator.provider` does for discovery). When a renewal fails
 while the cached token is still valid, that token keeps serving: the renewal window
@@ -35,6 +50,10 @@ Right after an exchange, the spaces the token reaches are discovered with
 in the body). Offline providers, and providers older than Onedata 21.02.1 (which
 Onedata's own clients ignore), are left out; read-only supports are kept but marked.
 
+Answers are bounded: a Onezone body over `MAX_ANSWER` (1 MiB) is refused, not read on,
+and each call has an overall ``deadline`` (httpx's timeouts apply to each read, so a
+server sending one byte at a time could otherwise hold an exchange for ever).
+
 Every failure is a `DatahubCredentialError` whose ``reason`` a user can read (Onezone
 unreachable, Check-in token refused, exchange refused...): the spawner turns it into
 an error entry ("DataHub: <reason>") and starts the server anyway. Tokens never
@@ -44,19 +63,21 @@ appear in logs, reprs or error messages.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 __all__ = [
+    "MAX_ANSWER",
     "CheckinToken",
     "DatahubCredentialError",
     "DatahubCredentials",
@@ -66,12 +87,18 @@ __all__ = [
     "DatahubToken",
     "DatahubTokens",
     "DatahubUse",
+    "spaces_key",
 ]
 
 log = logging.getLogger(__name__)
 
 TEMPORARY_TOKENS_PATH = "/api/v3/onezone/user/tokens/temporary"
 INFER_SCOPE_PATH = "/api/v3/onezone/tokens/infer_access_token_scope"
+USER_SPACES_PATH = "/api/v3/onezone/user/spaces"
+MAX_ANSWER = 1024 * 1024  # bytes of a Onezone answer read: real ones are a few KiB
+MAX_USER_SPACES = 1000  # spaces of a user looked at to resolve a mount's filter
+_LOOKUPS = 8  # space detail requests at once
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")  # Onedata space and provider ids
 MIN_PROVIDER_VERSION = (21, 2, 1)  # Onedata's own REST clients ignore older providers
 _MAX_DETAIL = 200  # characters of an Onezone error description kept in a reason
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -188,6 +215,26 @@ class DatahubCredentials:
     scope: DatahubScope
 
 
+def spaces_key(spaces: Iterable[str] | None) -> tuple[str, ...]:
+    """A mount's ``spaces`` filter as part of a cache key: sorted, without repeats
+    (``()`` is no filter). Two mounts with different filters never share a token."""
+    return tuple(sorted(set(spaces or ())))
+
+
+def path_caveat(space_ids: Iterable[str]) -> dict[str, Any]:
+    """Onedata's ``data.path`` caveat for whole spaces: canonical paths ``/<space id>``
+    (no trailing slash, no newline), base64-encoded, as Onedata documents."""
+    return {
+        "type": "data.path",
+        "whitelist": [base64.b64encode(f"/{s}".encode()).decode() for s in sorted(space_ids)],
+    }
+
+
+def service_caveat(provider_ids: Iterable[str]) -> dict[str, Any]:
+    """Onedata's ``service`` caveat allowing only these Oneproviders (``opw-<id>``)."""
+    return {"type": "service", "whitelist": [f"opw-{p}" for p in sorted(provider_ids)]}
+
+
 @dataclass
 class _Entry:
     token: DatahubToken
@@ -267,8 +314,10 @@ class DatahubTokens:
     tokens at its ``max_temporary_token_ttl``: stay below it); a cached token is
     renewed once fewer than ``renew_before`` seconds are left. ``ca_file`` trusts a
     private CA (a test Onezone), ``verify=False`` turns checks off (never in
-    production). ``http_client`` replaces the client made here (its timeouts and
-    TLS settings are then used; the caller closes it); ``clock`` gives epoch seconds.
+    production). ``timeout`` bounds each read, ``deadline`` (default: three times
+    ``timeout``) each whole call to Onezone. ``http_client`` replaces the client made
+    here (its timeouts and TLS settings are then used; the caller closes it); ``clock``
+    gives epoch seconds.
     """
 
     def __init__(
@@ -281,6 +330,7 @@ class DatahubTokens:
         verify: bool = True,
         ca_file: str | None = None,
         timeout: float = 10,
+        deadline: float | None = None,
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -301,6 +351,9 @@ class DatahubTokens:
                 f"({token_lifetime})"
             )
         self.idp_prefix = idp_prefix
+        self.deadline = float(deadline if deadline is not None else 3 * timeout)
+        if self.deadline <= 0:
+            raise ValueError(f"The DataHub deadline must be above 0 seconds, not {deadline}")
         self.token_lifetime = float(token_lifetime)
         self.renew_before = float(renew_before)
         self._clock = clock
@@ -313,8 +366,8 @@ class DatahubTokens:
                 verify=tls, timeout=httpx.Timeout(timeout), follow_redirects=False
             )
         self._client = http_client
-        self._cache: dict[tuple[str, DatahubUse, bool], _Entry] = {}
-        self._inflight: dict[tuple[str, DatahubUse, bool], asyncio.Task[_Entry]] = {}
+        self._cache: dict[_Key, _Entry] = {}
+        self._inflight: dict[_Key, asyncio.Task[_Entry]] = {}
         self._forgotten: dict[str, int] = {}  # per user: how many times `forget` was called
 
     def __repr__(self) -> str:
@@ -335,26 +388,47 @@ class DatahubTokens:
         self._forgotten[user] = self._forgotten.get(user, 0) + 1
 
     async def token(
-        self, user: str, checkin_token: CheckinToken, use: DatahubUse | str, read_only: bool
+        self,
+        user: str,
+        checkin_token: CheckinToken,
+        use: DatahubUse | str,
+        read_only: bool,
+        *,
+        spaces: Iterable[str] | None = None,
     ) -> DatahubToken:
-        """A valid Onedata token for ``user``'s ``use``, from the cache or a new exchange."""
-        return (await self._entry(user, checkin_token, use, read_only)).token
+        """A valid Onedata token for ``user``'s ``use``, from the cache or a new exchange;
+        with ``spaces`` (a mount's filter), narrowed to those spaces and their providers."""
+        return (await self._entry(user, checkin_token, use, read_only, spaces)).token
 
     async def credentials(
-        self, user: str, checkin_token: CheckinToken, use: DatahubUse | str, read_only: bool
+        self,
+        user: str,
+        checkin_token: CheckinToken,
+        use: DatahubUse | str,
+        read_only: bool,
+        *,
+        spaces: Iterable[str] | None = None,
     ) -> DatahubCredentials:
-        """A valid token and the spaces it reaches (discovered when the token was issued)."""
-        entry = await self._entry(user, checkin_token, use, read_only)
+        """A valid token and the spaces it reaches (discovered when the token was issued);
+        ``spaces`` as in `token`."""
+        entry = await self._entry(user, checkin_token, use, read_only, spaces)
         if entry.scope is None:  # the discovery after the exchange failed: try again
             entry.scope = await self.scope(entry.token)
         return DatahubCredentials(entry.token, entry.scope)
 
     async def _entry(
-        self, user: str, checkin_token: CheckinToken, use: DatahubUse | str, read_only: bool
+        self,
+        user: str,
+        checkin_token: CheckinToken,
+        use: DatahubUse | str,
+        read_only: bool,
+        spaces: Iterable[str] | None,
     ) -> _Entry:
         if not isinstance(user, str) or not user:
             raise ValueError("A DataHub token needs the hub user's name")
-        key = (user, DatahubUse(use), bool(read_only))
+        if isinstance(spaces, str):
+            raise TypeError("spaces must be a list of space names or ids, not one string")
+        key = (user, DatahubUse(use), bool(read_only), spaces_key(spaces))
         cached = self._cache.get(key)
         now = self._clock()
         if cached and now < cached.token.valid_until - self.renew_before:
@@ -373,20 +447,19 @@ class DatahubTokens:
                 return cached  # still valid: a failed renewal goes unnoticed
             raise
 
-    def _settle(self, key: tuple[str, DatahubUse, bool], task: asyncio.Task[_Entry]) -> None:
+    def _settle(self, key: _Key, task: asyncio.Task[_Entry]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
         if not task.cancelled():
             task.exception()  # retrieved here, so a task nobody awaited logs no warning
 
-    async def _renew(
-        self, key: tuple[str, DatahubUse, bool], checkin_token: CheckinToken
-    ) -> _Entry:
-        user, use, read_only = key
+    async def _renew(self, key: _Key, checkin_token: CheckinToken) -> _Entry:
+        user, use, read_only, wanted = key
         generation = self._forgotten.get(user, 0)
         fresh = await self._checkin_token(checkin_token)
         try:
-            token = await self._exchange(fresh, use, read_only)
+            narrowing = await self._narrowing(fresh, wanted) if wanted else []
+            token = await self._exchange(fresh, use, read_only, narrowing)
         except DatahubCredentialError as e:
             log.warning("DataHub %s token for %s not issued: %s", use.value, user, e.reason)
             raise
@@ -395,10 +468,11 @@ class DatahubTokens:
         if self._forgotten.get(user, 0) == generation:
             self._cache[key] = entry
         log.info(
-            "DataHub %s token%s issued for %s, valid until %s",
+            "DataHub %s token%s issued for %s%s, valid until %s",
             use.value,
             " (read-only)" if read_only else "",
             user,
+            f" ({len(narrowing[0]['whitelist'])} space(s) only)" if narrowing else "",
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(token.valid_until)),
         )
         try:
@@ -432,19 +506,134 @@ class DatahubTokens:
             )
         return value
 
-    def caveats(self, use: DatahubUse, read_only: bool, valid_until: int) -> list[dict[str, Any]]:
-        """The caveats of a token for ``use``: interface, read-only if asked, and time."""
+    def caveats(
+        self,
+        use: DatahubUse,
+        read_only: bool,
+        valid_until: int,
+        narrowing: Iterable[Mapping[str, Any]] = (),
+    ) -> list[dict[str, Any]]:
+        """The caveats of a token for ``use``: interface, read-only if asked, the
+        ``data.path`` and ``service`` caveats of a spaces filter (`_narrowing`), time."""
         caveats: list[dict[str, Any]] = [{"type": "interface", "interface": use.value}]
         if read_only:
             caveats.append({"type": "data.readonly"})
+        caveats.extend(dict(c) for c in narrowing)
         caveats.append({"type": "time", "validUntil": valid_until})
         return caveats
 
-    async def _post(self, path: str, what: str, *, json: Any, headers: Mapping[str, str]) -> Any:
-        url = f"{self.onezone_url}{path}"
+    async def _narrowing(self, checkin: str, wanted: tuple[str, ...]) -> list[dict[str, Any]]:
+        """``[data.path, service]`` caveats for the user's spaces that ``wanted`` names
+        (by name, id or ``name@id``), asked from Onezone with the Check-in token."""
+        auth = {"X-Auth-Token": f"{self.idp_prefix}:{checkin}"}
+        listing = await self._onezone_json("GET", USER_SPACES_PATH, "space list", auth, checkin)
+        ids = listing.get("spaces") if isinstance(listing, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} answered the space list with something that "
+                f"is not a list of space ids",
+                "bad_answer",
+            )
+        if len(ids) > MAX_USER_SPACES:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} lists more than {MAX_USER_SPACES} spaces for "
+                f"you: the mount's spaces cannot be looked up",
+                "bad_answer",
+            )
+        ids = [i for i in dict.fromkeys(ids) if _ID_RE.match(i)]
+        names_too = any(w not in ids for w in wanted)  # a name (or name@id): ask for all
+        todo = ids if names_too else [i for i in ids if i in wanted]
+        gate = asyncio.Semaphore(_LOOKUPS)
+
+        async def details(space_id: str) -> Any:
+            async with gate:
+                return await self._onezone_json(
+                    "GET", f"{USER_SPACES_PATH}/{quote(space_id, safe='')}", "space details",
+                    auth, checkin,
+                )  # fmt: skip
+
+        answers = await asyncio.gather(*(details(i) for i in todo))
+        chosen: dict[str, set[str]] = {}
+        for space_id, answer in zip(todo, answers, strict=True):
+            if not isinstance(answer, dict):
+                continue
+            name = answer.get("name")
+            names = {space_id} | ({name, f"{name}@{space_id}"} if isinstance(name, str) else set())
+            if not names & set(wanted):
+                continue
+            supports = answer.get("providers", answer.get("providersSupports"))
+            providers = supports if isinstance(supports, dict) else {}
+            chosen[space_id] = {p for p in providers if isinstance(p, str) and _ID_RE.match(p)}
+        if not chosen:
+            raise DatahubCredentialError(
+                f"none of this mount's spaces ({_clean(', '.join(wanted), 120)}) is one of "
+                f"yours at {self.onezone_url}",
+                "refused",
+            )
+        providers = set().union(*chosen.values())
+        if not providers:
+            raise DatahubCredentialError(
+                f"no Oneprovider supports this mount's spaces ({_clean(', '.join(wanted), 120)})",
+                "refused",
+            )
+        return [path_caveat(chosen), service_caveat(providers)]
+
+    async def _onezone_json(
+        self, method: str, path: str, what: str, auth: Mapping[str, str], secret: str
+    ) -> Any:
+        """A Onezone JSON answer to a call authorized with the Check-in token."""
+        response = await self._call(method, path, what, headers=auth)
+        status = response.status_code
+        if status == 401:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} refused your EGI Check-in token "
+                f"({_onedata_error(response, secret)}); logging in again may help",
+                "token_refused",
+            )
+        if not 200 <= status < 300:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} refused the {what} "
+                f"({_onedata_error(response, secret)})",
+                "refused",
+            )
         try:
-            response = await self._client.post(url, json=json, headers=dict(headers))
-        except httpx.TimeoutException as e:
+            return response.json()
+        except ValueError:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} answered the {what} with something that is "
+                f"not JSON",
+                "bad_answer",
+            ) from None
+
+    async def _post(self, path: str, what: str, *, json: Any, headers: Mapping[str, str]) -> Any:
+        return await self._call("POST", path, what, json=json, headers=headers)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        json: Any = None,
+        headers: Mapping[str, str],
+    ) -> httpx.Response:
+        """One call to Onezone within ``deadline`` seconds, its body read to at most
+        `MAX_ANSWER` bytes; the answer comes back as a read `httpx.Response`."""
+        url = f"{self.onezone_url}{path}"
+        too_big = False
+        try:
+            async with asyncio.timeout(self.deadline):
+                async with self._client.stream(
+                    method, url, json=json, headers=dict(headers)
+                ) as streamed:
+                    body = bytearray()
+                    async for chunk in streamed.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_ANSWER:
+                            too_big = True
+                            break
+                    status = streamed.status_code
+        except (httpx.TimeoutException, TimeoutError) as e:
             raise DatahubCredentialError(
                 f"Onezone at {self.onezone_url} did not answer in time ({what})", "unreachable"
             ) from e
@@ -460,7 +649,13 @@ class DatahubTokens:
                 f"{_clean(type(e).__name__)})",
                 "unreachable",
             ) from e
-        status = response.status_code
+        if too_big:
+            raise DatahubCredentialError(
+                f"Onezone at {self.onezone_url} answered the {what} with more than "
+                f"{MAX_ANSWER // 1024 // 1024} MiB (refused, not read on)",
+                "bad_answer",
+            )
+        response = httpx.Response(status, content=bytes(body))
         if status >= 500:
             raise DatahubCredentialError(
                 f"Onezone at {self.onezone_url} is unavailable ({what}: HTTP {status})",
@@ -468,9 +663,15 @@ class DatahubTokens:
             )
         return response
 
-    async def _exchange(self, checkin: str, use: DatahubUse, read_only: bool) -> DatahubToken:
+    async def _exchange(
+        self,
+        checkin: str,
+        use: DatahubUse,
+        read_only: bool,
+        narrowing: Iterable[Mapping[str, Any]] = (),
+    ) -> DatahubToken:
         valid_until = int(self._clock() + self.token_lifetime)
-        caveats = self.caveats(use, read_only, valid_until)
+        caveats = self.caveats(use, read_only, valid_until, narrowing)
         response = await self._post(
             TEMPORARY_TOKENS_PATH,
             "token exchange",
@@ -521,6 +722,9 @@ class DatahubTokens:
                 f"that is not a token scope ({_clean(e)})",
                 "bad_answer",
             ) from e
+
+
+_Key = tuple[str, DatahubUse, bool, tuple[str, ...]]  # user, use, read-only, spaces
 
 
 def _text(value: object, what: str) -> str:

@@ -565,6 +565,7 @@ async def storage_for_pod(spawner: Any, pod: Any) -> KubeStorage | None:
                     checkin_token,
                     DatahubUse.ONECLIENT,
                     mount.read_only,
+                    spaces=mount.spaces,  # narrowed to, and cached per, the mount's spaces
                 )
             except DatahubCredentialError as e:
                 spawner.log.warning("DataHub mount %r: no sidecar (%s)", mount.name, e.reason)

@@ -43,8 +43,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from egi_hub.context import UserContext
-
 from .datahub import DatahubMount
 from .datahub_tokens import DatahubCredentialError, DatahubUse
 from .kube import (
@@ -56,6 +54,7 @@ from .kube import (
     secret_name_for,
 )
 from .mounts import StorageMounts
+from .spawner import mount_standing
 
 __all__ = ["SidecarTokenRenewal", "read_expiry"]
 
@@ -229,7 +228,11 @@ class SidecarTokenRenewal:
             checkin = await self._checkin_token(mount)
             tokens = self._tokens(mount)
             creds = await tokens.credentials(
-                datahub_cache_key(self.spawner.user), checkin, DatahubUse.ONECLIENT, mount.read_only
+                datahub_cache_key(self.spawner.user),
+                checkin,
+                DatahubUse.ONECLIENT,
+                mount.read_only,
+                spaces=mount.spaces,  # the same narrowed token as at start (kube.py)
             )
             token = creds.token
             if item.valid_until is not None and token.valid_until <= item.valid_until:
@@ -290,18 +293,10 @@ class SidecarTokenRenewal:
             if isinstance(result, dict) and isinstance(result.get("auth_state"), dict):
                 await user.save_auth_state(result["auth_state"])
         state = await user.get_auth_state() or {}
-        if state.get("refused"):
-            raise _NotTheirs("the hub refused this user")
-        charge = getattr(self.spawner, "_egi_charge", None)
-        context = UserContext.from_auth_state(user.name, state)
-        storage = StorageMounts.instance(config=self.spawner.config)
-        allowed = (
-            {m.name for m in storage.for_user(context, charge.vo, charge.profile or None)}
-            if charge is not None
-            else set()
-        )
-        if mount.name not in allowed:
-            raise _NotTheirs("the user no longer has this mount: VO membership changed")
+        # The same check as the mounts endpoint's (one function for both).
+        why = mount_standing(self.spawner, state).why_not(mount.name)
+        if why is not None:
+            raise _NotTheirs(why)
         if not result:
             raise DatahubCredentialError(
                 "the Check-in session has ended: the user must log in again", "no_checkin_token"

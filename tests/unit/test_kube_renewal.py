@@ -110,8 +110,9 @@ class Tokens:
         self.issued.append((user, "", token))
         return token
 
-    async def credentials(self, user, checkin, use, read_only) -> DatahubCredentials:
+    async def credentials(self, user, checkin, use, read_only, *, spaces) -> DatahubCredentials:
         self.calls += 1
+        self.spaces = tuple(spaces)  # the mount's filter: the token is narrowed to it
         assert use == DatahubUse.ONECLIENT
         if self.fail is not None:
             raise self.fail

@@ -108,6 +108,16 @@ class Onezone:
             token = f"onedata-{len(self.issued)}-do-not-leak"
             self.issued[token] = until
             return httpx.Response(201, json={"token": token})
+        spaces_of_user = {
+            "s1": {"name": "space-a", "providers": {"p1": 1000}},
+            "s2": {"name": "../evil", "providers": {"p1": 1000}},
+            "s3": {"name": "offline", "providers": {}},
+        }  # what Onezone's GET /user/spaces[/{id}] answers (a mount's spaces filter)
+        if request.url.path == "/api/v3/onezone/user/spaces":
+            return httpx.Response(200, json={"spaces": list(spaces_of_user)})
+        if request.url.path.startswith("/api/v3/onezone/user/spaces/"):
+            space_id = request.url.path.rsplit("/", 1)[1]
+            return httpx.Response(200, json={"spaceId": space_id, **spaces_of_user[space_id]})
         if request.url.path == "/api/v3/onezone/tokens/infer_access_token_scope":
             provider = {"name": "p", "domain": "p.example", "version": "25.2.0", "online": True}
             spaces = {
