@@ -21,6 +21,15 @@ caller's own active servers**, and it is about that server. Concretely:
 - ``?server=<name>`` is not needed (the token says which server); given, it must name
   that same server (else 403). ``?user=`` naming anyone else is a 403.
 
+Which mounts: those the server started with, checked again on every request. The
+user's session is refreshed first (``refresh_auth(force=True)``: the authenticator
+asks Check-in when the access token is due, and applies the VO rules again), then
+`mount_standing` runs ``StorageMounts.for_user`` again on the refreshed auth state. A
+mount the user may no longer have (left its VO; or the hub refused the user, or could
+not confirm their VOs) is an entry with ``error`` and no credentials: no S3 keys, no
+STS credentials, no DataHub token. Keys the server already read stay valid until the
+site rotates them (static S3 keys) or they expire (STS credentials, DataHub tokens).
+
 The answer is never cached (``Cache-Control: no-store``) and never logged.
 """
 
@@ -39,6 +48,8 @@ from egi_hub.singleuser_config import MOUNTS_SCOPE
 
 from .credentials import MountCredentials
 from .datahub_tokens import DatahubCredentialError
+from .mounts import StorageMounts
+from .spawner import MountStanding, mount_standing
 
 __all__ = ["MountsHandler", "is_server_token"]
 
@@ -46,6 +57,7 @@ _NOT_A_SERVER = (
     "Only a server's own API token ($JUPYTERHUB_API_TOKEN of a running server of this "
     "user) may read its storage mounts"
 )
+_UNCONFIRMED = "the hub could not confirm your VO membership with Check-in: log in to the hub again"
 
 
 def is_server_token(spawner: Any, presented: str, token_id: int | None) -> bool:
@@ -95,35 +107,71 @@ class MountsHandler(APIHandler):
         for asked in self.request.query_arguments.get("server", []):
             if asked.decode("utf-8", "replace") != name:
                 raise web.HTTPError(403, "A server may read only its own storage mounts")
-        egi_mounts = getattr(spawner, "egi_mounts", None)
-        resolved = await egi_mounts() if egi_mounts is not None else ()
+        standing = await self._standing(user, spawner)
+        current = [standing.current[n] for n in standing.names if n in standing.current]
 
         async def checkin_token() -> str | None:
             return await self._checkin_token(user)
 
         document = await self.credentials.document(
-            user.name, resolved, checkin_token, user_id=user.id
+            user.name, current, checkin_token, user_id=user.id
         )
+        if len(current) != len(standing.names):
+            document["mounts"] = self._with_withdrawn(standing, document["mounts"])
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.write(json.dumps(document))
 
-    async def _checkin_token(self, user: User) -> str | None:
-        """The user's fresh Check-in access token (refreshed as `AccessTokenHandler`
-        does), or None for a user who never logged in with Check-in (dev login)."""
-        auth_state = await user.get_auth_state() or {}
-        if not auth_state.get("access_token"):
-            return None
+    async def _standing(self, user: User, spawner: Any) -> MountStanding:
+        """Which of the server's mounts the user may still have, on the auth state as
+        refreshed now (see the module docstring)."""
         refreshed = await self.refresh_auth(user, force=True)
-        if refreshed is None:
-            raise DatahubCredentialError(
-                "the Check-in session has ended: log in again", "no_checkin_token"
-            )
-        auth_state = await refreshed.get_auth_state() or {}
+        auth_state = await user.get_auth_state() or {}
+        standing = mount_standing(spawner, auth_state)
+        if refreshed is None and standing.withdrawn is None:
+            # Strict refresh said no (session over, VOs confirmed too long ago):
+            # nothing is confirmed, so nothing is given.
+            return MountStanding(standing.names, {}, withdrawn=_UNCONFIRMED)
+        return standing
+
+    def _with_withdrawn(
+        self, standing: MountStanding, entries: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The document's entries in the server's order, with an error entry (no
+        credentials) for each mount the user may no longer have. A mount the site
+        removed from its list meanwhile is left out, as after a hub restart."""
+        given = {entry["name"]: entry for entry in entries}
+        configured = {
+            m.name: m for m in StorageMounts.instance(config=self.settings.get("config")).mounts
+        }
+        result = []
+        for name in standing.names:
+            if name in given:
+                result.append(given[name])
+            elif name in configured:
+                mount = configured[name]
+                why = standing.why_not(name) or "withdrawn"
+                result.append(
+                    {
+                        "name": name,
+                        "kind": mount.kind,
+                        "path": mount.path,
+                        "read_only": mount.read_only,
+                        "error": f"{mount.kind}: {why}",
+                    }
+                )
+        return result
+
+    async def _checkin_token(self, user: User) -> str | None:
+        """The user's Check-in access token as `_standing` just refreshed it, or None
+        for a user who never logged in with Check-in (dev login)."""
+        auth_state = await user.get_auth_state() or {}
         token = auth_state.get("access_token")
+        if not token:
+            return None
         expires_at = auth_state.get("expires_at")
         if isinstance(expires_at, int | float) and expires_at <= time.time():
             raise DatahubCredentialError(
                 "the Check-in access token has expired: log in again", "no_checkin_token"
             )
-        return token or None
+        return str(token)

@@ -14,15 +14,25 @@ while the server runs and never pass through the spawner's state, the database o
 process's command line. The state keeps the mounts' names only; after a hub restart
 the mounts are resolved again from the site's list, keeping those names (a mount the
 site removed meanwhile is gone, one it added comes with the next start).
+
+Membership is not fixed at admission: `mount_standing` says which of a running server's
+mounts its user may *still* have, by running `StorageMounts.for_user` again on the
+auth state as the authenticator last refreshed it (the ``refused`` flag included). The
+mounts endpoint asks it on every request and the Kubernetes sidecar renewal before
+every renewal, so a user who left a mount's VO (or whom the hub refused) gets no new
+credential for it from either.
 """
 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from traitlets import HasTraits
 
+from egi_hub.context import UserContext
 from egi_hub.names import path_component
 from egi_hub.singleuser_config import MOUNTS_API_PATH
 
@@ -32,7 +42,9 @@ __all__ = [
     "MOUNTS_FILE_ENV",
     "MOUNTS_URL_ENV",
     "STORAGE_DIR_ENV",
+    "MountStanding",
     "StorageSpawnerMixin",
+    "mount_standing",
     "server_storage_paths",
 ]
 
@@ -55,6 +67,64 @@ def server_storage_paths(server_name: str) -> tuple[str, str]:
     folder = "default" if not server_name else "named-" + path_component(server_name)
     base = posixpath.join(SERVERS_DIR, folder)
     return posixpath.join(base, "mounts.json"), posixpath.join(base, "storage")
+
+
+#: Why a refused user's mounts are withdrawn (the refusal's reason is not repeated).
+REFUSED = "the hub refused this user: log in to the hub again to find out why"
+#: Why a mount the user's VOs no longer give is withdrawn.
+VO_CHANGED = (
+    "VO membership changed: you no longer have this mount "
+    "(restart your server to get the mounts you have now)"
+)
+
+
+@dataclass(frozen=True)
+class MountStanding:
+    """Which of a running server's mounts its user may still have (`mount_standing`)."""
+
+    #: The server's mounts, by the names it started with, in that order.
+    names: tuple[str, ...]
+    #: Those the user may still have, resolved anew (same VO and settings as before).
+    current: Mapping[str, ResolvedMount]
+    #: Why every mount is withdrawn (the hub refused the user), or None.
+    withdrawn: str | None = None
+
+    def why_not(self, name: str) -> str | None:
+        """None when the user may still have mount ``name``; else why not (a message
+        for the user, with no secret in it)."""
+        if self.withdrawn is not None:
+            return self.withdrawn
+        return None if name in self.current else VO_CHANGED
+
+
+def mount_standing(spawner: Any, auth_state: Mapping[str, Any] | None) -> MountStanding:
+    """The standing of ``spawner``'s mounts under ``auth_state`` (the user's, as the
+    authenticator last refreshed it: the caller refreshes first).
+
+    ``StorageMounts.for_user`` runs again with the server's charged VO and profile; a
+    mount counts only if it resolves as it did when the server started (same VO and
+    expanded settings: a user who left the charged VO but is in another of the mount's
+    VOs would otherwise be switched to that VO's bucket or export mid-session). After a
+    hub restart, when the first resolution is gone, the new one is taken as it is.
+    """
+    names = tuple(getattr(spawner, "_egi_mount_names", None) or ())
+    state = auth_state or {}
+    if state.get("refused"):
+        return MountStanding(names, {}, withdrawn=REFUSED)
+    charge = getattr(spawner, "_egi_charge", None)
+    if charge is None or not names:
+        return MountStanding(names, {})
+    context = UserContext.from_auth_state(spawner.user.name, dict(state))
+    storage = StorageMounts.instance(config=spawner.config)
+    fresh = {m.name: m for m in storage.for_user(context, charge.vo, charge.profile or None)}
+    started = getattr(spawner, "_egi_mounts", None)
+    before = {m.name: m for m in started} if started is not None else None
+    current = {
+        name: fresh[name]
+        for name in names
+        if name in fresh and (before is None or before.get(name) == fresh[name])
+    }
+    return MountStanding(names, current)
 
 
 class StorageSpawnerMixin(HasTraits):
