@@ -12,15 +12,24 @@ userinfo endpoint accepts, as Onezone's authority delegation does), ``GET /user`
 named tokens (get by name, create, delete by id), temporary tokens (a ``time`` caveat is
 required), ``POST /tokens/infer_access_token_scope`` (no auth header). Caveats enforced:
 ``time`` (expired -> 401), ``interface`` (``oneclient`` tokens cannot call REST),
-``data.readonly`` (writes -> POSIX ``eacces``); tokens with ``data.*`` or ``oneclient``
-caveats are refused by every Onezone call but scope discovery.
+``data.readonly`` (writes -> POSIX ``eacces``), ``data.path`` (a whitelist of
+base64-encoded canonical paths ``/<space id>[/...]``: other spaces are invisible, so
+``lookup-file-id``, ``GET /spaces`` and scope discovery leave them out and a file id in
+one is POSIX ``enoent``; a file of a visible space outside the whitelist is ``eacces``)
+and ``service`` (``opw-<provider id>``/``opw-*``: any other provider answers 401
+``tokenCaveatUnverified``, Onezone too unless ``ozw-onezone`` is listed; scope discovery
+names only whitelisted providers); tokens with ``data.*`` or ``oneclient``
+caveats are refused by every Onezone call but scope discovery. ``GET /user/spaces`` and
+``GET /user/spaces/{id}`` (``{"spaceId", "name", "providers": {id: size}}``) answer a
+user's spaces, e.g. to an IdP token.
 
 Oneprovider: ``lookup-file-id``, ``/data/{id}`` (stat with attributes as a JSON body or
 ``?attribute=``, children paging with ``limit`` <= 1000, ranged content, ``PUT`` content
 truncating without ``offset``, create by path, ``DELETE``), ``GET /spaces``, and CDMI
-``move``. Errors are Onedata's JSON (``posix`` errnos, ``unauthorized``...). Files live in
-memory. Tokens are opaque random strings here (real ones are macaroons): nothing outside
-the stand-in may parse them.
+``move``. `OnedataStandin.start_provider` runs another Oneprovider (same files, own id)
+to test ``service`` caveats against a second real server. Errors are Onedata's JSON
+(``posix`` errnos, ``unauthorized``...). Files live in memory. Tokens are opaque random
+strings here (real ones are macaroons): nothing outside the stand-in may parse them.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 PROVIDER_VERSION = "25.2.0"
 MAX_LIMIT = 1000
-CAVEAT_TYPES = {"time", "interface", "data.readonly", "service"}
+CAVEAT_TYPES = {"time", "interface", "data.readonly", "data.path", "service"}
 NAME_RE = re.compile(r"^[\w][\w\-.() ]{0,48}[\w)]$")
 DEFAULT_ATTRS = [
     "fileId", "parentFileId", "name", "posixPermissions", "atime", "mtime", "ctime",
@@ -117,6 +126,38 @@ class Token:
 
     def has_data_caveats(self) -> bool:
         return any(c["type"].startswith("data.") for c in self.caveats)
+
+    def paths(self) -> list[list[str]] | None:
+        """The ``data.path`` whitelists, each as decoded canonical paths split into
+        ``[space id, ...]`` (every caveat must hold); None without such a caveat."""
+        found = [c for c in self.caveats if c["type"] == "data.path"]
+        if not found:
+            return None
+        return [[base64.b64decode(e).decode().strip("/") for e in c["whitelist"]]
+                for c in found]  # fmt: skip
+
+    def path_allowed(self, canonical: str) -> bool:
+        """Whether ``<space id>/<path>`` is a whitelisted path or below one, per caveat."""
+        whitelists = self.paths()
+        return whitelists is None or all(
+            any(canonical == w or canonical.startswith(w + "/") for w in wl) for wl in whitelists
+        )
+
+    def space_visible(self, space_id: str) -> bool:
+        """Whether a ``data.path`` caveat leaves any of the space visible."""
+        whitelists = self.paths()
+        return whitelists is None or all(
+            any(w.split("/")[0] == space_id for w in wl) for wl in whitelists
+        )
+
+    def service_allowed(self, service: str) -> bool:
+        """Whether every ``service`` caveat lists ``service`` (or its type's ``*``)."""
+        kind = service.split("-", 1)[0]
+        return all(
+            service in c["whitelist"] or f"{kind}-*" in c["whitelist"]
+            for c in self.caveats
+            if c["type"] == "service"
+        )
 
 
 @dataclass
@@ -450,6 +491,15 @@ class OnezoneApi:
             if rel == "/user" and method == "GET":
                 return 200, {"userId": user_id, "fullName": self.state.users[user_id],
                              "username": None}, {}  # fmt: skip
+            if rel == "/user/spaces" and method == "GET":
+                mine = [s.space_id for s in self.state.spaces.values() if user_id in s.members]
+                return 200, {"spaces": mine}, {}
+            if rel.startswith("/user/spaces/") and method == "GET":
+                space = self.state.spaces.get(unquote(rel.rsplit("/", 1)[1]))
+                if space is None or user_id not in space.members:
+                    raise ApiError(404, "notFound", "The resource could not be found.")
+                return 200, {"spaceId": space.space_id, "name": space.name,
+                             "providers": {p: 10**12 for p in space.supports}}, {}  # fmt: skip
             if rel.startswith("/user/tokens/named/name/") and method == "GET":
                 return self.named_by_name(user_id, unquote(rel.rsplit("/", 1)[1]))
             if rel == "/user/tokens/named" and method == "POST":
@@ -462,6 +512,11 @@ class OnezoneApi:
 
     def authenticate(self, serialized: str) -> str:
         user_id, record = self.state.resolve(serialized)
+        if record is not None and not record.service_allowed("ozw-onezone"):
+            caveat = next(c for c in record.caveats if c["type"] == "service")
+            raise unauthorized(
+                "tokenCaveatUnverified", "Token caveat unverified: service.", {"caveat": caveat}
+            )
         if record is not None and (record.has_data_caveats() or record.interface() == "oneclient"):
             bad = next(c for c in record.caveats if c["type"].startswith("data.")
                        or c.get("interface") == "oneclient")  # fmt: skip
@@ -508,7 +563,24 @@ class OnezoneApi:
         if c["type"] == "interface":
             return c.get("interface") in ("oneclient", "rest", "graphsync")
         if c["type"] == "service":
-            return isinstance(c.get("whitelist"), list)
+            return isinstance(c.get("whitelist"), list) and all(
+                isinstance(w, str) and re.fullmatch(r"(ozw|ozp|opw|opp)-[\w*-]+", w)
+                for w in c["whitelist"]
+            )
+        if c["type"] == "data.path":
+            entries = c.get("whitelist")
+            if not isinstance(entries, list) or not entries:
+                return False
+            try:
+                paths = [base64.b64decode(e, validate=True).decode() for e in entries]
+            except (ValueError, TypeError):
+                return False
+            # canonical: "/<space id>[/...]", no trailing slash, no empty or dot segments
+            return all(
+                p.startswith("/") and p != "/" and not p.endswith("/")
+                and all(seg not in ("", ".", "..") for seg in p[1:].split("/"))
+                for p in paths
+            )  # fmt: skip
         return True
 
     def create_named(self, user_id: str, data: Any):
@@ -547,13 +619,17 @@ class OnezoneApi:
         user_id, record = self.state.resolve(serialized)
         spaces, providers = {}, {}
         for space in self.state.spaces.values():
-            if user_id not in space.members:
+            if user_id not in space.members or (
+                record and not record.space_visible(space.space_id)
+            ):
                 continue
+            supports = {pid: ro for pid, ro in space.supports.items()
+                        if record is None or record.service_allowed(f"opw-{pid}")}  # fmt: skip
             spaces[space.space_id] = {
                 "name": space.name,
-                "supports": {pid: {"readonly": ro} for pid, ro in space.supports.items()},
+                "supports": {pid: {"readonly": ro} for pid, ro in supports.items()},
             }
-            for pid in space.supports:
+            for pid in supports:
                 providers[pid] = dict(self.state.providers[pid])
         scope = {
             "readonly": bool(record and record.readonly()),
@@ -581,13 +657,21 @@ class ProviderApi:
             raise unauthorized(
                 "tokenCaveatUnverified", "Token caveat unverified: interface.", {"caveat": caveat}
             )
+        if record is not None and not record.service_allowed(f"opw-{self.provider_id}"):
+            caveat = next(c for c in record.caveats if c["type"] == "service")
+            raise unauthorized(
+                "tokenCaveatUnverified", "Token caveat unverified: service.", {"caveat": caveat}
+            )
+        self.record = record
         return user_id, record
 
     def space_of(self, user_id: str, spec: str) -> Space:
         name, _, space_id = spec.partition("@")
+        record = getattr(self, "record", None)
         for space in self.state.spaces.values():
             if (
                 user_id in space.members
+                and (record is None or record.space_visible(space.space_id))
                 and space.name == name
                 and (not space_id or space.space_id == space_id)
                 and self.provider_id in space.supports
@@ -602,7 +686,20 @@ class ProviderApi:
         space = self.state.spaces[node.space_id]
         if user_id not in space.members or self.provider_id not in space.supports:
             raise ApiError(403, "forbidden", "You are not authorized to perform this operation.")
+        record = getattr(self, "record", None)
+        if record is not None and not record.space_visible(node.space_id):
+            raise posix("enoent", "No such file or directory.")  # invisible with this token
+        if record is not None and not record.path_allowed(self.canonical(node)):
+            raise posix("eacces", "Permission denied.")
         return node
+
+    def canonical(self, node: Node) -> str:
+        """``<space id>/<path>`` of a node, as ``data.path`` caveats name files."""
+        parts, cur = [], node
+        while cur.parent is not None:
+            parts.append(cur.name)
+            cur = self.state.nodes[cur.parent]
+        return "/".join([node.space_id, *reversed(parts)])
 
     def writable(self, record: Token | None, space_id: str) -> None:
         if record is not None and record.readonly():
@@ -621,7 +718,8 @@ class ProviderApi:
             rel = path[len(self.base) :]
             if rel == "/spaces" and method == "GET":
                 mine = [s for s in self.state.spaces.values()
-                        if user_id in s.members and self.provider_id in s.supports]  # fmt: skip
+                        if user_id in s.members and self.provider_id in s.supports
+                        and (record is None or record.space_visible(s.space_id))]  # fmt: skip
                 return 200, [{"spaceId": s.space_id, "name": s.name} for s in mine], {}
             if rel.startswith("/lookup-file-id/") and method == "POST":
                 parts = split_path(rel[len("/lookup-file-id/") :])
@@ -935,6 +1033,25 @@ class OnedataStandin:
         self.state.providers[self.provider_id] = {
             "name": "Stand-in Oneprovider", "domain": self.provider_host,
             "version": PROVIDER_VERSION, "online": True}  # fmt: skip
+
+    def start_provider(self, name: str) -> tuple[str, str]:
+        """Another running Oneprovider over the same files, with an id of its own;
+        returns ``(provider id, https URL)``. Support spaces with ``add_space``'s
+        ``other_supports``; it stops with the stand-in."""
+        provider_id = "standin-provider-" + secrets.token_hex(8)
+        handler = type("oneproviderHandler", (Handler,), {"state": self.state,
+                       "server_role": "oneprovider", "provider_id": provider_id})  # fmt: skip
+        server = _TLSServer(("127.0.0.1", 0), handler)
+        server.tls = self._servers[1].tls
+        threading.Thread(target=server.serve_forever, daemon=True,
+                         name=f"onedata-standin-{name}").start()  # fmt: skip
+        self._servers.append(server)
+        host = f"127.0.0.1:{server.server_port}"
+        with self.state.lock:
+            self.state.providers[provider_id] = {
+                "name": name, "domain": host, "version": PROVIDER_VERSION,
+                "online": True}  # fmt: skip
+        return provider_id, f"https://{host}"
 
     def client_tls(self) -> ssl.SSLContext:
         """A client TLS context trusting the stand-in's CA (httpx's ``verify=``)."""

@@ -29,6 +29,10 @@ What Onezone and the provider answer is hostile input too:
   space. (IP literals: a provider registered without a domain is reached by its
   address, and the test stand-in listens on 127.0.0.1. A literal is no riskier than a
   name, which may resolve to any address.) Redirects are never followed;
+- a listing stops with an error after `MAX_ENTRIES` entries or `MAX_PAGES` pages, or
+  when a provider sends a page token it sent before: a provider answering
+  ``isLast: false`` for ever would otherwise keep ``ls`` (and the file browser) paging
+  and growing without end;
 - a child name in a listing with ``/``, NUL or other control characters, or one that is
   ``.``, ``..`` or empty, is skipped with a warning: it could otherwise be joined into a
   path that means another file (the rest of the listing still shows).
@@ -57,6 +61,8 @@ from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 SCOPE_TTL = 60.0  # seconds a scope answer is reused (Onedata's own client: 2 s)
 PAGE = 1000  # Onedata's largest children page
+MAX_ENTRIES = 100_000  # entries of one listing: a bigger folder is an error, not a hang
+MAX_PAGES = 1_000  # pages of one listing (a provider may send short or empty pages)
 MIN_PROVIDER = (21, 2, 1)
 ATTRS = ["fileId", "name", "type", "size", "mtime", "posixPermissions"]
 
@@ -494,6 +500,8 @@ class DatahubFileSystem(AbstractFileSystem):
         prefix = "/".join(parts)
         entries: list[dict[str, Any]] = []
         params: dict[str, Any] = {"limit": PAGE}
+        seen: set[str] = set()
+        pages = listed = 0
         while True:
             url = f"{base}/api/v3/oneprovider/data/{quote(file_id)}/children"
             try:
@@ -502,10 +510,27 @@ class DatahubFileSystem(AbstractFileSystem):
                 info = self.info(path)
                 return [info] if detail else [info["name"]]
             page = r.json()
-            entries.extend(self._children(prefix, page.get("children") or [], path))
+            children = page.get("children") or []
+            pages, listed = pages + 1, listed + len(children)
+            if listed > MAX_ENTRIES or pages > MAX_PAGES:
+                raise DatahubError(
+                    errno.EFBIG,
+                    f"DataHub: '{path}' lists more than {MAX_ENTRIES:,} entries or "
+                    f"{MAX_PAGES:,} pages; listing stopped (open its files by path, or "
+                    f"split the folder)",
+                )
+            entries.extend(self._children(prefix, children, path))
             if page.get("isLast", True) or not page.get("nextPageToken"):
                 break
-            params = {"limit": PAGE, "token": page["nextPageToken"]}
+            next_token = str(page["nextPageToken"])
+            if next_token in seen:
+                raise DatahubError(
+                    errno.EIO,
+                    f"DataHub: the provider repeated a page token while listing '{path}' "
+                    f"(it would list for ever); listing stopped",
+                )
+            seen.add(next_token)
+            params = {"limit": PAGE, "token": next_token}
         return entries if detail else [e["name"] for e in entries]
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
