@@ -199,10 +199,22 @@ class Mount:
         """This kind's own fields from ``data``; `TraitPathError` names a bad key."""
         return {}
 
+    def templates_use_vo(self) -> bool:
+        """Whether a templated key uses ``{vo}``."""
+        return any("vo" in check_template(getattr(self, key)) for key in self.templates)
+
+    @property
+    def depends_on_vo(self) -> bool:
+        """Whether what a server gets depends on the VO ``{vo}`` stands for (a templated
+        key uses it; kinds with per-VO credentials say so too)."""
+        return self.templates_use_vo()
+
     def vo_for(self, context: UserContext, charged_vo: str | None) -> tuple[bool, str | None]:
         """Whether the user gets this mount, and the VO its ``{vo}`` stands for."""
         if not self.vos:
-            vo = charged_vo or context.primary_vo
+            # The charged VO only while the user is in it (a running server's mounts
+            # are checked again after a refresh: egi_hub.storage_mounts.spawner).
+            vo = charged_vo if charged_vo in context.vos else context.primary_vo
         else:
             admitted = [
                 vo
@@ -212,8 +224,7 @@ class Mount:
             if not admitted:
                 return False, None
             vo = charged_vo if charged_vo in admitted else admitted[0]
-        uses_vo = any("vo" in check_template(getattr(self, key)) for key in self.templates)
-        if uses_vo and not vo:
+        if self.templates_use_vo() and not vo:
             return False, None
         return True, vo
 

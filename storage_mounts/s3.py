@@ -174,6 +174,11 @@ class S3Mount(Mount):
     sts_web_identity: str = ""
 
     @property
+    def depends_on_vo(self) -> bool:
+        """Templates with ``{vo}``, or per-VO keys (another VO: another key pair)."""
+        return super().depends_on_vo or bool(self.per_vo)
+
+    @property
     def uses_sts(self) -> bool:
         """Whether users get temporary credentials from an STS endpoint (not static keys)."""
         return bool(self.sts_endpoint_url)

@@ -102,9 +102,10 @@ def mount_standing(spawner: Any, auth_state: Mapping[str, Any] | None) -> MountS
     authenticator last refreshed it: the caller refreshes first).
 
     ``StorageMounts.for_user`` runs again with the server's charged VO and profile; a
-    mount counts only if it resolves as it did when the server started (same VO and
-    expanded settings: a user who left the charged VO but is in another of the mount's
-    VOs would otherwise be switched to that VO's bucket or export mid-session). After a
+    mount counts only if it resolves as it did when the server started (same expanded
+    settings, and the same VO where the mount depends on it: a user who left the
+    charged VO but is in another of the mount's VOs would otherwise be switched to that
+    VO's bucket, export or keys mid-session). After a
     hub restart, when the first resolution is gone, the new one is taken as it is.
     """
     names = tuple(getattr(spawner, "_egi_mount_names", None) or ())
@@ -122,9 +123,20 @@ def mount_standing(spawner: Any, auth_state: Mapping[str, Any] | None) -> MountS
     current = {
         name: fresh[name]
         for name in names
-        if name in fresh and (before is None or before.get(name) == fresh[name])
+        if name in fresh and (before is None or _same(before.get(name), fresh[name]))
     }
     return MountStanding(names, current)
+
+
+def _same(before: ResolvedMount | None, now: ResolvedMount) -> bool:
+    """Whether ``now`` gives the server what ``before`` gave: same mount and expanded
+    settings, and the same VO where that matters (``{vo}``, per-VO keys)."""
+    return (
+        before is not None
+        and before.mount == now.mount
+        and before.settings == now.settings
+        and (before.vo == now.vo or not now.mount.depends_on_vo)
+    )
 
 
 class StorageSpawnerMixin(HasTraits):

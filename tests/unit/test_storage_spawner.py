@@ -395,6 +395,34 @@ async def test_mounts_are_resolved_again_from_state_after_a_hub_restart(alice_sp
         assert "egi_mounts" not in restarted.get_state()
 
 
+async def test_standing_follows_the_users_vos_after_admission(alice_spawner):
+    """`mount_standing` (the mounts endpoint's and the sidecar renewal's check): the
+    VOs of the auth state as refreshed now decide, not those of the admission."""
+    from egi_hub.context import UserContext
+    from egi_hub.storage_mounts.spawner import REFUSED, VO_CHANGED, mount_standing
+
+    spawner = alice_spawner
+    spawner.user_options = {"profile": "a"}
+    spawner._egi_charge = await spawner.admit()
+    await spawner.egi_mounts()
+    same = mount_standing(
+        spawner, UserContext.from_entitlements("alice", ALICE_ENT).to_auth_state()
+    )
+    assert list(same.current) == ["scratch", "datahub", "shared"]
+    assert [same.why_not(n) for n in same.names] == [None, None, None]
+    # Left VO_A for VO_B: the VO-less datahub stays; shared is also VO_B's, but its
+    # {vo} would switch to VO_B's export mid-session, so it is withdrawn too.
+    moved = mount_standing(spawner, UserContext.from_entitlements("alice", BOB_ENT).to_auth_state())
+    assert list(moved.current) == ["datahub"]
+    assert moved.why_not("scratch") == moved.why_not("shared") == VO_CHANGED
+    # In no VO at all; refused (whatever else the state says); no auth state.
+    nothing = mount_standing(spawner, UserContext.from_entitlements("alice", []).to_auth_state())
+    assert list(nothing.current) == ["datahub"]
+    refused = mount_standing(spawner, {"refused": "x", **same.current["scratch"].settings})
+    assert refused.current == {} and refused.why_not("datahub") == REFUSED
+    assert list(mount_standing(spawner, None).current) == ["datahub"]
+
+
 async def test_profile_and_vo_rules_decide_for_another_vo(tmp_path):
     configure()
     with local_vo_spawner(tmp_path, "bob", BOB_ENT, PROFILES) as spawner:
