@@ -112,7 +112,9 @@ def mount_standing(spawner: Any, auth_state: Mapping[str, Any] | None) -> MountS
     state = auth_state or {}
     if state.get("refused"):
         return MountStanding(names, {}, withdrawn=REFUSED)
-    charge = getattr(spawner, "_egi_charge", None)
+    # The admission's charge: `VOSpawnerMixin` keeps it only once the start returned,
+    # and the server's keeper may ask before that.
+    charge = getattr(spawner, "_egi_admitted", None) or getattr(spawner, "_egi_charge", None)
     if charge is None or not names:
         return MountStanding(names, {})
     context = UserContext.from_auth_state(spawner.user.name, dict(state))
@@ -142,6 +144,8 @@ def _same(before: ResolvedMount | None, now: ResolvedMount) -> bool:
 class StorageSpawnerMixin(HasTraits):
     """Storage mounts per server (put it before `VOSpawnerMixin` in the bases)."""
 
+    # The charge the mounts were resolved with at admission (this process only).
+    _egi_admitted: Any = None
     # The mounts of the server being started or running (None: not resolved yet).
     _egi_mounts: tuple[ResolvedMount, ...] | None = None
     # Their names, kept in the spawner state (never credentials).
@@ -158,6 +162,7 @@ class StorageSpawnerMixin(HasTraits):
         charge = await super().admit()
         context = await self.user_context()
         mounts = self.storage.for_user(context, charge.vo, charge.profile or None)
+        self._egi_admitted = charge
         self._egi_mounts = tuple(mounts)
         self._egi_mount_names = tuple(m.name for m in mounts)
         if mounts:
@@ -225,6 +230,7 @@ class StorageSpawnerMixin(HasTraits):
 
     def clear_state(self) -> None:
         super().clear_state()
+        self._egi_admitted = None
         self._egi_mounts = None
         self._egi_mount_names = None
         self.egi_server_token_id = None
