@@ -17,11 +17,19 @@ restart. It writes, each file replaced atomically and readable by the user only:
 
 - ``$EGI_MOUNTS_FILE`` (the hub sets ``~/.egi/servers/<server>/mounts.json``; default
   ``~/.egi/mounts.json``): the document, checked entry by entry (an entry that is not
-  valid becomes an error entry saying why, never silently missing);
+  valid becomes an error entry saying why, never silently missing), without secrets;
 - per mount, the credentials its filesystem re-reads when they change: an S3 credential
   document ``$EGI_STORAGE_DIR/<name>.json`` (`egi_hub.singleuser.s3`) and a DataHub REST
   token ``$EGI_STORAGE_DIR/<name>.token`` (`egi_hub.singleuser.datahub`);
   ``$EGI_STORAGE_DIR`` defaults to ``storage`` beside the document.
+
+Secrets are kept in the credential files only: the stored document names each mount's
+settings without its key, secret, session token or token (`store_document`), so the
+home volume, which backups and NFS-backed homes copy, holds no credential unless the
+storage folder is on it. On Kubernetes the spawner puts ``$EGI_STORAGE_DIR`` on a
+memory-backed volume (``emptyDir: {medium: Memory}``); on one machine it stays under
+``~/.egi`` and the keeper removes the credential files when the server stops
+(`remove_credentials`, at the process's normal exit; a killed process cannot).
 
 Every path is per server: two named servers of one user share a home folder, and a keeper
 removes the credential files its document no longer names. The extension exports both
@@ -37,6 +45,7 @@ reaches every open filesystem by its file. The file browser shows the mounts thr
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import json
 import logging
@@ -66,6 +75,7 @@ __all__ = [
     "mounts_file",
     "parse_document",
     "read_only_dirfs",
+    "remove_credentials",
     "store_document",
     "write_private",
 ]
@@ -101,6 +111,12 @@ _FIELDS: dict[str, dict[str, str]] = {
         "spaces": "optional list of text",
     },
     "nfs": {"server": _TEXT, "export": _TEXT, "local_path": _OPT_TEXT},
+}
+#: The fields that are credentials: kept in the credential files, never in the stored
+#: document (`store_document`), so optional when a stored document is read back.
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "s3": ("key", "secret", "session_token"),
+    "datahub": ("token",),
 }
 
 
@@ -166,7 +182,8 @@ class MountEntry:
         """The path's segments: ``("s3", "scratch")``."""
         return tuple(self.path.strip("/").split("/"))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, secrets: bool = True) -> dict[str, Any]:
+        """The entry as the document has it (``secrets=False``: credentials left out)."""
         out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
@@ -176,7 +193,8 @@ class MountEntry:
         if self.error is not None:
             out["error"] = self.error
         else:
-            out[self.kind] = dict(self.settings or {})
+            hidden = () if secrets else SECRET_FIELDS.get(self.kind, ())
+            out[self.kind] = {k: v for k, v in (self.settings or {}).items() if k not in hidden}
         return out
 
 
@@ -187,8 +205,8 @@ class MountsDocument:
     mounts: tuple[MountEntry, ...] = ()
     refresh_at: float | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mounts": [m.to_json() for m in self.mounts]}
+    def to_json(self, *, secrets: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"mounts": [m.to_json(secrets=secrets) for m in self.mounts]}
         if self.refresh_at is not None:
             out["refresh_at"] = self.refresh_at
         return out
@@ -213,8 +231,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _settings_problem(kind: str, obj: Any) -> str | None:
-    """Why ``obj`` is not a valid kind object (names the field, never its value)."""
+def _settings_problem(kind: str, obj: Any, stored: bool = False) -> str | None:
+    """Why ``obj`` is not a valid kind object (names the field, never its value);
+    ``stored``: a document as `store_document` wrote it (no secret fields)."""
     if not isinstance(obj, Mapping):
         return f"its {kind!r} description is not an object"
     spec = _FIELDS[kind]
@@ -223,7 +242,9 @@ def _settings_problem(kind: str, obj: Any) -> str | None:
         return f"unknown field {unknown[0]!r} in its {kind!r} description"
     for key, what in spec.items():
         value = obj.get(key)
-        if value is None and what.startswith("optional"):
+        if value is None and (
+            what.startswith("optional") or (stored and key in SECRET_FIELDS.get(kind, ()))
+        ):
             continue
         if what.endswith("number"):
             ok = _is_number(value)
@@ -244,8 +265,9 @@ def _overlaps(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return a[:n] == b[:n]
 
 
-def parse_document(data: Any) -> MountsDocument:
-    """Check a mounts document from the hub (hostile input) and build a `MountsDocument`.
+def parse_document(data: Any, *, stored: bool = False) -> MountsDocument:
+    """Check a mounts document from the hub (hostile input) and build a `MountsDocument`
+    (``stored``: one `store_document` wrote, whose entries have no secret fields).
 
     An entry without a usable name, kind or path, a duplicate name, or a path inside
     another mount's path is left out (logged by name): it could not be shown at a place of
@@ -283,7 +305,7 @@ def parse_document(data: Any) -> MountsDocument:
         elif error is not None:
             problem = error if isinstance(error, str) else "the hub reported an error"
         else:
-            problem = _settings_problem(kind, raw.get(kind))
+            problem = _settings_problem(kind, raw.get(kind), stored)
             if problem is not None:
                 problem = f"the hub sent an invalid description of this mount: {problem}"
         if problem is not None:
@@ -306,7 +328,7 @@ def load_mounts(path: str | os.PathLike | None = None) -> list[MountEntry]:
     except ValueError:
         # The JSON error would quote the document, credentials included.
         raise ValueError(f"the mounts document {path} is not JSON") from None
-    return list(parse_document(data).mounts)
+    return list(parse_document(data, stored=True).mounts)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -380,8 +402,41 @@ def store_document(
             if (name, kind) not in keep:
                 (storage / f"{name}{suffix}").unlink(missing_ok=True)
     result = MountsDocument(tuple(written), doc.refresh_at)
-    write_private(path, json.dumps(result.to_json(), indent=1))
+    write_private(path, json.dumps(result.to_json(secrets=False), indent=1))
     return result
+
+
+def remove_credentials(storage: Path | None = None) -> list[Path]:
+    """Remove this server's credential files (the server is stopping); returns them.
+
+    In the storage folder: every ``<mount>.json`` and ``<mount>.token`` and the keeper's
+    temporary files, and the folder itself once empty; nothing else (a user's own files
+    there stay). The stored document holds no secret and stays, as do the checkpoints
+    beside it (user data). Symbolic links are removed, never followed.
+    """
+    storage = storage or _storage_dir()
+    removed: list[Path] = []
+    try:
+        names = sorted(os.listdir(storage))
+    except OSError:  # none (no mounts, or removed already)
+        return removed
+    for name in names:
+        stem, dot, suffix = name.rpartition(".")
+        ours = (dot and suffix in ("json", "token") and _NAME.fullmatch(stem)) or (
+            name.startswith(".") and name.endswith(".tmp")
+        )
+        target = storage / name
+        if ours and (target.is_symlink() or target.is_file()):
+            try:
+                target.unlink()
+                removed.append(target)
+            except OSError as e:
+                log.warning("Could not remove the credential file %s: %s", target, e.strerror)
+    try:
+        storage.rmdir()
+    except OSError:
+        pass  # not empty (a user's own file), or gone
+    return removed
 
 
 def _safe_load(path: Path) -> list[MountEntry]:
@@ -598,4 +653,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         return  # not a JupyterHub server: nobody to ask
     keeper = MountsKeeper(api_url, api_token, path, storage)
     serverapp._egi_mounts_task = asyncio.ensure_future(keeper.run())
+    # At the server's exit (JupyterHub stops it with a signal, which jupyter-server
+    # turns into a normal exit): no credential left behind in the home folder.
+    atexit.register(remove_credentials, storage)
     serverapp.log.info("egi-hub: keeping the storage mounts in %s", path)

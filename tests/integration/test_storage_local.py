@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.s3server import start_s3_server
-from tests.stackrunner import TEST_SERVICE, processes_in, start_stack
+from tests.stackrunner import TEST_SERVICE, processes_in, start_stack, wait_for
 
 KEY, SECRET = "scratchkey00001", "scratch-secret-never-logged-0001"
 ENV = {"EGI_TEST_S3_KEY": KEY, "EGI_TEST_S3_SECRET": SECRET}
@@ -256,6 +256,27 @@ def test_hub_answers_and_log_never_carry_the_s3_secret(stack):
     # Names only in the server's state, as the admin sees it.
     model = stack.api.get("/users/alice").json()["servers"][""]
     assert model["state"].get("egi_mounts") == ["scratch", "datahub", "shared"]
+
+
+def test_the_home_keeps_no_credential_and_none_after_the_server_stops(stack):
+    """The real keeper in alice's real server: secrets only in the credential files
+    (the document on the home volume has none), and those removed when JupyterHub
+    stops the server; her own files in the folder and the document stay."""
+    folder = stack.data_dir / "users" / "alice" / ".egi" / "servers" / "default"
+    creds = folder / "storage" / "scratch.json"
+    wait_for(creds.exists, 60, "alice's keeper to write her S3 credentials")
+    assert SECRET in creds.read_text()
+    document = (folder / "mounts.json").read_text()
+    assert SECRET not in document and KEY not in document and '"scratch"' in document
+    own = folder / "storage" / "notes.txt"
+    own.write_text("mine")
+    stack.stop_server("alice")
+    try:
+        assert not creds.exists()
+        assert own.read_text() == "mine" and (folder / "mounts.json").exists()
+    finally:
+        own.unlink()
+        stack.start_server("alice")  # as the other tests expect it
 
 
 def test_missing_s3_variable_stops_egi_hub_up_naming_it(tmp_path):

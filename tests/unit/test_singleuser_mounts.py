@@ -225,6 +225,52 @@ def test_store_document_removes_credentials_of_mounts_gone_or_in_error(tmp_path)
     assert load_mounts(path)[0].error == "DataHub: token exchange refused"
 
 
+def test_the_stored_document_holds_no_secret_and_reads_back(tmp_path):
+    """Secrets go to the credential files only (on Kubernetes a memory-backed folder);
+    the document on the home volume names the mounts without them."""
+    path, storage = tmp_path / "mounts.json", tmp_path / "storage"
+    s3 = s3_entry()
+    s3["s3"]["session_token"] = "sts-session-token-never-on-disk"
+    written = store_document(parse_document({"mounts": [s3, datahub_entry()]}), path, storage)
+    assert written.mounts[0].settings["secret"] == SECRET  # in memory, as the hub said
+    text = path.read_text()
+    for secret in (SECRET, TOKEN, "sts-session-token-never-on-disk"):
+        assert secret not in text
+    stored = {m["name"]: m for m in json.loads(text)["mounts"]}
+    assert "key" not in stored["scratch"]["s3"] and "token" not in stored["datahub"]["datahub"]
+    assert stored["scratch"]["s3"]["bucket"] == "vo-scratch"
+    back = load_mounts(path)
+    assert [(m.name, m.error) for m in back] == [("scratch", None), ("datahub", None)]
+    # From the hub, a missing secret is still an error entry (only stored ones omit it).
+    del s3["s3"]["key"]
+    assert "'key'" in parse_document({"mounts": [s3]}).mounts[0].error
+
+
+def test_remove_credentials_removes_ours_only(tmp_path):
+    path, storage = tmp_path / "mounts.json", tmp_path / "storage"
+    store_document(parse_document({"mounts": [s3_entry(), datahub_entry()]}), path, storage)
+    (storage / ".scratch.json.123.tmp").write_text("half")
+    outside = tmp_path / "outside.json"
+    outside.write_text("not ours")
+    (storage / "link.json").symlink_to(outside)
+    (storage / "notes.txt").write_text("the user's own")
+    removed = mounts.remove_credentials(storage)
+    assert sorted(p.name for p in removed) == [
+        ".scratch.json.123.tmp",
+        "datahub.token",
+        "link.json",
+        "scratch.json",
+    ]
+    assert outside.read_text() == "not ours"  # a link is removed, never followed
+    assert [p.name for p in storage.iterdir()] == ["notes.txt"]
+    assert path.exists()  # the document (no secret) and its folder stay
+    (storage / "notes.txt").unlink()
+    store_document(parse_document({"mounts": [s3_entry()]}), path, storage)
+    mounts.remove_credentials(storage)
+    assert not storage.exists()  # empty: removed too
+    assert mounts.remove_credentials(storage) == []  # twice: nothing to do
+
+
 def test_s3_credentials_the_s3_layer_refuses_become_an_error_entry(tmp_path):
     raw = s3_entry()
     raw["s3"]["bucket"] = "Not_A_Bucket"
