@@ -128,8 +128,9 @@ class EGIKubeSpawner(StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
         status = await super().poll()
         if status is None:
             self._egi_renew_tokens()
-        elif self._egi_renewal is not None:
-            await self._egi_renewal.stop()
+        elif self._egi_renewal is not None:  # the server is gone: so is its renewal
+            renewal, self._egi_renewal = self._egi_renewal, None
+            await renewal.stop()
         return status
 
     def _egi_renew_tokens(self) -> None:
