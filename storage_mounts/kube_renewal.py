@@ -115,6 +115,7 @@ class SidecarTokenRenewal:
         self.where = f"{spawner.user.name}'s server {spawner.name or '(default)'!r}"
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._annotation: dict[str, float] = {}
 
     @property
@@ -125,29 +126,35 @@ class SidecarTokenRenewal:
         """Start the task (once; a no-op while it runs)."""
         if self.running:
             return
+        self._stopping = False
         task = asyncio.get_running_loop().create_task(self._run(), name=f"renew {self.where}")
         _RUNNING.add(task)
         task.add_done_callback(_RUNNING.discard)
         self._task = task
 
     async def stop(self) -> None:
-        """Cancel the task and wait until it has ended (no patch after this returns)."""
+        """Cancel the task and wait until it has ended (no patch after this returns).
+
+        Cancelled again until it is done: code it awaits (an HTTP client's) may turn one
+        cancellation into an error the task retries after; ``_stopping`` ends it then."""
+        self._stopping = True
         task, self._task = self._task, None
-        if task is None or task.done():
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        while task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({task}, timeout=1)
 
     # --- the task -------------------------------------------------------------------
     async def _run(self) -> None:
         try:
             items = await self._with_retries(self._load)
-            while items:
+            while items and not self._stopping:
                 now = self._clock()
                 wake = min(self._due(item) for item in items.values())
                 await asyncio.sleep(max(0.0, wake - now))
                 for key, item in list(items.items()):
+                    if self._stopping:
+                        return
                     if self._due(item) <= self._clock():
                         if not await self._attempt(key, item):
                             del items[key]
@@ -327,6 +334,8 @@ class SidecarTokenRenewal:
         """Put the new token under ``key`` of this server's Secret (only that key)."""
         from kubernetes_asyncio.client.rest import ApiException
 
+        if self._stopping:  # the server is stopping: its Secret is about to go
+            raise asyncio.CancelledError
         expiry = {**self._annotation, key: int(valid_until)}
         annotation = json.dumps(expiry, sort_keys=True)
         body = {

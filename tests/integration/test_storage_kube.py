@@ -66,7 +66,7 @@ class FixedTokens:
         self.asked: list[tuple] = []
         self.fail = fail
 
-    async def credentials(self, user, checkin_token, use, read_only):
+    async def credentials(self, user, checkin_token, use, read_only, spaces=()):
         self.asked.append((user, await checkin_token(), use, read_only))
         if self.fail:
             raise DatahubCredentialError(
@@ -173,6 +173,7 @@ async def test_no_checkin_token_no_sidecar_and_no_secret_kmock_emulator(tmp_path
         assert site.asked == []
         assert [c["name"] for c in pods(api)[0]["spec"]["containers"]] == ["notebook"]
         assert secrets(api) == []
+        assert s._egi_renewal is None  # no sidecar: nothing to renew
         await s.stop()
 
 

@@ -352,3 +352,26 @@ def test_hostile_expiry_annotations_are_ignored(raw):
     annotations = {} if raw is None else {TOKEN_EXPIRY_ANNOTATION: raw}
     assert read_expiry(annotations) == {}
     assert read_expiry({TOKEN_EXPIRY_ANNOTATION: '{"datahub-x": 12.5}'}) == {"datahub-x": 12.5}
+
+
+async def test_stop_ends_the_task_even_if_a_cancellation_is_swallowed(tokens):
+    """An HTTP client may turn a cancellation into an error of its own (seen with httpx
+    under load): the task would retry; stop cancels again until it has ended."""
+    entered = asyncio.Event()
+
+    async def swallowing(user, checkin, use, read_only, spaces=None):
+        tokens.calls += 1
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise DatahubCredentialError("Onezone at x cannot be reached", "unreachable") from None
+
+    tokens.credentials = swallowing
+    api = Secrets(**{SECRET_NAME: storage_secret(tokens.first())})
+    renewal = SidecarTokenRenewal(server(api))
+    renewal.start()
+    task = renewal._task
+    await asyncio.wait_for(entered.wait(), 10)
+    await asyncio.wait_for(renewal.stop(), 10)
+    assert task.done() and api.patches == []
