@@ -355,8 +355,10 @@ def test_hostile_expiry_annotations_are_ignored(raw):
 
 
 async def test_stop_ends_the_task_even_if_a_cancellation_is_swallowed(tokens):
-    """An HTTP client may turn a cancellation into an error of its own (seen with httpx
-    under load): the task would retry; stop cancels again until it has ended."""
+    """Code the task awaits may turn a cancellation into an error of its own (a stop
+    once hung in the kmock integration test with the task still renewing, its
+    cancellation lost in the Onezone exchange): the task would retry; stop cancels
+    again until it has ended."""
     entered = asyncio.Event()
 
     async def swallowing(user, checkin, use, read_only, spaces=None):
