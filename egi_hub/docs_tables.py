@@ -60,6 +60,7 @@ CLASSES = {
     "LocalStack": "egi_hub.stack:LocalStack",
     "SitePages": "egi_hub.pages:SitePages",
     "MountCredentials": "egi_hub.storage_mounts.credentials:MountCredentials",
+    "KubeMounts": "egi_hub.storage_mounts.kube:KubeMounts",
 }
 # Inherited traits left out although egi-hub sets their default: options_form's default
 # is the profile form (when profile_list is set), apply_user_options' the hook that

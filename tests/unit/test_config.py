@@ -84,6 +84,20 @@ def test_entry_point_names_and_base_classes_are_known():
     )
 
 
+def test_storage_classes_are_known_and_checked():
+    """The storage settings a site writes (Kubernetes sidecars, credentials) are checked
+    like every other class: KubeMounts was unknown to `config check` at first."""
+    validate_site(
+        {
+            "KubeMounts": {"token_retry_min": 10, "oneclient_image": "oneclient:21.02.5"},
+            "MountCredentials": {"refresh_margin": 300},
+        }
+    )
+    assert issues({"KubeMounts": {"token_check_interval": 1}}) == [
+        "KubeMounts.token_check_interval: must not be less than 5, got 1"
+    ]
+
+
 def test_not_configurable_trait():
     (issue,) = issues({"JupyterHub": {"hub_prefix": "/x/"}})
     assert issue.startswith("JupyterHub.hub_prefix: is not configurable")
