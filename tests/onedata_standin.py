@@ -42,6 +42,7 @@ import ipaddress
 import json
 import re
 import secrets
+import socket
 import ssl
 import sys
 import threading
@@ -991,11 +992,35 @@ class _TLSServer(ThreadingHTTPServer):
     tls: ssl.SSLContext
     accepted = 0  # connections so far: keep-alive tests check reuse with it
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[Any] = set()  # connections still open (kept alive, or mid-request)
+        self._open_lock = threading.Lock()
+
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = self.socket.accept()
         self.accepted += 1  # only the accept loop's thread writes it
         sock.settimeout(30)
-        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+        conn = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        with self._open_lock:
+            self._open.add(conn)
+        return conn, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every open connection: a stopped stand-in answers nobody, and no handler
+        thread outlives it by the 30 s idle timeout of a kept-alive connection."""
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its client
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A failed handshake, a timeout or a client gone mid-answer is the client's
@@ -1161,6 +1186,7 @@ class OnedataStandin:
         for server in self._servers:
             server.shutdown()
             server.server_close()
+            server.close_connections()
 
 
 def start_onedata_standin(tmp: Path, idp_prefix: str = "egi") -> OnedataStandin:

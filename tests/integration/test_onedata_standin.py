@@ -373,3 +373,19 @@ def test_standin_malformed_request_bodies_get_400_and_a_closed_connection(standi
     assert answer.startswith(b"HTTP/1.1 400 "), answer
     assert b"\r\nConnection: close\r\n" in answer and answer.count(b"HTTP/1.1") == 1
     assert b'"badMessage"' in answer
+
+
+def test_a_stopped_standin_closes_its_kept_alive_connections(tmp_path):
+    """Stand-in transport: stop() ends connections kept alive, so a stopped stand-in
+    answers nobody (its handler threads would otherwise wait out a 30 s idle timeout
+    and could still answer a request on the old connection)."""
+    running = start_onedata_standin(tmp_path)
+    running.add_user("checkin-carol", "carol-id", "Carol")
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    with httpx.Client(verify=running.client_tls(), timeout=5, limits=limits) as http:
+        user = f"{running.onezone_url}/api/v3/onezone/user"
+        headers = {"X-Auth-Token": "egi:checkin-carol"}
+        assert http.get(user, headers=headers).status_code == 200
+        running.stop()
+        with pytest.raises(httpx.TransportError):
+            http.get(user, headers=headers)
