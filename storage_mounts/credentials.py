@@ -268,6 +268,7 @@ class MountCredentials(SingletonConfigurable):
                 renew_before=min(self.datahub_renew_before, self.datahub_token_lifetime / 2),
                 ca_file=self.datahub_ca_file or None,
                 timeout=self.datahub_timeout,
+                deadline=self.datahub_timeout,  # per whole call, not only per read
             )
         return self._datahub[key]
 

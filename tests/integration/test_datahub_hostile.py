@@ -6,18 +6,22 @@ or broken service could bend them: space names with ``/``, ``..`` or control cha
 provider domains carrying userinfo, paths or schemes, child names that are not one file
 name. What must hold: only the spaces a mount allows are reachable (by name and by id,
 also as a ``mv``/``cp`` destination), the token goes only to a provider address that is a
-host name, and a listing never yields a name that joins into another path.
+host name, and a listing never yields a name that joins into another path, nor pages
+for ever (a cap on entries and pages, a repeated page token refused).
 """
 
 from __future__ import annotations
 
+import base64
+import errno
 import logging
 
 import httpx
 import pytest
 
+from egi_hub.singleuser import datahub
 from egi_hub.singleuser.datahub import DatahubError, DatahubFileSystem
-from tests.onedata_standin import start_onedata_standin
+from tests.onedata_standin import ProviderApi, start_onedata_standin
 
 
 @pytest.fixture(scope="module")
@@ -254,3 +258,83 @@ def test_standin_listing_skips_odd_child_names(standin, spaces, caplog):
     assert f"skipped {len(ODD_CHILDREN)} entries" in caplog.text
     assert "\x1b" not in caplog.text and "\x00" not in caplog.text
     assert [p for p in fs.find("keep")] == ["keep/dir/fine.txt", "keep/f.txt"]
+
+
+# --- endless listings (review finding: no bounds on provider answers) ------------------
+
+
+def endless_children(pages: list[int], *, repeat: bool = False, per_page: int = 0):
+    """A stand-in ``children`` answer bent to say ``isLast: false`` for ever, with a new
+    page token each time (or the same one again with ``repeat``)."""
+
+    def children(self, node, query, body):
+        pages.append(1)
+        page = len(pages)
+        kids = [
+            {"fileId": f"f{page}-{i}", "name": f"e{page:05d}-{i:04d}", "type": "REG", "size": 1}
+            for i in range(per_page)
+        ]
+        token = "same-token" if repeat else f"page-{page}"
+        return 200, {"children": kids, "isLast": False, "nextPageToken": token}, {}
+
+    return children
+
+
+def test_standin_endless_empty_pages_stop_with_a_clear_error(standin, spaces, monkeypatch):
+    user, _ = spaces
+    pages: list[int] = []
+    monkeypatch.setattr(ProviderApi, "children", endless_children(pages))
+    fs = make_fs(standin, user)
+    with pytest.raises(DatahubError, match="lists more than 100,000 entries or 1,000 pages"):
+        fs.ls("keep")
+    assert len(pages) == datahub.MAX_PAGES + 1
+
+
+def test_standin_endless_full_pages_stop_at_the_entry_cap(standin, spaces, monkeypatch):
+    user, _ = spaces
+    pages: list[int] = []
+    monkeypatch.setattr(ProviderApi, "children", endless_children(pages, per_page=1000))
+    monkeypatch.setattr(datahub, "MAX_ENTRIES", 5000)  # the real cap is 100,000
+    fs = make_fs(standin, user)
+    with pytest.raises(DatahubError) as info:
+        fs.ls("keep/")
+    assert info.value.errno == errno.EFBIG
+    assert len(pages) == 6  # 5,000 entries listed, the 6th page is one too many
+
+
+def test_standin_a_repeated_page_token_stops_the_listing(standin, spaces, monkeypatch):
+    user, _ = spaces
+    pages: list[int] = []
+    monkeypatch.setattr(ProviderApi, "children", endless_children(pages, repeat=True))
+    fs = make_fs(standin, user)
+    with pytest.raises(DatahubError, match="repeated a page token") as info:
+        fs.ls("keep")
+    assert info.value.errno == errno.EIO
+    assert len(pages) == 2
+
+
+def test_standin_a_token_narrowed_to_one_space_shows_only_that_space(standin, spaces):
+    """What the hub mints for ``spaces: [keep]``: even without a filter in datahub://,
+    the token alone hides every other space (Onezone's scope) and the provider refuses
+    paths into them."""
+    user, ids = spaces
+    keep = ids["keep"]
+    token = standin.mint_token(
+        user,
+        [
+            {"type": "interface", "interface": "rest"},
+            {"type": "data.path", "whitelist": [base64.b64encode(f"/{keep}".encode()).decode()]},
+            {"type": "service", "whitelist": [f"opw-{standin.provider_id}"]},
+        ],
+    )
+    fs = DatahubFileSystem(
+        onezone_url=standin.onezone_url, token=token, verify=standin.ca_file,
+        skip_instance_cache=True,
+    )  # fmt: skip
+    assert fs.ls("", detail=False) == ["keep"]
+    assert fs.cat_file("keep/f.txt") == b"data of " + keep.encode()
+    fs.pipe_file("keep/new.txt", b"new")
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file("other/f.txt")
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file(f"other@{ids['other']}/f.txt")

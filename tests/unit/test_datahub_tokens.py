@@ -10,6 +10,7 @@ an auth header. No sockets: the unit lane's guard would refuse them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import logging
@@ -49,6 +50,7 @@ class OnezoneStandin:
         self.status: int | None = None  # a forced status for the exchange
         self.gate: asyncio.Event | None = None  # holds exchanges until set
         self.scope_fails = False
+        self.space_list: Any = None  # a forced answer to GET /user/spaces[/{id}]
         self.serial = itertools.count(1)
         self.arrived = asyncio.Condition()  # notified as each request comes in
         self.spaces = {
@@ -96,7 +98,28 @@ class OnezoneStandin:
             return self.temporary(request)
         if path == "/api/v3/onezone/tokens/infer_access_token_scope" and request.method == "POST":
             return self.infer(request)
+        if path.startswith("/api/v3/onezone/user/spaces") and request.method == "GET":
+            return self.user_spaces(request)
         return self.error(404, "notFound", "The resource could not be found.")
+
+    def user_spaces(self, request: httpx.Request) -> httpx.Response:
+        """``GET /user/spaces`` (ids) and ``GET /user/spaces/{id}`` (name, providers)."""
+        prefix, _, idp_token = request.headers.get("x-auth-token", "").partition(":")
+        if prefix != "egi" or idp_token not in self.users:
+            return self.error(401, "unauthorized", "You must authenticate yourself.")
+        mine = self.spaces[self.users[idp_token]]
+        if self.space_list is not None:
+            return httpx.Response(200, json=self.space_list)
+        rest = request.url.path.removeprefix("/api/v3/onezone/user/spaces")
+        if not rest:
+            return httpx.Response(200, json={"spaces": list(mine)})
+        space_id = rest.removeprefix("/")
+        if space_id not in mine:
+            return self.error(404, "notFound", "The resource could not be found.")
+        supports = {p: 1000 for p in mine[space_id]["supports"]}
+        return httpx.Response(
+            200, json={"spaceId": space_id, "name": mine[space_id]["name"], "providers": supports}
+        )
 
     def temporary(self, request: httpx.Request) -> httpx.Response:
         if self.status is not None:
@@ -132,7 +155,9 @@ class OnezoneStandin:
         valid_until = next(c["validUntil"] for c in issued["caveats"] if c["type"] == "time")
         spaces = self.spaces[issued["user"]]
         used = {p for s in spaces.values() for p in s["supports"]}
-        providers = {p: {**self.providers[p], "online": self.online[p]} for p in used}
+        providers = {
+            p: {**self.providers[p], "online": self.online[p]} for p in used if p in self.providers
+        }
         return httpx.Response(
             200,
             json={
@@ -552,3 +577,129 @@ async def test_url_is_normalised_and_own_client_closed():
     assert made.onezone_url == "https://onezone.example.org:8443"
     await made.aclose()
     assert made._client.is_closed
+
+
+# --- narrowing to a mount's spaces ---------------------------------------------------------
+
+
+def b64(path: str) -> str:
+    return base64.b64encode(path.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("wanted", "paths", "services"),
+    [
+        (["alpha"], ["/sp-1"], ["opw-pr-1"]),
+        (["sp-2"], ["/sp-2"], ["opw-pr-1", "opw-pr-off"]),  # offline supports too
+        (["gamma@sp-3", "alpha"], ["/sp-1", "/sp-3"], ["opw-pr-1", "opw-pr-off"]),
+        (["alpha", "no-such-space"], ["/sp-1"], ["opw-pr-1"]),
+    ],
+)
+async def test_spaces_filter_adds_data_path_and_service_caveats(
+    tokens, onezone, wanted, paths, services
+):
+    token = await tokens.token("alice", ALICE, "rest", False, spaces=wanted)
+    caveats = onezone.issued[token.token]["caveats"]
+    assert {"type": "data.path", "whitelist": [b64(p) for p in paths]} in caveats
+    assert {"type": "service", "whitelist": services} in caveats
+    assert caveats[0] == {"type": "interface", "interface": "rest"}
+    assert caveats[-1]["type"] == "time"
+    asked = [r for r in onezone.requests if "/user/spaces" in r.url.path]
+    assert all(r.headers["x-auth-token"] == f"egi:{ALICE}" for r in asked)
+
+
+async def test_a_filter_of_ids_only_asks_for_those_spaces(tokens, onezone):
+    await tokens.token("alice", ALICE, "rest", False, spaces=["sp-1"])
+    asked = [r.url.path for r in onezone.requests if "/user/spaces" in r.url.path]
+    assert asked == ["/api/v3/onezone/user/spaces", "/api/v3/onezone/user/spaces/sp-1"]
+
+
+async def test_without_a_filter_nothing_is_narrowed_nor_asked(tokens, onezone):
+    token = await tokens.token("alice", ALICE, "rest", False)
+    types = [c["type"] for c in onezone.issued[token.token]["caveats"]]
+    assert types == ["interface", "time"]
+    assert not [r for r in onezone.requests if "/user/spaces" in r.url.path]
+
+
+async def test_cache_keys_differ_by_spaces_and_ignore_order(tokens, onezone):
+    a = await tokens.token("alice", ALICE, "rest", False, spaces=["alpha"])
+    b = await tokens.token("alice", ALICE, "rest", False, spaces=["beta"])
+    ab = await tokens.token("alice", ALICE, "rest", False, spaces=["alpha", "beta"])
+    ba = await tokens.token("alice", ALICE, "rest", False, spaces=["beta", "alpha", "beta"])
+    assert len({a.token, b.token, ab.token}) == 3 and ba is ab
+    tokens.forget("alice")
+    assert (await tokens.token("alice", ALICE, "rest", False, spaces=["alpha"])) is not a
+
+
+async def test_spaces_given_as_one_string_is_a_type_error(tokens):
+    with pytest.raises(TypeError, match="list of space names"):
+        await tokens.token("alice", ALICE, "rest", False, spaces="alpha")
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ({"spaces": "sp-1"}, "not a list of space ids"),
+        ({"spaces": [1, 2]}, "not a list of space ids"),
+        ([], "not a list of space ids"),
+        ({"spaces": [f"sp-{i}" for i in range(1001)]}, "more than 1000 spaces"),
+    ],
+)
+async def test_a_malformed_space_list_is_a_clear_error(tokens, onezone, answer, reason):
+    onezone.space_list = answer
+    with pytest.raises(DatahubCredentialError) as info:
+        await tokens.token("alice", ALICE, "rest", False, spaces=["alpha"])
+    assert info.value.kind == "bad_answer" and reason in info.value.reason
+    assert onezone.exchanges() == []  # no token minted
+
+
+async def test_hostile_ids_never_reach_a_caveat(tokens, onezone):
+    """Ids with '/', '..' or spaces in them are skipped; a provider id that is not an id
+    is left out of the service caveat (a space left with none is an error)."""
+    onezone.spaces["uid-alice"] = {
+        "../sp-1": {"name": "alpha", "supports": {"pr-1": {}}},
+        "sp ok": {"name": "alpha", "supports": {"pr-1": {}}},
+        "sp-5": {"name": "alpha", "supports": {"opw-*": {}, "pr/../x": {}}},
+    }
+    with pytest.raises(DatahubCredentialError) as info:
+        await tokens.token("alice", ALICE, "rest", False, spaces=["alpha"])
+    assert "no Oneprovider supports this mount's spaces (alpha)" in info.value.reason
+    onezone.spaces["uid-alice"]["sp-5"]["supports"]["pr-1"] = {}
+    token = await tokens.token("alice", ALICE, "rest", False, spaces=["alpha"])
+    caveats = onezone.issued[token.token]["caveats"]
+    assert {"type": "data.path", "whitelist": [b64("/sp-5")]} in caveats
+    assert {"type": "service", "whitelist": ["opw-pr-1"]} in caveats
+
+
+async def test_a_filter_naming_none_of_the_users_spaces_mints_nothing(tokens, onezone):
+    with pytest.raises(DatahubCredentialError) as info:
+        await tokens.token("bob", BOB, "rest", False, spaces=["alpha", "sp-1"])
+    assert info.value.kind == "refused"
+    assert info.value.reason == (
+        f"none of this mount's spaces (alpha, sp-1) is one of yours at {ONEZONE}"
+    )
+    assert onezone.exchanges() == []
+
+
+async def test_a_refused_checkin_token_at_the_space_list_is_token_refused(tokens, onezone):
+    with pytest.raises(DatahubCredentialError) as info:
+        await tokens.token("eve", "checkin-eve-unknown", "rest", False, spaces=["alpha"])
+    assert info.value.kind == "token_refused"
+    assert "checkin-eve-unknown" not in info.value.reason
+
+
+async def test_an_oversized_answer_is_refused(onezone, clock):
+    async def huge(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"[" + b" " * (2 * 1024 * 1024) + b"]")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(huge)) as client:
+        made = DatahubTokens(ONEZONE, http_client=client, clock=clock)
+        with pytest.raises(DatahubCredentialError) as info:
+            await made.token("alice", ALICE, "rest", False, spaces=["alpha"])
+    assert info.value.kind == "bad_answer"
+    assert "answered the space list with more than 1 MiB" in info.value.reason
+
+
+def test_deadline_must_be_positive():
+    with pytest.raises(ValueError, match="deadline"):
+        DatahubTokens(ONEZONE, deadline=0)
