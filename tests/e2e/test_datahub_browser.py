@@ -31,19 +31,23 @@ from playwright.sync_api import Page, expect
 from egi_hub.names import path_component
 from egi_hub.storage_mounts.templates import expand
 from tests.e2e.test_checkin_browser import provider_login
-from tests.e2e.test_storage_browser import item, notebook_editor, open_folder, replace_cell_text
+from tests.e2e.test_storage_browser import (
+    NOTEBOOK,
+    SECOND,
+    item,
+    new_notebook_saved_twice_and_reopened,
+    open_folder,
+)
 from tests.integration.test_storage_local import ENV, VO_ALICE, site
 from tests.oidcprovider import ACCOUNTS, CLIENT_SECRET, Provider, checkin_site, start_provider
 from tests.onedata_standin import OnedataStandin, start_onedata_standin
 from tests.s3server import S3Server, start_s3_server
 from tests.screens import save_screenshot
-from tests.stackrunner import Stack, free_port, start_stack, wait_for
+from tests.stackrunner import Stack, free_port, start_stack
 
 pytestmark = pytest.mark.browser
 
 SPACE = "alice-analyses"
-NOTEBOOK = "datahub-analysis.ipynb"
-FIRST, SECOND = "first = 'saved once on DataHub'", "second = 'saved twice on DataHub'"
 BUCKET = expand("{vo}-scratch", username="alice", vo=VO_ALICE, style="bucket")
 # A provider account in vo.notebooks.egi.eu only (an allowed VO of the hub, not the one
 # the mounts are for); the provider's bob is also in a subgroup of vo.access.egi.eu.
@@ -122,28 +126,6 @@ def open_lab(page: Page, stack: Stack, account: str, username: str) -> None:
     expect(page.locator(".jp-DirListing-content")).to_be_visible(timeout=90_000)
 
 
-def save(page: Page, onedata: OnedataStandin, space_id: str, expected: str, *,
-         first: bool = False) -> None:  # fmt: skip
-    """Save with Ctrl+S and wait until the stand-in's file holds ``expected``."""
-    page.keyboard.press("Control+s")
-    if first:
-        dialog = page.locator(".jp-Dialog", has_text="Rename file")
-        dialog.locator("input[type=text]").fill(NOTEBOOK)
-        dialog.get_by_role("button", name="Rename and Save").click()
-
-    def saved() -> bool:
-        if not onedata.exists(space_id, NOTEBOOK):
-            return False
-        try:
-            nb = nbformat.reads(onedata.read_file(space_id, NOTEBOOK).decode(), as_version=4)
-        except (ValueError, json.JSONDecodeError):
-            return False  # caught between writes
-        return [c.source for c in nb.cells] == [expected]
-
-    wait_for(saved, 60, f"the notebook with {expected!r} in the DataHub space")
-    expect(page.locator(".lm-TabBar-tab.lm-mod-current.jp-mod-dirty")).to_have_count(0)
-
-
 def test_vo_member_saves_a_notebook_twice_in_her_datahub_space(page: Page, world):
     stack, onedata, space_id = world["stack"], world["onedata"], world["space_id"]
     user_id = onedata.idp_user_id("alice")
@@ -158,27 +140,14 @@ def test_vo_member_saves_a_notebook_twice_in_her_datahub_space(page: Page, world
     open_folder(page, SPACE)
     expect(page.locator(".jp-DirListing-item")).to_have_count(0)  # an empty space
 
-    page.locator('.jp-FileBrowser [data-command="launcher:create"]').click()
-    card = page.locator(
-        '.jp-MainAreaWidget:not(.lm-mod-hidden) .jp-LauncherCard[data-category="Notebook"]'
+    new_notebook_saved_twice_and_reopened(
+        page,
+        lambda: (
+            onedata.read_file(space_id, NOTEBOOK) if onedata.exists(space_id, NOTEBOOK) else None
+        ),
+        "in the DataHub space",
+        "storage-datahub-space",
     )
-    card.first.click()
-    expect(item(page, "Untitled.ipynb")).to_be_visible()
-    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
-
-    replace_cell_text(page, FIRST)
-    save(page, onedata, space_id, FIRST, first=True)
-    expect(item(page, NOTEBOOK)).to_be_visible()
-    expect(item(page, "Untitled.ipynb")).to_have_count(0)
-    replace_cell_text(page, SECOND)
-    save(page, onedata, space_id, SECOND)
-    save_screenshot(page, "storage-datahub-space")
-
-    # Close it (saved: no dialog) and open it again from the file browser.
-    page.locator(".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon").click()
-    expect(page.locator(".jp-Notebook")).to_have_count(0)
-    item(page, NOTEBOOK).dblclick()
-    expect(notebook_editor(page).locator(".cm-content")).to_have_text(SECOND)
 
     # The space holds the second save and nothing else (no checkpoint, no Untitled).
     nb = nbformat.reads(onedata.read_file(space_id, NOTEBOOK).decode(), as_version=4)

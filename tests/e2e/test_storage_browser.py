@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import nbformat
@@ -104,30 +104,65 @@ def replace_cell_text(page: Page, text: str) -> None:
     expect(cell).to_have_text(text)
 
 
-def save(page: Page, s3: S3Server, key: str, expected: str, *, first: bool = False) -> None:
-    """Save with Ctrl+S and wait until the object in the bucket holds ``expected``.
+def stored_cells(read: Callable[[], str | bytes | None]) -> list[str] | None:
+    """The cells' sources of the notebook ``read()`` returns (None: not there yet, or
+    caught mid-write)."""
+    try:
+        text = read()
+        if text is None:
+            return None
+        return [c.source for c in nbformat.reads(text, as_version=4).cells]
+    except (OSError, ValueError, json.JSONDecodeError):
+        return None
 
-    Lab's first save of an untitled notebook asks for a name: it gets the key's name
-    (a rename on S3, then the save)."""
+
+def save(page: Page, read: Callable[[], str | bytes | None], expected: str, where: str, *,
+         first: bool = False) -> None:  # fmt: skip
+    """Save with Ctrl+S and wait until the stored notebook (``read()``) holds ``expected``.
+
+    Lab's first save of an untitled notebook asks for a name: it gets `NOTEBOOK` (a
+    rename on the mount, then the save)."""
     page.keyboard.press("Control+s")
     if first:
         dialog = page.locator(".jp-Dialog", has_text="Rename file")
-        dialog.locator("input[type=text]").fill(key.rsplit("/", 1)[-1])
+        dialog.locator("input[type=text]").fill(NOTEBOOK)
         dialog.get_by_role("button", name="Rename and Save").click()
-
-    def saved() -> bool:
-        path = s3.path_of(BUCKET, key)
-        if not path.is_file():
-            return False
-        try:
-            nb = nbformat.reads(path.read_text(), as_version=4)
-        except (ValueError, json.JSONDecodeError):
-            return False  # caught mid-write
-        return [c.source for c in nb.cells] == [expected]
-
-    wait_for(saved, 30, f"the notebook with {expected!r} in the S3 bucket")
+    wait_for(
+        lambda: stored_cells(read) == [expected], 60, f"the notebook with {expected!r} {where}"
+    )
     # The tab's "unsaved" dot goes once Lab has the server's answer.
     expect(page.locator(".lm-TabBar-tab.lm-mod-current.jp-mod-dirty")).to_have_count(0)
+
+
+def new_notebook_saved_twice_and_reopened(
+    page: Page, read: Callable[[], str | bytes | None], where: str, screenshot: str
+) -> None:
+    """The user's round trip, in the folder the file browser shows: a new notebook from
+    the launcher, an edit saved (named `NOTEBOOK`), another edit saved over it, the tab
+    closed and the notebook opened again from the file browser, showing the second save.
+    ``read()`` returns the stored notebook; ``where`` says where it is, for time-outs."""
+    page.locator('.jp-FileBrowser [data-command="launcher:create"]').click()
+    card = page.locator(
+        '.jp-MainAreaWidget:not(.lm-mod-hidden) .jp-LauncherCard[data-category="Notebook"]'
+    )
+    card.first.click()
+    expect(item(page, "Untitled.ipynb")).to_be_visible()
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+
+    replace_cell_text(page, FIRST)
+    save(page, read, FIRST, where, first=True)
+    expect(item(page, NOTEBOOK)).to_be_visible()
+    expect(item(page, "Untitled.ipynb")).to_have_count(0)
+    replace_cell_text(page, SECOND)
+    save(page, read, SECOND, where)
+    save_screenshot(page, screenshot)
+
+    # Close it (saved: no dialog) and open it again from the file browser.
+    page.locator(".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon").click()
+    expect(page.locator(".jp-Notebook")).to_have_count(0)
+    item(page, NOTEBOOK).dblclick()
+    expect(notebook_editor(page).locator(".cm-content")).to_have_text(SECOND)
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=60_000)
 
 
 def test_alice_saves_a_notebook_twice_on_s3_from_the_file_browser(
@@ -139,29 +174,12 @@ def test_alice_saves_a_notebook_twice_on_s3_from_the_file_browser(
     expect(page.locator(".jp-DirListing-item")).to_have_count(0)  # an empty bucket
 
     # A new notebook from the launcher opens in the folder the browser shows.
-    page.locator('.jp-FileBrowser [data-command="launcher:create"]').click()
-    card = page.locator(
-        '.jp-MainAreaWidget:not(.lm-mod-hidden) .jp-LauncherCard[data-category="Notebook"]'
-    )
-    card.first.click()
-    expect(item(page, "Untitled.ipynb")).to_be_visible()
-    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=60_000)
-
     key = f"notebooks/{NOTEBOOK}"
-    replace_cell_text(page, FIRST)
-    save(page, s3, key, FIRST, first=True)
-    expect(item(page, NOTEBOOK)).to_be_visible()
-    expect(item(page, "Untitled.ipynb")).to_have_count(0)
-    replace_cell_text(page, SECOND)
-    save(page, s3, key, SECOND)
-    save_screenshot(page, "storage-file-browser")
-
-    # Close it (saved: no dialog) and open it again from the file browser.
-    page.locator(".lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon").click()
-    expect(page.locator(".jp-Notebook")).to_have_count(0)
-    item(page, NOTEBOOK).dblclick()
-    expect(notebook_editor(page).locator(".cm-content")).to_have_text(SECOND)
-    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=60_000)
+    path = s3.path_of(BUCKET, key)
+    new_notebook_saved_twice_and_reopened(
+        page, lambda: path.read_text() if path.is_file() else None, "in the S3 bucket",
+        "storage-file-browser",
+    )  # fmt: skip
 
     # The object holds the second save and nothing else of hers is in the bucket.
     nb = nbformat.reads(s3.path_of(BUCKET, key).read_text(), as_version=4)
