@@ -547,10 +547,15 @@ class DatahubTokens:
 
         async def details(space_id: str) -> Any:
             async with gate:
-                return await self._onezone_json(
-                    "GET", f"{USER_SPACES_PATH}/{quote(space_id, safe='')}", "space details",
-                    auth, checkin,
-                )  # fmt: skip
+                try:
+                    return await self._onezone_json(
+                        "GET", f"{USER_SPACES_PATH}/{quote(space_id, safe='')}",
+                        "space details", auth, checkin,
+                    )  # fmt: skip
+                except DatahubCredentialError as e:
+                    if e.kind != "refused":  # Onezone down, token refused: no token
+                        raise
+                    return None  # a space left meanwhile (404): not one to whitelist
 
         answers = await asyncio.gather(*(details(i) for i in todo))
         chosen: dict[str, set[str]] = {}

@@ -703,3 +703,19 @@ async def test_an_oversized_answer_is_refused(onezone, clock):
 def test_deadline_must_be_positive():
     with pytest.raises(ValueError, match="deadline"):
         DatahubTokens(ONEZONE, deadline=0)
+
+
+async def test_a_space_gone_between_list_and_details_is_skipped(tokens, onezone):
+    """Onezone lists sp-gone but answers 404 for it (left meanwhile): the others still count."""
+    onezone.spaces["uid-alice"]["sp-gone"] = {"name": "alpha", "supports": {"pr-1": {}}}
+    real = onezone.user_spaces
+
+    def gone(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/sp-gone"):
+            return onezone.error(404, "notFound", "The resource could not be found.")
+        return real(request)
+
+    onezone.user_spaces = gone
+    token = await tokens.token("alice", ALICE, "rest", False, spaces=["alpha"])
+    caveats = onezone.issued[token.token]["caveats"]
+    assert {"type": "data.path", "whitelist": [b64("/sp-1")]} in caveats
