@@ -92,6 +92,7 @@ class Onezone:
     def __init__(self) -> None:
         self.users = {CHECKIN: "uid-alice"}
         self.issued: dict[str, float] = {}
+        self.caveats: dict[str, list[dict]] = {}
         self.down = False
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -107,6 +108,7 @@ class Onezone:
             until = next(c["validUntil"] for c in body["caveats"] if c["type"] == "time")
             token = f"onedata-{len(self.issued)}-do-not-leak"
             self.issued[token] = until
+            self.caveats[token] = body["caveats"]
             return httpx.Response(201, json={"token": token})
         spaces_of_user = {
             "s1": {"name": "space-a", "providers": {"p1": 1000}},
@@ -290,6 +292,27 @@ async def test_datahub_entry_carries_the_mounts_spaces_filter(onezone):
     document = await credentials.document("alice", resolved("alice", ALICE_ENT, VO_A), checkin)
     [entry] = document["mounts"]
     assert entry["datahub"]["spaces"] == ["space-a", "s3"]
+
+
+async def test_two_datahub_mounts_with_different_spaces_get_different_narrowed_tokens(onezone):
+    """Keyed by the mount's spaces: each mount's token reaches only its own spaces (the
+    data.path caveat; tests/integration/test_datahub_tokens.py checks the provider
+    enforces it), a mount without a filter gets an unnarrowed one."""
+    mounts = [
+        {**MOUNTS[1], "name": "only-a", "path": "/datahub/a", "spaces": ["space-a"]},
+        {**MOUNTS[1], "name": "only-s2", "path": "/datahub/s2", "spaces": ["s2"]},
+        {**MOUNTS[1], "name": "all", "path": "/datahub/all"},
+    ]
+    credentials = configure(mounts)
+    credentials.use_datahub_tokens(onezone.tokens)
+    document = await credentials.document("alice", resolved("alice", ALICE_ENT, VO_A), checkin)
+    tokens = {m["name"]: m["datahub"]["token"] for m in document["mounts"]}
+    assert len(set(tokens.values())) == 3
+    caveats = {name: onezone.caveats[token] for name, token in tokens.items()}
+    assert {"type": "data.path", "whitelist": ["L3Mx"]} in caveats["only-a"]  # b64("/s1")
+    assert {"type": "data.path", "whitelist": ["L3My"]} in caveats["only-s2"]  # b64("/s2")
+    assert {"type": "service", "whitelist": ["opw-p1"]} in caveats["only-a"]
+    assert not [c for c in caveats["all"] if c["type"] in ("data.path", "service")]
 
 
 async def test_onezone_down_is_an_error_entry_and_the_other_mounts_still_come(onezone, caplog):
