@@ -26,6 +26,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 
 from egi_hub.storage_mounts.kube import (
+    CREDENTIALS_DIR,
     KubeMounts,
     KubeStorage,
     delete_storage_secret,
@@ -91,6 +92,8 @@ class EGIKubeSpawner(StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
     # Storage (issue 9): the mounts' volumes and sidecars, and their Secret. The
     # rendering is egi_hub.storage_mounts.kube; these hooks only apply it.
     _egi_storage: KubeStorage | None = None
+    # The keeper's credential files on the pod's memory-backed volume, not the home PVC.
+    egi_credentials_dir = CREDENTIALS_DIR
 
     async def get_pod_manifest(self) -> Any:
         """KubeSpawner's pod plus this server's mounts (NFS volumes, oneclient sidecars)."""

@@ -25,6 +25,11 @@ One kind at a time, each rendered where it is safest:
   and a key in the pod for every bucket, for a POSIX view that object storage only
   imitates.
 
+The keeper's credential files (S3 keys, DataHub REST tokens: ``$EGI_STORAGE_DIR``) are
+kept on a memory-backed ``emptyDir`` (`CREDENTIALS_DIR`) in the notebook container,
+never on the home volume, which backups and NFS-backed homes copy: they end with the
+pod.
+
 Per-server Secrets are created just before the pod and deleted when the server stops;
 once the pod exists they also get an owner reference to it, so Kubernetes' garbage
 collector removes them if the hub never gets to run its stop (a crash, a deleted
@@ -129,6 +134,26 @@ status=$?
 echo "oneclient sidecar: oneclient stopped (exit status $status)"
 exit "$status"
 """
+
+
+#: The notebook container's folder for the keeper's credential files ($EGI_STORAGE_DIR):
+#: a memory-backed emptyDir (tmpfs, counted in the pod's memory), gone with the pod.
+CREDENTIALS_DIR = "/run/egi-storage"
+CREDENTIALS_VOLUME = "egi-storage-credentials"
+#: Credential files are a few kilobytes each (at most 100 mounts).
+CREDENTIALS_SIZE_LIMIT = "4Mi"
+
+
+def add_credentials_volume(storage: KubeStorage) -> None:
+    """The memory-backed folder of the keeper's credential files, in the notebook
+    container only (`CREDENTIALS_DIR`; the spawner points ``$EGI_STORAGE_DIR`` at it)."""
+    storage.volumes.append(
+        {
+            "name": CREDENTIALS_VOLUME,
+            "emptyDir": {"medium": "Memory", "sizeLimit": CREDENTIALS_SIZE_LIMIT},
+        }
+    )
+    storage.volume_mounts.append({"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_DIR})
 
 
 def secret_name_for(pod_name: str) -> str:
@@ -577,6 +602,7 @@ async def storage_for_pod(spawner: Any, pod: Any) -> KubeStorage | None:
         namespace=spawner.namespace,
         labels=dict(pod.metadata.labels or {}),
     )
+    add_credentials_volume(storage)
     add_to_pod(pod, storage)
     return storage
 

@@ -150,6 +150,9 @@ class StorageSpawnerMixin(HasTraits):
     _egi_mounts: tuple[ResolvedMount, ...] | None = None
     # Their names, kept in the spawner state (never credentials).
     _egi_mount_names: tuple[str, ...] | None = None
+    # Where the keeper keeps the credential files, when not under the home folder (the
+    # Kubernetes spawner: a memory-backed volume of the pod); None: ``~/.egi/servers/...``.
+    egi_credentials_dir: str | None = None
     # The database id (never the value) of this server's API token, kept in the state
     # so that the mounts endpoint still knows the server's token after a hub restart.
     egi_server_token_id: int | None = None
@@ -194,7 +197,7 @@ class StorageSpawnerMixin(HasTraits):
             env[MOUNTS_URL_ENV] = api_url.rstrip("/") + MOUNTS_API_PATH
             mounts_file, storage_dir = server_storage_paths(self.name or "")
             env[MOUNTS_FILE_ENV] = mounts_file
-            env[STORAGE_DIR_ENV] = storage_dir
+            env[STORAGE_DIR_ENV] = self.egi_credentials_dir or storage_dir
         return env
 
     def _server_token_id(self) -> int | None:
