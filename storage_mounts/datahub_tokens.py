@@ -76,6 +76,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from .renewing_cache import RenewingCache
+
 __all__ = [
     "MAX_ANSWER",
     "CheckinToken",
@@ -307,7 +309,7 @@ def _check_onezone_url(url: str) -> str:
     return f"https://{parts.netloc}{parts.path.rstrip('/')}"
 
 
-class DatahubTokens:
+class DatahubTokens(RenewingCache[_Entry]):
     """Onedata access tokens for hub users, exchanged at one Onezone and cached.
 
     ``token_lifetime`` is the time caveat given to each token (Onezone caps temporary
@@ -317,8 +319,10 @@ class DatahubTokens:
     production). ``timeout`` bounds each read, ``deadline`` (default: three times
     ``timeout``) each whole call to Onezone. ``http_client`` replaces the client made
     here (its timeouts and TLS settings are then used; the caller closes it); ``clock``
-    gives epoch seconds.
+    gives epoch seconds. Cached, single-flight and renewed as `RenewingCache` says.
     """
+
+    failure = DatahubCredentialError
 
     def __init__(
         self,
@@ -355,37 +359,20 @@ class DatahubTokens:
         if self.deadline <= 0:
             raise ValueError(f"The DataHub deadline must be above 0 seconds, not {deadline}")
         self.token_lifetime = float(token_lifetime)
-        self.renew_before = float(renew_before)
-        self._clock = clock
-        self._own_client = http_client is None
-        if http_client is None:
-            tls: bool | ssl.SSLContext = verify
-            if ca_file:
-                tls = ssl.create_default_context(cafile=ca_file)
-            http_client = httpx.AsyncClient(
-                verify=tls, timeout=httpx.Timeout(timeout), follow_redirects=False
-            )
-        self._client = http_client
-        self._cache: dict[_Key, _Entry] = {}
-        self._inflight: dict[_Key, asyncio.Task[_Entry]] = {}
-        self._forgotten: dict[str, int] = {}  # per user: how many times `forget` was called
+        super().__init__(
+            renew_before=renew_before,
+            clock=clock,
+            http_client=http_client,
+            timeout=timeout,
+            verify=verify,
+            ca_file=ca_file,
+        )
 
     def __repr__(self) -> str:
         return f"<DatahubTokens {self.onezone_url} prefix={self.idp_prefix!r}>"
 
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object made it; exchanges under way are cancelled."""
-        for task in list(self._inflight.values()):
-            task.cancel()
-        if self._own_client:
-            await self._client.aclose()
-
-    def forget(self, user: str) -> None:
-        """Drop a user's cached tokens (logout, user deleted); they still expire on time."""
-        for key in [k for k in self._cache if k[0] == user]:
-            del self._cache[key]
-        # An exchange under way for the user must not put its token back in the cache.
-        self._forgotten[user] = self._forgotten.get(user, 0) + 1
+    def expires_at(self, value: _Entry) -> float:
+        return value.token.valid_until
 
     async def token(
         self,
@@ -429,33 +416,10 @@ class DatahubTokens:
         if isinstance(spaces, str):
             raise TypeError("spaces must be a list of space names or ids, not one string")
         key = (user, DatahubUse(use), bool(read_only), spaces_key(spaces))
-        cached = self._cache.get(key)
-        now = self._clock()
-        if cached and now < cached.token.valid_until - self.renew_before:
-            return cached
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._renew(key, checkin_token))
-            self._inflight[key] = task
-            task.add_done_callback(lambda t, k=key: self._settle(k, t))
-        try:
-            # Shielded: one caller giving up does not cancel the exchange for the others.
-            return await asyncio.shield(task)
-        except DatahubCredentialError:
-            cached = self._cache.get(key)
-            if cached and self._clock() < cached.token.valid_until:
-                return cached  # still valid: a failed renewal goes unnoticed
-            raise
-
-    def _settle(self, key: _Key, task: asyncio.Task[_Entry]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here, so a task nobody awaited logs no warning
+        return await self._get(key, lambda: self._renew(key, checkin_token))
 
     async def _renew(self, key: _Key, checkin_token: CheckinToken) -> _Entry:
         user, use, read_only, wanted = key
-        generation = self._forgotten.get(user, 0)
         fresh = await self._checkin_token(checkin_token)
         try:
             narrowing = await self._narrowing(fresh, wanted) if wanted else []
@@ -464,9 +428,6 @@ class DatahubTokens:
             log.warning("DataHub %s token for %s not issued: %s", use.value, user, e.reason)
             raise
         entry = _Entry(token)
-        self._prune()
-        if self._forgotten.get(user, 0) == generation:
-            self._cache[key] = entry
         log.info(
             "DataHub %s token%s issued for %s%s, valid until %s",
             use.value,
@@ -481,11 +442,6 @@ class DatahubTokens:
             # The token stays cached; `credentials` discovers the spaces again.
             log.warning("DataHub spaces of %s not discovered: %s", user, e.reason)
         return entry
-
-    def _prune(self) -> None:
-        now = self._clock()
-        for key in [k for k, e in self._cache.items() if e.token.valid_until <= now]:
-            del self._cache[key]
 
     async def _checkin_token(self, checkin_token: CheckinToken) -> str:
         if callable(checkin_token):

@@ -36,11 +36,9 @@ holds the Check-in token or a credential (a service echoing the token gets it bl
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import re
-import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
@@ -48,6 +46,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
+
+from .renewing_cache import RenewingCache
 
 __all__ = [
     "MAX_ANSWER",
@@ -266,18 +266,16 @@ def _error(status: int, code: str | None, message: str, endpoint: str) -> StsErr
     )
 
 
-@dataclass
-class _Entry:
-    credentials: StsCredentials
-
-
-class StsCredentialCache:
+class StsCredentialCache(RenewingCache[StsCredentials]):
     """Temporary S3 credentials for hub users, from ``AssumeRoleWithWebIdentity``.
 
     Keyed by (user cache key, `StsSettings`); the user cache key is the hub's name and
     database id of the user (`egi_hub.storage_mounts.credentials`), so a user deleted and
-    re-created under the same name never gets the first one's credentials.
+    re-created under the same name never gets the first one's credentials. Cached,
+    single-flight and renewed as `RenewingCache` says.
     """
+
+    failure = StsError
 
     def __init__(
         self,
@@ -288,78 +286,35 @@ class StsCredentialCache:
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.renew_before = float(renew_before)
-        self._clock = clock
-        self._own_client = http_client is None
-        if http_client is None:
-            tls: bool | ssl.SSLContext = True
-            if ca_file:
-                tls = ssl.create_default_context(cafile=ca_file)
-            http_client = httpx.AsyncClient(
-                verify=tls, timeout=httpx.Timeout(timeout), follow_redirects=False
-            )
-        self._client = http_client
-        self._cache: dict[tuple[str, StsSettings], _Entry] = {}
-        self._inflight: dict[tuple[str, StsSettings], asyncio.Task[_Entry]] = {}
-        self._forgotten: dict[str, int] = {}
+        super().__init__(
+            renew_before=renew_before,
+            clock=clock,
+            http_client=http_client,
+            timeout=timeout,
+            ca_file=ca_file,
+        )
 
     def __repr__(self) -> str:
         return f"<StsCredentialCache users={len({k[0] for k in self._cache})}>"
 
-    async def aclose(self) -> None:
-        for task in list(self._inflight.values()):
-            task.cancel()
-        if self._own_client:
-            await self._client.aclose()
+    def expires_at(self, value: StsCredentials) -> float:
+        return value.expiration
 
-    def forget(self, user: str) -> None:
-        """Drop a user's cached credentials; an exchange under way will not cache its own."""
-        for key in [k for k in self._cache if k[0] == user]:
-            del self._cache[key]
-        self._forgotten[user] = self._forgotten.get(user, 0) + 1
-
-    def margin(self, creds: StsCredentials) -> float:
-        """Seconds before ``creds`` expire at which the cache replaces them."""
-        return min(self.renew_before, max(creds.lifetime, 0) / 2)
-
-    def _fresh(self, entry: _Entry | None) -> bool:
-        if entry is None:
-            return False
-        creds = entry.credentials
-        return self._clock() < creds.expiration - self.margin(creds)
+    def margin(self, value: StsCredentials) -> float:
+        """``renew_before``, but at most half the credentials' life."""
+        return min(self.renew_before, max(value.lifetime, 0) / 2)
 
     async def credentials(
         self, user: str, username: str, settings: StsSettings, checkin_token: TokenGetter
     ) -> StsCredentials:
         """Valid credentials for ``user`` (cache key; ``username`` names the session)."""
-        key = (user, settings)
-        cached = self._cache.get(key)
-        if self._fresh(cached):
-            return cached.credentials  # type: ignore[union-attr]
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._renew(key, username, checkin_token))
-            self._inflight[key] = task
-            task.add_done_callback(lambda t, k=key: self._settle(k, t))
-        try:
-            return (await asyncio.shield(task)).credentials
-        except StsError:
-            cached = self._cache.get(key)
-            if cached and self._clock() < cached.credentials.expiration:
-                return cached.credentials  # still valid: a failed renewal goes unnoticed
-            raise
-
-    def _settle(self, key: tuple[str, StsSettings], task: asyncio.Task[_Entry]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved, so an unawaited failure logs no warning
+        return await self._get(
+            (user, settings), lambda: self._renew(user, settings, username, checkin_token)
+        )
 
     async def _renew(
-        self, key: tuple[str, StsSettings], username: str, checkin_token: TokenGetter
-    ) -> _Entry:
-        user, settings = key
-        generation = self._forgotten.get(user, 0)
+        self, user: str, settings: StsSettings, username: str, checkin_token: TokenGetter
+    ) -> StsCredentials:
         token = await checkin_token()
         if not isinstance(token, str) or not _TOKEN_RE.match(token):
             raise StsError(
@@ -371,19 +326,13 @@ class StsCredentialCache:
         except StsError as e:
             log.warning("S3 STS credentials for %s not issued: %s", user, e.reason)
             raise
-        entry = _Entry(creds)
-        now = self._clock()
-        for stale in [k for k, e in self._cache.items() if e.credentials.expiration <= now]:
-            del self._cache[stale]
-        if self._forgotten.get(user, 0) == generation:
-            self._cache[key] = entry
         log.info(
             "S3 STS credentials issued for %s by %s, valid until %s",
             user,
             settings.endpoint_url,
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(creds.expiration)),
         )
-        return entry
+        return creds
 
     async def exchange(self, settings: StsSettings, token: str, session: str) -> StsCredentials:
         """One ``AssumeRoleWithWebIdentity`` call (no cache)."""
