@@ -27,6 +27,7 @@ from tornado import web
 
 from egi_hub.storage_mounts.kube import (
     CREDENTIALS_DIR,
+    OWNER_LABELS,
     KubeMounts,
     KubeStorage,
     delete_storage_secret,
@@ -163,12 +164,24 @@ class EGIKubeSpawner(StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
         try:
             await super().stop(now=now)
         finally:
-            # By name, so a hub restarted since the start still deletes it (404: none).
-            if self._egi_storage is not None or getattr(self, "_egi_mount_names", None):
+            # Only when this server made one: by this hub (a Secret in _egi_storage), or,
+            # for a hub restarted since the start, a server with DataHub sidecars. Even
+            # then only the server's own (labels checked, uid precondition).
+            if self._egi_has_sidecars():
                 await delete_storage_secret(
-                    self.api, self.namespace, self.pod_name, self.k8s_api_request_timeout
+                    self.api,
+                    self.namespace,
+                    self.pod_name,
+                    self._egi_owner_labels(),
+                    self.k8s_api_request_timeout,
                 )
             self._egi_storage = None
+
+    def _egi_owner_labels(self) -> dict[str, str]:
+        """The user and server labels KubeSpawner gives this server's pod (and so its
+        storage Secret): what says a Secret of the pod's name is this server's."""
+        labels = self._build_pod_labels({})
+        return {k: labels[k] for k in OWNER_LABELS if k in labels}
 
 
 def _status_message(body: str) -> str:

@@ -30,7 +30,13 @@ kept on a memory-backed ``emptyDir`` (`CREDENTIALS_DIR`) in the notebook contain
 never on the home volume, which backups and NFS-backed homes copy: they end with the
 pod.
 
-Per-server Secrets are created just before the pod and deleted when the server stops;
+Per-server Secrets are created just before the pod and deleted when the server stops,
+but only a Secret that is this server's own: the name (``<pod>-storage``) is not proof,
+as another user's pod name, an admin's or another hub's Secret in a shared namespace
+can make the same one. The hub reads the Secret first and replaces (a retried start)
+or deletes it only if it carries the ``app.kubernetes.io/component: egi-storage``
+label and this server's ``hub.jupyter.org/username`` and ``servername`` labels, with
+the uid it read as a precondition (a Secret made again meanwhile is left alone);
 once the pod exists they also get an owner reference to it, so Kubernetes' garbage
 collector removes them if the hub never gets to run its stop (a crash, a deleted
 namespace object). Explicit delete keeps the usual case immediate; the owner
@@ -85,6 +91,9 @@ STORAGE_COMPONENT = "egi-storage"
 #: The Secret's annotation with the expiry (epoch seconds) of each token in it, by data
 #: key: not secret, and what the renewal reads after a hub restart.
 TOKEN_EXPIRY_ANNOTATION = "egi.eu/token-expiry"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+#: The labels (KubeSpawner's, from the pod) that say whose server a storage Secret is.
+OWNER_LABELS = ("hub.jupyter.org/username", "hub.jupyter.org/servername")
 
 # Host names as a Oneprovider's domain may be written (from Onezone: hostile input).
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?")
@@ -198,8 +207,10 @@ class KubeStorage:
         return [s["metadata"]["name"] for s in self.secrets]
 
     async def create_secrets(self, api: Any, request_timeout: float) -> None:
-        """Create the Secrets; one left from an earlier start (a retried start) is
-        deleted and made again, so no token of a mount the server lost stays in it."""
+        """Create the Secrets; this server's own left from an earlier start (a retried
+        start) is deleted and made again, so no token of a mount the server lost stays
+        in it. One of that name that is not this server's is never touched: the start
+        fails with `StorageSecretConflict`."""
         from kubernetes_asyncio.client.rest import ApiException
 
         for secret in self.secrets:
@@ -213,7 +224,11 @@ class KubeStorage:
                 except ApiException as e:
                     if e.status != 409 or attempt == 2:
                         raise
-                await _delete_secret(api, meta["namespace"], meta["name"], request_timeout)
+                found = await delete_own_secret(
+                    api, meta["namespace"], meta["name"], meta["labels"], request_timeout
+                )
+                if found is False:
+                    raise StorageSecretConflict(meta["namespace"], meta["name"])
 
     async def own_secrets(self, api: Any, pod: Any, request_timeout: float) -> None:
         """Make the pod the Secrets' owner, so Kubernetes deletes them with it even if
@@ -607,18 +622,69 @@ async def storage_for_pod(spawner: Any, pod: Any) -> KubeStorage | None:
     return storage
 
 
-async def delete_storage_secret(
-    api: Any, namespace: str, pod_name: str, request_timeout: float
-) -> None:
-    """Delete a server's storage Secret (none there: nothing to do)."""
-    await _delete_secret(api, namespace, secret_name_for(pod_name), request_timeout)
+class StorageSecretConflict(RuntimeError):
+    """A Secret with the name of a server's storage Secret is someone else's."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        super().__init__(
+            f"The storage Secret {name!r} cannot be made: a Secret of that name in "
+            f"namespace {namespace!r} is not this server's (ask the hub's admins)"
+        )
 
 
-async def _delete_secret(api: Any, namespace: str, name: str, request_timeout: float) -> None:
+def is_own_secret(labels: Mapping[str, str] | None, expected: Mapping[str, str]) -> bool:
+    """Whether a Secret's labels make it the storage Secret of the server whose pod
+    labels are ``expected`` (the component label, and the same user and server)."""
+    labels = labels or {}
+    return labels.get(COMPONENT_LABEL) == STORAGE_COMPONENT and all(
+        key in expected and labels.get(key) == expected[key] for key in OWNER_LABELS
+    )
+
+
+async def delete_own_secret(
+    api: Any,
+    namespace: str,
+    name: str,
+    expected: Mapping[str, str],
+    request_timeout: float,
+) -> bool | None:
+    """Delete the Secret ``name`` if it is the storage Secret of the server whose pod
+    labels are ``expected`` (`is_own_secret`), with its uid as a precondition.
+
+    Returns None when there is none, False when it is someone else's (left alone, one
+    warning), True when it was deleted (or went, or was made again, meanwhile).
+    """
+    from kubernetes_asyncio.client import V1DeleteOptions, V1Preconditions
     from kubernetes_asyncio.client.rest import ApiException
 
     try:
-        await asyncio.wait_for(api.delete_namespaced_secret(name, namespace), request_timeout)
+        found = await asyncio.wait_for(api.read_namespaced_secret(name, namespace), request_timeout)
     except ApiException as e:
-        if e.status != 404:
+        if e.status == 404:
+            return None
+        raise
+    meta = found.metadata
+    if not is_own_secret(meta.labels, expected):
+        log.warning("Secret %s/%s is not this server's storage Secret: left alone", namespace, name)
+        return False
+    options = V1DeleteOptions(preconditions=V1Preconditions(uid=meta.uid))
+    try:
+        await asyncio.wait_for(
+            api.delete_namespaced_secret(name, namespace, body=options), request_timeout
+        )
+    except ApiException as e:
+        # 404: gone meanwhile; 409: the uid differs, another Secret of that name now.
+        if e.status not in (404, 409):
             raise
+    return True
+
+
+async def delete_storage_secret(
+    api: Any,
+    namespace: str,
+    pod_name: str,
+    pod_labels: Mapping[str, str],
+    request_timeout: float,
+) -> None:
+    """Delete a server's storage Secret if there is one and it is the server's own."""
+    await delete_own_secret(api, namespace, secret_name_for(pod_name), pod_labels, request_timeout)

@@ -8,13 +8,16 @@ token cache is replaced by `FixedTokens` (see tests/integration/test_storage_kub
 
 from __future__ import annotations
 
+import base64
 import json
 
 import kubernetes_validate
+import pytest
 
 from egi_hub.storage_mounts.kube import CREDENTIALS_DIR
 from tests.integration.test_kube_spawner import pods, spawner
 from tests.integration.test_storage_kube import (  # noqa: F401  (site: autouse fixture)
+    TOKEN,
     declare_secrets,
     secrets,
     site,
@@ -73,3 +76,92 @@ async def test_a_server_without_mounts_gets_no_credential_volume_kmock_emulator(
         assert "EGI_STORAGE_DIR" not in env_of(pod["spec"]["containers"][0])
         await s.stop()
         assert secrets(api) == []
+
+
+# -- whose storage Secret ---------------------------------------------------------------
+
+
+def foreign_secret(name: str, namespace: str, labels: dict[str, str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "type": "Opaque",
+        "data": {"password": base64.b64encode(b"the admin's").decode()},
+    }
+
+
+def secret_named(api, name: str):
+    found = [o for o in secrets(api) if o["metadata"]["name"] == name]
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {},  # an admin's Secret that happens to be called jupyter-<user>-storage
+        {"app.kubernetes.io/component": "egi-storage"},  # ours, but whose?
+        {  # another user's (or another server's) storage Secret
+            "app.kubernetes.io/component": "egi-storage",
+            "hub.jupyter.org/username": "bob",
+            "hub.jupyter.org/servername": "",
+        },
+    ],
+)
+async def test_a_secret_of_that_name_that_is_not_the_servers_is_never_touched_kmock_emulator(
+    tmp_path, labels
+):
+    async with kubernetes(tmp_path) as api:
+        declare_secrets(api)
+        s = spawner("alice", {"profile": "small"})
+        user_with_checkin_token(s)
+        name = f"{s.pod_name}-storage"
+        await s.api.create_namespaced_secret(s.namespace, foreign_secret(name, s.namespace, labels))
+        with pytest.raises(Exception, match="is not this server's") as failed:
+            await s.start()
+        assert TOKEN not in str(failed.value)
+        await s.stop()  # JupyterHub's clean-up after a failed start
+        left = secret_named(api, name)
+        assert left is not None and left["data"] == {"password": "dGhlIGFkbWluJ3M="}
+        assert pods(api) == []
+
+
+async def test_the_servers_own_secret_from_an_earlier_start_is_replaced_kmock_emulator(
+    tmp_path,
+):
+    async with kubernetes(tmp_path) as api:
+        declare_secrets(api)
+        s = spawner("alice", {"profile": "small"})
+        user_with_checkin_token(s)
+        name = f"{s.pod_name}-storage"
+        labels = {
+            "app.kubernetes.io/component": "egi-storage",
+            **s._egi_owner_labels(),
+        }
+        await s.api.create_namespaced_secret(s.namespace, foreign_secret(name, s.namespace, labels))
+        await s.start()
+        (secret,) = secrets(api)
+        assert "password" not in secret["data"]
+        assert base64.b64decode(secret["data"]["datahub-datahub"]).decode() == TOKEN
+        await s.stop()
+        assert secrets(api) == []
+
+
+async def test_stop_deletes_no_secret_when_the_server_made_none_kmock_emulator(tmp_path):
+    """A server with an NFS mount only (no sidecar, so no Secret): a Secret of its
+    pod's name, even one labelled as its own, is not its to delete."""
+    from egi_hub.storage_mounts.mounts import StorageMounts
+
+    StorageMounts.instance().mounts = [
+        m for m in StorageMounts.instance().mounts if m.kind == "nfs"
+    ]
+    async with kubernetes(tmp_path) as api:
+        declare_secrets(api)
+        s = spawner("alice", {"profile": "small"})
+        await s.start()
+        assert secrets(api) == []
+        name = f"{s.pod_name}-storage"
+        labels = {"app.kubernetes.io/component": "egi-storage", **s._egi_owner_labels()}
+        await s.api.create_namespaced_secret(s.namespace, foreign_secret(name, s.namespace, labels))
+        await s.stop()
+        assert secret_named(api, name) is not None
