@@ -65,6 +65,7 @@ MAX_ENTRIES = 100_000  # entries of one listing: a bigger folder is an error, no
 MAX_PAGES = 1_000  # pages of one listing (a provider may send short or empty pages)
 MIN_PROVIDER = (21, 2, 1)
 ATTRS = ["fileId", "name", "type", "size", "mtime", "posixPermissions"]
+NAME_ONLY = ["name"]  # the attributes of a names-only listing (``ls(detail=False)``)
 
 ERRNOS = {
     "enoent": (FileNotFoundError, errno.ENOENT),
@@ -468,15 +469,20 @@ class DatahubFileSystem(AbstractFileSystem):
             "file_id": attrs.get("fileId"),
         }
 
-    def _children(self, prefix: str, children: list[Any], path: str) -> list[dict[str, Any]]:
-        """The entries of a page of children; a name that is not `plain_name` is skipped
-        (logged, never joined into a path)."""
-        out, skipped = [], 0
+    def _children(
+        self, prefix: str, children: list[Any], path: str, detail: bool = True
+    ) -> list[Any]:
+        """The entries (or, without ``detail``, the paths) of a page of children; a name
+        that is not `plain_name` is skipped (logged, never joined into a path)."""
+        out: list[Any] = []
+        skipped = 0
         for child in children:
-            if isinstance(child, dict) and plain_name(child.get("name")):
+            if not (isinstance(child, dict) and plain_name(child.get("name"))):
+                skipped += 1
+            elif detail:
                 out.append(self._entry(prefix, child))
             else:
-                skipped += 1
+                out.append(f"{prefix}/{child['name']}" if prefix else child["name"])
         if skipped:
             log.warning(
                 "DataHub: skipped %d entr%s with an unusable name in %s",
@@ -498,14 +504,19 @@ class DatahubFileSystem(AbstractFileSystem):
         base, space_id, fqn, rel = self._locate(path)
         file_id = self._file_id(base, space_id, fqn, rel, path)
         prefix = "/".join(parts)
-        entries: list[dict[str, Any]] = []
+        entries: list[Any] = []
         params: dict[str, Any] = {"limit": PAGE}
         seen: set[str] = set()
         pages = listed = 0
         while True:
             url = f"{base}/api/v3/oneprovider/data/{quote(file_id)}/children"
             try:
-                r = self._request("GET", url, params=params, json={"attributes": ATTRS}, _path=path)
+                # Names only: the provider sends (and we parse) a sixth of the JSON, and
+                # no entry dicts are built (most of a 10,000-entry listing's cost here).
+                wanted = ATTRS if detail else NAME_ONLY
+                r = self._request(
+                    "GET", url, params=params, json={"attributes": wanted}, _path=path
+                )
             except NotADirectoryError:
                 info = self.info(path)
                 return [info] if detail else [info["name"]]
@@ -519,7 +530,7 @@ class DatahubFileSystem(AbstractFileSystem):
                     f"{MAX_PAGES:,} pages; listing stopped (open its files by path, or "
                     f"split the folder)",
                 )
-            entries.extend(self._children(prefix, children, path))
+            entries.extend(self._children(prefix, children, path, detail))
             if page.get("isLast", True) or not page.get("nextPageToken"):
                 break
             next_token = str(page["nextPageToken"])
@@ -531,7 +542,7 @@ class DatahubFileSystem(AbstractFileSystem):
                 )
             seen.add(next_token)
             params = {"limit": PAGE, "token": next_token}
-        return entries if detail else [e["name"] for e in entries]
+        return entries
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         parts = self._parts(path)

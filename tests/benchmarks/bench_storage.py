@@ -15,9 +15,11 @@ alike), and returns rows of figures that `main` prints with their ratios (goal: 
   run in a process of its own: write and read ``--size-mib`` MiB and list a folder of
   ``--entries`` files (the same attributes both sides). Raw HTTP is the floor a
   filesystem can reach: one streamed ``PUT`` and one streamed ``GET`` of the whole file,
-  where ``datahub://`` sends one request per 8 MiB block; its listing keeps the names
-  only, where ``datahub://`` builds fsspec's entry (name, size, type, mtime...) for
-  each. Two more figures per operation tell whether the stand-in hides the client's
+  where ``datahub://`` sends one request per 8 MiB block. Listings are measured twice:
+  with details (``ls(detail=True)``, which builds fsspec's entry of name, size, type,
+  mtime... for each, against a raw client asking the same attributes and keeping the
+  names) and names only (``ls(detail=False)`` against a raw client asking for names
+  only, the same request). Two more figures per operation tell whether the stand-in hides the client's
   cost: each client's own CPU (MiB or entries per CPU second: higher is cheaper) and how
   busy the stand-in process was (its CPU time / wall time; near 100% means both sides
   wait on it, being one Python process). The stand-in keeps files in memory (a few
@@ -270,7 +272,7 @@ def compare_datahub(args: argparse.Namespace, tmp: Path) -> list[Row]:
     """``datahub://`` vs raw streaming HTTP on one Onedata stand-in; see the docstring."""
     import ssl
 
-    from egi_hub.singleuser.datahub import ATTRS, DatahubFileSystem
+    from egi_hub.singleuser.datahub import ATTRS, NAME_ONLY, DatahubFileSystem
 
     server = _StandinProcess(tmp / "standin", f"many={args.entries}")
     try:
@@ -297,17 +299,29 @@ def compare_datahub(args: argparse.Namespace, tmp: Path) -> list[Row]:
             if len(found) != args.entries:
                 raise AssertionError(f"listed {len(found)} entries, expected {args.entries}")
 
+        def fs_names() -> None:
+            found = fs.ls(f"{space}/many", detail=False)
+            if len(found) != args.entries:
+                raise AssertionError(f"listed {len(found)} names, expected {args.entries}")
+
+        def raw_names() -> None:
+            found = raw.listing("many", NAME_ONLY)
+            if len(found) != args.entries:
+                raise AssertionError(f"listed {len(found)} names, expected {args.entries}")
+
         ops: dict[str, dict[str, Callable[[], None]]] = {
             "egi-hub": {
                 "write": lambda: write_object(fs, f"{space}/big-egi-hub.bin", size, block),
                 "read": lambda: read_object(fs, f"{space}/big-egi-hub.bin", size),
                 "list": fs_listing,
+                "names": fs_names,
                 "rm": lambda: fs.rm(f"{space}/big-egi-hub.bin"),
             },
             "raw HTTP": {
                 "write": lambda: raw.write("big-raw.bin", size, block),
                 "read": lambda: raw.read("big-raw.bin", size),
                 "list": raw_listing,
+                "names": raw_names,
                 "rm": lambda: raw.rm("big-raw.bin"),
             },
         }
@@ -316,10 +330,12 @@ def compare_datahub(args: argparse.Namespace, tmp: Path) -> list[Row]:
         fs.cat_file(f"{space}/warm-up")
         fs.rm(f"{space}/warm-up")
         fs_listing()
+        fs_names()
         raw.write("warm-up", 1, b"1")
         raw.read("warm-up", 1)
         raw.rm("warm-up")
         raw_listing()
+        raw_names()
 
         wall: dict[tuple[str, str], list[float]] = {}
         client: dict[tuple[str, str], list[float]] = {}
@@ -327,10 +343,10 @@ def compare_datahub(args: argparse.Namespace, tmp: Path) -> list[Row]:
         for r in range(args.rounds):
             order = list(ops) if r % 2 == 0 else list(reversed(ops))
             for side in order:
-                for op in ("write", "read", "list"):
+                for op in ("write", "read", "list", "names"):
                     # A listing takes tens of ms here, less than the 10 ms ticks the
                     # stand-in's CPU is counted in make meaningful: time a batch of them.
-                    times = LIST_BATCH if op == "list" else 1
+                    times = LIST_BATCH if op in ("list", "names") else 1
                     cpu0, server0, t0 = time.process_time(), server.cpu(), time.perf_counter()
                     for _ in range(times):
                         ops[side][op]()
@@ -350,6 +366,7 @@ def compare_datahub(args: argparse.Namespace, tmp: Path) -> list[Row]:
         ("write", f"write {args.size_mib} MiB", args.size_mib, "MiB/s"),
         ("read", f"read {args.size_mib} MiB", args.size_mib, "MiB/s"),
         ("list", f"list {args.entries} entries", args.entries, "entries/s"),
+        ("names", f"list {args.entries} names", args.entries, "entries/s"),
     ):
         ours, base = (amount / med(wall, op, s) for s in ("egi-hub", "raw HTTP"))
         note = "stand-in busy {:.0%} (egi-hub) / {:.0%} (raw HTTP) of the wall time".format(

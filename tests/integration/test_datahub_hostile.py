@@ -254,8 +254,9 @@ def test_standin_listing_skips_odd_child_names(standin, spaces, caplog):
             standin.state.new_node(name, "REG", space_id, parent.file_id)
     fs = make_fs(standin, user)
     caplog.set_level(logging.WARNING)
-    assert fs.ls("keep/dir", detail=False) == ["keep/dir/fine.txt"]
+    assert fs.ls("keep/dir", detail=False) == ["keep/dir/fine.txt"]  # names only
     assert f"skipped {len(ODD_CHILDREN)} entries" in caplog.text
+    assert [e["name"] for e in fs.ls("keep/dir", detail=True)] == ["keep/dir/fine.txt"]
     assert "\x1b" not in caplog.text and "\x00" not in caplog.text
     assert [p for p in fs.find("keep")] == ["keep/dir/fine.txt", "keep/f.txt"]
 
