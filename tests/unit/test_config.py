@@ -22,6 +22,17 @@ def test_example_site_file_is_valid():
     validate_site(load_site_file(REPO / "site.example.yaml"))
 
 
+def test_example_site_files_commented_storage_mounts_are_valid_once_uncommented(tmp_path):
+    text = (REPO / "site.example.yaml").read_text()
+    start = text.index("# StorageMounts:")
+    block = [line.removeprefix("# ") for line in text[start:].splitlines()]
+    path = tmp_path / "site.yaml"
+    path.write_text(text[:start] + "\n".join(block) + "\n")
+    site = load_site_file(path)
+    assert site["StorageMounts"]["mounts"][0]["kind"] == "s3"
+    validate_site(site)
+
+
 def test_pass_through_to_traitlets():
     config = site_to_config({"JupyterHub": {"port": 8000}, "DevAuthenticator": {"users": {}}})
     assert config.JupyterHub.port == 8000
