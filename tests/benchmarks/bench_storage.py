@@ -19,11 +19,11 @@ alike), and returns rows of figures that `main` prints with their ratios (goal: 
   with details (``ls(detail=True)``, which builds fsspec's entry of name, size, type,
   mtime... for each, against a raw client asking the same attributes and keeping the
   names) and names only (``ls(detail=False)`` against a raw client asking for names
-  only, the same request). Two more figures per operation tell whether the stand-in hides the client's
-  cost: each client's own CPU (MiB or entries per CPU second: higher is cheaper) and how
-  busy the stand-in process was (its CPU time / wall time; near 100% means both sides
-  wait on it, being one Python process). The stand-in keeps files in memory (a few
-  copies of 256 MiB at most: well within a test machine's memory).
+  only, the same request). Two more figures per operation tell whether the stand-in
+  hides the client's cost: each client's own CPU (MiB or entries per CPU second: higher
+  is cheaper) and how busy the stand-in process was (its CPU time / wall time; near 100%
+  means both sides wait on it, being one Python process). The stand-in keeps files in
+  memory (a few copies of 256 MiB at most: well within a test machine's memory).
 
     python -m tests.benchmarks.bench_storage [--backends s3,datahub] [--size-mib 256]
         [--entries 10000] [--rounds 3]
