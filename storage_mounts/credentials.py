@@ -279,6 +279,7 @@ class MountCredentials(SingletonConfigurable):
             self._sts = StsCredentialCache(
                 renew_before=self.s3_sts_renew_before,
                 timeout=self.s3_sts_timeout,
+                deadline=self.s3_sts_timeout,  # per whole exchange, not only per read
                 ca_file=self.s3_sts_ca_file or None,
             )
         return self._sts

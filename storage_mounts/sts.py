@@ -36,6 +36,7 @@ holds the Check-in token or a credential (a service echoing the token gets it bl
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import re
@@ -282,10 +283,17 @@ class StsCredentialCache(RenewingCache[StsCredentials]):
         *,
         renew_before: float = 900,
         timeout: float = 10,
+        deadline: float | None = None,
         ca_file: str | None = None,
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        # httpx's timeout restarts with every byte read: ``deadline`` (default three
+        # times ``timeout``) bounds the whole exchange, so an endpoint sending one byte
+        # at a time cannot hold a user's mounts request (and its single flight) for days.
+        self.deadline = float(deadline if deadline is not None else 3 * timeout)
+        if self.deadline <= 0:
+            raise ValueError(f"The STS deadline must be above 0 seconds, not {deadline}")
         super().__init__(
             renew_before=renew_before,
             clock=clock,
@@ -348,7 +356,10 @@ class StsCredentialCache(RenewingCache[StsCredentials]):
             form["RoleArn"] = settings.role_arn
         url = endpoint if urlsplit(endpoint).path else endpoint + "/"
         try:
-            async with self._client.stream("POST", url, data=form) as response:
+            async with (
+                asyncio.timeout(self.deadline),
+                self._client.stream("POST", url, data=form) as response,
+            ):
                 body = b""
                 async for chunk in response.aiter_bytes():
                     body += chunk
@@ -359,7 +370,7 @@ class StsCredentialCache(RenewingCache[StsCredentials]):
                             "bad_answer",
                         )
                 status = response.status_code
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             raise StsError(
                 f"the STS endpoint {endpoint} did not answer in time", "unreachable"
             ) from None

@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import json
 import logging
+import time
 from urllib.parse import parse_qs
 
 import httpx
@@ -381,6 +382,27 @@ async def test_concurrent_requests_share_one_exchange():
         *(c.credentials("alice#1", "alice", SETTINGS, token) for _ in range(10))
     )
     assert len(sts.forms) == 1 and len({r.key for r in results}) == 1
+
+
+class _Drip(httpx.AsyncByteStream):
+    """An answer that sends one byte every 0.2 s, for ever."""
+
+    async def __aiter__(self):
+        while True:
+            yield b" "
+            await asyncio.sleep(0.2)
+
+
+async def test_an_endpoint_that_drips_is_cut_off_by_the_overall_deadline():
+    """httpx's timeout restarts with every byte: only the deadline ends such an answer."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=_Drip()))
+    client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(1))
+    sts = StsCredentialCache(http_client=client, deadline=0.6)
+    started = time.monotonic()
+    with pytest.raises(StsError) as e:
+        await sts.credentials("alice#1", "alice", SETTINGS, token)
+    assert e.value.kind == "unreachable" and "did not answer in time" in e.value.reason
+    assert time.monotonic() - started < 3
 
 
 async def test_an_oversized_answer_is_cut_off():
