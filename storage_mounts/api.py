@@ -7,12 +7,15 @@ caller's own active servers**, and it is about that server. Concretely:
 
 - the presented token must be the ``api_token`` of one of the token owner's active
   spawners (compared in constant time; after a hub restart, when JupyterHub no longer
-  holds the token's value, by the token's database id that `StorageSpawnerMixin` kept
-  in the server's state). Any other token of the same user is refused with 403: one
-  minted with ``POST /users/<name>/tokens`` (whose default role inherits all of the
-  owner's scopes, `MOUNTS_SCOPE` included), a browser session's cookie, a service's
-  token, and the server token of another user who was given access to this user's
-  server (sharing: their token is theirs, not the server's);
+  holds the token's value, by the token's database id *and* `token_fingerprint` (a
+  digest of the row's salted hash) that `StorageSpawnerMixin` kept in the server's
+  state: on SQLite a deleted token's id can be handed out again, so the id alone
+  could name a token the user minted after deleting the server's). Any other token
+  of the same user is refused with 403: one minted with ``POST /users/<name>/tokens``
+  (whose default role inherits all of the owner's scopes, `MOUNTS_SCOPE` included), a
+  browser session's cookie, a service's token, and the server token of another user
+  who was given access to this user's server (sharing: their token is theirs, not the
+  server's);
 - the token must also hold `MOUNTS_SCOPE`. JupyterHub gives a server token only scopes
   its owner holds (``Spawner.server_token_scopes`` is intersected with the owner's
   roles), so the ``user`` role holds it too (`egi_hub.storage_mounts.hub`): the scope
@@ -49,7 +52,7 @@ from egi_hub.singleuser_config import MOUNTS_SCOPE
 from .credentials import MountCredentials
 from .datahub_tokens import DatahubCredentialError
 from .mounts import StorageMounts
-from .spawner import MountStanding, mount_standing
+from .spawner import MountStanding, mount_standing, token_fingerprint
 
 __all__ = ["MountsHandler", "is_server_token"]
 
@@ -60,15 +63,21 @@ _NOT_A_SERVER = (
 _UNCONFIRMED = "the hub could not confirm your VO membership with Check-in: log in to the hub again"
 
 
-def is_server_token(spawner: Any, presented: str, token_id: int | None) -> bool:
-    """Whether the presented token is the API token the hub made for this spawner's
-    server: its value (constant time) when the spawner still holds it, else the token
-    id the spawner kept in its state."""
+def is_server_token(spawner: Any, presented: str, token: Any) -> bool:
+    """Whether the presented token (``token``: its database row) is the API token the
+    hub made for this spawner's server: its value (constant time) when the spawner
+    still holds it, else the row's id and `token_fingerprint`, both as the spawner kept
+    them in its state (the id alone may have been handed out again)."""
     own = getattr(spawner, "api_token", "") or ""
     if own:
         return hmac.compare_digest(own.encode("utf-8"), presented.encode("utf-8"))
-    kept = getattr(spawner, "egi_server_token_id", None)
-    return kept is not None and token_id is not None and kept == token_id
+    kept_id = getattr(spawner, "egi_server_token_id", None)
+    kept_print = getattr(spawner, "egi_server_token_fingerprint", None)
+    token_id = getattr(token, "id", None)
+    fingerprint = token_fingerprint(token)
+    if kept_id is None or not kept_print or token_id is None or fingerprint is None:
+        return False
+    return kept_id == token_id and hmac.compare_digest(kept_print, fingerprint)
 
 
 class MountsHandler(APIHandler):
@@ -95,7 +104,7 @@ class MountsHandler(APIHandler):
         if not allowed(user.orm_user, kind="user"):
             raise web.HTTPError(403, f"This token lacks the scope {MOUNTS_SCOPE}")
         for name, spawner in list(user.spawners.items()):
-            if spawner.active and is_server_token(spawner, presented, token.id):
+            if spawner.active and is_server_token(spawner, presented, token):
                 return user, name, spawner
         raise web.HTTPError(403, _NOT_A_SERVER)
 

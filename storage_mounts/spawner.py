@@ -25,7 +25,9 @@ credential for it from either.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +48,7 @@ __all__ = [
     "StorageSpawnerMixin",
     "mount_standing",
     "server_storage_paths",
+    "token_fingerprint",
 ]
 
 #: The environment variable that tells a server's keeper where its mounts document is.
@@ -67,6 +70,21 @@ def server_storage_paths(server_name: str) -> tuple[str, str]:
     folder = "default" if not server_name else "named-" + path_component(server_name)
     base = posixpath.join(SERVERS_DIR, folder)
     return posixpath.join(base, "mounts.json"), posixpath.join(base, "storage")
+
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+
+
+def token_fingerprint(token: Any) -> str | None:
+    """What tells an API token's database row from a later one that got the same id
+    (SQLite hands the highest id out again once its row is deleted, so a user could
+    delete their server's token and mint one with its id): a SHA-256 of the row's
+    stored hash, which JupyterHub salts per token and never changes. Never the token's
+    value; None for a row without a hash."""
+    hashed = getattr(token, "hashed", None)
+    if not isinstance(hashed, str) or not hashed:
+        return None
+    return hashlib.sha256(hashed.encode("utf-8")).hexdigest()
 
 
 #: Why a refused user's mounts are withdrawn (the refusal's reason is not repeated).
@@ -153,9 +171,11 @@ class StorageSpawnerMixin(HasTraits):
     # Where the keeper keeps the credential files, when not under the home folder (the
     # Kubernetes spawner: a memory-backed volume of the pod); None: ``~/.egi/servers/...``.
     egi_credentials_dir: str | None = None
-    # The database id (never the value) of this server's API token, kept in the state
-    # so that the mounts endpoint still knows the server's token after a hub restart.
+    # The database id and `token_fingerprint` (never the value) of this server's API
+    # token, kept in the state so that the mounts endpoint still knows the server's
+    # token after a hub restart: the id alone could be another token's by then.
     egi_server_token_id: int | None = None
+    egi_server_token_fingerprint: str | None = None
 
     @property
     def storage(self) -> StorageMounts:
@@ -200,25 +220,29 @@ class StorageSpawnerMixin(HasTraits):
             env[STORAGE_DIR_ENV] = self.egi_credentials_dir or storage_dir
         return env
 
-    def _server_token_id(self) -> int | None:
-        """The database id of ``api_token`` (looked up once per start), or None."""
+    def _server_token_ref(self) -> tuple[int, str] | None:
+        """The database id and fingerprint of ``api_token`` (looked up once per start)."""
         if self.egi_server_token_id is None and self.api_token:
             db = getattr(getattr(self, "user", None), "db", None)
             if db is not None:
                 from jupyterhub import orm
 
                 found = orm.APIToken.find(db, self.api_token)
-                if found is not None:
+                fingerprint = token_fingerprint(found)
+                if found is not None and fingerprint is not None:
                     self.egi_server_token_id = found.id
-        return self.egi_server_token_id
+                    self.egi_server_token_fingerprint = fingerprint
+        if self.egi_server_token_id is None or self.egi_server_token_fingerprint is None:
+            return None
+        return self.egi_server_token_id, self.egi_server_token_fingerprint
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         if self._egi_mount_names is not None:
             state["egi_mounts"] = list(self._egi_mount_names)
-        token_id = self._server_token_id()
-        if token_id is not None:
-            state["egi_server_token_id"] = token_id
+        ref = self._server_token_ref()
+        if ref is not None:
+            state["egi_server_token_id"], state["egi_server_token_fingerprint"] = ref
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -227,9 +251,18 @@ class StorageSpawnerMixin(HasTraits):
         if isinstance(names, list) and all(isinstance(n, str) for n in names):
             self._egi_mount_names = tuple(names)
             self._egi_mounts = None  # resolved again on first use
+        # Both or neither: an id without its fingerprint (a state from before it was
+        # kept) is not trusted; that server's keeper gets 403 until it is restarted.
         token_id = state.get("egi_server_token_id")
-        if isinstance(token_id, int) and not isinstance(token_id, bool):
+        fingerprint = state.get("egi_server_token_fingerprint")
+        if (
+            isinstance(token_id, int)
+            and not isinstance(token_id, bool)
+            and isinstance(fingerprint, str)
+            and _FINGERPRINT.fullmatch(fingerprint)
+        ):
             self.egi_server_token_id = token_id
+            self.egi_server_token_fingerprint = fingerprint
 
     def clear_state(self) -> None:
         super().clear_state()
@@ -237,3 +270,4 @@ class StorageSpawnerMixin(HasTraits):
         self._egi_mounts = None
         self._egi_mount_names = None
         self.egi_server_token_id = None
+        self.egi_server_token_fingerprint = None

@@ -302,3 +302,39 @@ def test_missing_s3_variable_stops_egi_hub_up_naming_it(tmp_path):
         "variable EGI_TEST_S3_SECRET (mount 'scratch') is not set"
     ) in result.stderr
     assert KEY not in result.stderr + result.stdout
+
+
+def test_a_token_minted_with_the_server_tokens_reused_id_gets_403_after_a_restart(tmp_path, s3):
+    """After a hub restart the server's token is known by its database id and the
+    fingerprint of its row. On SQLite a deleted highest id is handed out again: alice
+    deletes her server's token and mints one that gets the same id. While the hub holds
+    the server token's value that one is refused anyway; after a restart, same id and
+    another row, still 403. Bob's server token works across the restart."""
+    data = site(s3.endpoint_url)
+    data["JupyterHub"]["cleanup_servers"] = False
+    first = start_stack(tmp_path, data, env=ENV)
+    stack = first
+    try:
+        for name in ("bob", "alice"):  # alice's server token is the newest row
+            first.dev_login(name).close()
+            first.start_server(name)
+        bobs = server_env(first, "bob")["JUPYTERHUB_API_TOKEN"]
+        listed = first.api.get("/users/alice/tokens").json()["api_tokens"]
+        (server_token,) = [t for t in listed if t["note"].startswith("Server at")]
+        r = first.api.delete(f"/users/alice/tokens/{server_token['id']}")
+        assert r.status_code == 204, r.text
+        r = first.api.post("/users/alice/tokens", json={"note": "same id, please"})
+        assert r.status_code == 201, r.text
+        minted = r.json()
+        assert minted["id"] == server_token["id"]  # SQLite reused the id
+        assert mounts(first, minted["token"]).status_code == 403  # the value decides
+        assert first.interrupt() == 0  # the servers keep running (cleanup_servers: false)
+        stack = start_stack(tmp_path, data, env=ENV)  # a new hub on the same database
+        assert mounts(stack, bobs).status_code == 200  # known by id and fingerprint
+        refused = mounts(stack, minted["token"])
+        assert refused.status_code == 403
+        assert "Only a server's own API token" in refused.json()["message"]
+        assert SECRET not in refused.text
+    finally:
+        stack.stop()
+        first.stop()

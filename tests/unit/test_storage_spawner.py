@@ -489,35 +489,89 @@ def test_each_server_has_its_own_mounts_file_and_storage_dir():
     assert len({server_storage_paths(n) for n in names}) == len(names)
 
 
+FINGERPRINT = "ab" * 32
+
+
 def test_the_server_token_id_is_kept_in_state_never_the_token(alice_spawner):
     spawner = alice_spawner
     spawner.api_token = "server-token-value-do-not-keep"
-    spawner.egi_server_token_id = 42  # as looked up in the hub's database at start
+    # As looked up in the hub's database at start.
+    spawner.egi_server_token_id, spawner.egi_server_token_fingerprint = 42, FINGERPRINT
     state = spawner.get_state()
     assert state["egi_server_token_id"] == 42
+    assert state["egi_server_token_fingerprint"] == FINGERPRINT
     assert "server-token-value" not in json.dumps(state, default=str)
     spawner.clear_state()
     assert spawner.egi_server_token_id is None and "egi_server_token_id" not in spawner.get_state()
+    assert spawner.egi_server_token_fingerprint is None
     spawner.load_state(state)
-    assert spawner.egi_server_token_id == 42
+    assert (spawner.egi_server_token_id, spawner.egi_server_token_fingerprint) == (42, FINGERPRINT)
     spawner.load_state({"egi_server_token_id": "42"})  # not an id: ignored
     assert spawner.egi_server_token_id == 42
+    # An id without a fingerprint (a state from before it was kept), or with a
+    # malformed one, is not trusted.
+    for bad in (
+        {"egi_server_token_id": 43},
+        {"egi_server_token_id": 43, "egi_server_token_fingerprint": "x"},
+    ):
+        spawner.clear_state()
+        spawner.load_state(bad)
+        assert spawner.egi_server_token_id is None
+
+
+def row(token_id: int, hashed: str):
+    """A stand-in for a JupyterHub ``orm.APIToken`` row (id and stored hash)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(id=token_id, hashed=hashed)
 
 
 def test_only_the_servers_own_token_matches():
     from types import SimpleNamespace
 
     from egi_hub.storage_mounts.api import is_server_token
+    from egi_hub.storage_mounts.spawner import token_fingerprint
 
-    live = SimpleNamespace(api_token="tok-server-1", egi_server_token_id=7)
-    assert is_server_token(live, "tok-server-1", 99)
-    assert not is_server_token(live, "tok-server-2", 7)  # the value decides while known
-    assert not is_server_token(live, "tok-server-", 7)
-    restarted = SimpleNamespace(api_token="", egi_server_token_id=7)
-    assert is_server_token(restarted, "anything", 7)
-    assert not is_server_token(restarted, "anything", 8)
+    server_row = row(7, "sha512:1:salt-1:hash-of-the-server-token")
+    kept = token_fingerprint(server_row)
+    live = SimpleNamespace(
+        api_token="tok-server-1", egi_server_token_id=7, egi_server_token_fingerprint=kept
+    )
+    assert is_server_token(live, "tok-server-1", row(99, "x"))
+    assert not is_server_token(live, "tok-server-2", server_row)  # the value decides while known
+    assert not is_server_token(live, "tok-server-", server_row)
+    restarted = SimpleNamespace(
+        api_token="", egi_server_token_id=7, egi_server_token_fingerprint=kept
+    )
+    assert is_server_token(restarted, "anything", server_row)
+    assert not is_server_token(restarted, "anything", row(8, server_row.hashed))
     assert not is_server_token(restarted, "anything", None)
-    assert not is_server_token(SimpleNamespace(api_token=""), "x", 7)
+    assert not is_server_token(SimpleNamespace(api_token=""), "x", server_row)
+    # Id only, no fingerprint kept (an older state): refused.
+    id_only = SimpleNamespace(
+        api_token="", egi_server_token_id=7, egi_server_token_fingerprint=None
+    )
+    assert not is_server_token(id_only, "anything", server_row)
+
+
+def test_a_reused_token_id_with_another_row_is_refused_after_a_restart():
+    """SQLite hands a deleted highest id out again: the user deletes the server's token
+    and mints one that gets id 7. Same id, another row (another salted hash, and
+    another created time): refused."""
+    from types import SimpleNamespace
+
+    from egi_hub.storage_mounts.api import is_server_token
+    from egi_hub.storage_mounts.spawner import token_fingerprint
+
+    server_row = row(7, "sha512:1:salt-1:hash-of-the-server-token")
+    restarted = SimpleNamespace(
+        api_token="",
+        egi_server_token_id=7,
+        egi_server_token_fingerprint=token_fingerprint(server_row),
+    )
+    minted = row(7, "sha512:1:salt-2:hash-of-a-token-the-user-minted")
+    assert not is_server_token(restarted, "the-minted-token", minted)
+    assert token_fingerprint(row(7, "")) is None and token_fingerprint(None) is None
 
 
 async def test_datahub_failures_are_held_per_user_and_mount(onezone):
