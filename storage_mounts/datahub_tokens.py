@@ -17,7 +17,11 @@ which Oneproviders enforce too: the notebook cannot write even if it tried.
 space the notebook reads, and a provider could replay it. So when a mount names
 ``spaces`` (names, ids or ``name@id``), the hub first asks Onezone which spaces the user
 has (``GET /user/spaces``, then ``GET /user/spaces/{id}``, with the Check-in token),
-keeps those the filter names, and adds two caveats Onedata documents and enforces:
+keeps those the filter names (each item by one rule only, `egi_hub.spaces`: an id of
+one of the user's spaces names that space, ``name@id`` that exact pair, a bare name the
+one space carrying it; a name two of the user's spaces carry is refused, as a
+lookalike space could otherwise join the token's scope), and adds two caveats Onedata
+documents and enforces:
 ``data.path`` with exactly those spaces (``base64("/<space id>")``: other spaces are
 invisible and inaccessible with the token) and ``service`` with the Oneproviders
 (``opw-<provider id>``) that supported them when the token was issued (any other
@@ -75,6 +79,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+
+from egi_hub.spaces import AmbiguousSpaceName, match_spaces
 
 from .renewing_cache import RenewingCache
 
@@ -480,7 +486,8 @@ class DatahubTokens(RenewingCache[_Entry]):
 
     async def _narrowing(self, checkin: str, wanted: tuple[str, ...]) -> list[dict[str, Any]]:
         """``[data.path, service]`` caveats for the user's spaces that ``wanted`` names
-        (by name, id or ``name@id``), asked from Onezone with the Check-in token."""
+        (by id, ``name@id`` or a name carried by one space only: `egi_hub.spaces`),
+        asked from Onezone with the Check-in token."""
         auth = {"X-Auth-Token": f"{self.idp_prefix}:{checkin}"}
         listing = await self._onezone_json("GET", USER_SPACES_PATH, "space list", auth, checkin)
         ids = listing.get("spaces") if isinstance(listing, dict) else None
@@ -499,6 +506,8 @@ class DatahubTokens(RenewingCache[_Entry]):
         ids = [i for i in dict.fromkeys(ids) if _ID_RE.match(i)]
         names_too = any(w not in ids for w in wanted)  # a name (or name@id): ask for all
         todo = ids if names_too else [i for i in ids if i in wanted]
+        # (With names, every space's name is needed: a bare name carried by two of the
+        # user's spaces is refused, see `egi_hub.spaces`.)
         gate = asyncio.Semaphore(_LOOKUPS)
 
         async def details(space_id: str) -> Any:
@@ -514,15 +523,15 @@ class DatahubTokens(RenewingCache[_Entry]):
                     return None  # a space left meanwhile (404): not one to whitelist
 
         answers = await asyncio.gather(*(details(i) for i in todo))
+        found = {i: a for i, a in zip(todo, answers, strict=True) if isinstance(a, dict)}
+        names = {i: a["name"] if isinstance(a.get("name"), str) else None for i, a in found.items()}
+        try:
+            matched = match_spaces(wanted, names)
+        except AmbiguousSpaceName as e:
+            raise DatahubCredentialError(_clean(e, 400), "refused") from None
         chosen: dict[str, set[str]] = {}
-        for space_id, answer in zip(todo, answers, strict=True):
-            if not isinstance(answer, dict):
-                continue
-            name = answer.get("name")
-            names = {space_id} | ({name, f"{name}@{space_id}"} if isinstance(name, str) else set())
-            if not names & set(wanted):
-                continue
-            supports = answer.get("providers", answer.get("providersSupports"))
+        for space_id in matched:
+            supports = found[space_id].get("providers", found[space_id].get("providersSupports"))
             providers = supports if isinstance(supports, dict) else {}
             chosen[space_id] = {p for p in providers if isinstance(p, str) and _ID_RE.match(p)}
         if not chosen:

@@ -62,6 +62,8 @@ from typing import Any
 from traitlets import Bool, Dict, Float, Integer, Unicode
 from traitlets.config import Configurable
 
+from egi_hub.spaces import AmbiguousSpaceName, match_spaces
+
 from .datahub import DatahubMount
 from .datahub_tokens import DatahubCredentials, DatahubScope, DatahubSpace, DatahubUse
 from .mounts import ResolvedMount
@@ -414,7 +416,11 @@ class KubeMounts(Configurable):
                 f"DataHub mount {mount.name!r} is read-only and the token is not: "
                 "ask for a data.readonly token"
             )
-        host, spaces = choose_provider(creds.scope, mount.spaces)
+        try:
+            host, spaces = choose_provider(creds.scope, mount.spaces)
+        except AmbiguousSpaceName as e:
+            out.errors[mount.name] = f"DataHub: {e}"
+            return False
         if host is None:
             out.errors[mount.name] = "DataHub: no online Oneprovider supports " + (
                 "the spaces of this mount" if mount.spaces else "any of your spaces"
@@ -497,32 +503,41 @@ def choose_provider(
     command line (none: every space the token reaches).
 
     oneclient talks to one Oneprovider: the one that supports most of the mount's
-    spaces (ties: the first domain in sorted order, so a server gets the same one each
-    time). ``wanted`` (the mount's ``spaces``) keeps only those spaces, by name or id.
-    Domains and space ids come from Onezone, so both are checked: a domain must be a
-    host name, an id letters, digits, ``_`` and ``-``. Spaces go to oneclient by id
-    (``--space-id``): names are chosen by users and need not be unique.
+    spaces. ``wanted`` (the mount's ``spaces``) keeps only the spaces it names, by the
+    one rule of `egi_hub.spaces.match_spaces` (id, ``name@id``, or a name one space
+    carries); a name several spaces carry raises `AmbiguousSpaceName`, as a lookalike
+    space's provider would otherwise be sent the token. Ties are broken by what a
+    provider's admin cannot choose: writable supports first, then the provider id
+    Onezone assigned (never the domain, which a provider's admin picks and could pick
+    to sort first). Domains and space ids come from Onezone, so both are checked: a
+    domain must be a host name, an id letters, digits, ``_`` and ``-``. Spaces go to
+    oneclient by id (``--space-id``): names are chosen by users and need not be unique.
     """
-    spaces: list[DatahubSpace] = [
-        s
-        for s in scope.spaces
-        if s.available and (not wanted or s.name in wanted or s.space_id in wanted)
-    ]
+    spaces: list[DatahubSpace] = list(scope.spaces)
+    if wanted:
+        ids = set(match_spaces(wanted, {s.space_id: s.name for s in spaces}))
+        spaces = [s for s in spaces if s.space_id in ids]
+    spaces = [s for s in spaces if s.available]
     counts: Counter[str] = Counter()
+    writable: Counter[str] = Counter()
+    domains: dict[str, str] = {}  # provider id -> domain
     for space in spaces:
-        for domain in {s.domain for s in space.supports}:
-            if _HOST.fullmatch(domain):
-                counts[domain] += 1
+        for support in {s.provider_id: s for s in space.supports}.values():
+            if _HOST.fullmatch(support.domain):
+                counts[support.provider_id] += 1
+                writable[support.provider_id] += not support.read_only
+                domains.setdefault(support.provider_id, support.domain)
     if not counts:
         return None, []
-    best = max(counts.values())
-    host = min(d for d, n in counts.items() if n == best)
+    best = min(counts, key=lambda p: (-counts[p], -writable[p], p))
+    host = domains[best]
     if not wanted:
         return host, []
     ids = [
         space.space_id
         for space in spaces
-        if any(s.domain == host for s in space.supports) and _SPACE_ID.fullmatch(space.space_id)
+        if any(s.provider_id == best for s in space.supports)
+        and _SPACE_ID.fullmatch(space.space_id)
     ]
     if not ids:  # no --space-id would mount every space: not what the mount says
         return None, []

@@ -18,8 +18,10 @@ space named in it.
 What Onezone and the provider answer is hostile input too:
 
 - ``spaces`` (a mount's filter, from the mounts document) keeps only the spaces named
-  there, by name or id; with or without it, a space whose name could not be one folder
-  (``/``, control characters, ``.``, ``..``, empty) is left out. Whatever is left out
+  there, by the hub's one rule (`egi_hub.spaces`: an id, ``name@id``, or a name one
+  space carries; a name several spaces carry shows none of them); with or without
+  it, a space whose name could not be one folder (``/``, control characters, ``.``,
+  ``..``, empty) is left out. Whatever is left out
   lists nowhere and every path into it (``name``, ``name@id``, as a ``mv``/``cp``
   destination) is ``ENOENT``;
 - a provider's ``domain`` must be a DNS host name or an IP address, with an optional
@@ -58,6 +60,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
+
+from egi_hub.spaces import AmbiguousSpaceName, match_spaces
 
 SCOPE_TTL = 60.0  # seconds a scope answer is reused (Onedata's own client: 2 s)
 PAGE = 1000  # Onedata's largest children page
@@ -236,7 +240,7 @@ class DatahubFileSystem(AbstractFileSystem):
             spaces is not None and not all(isinstance(x, str) for x in spaces)
         ):
             raise ValueError("DatahubFileSystem: spaces= is a list of space names or ids")
-        self.allowed = frozenset(spaces) if spaces is not None else None
+        self.allowed = tuple(dict.fromkeys(spaces)) if spaces is not None else None
         self._token = _Token(token, token_file)
         tls: bool | ssl.SSLContext = verify
         if isinstance(verify, str):
@@ -321,19 +325,42 @@ class DatahubFileSystem(AbstractFileSystem):
 
     def _visible(self) -> dict[str, str]:
         """``{space id: name}`` of the spaces this filesystem shows: plain names only
-        (see `plain_name`), and only those ``spaces`` names (by name, id or
-        ``name@id``) when it is set."""
-        shown = {}
+        (see `plain_name`), and only those ``spaces`` names when it is set."""
+        return self._filtered()[0]
+
+    def _filtered(self) -> tuple[dict[str, str], list[str]]:
+        """The shown spaces (`_visible`), and the bare names of the ``spaces`` filter
+        that several spaces carry.
+
+        The filter is matched by `egi_hub.spaces.match_spaces`, the rule the hub's token
+        narrowing uses: an id names that space only, ``name@id`` that exact pair, a bare
+        name the one space carrying it. A bare name several spaces carry shows *none* of
+        them (a lookalike space could otherwise be read or written in place of the real
+        one); a path naming it is ENOENT saying to write the id or ``name@id`` in the
+        mount's filter. The other items of the filter still show their spaces.
+        """
+        names: dict[str, str | None] = {}
         for space_id, details in self._scope_answer()["spaces"].items():
-            name = details.get("name") if isinstance(details, dict) else None
-            if not plain_name(name) or not isinstance(space_id, str):
-                continue
-            if self.allowed is not None and not (
-                {name, space_id, f"{name}@{space_id}"} & self.allowed
-            ):
-                continue
-            shown[space_id] = name
-        return shown
+            if isinstance(space_id, str):
+                name = details.get("name") if isinstance(details, dict) else None
+                names[space_id] = name if isinstance(name, str) else None
+        ambiguous: list[str] = []
+        if self.allowed is None:
+            ids: Iterable[str] = names
+        else:
+            chosen: set[str] = set()
+            for item in self.allowed:
+                try:
+                    chosen.update(match_spaces([item], names))
+                except AmbiguousSpaceName:
+                    ambiguous.append(item)
+            ids = [i for i in names if i in chosen]
+        shown = {}
+        for space_id in ids:
+            name = names[space_id]
+            if plain_name(name):
+                shown[space_id] = name
+        return shown, ambiguous
 
     def _spaces(self) -> dict[str, str]:
         """``{name or name@id: space id}`` as users write them (of the shown spaces)."""
@@ -371,6 +398,15 @@ class DatahubFileSystem(AbstractFileSystem):
                 errno.ENOENT,
                 f"DataHub: several spaces are named '{spec}', "
                 f"write <name>@<spaceId>: {sorted(named)}",
+                path,
+            )
+        base = spec.rpartition("@")[0] or spec
+        if self.allowed is not None and any(a in (spec, base) for a in self._filtered()[1]):
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f"DataHub: several of your spaces are named '{base}', so this mount shows "
+                "none of them: its 'spaces' filter must name the space by id or as "
+                "<name>@<spaceId> (ask the site admin)",
                 path,
             )
         where = "in this mount" if self.allowed is not None else "for this token"
