@@ -7,8 +7,9 @@ No site secret is involved: the hub exchanges the user's own Check-in access tok
 Onezone (``idp_prefix``: the identity provider's name there, ``egi`` for EGI Check-in)
 for Onedata tokens scoped to one use each (FUSE or REST, read-only when the mount is),
 see `egi_hub.storage_mounts.datahub_tokens`. ``spaces`` (optional) keeps only the
-named spaces (names or ids); by default every space the user's token reaches appears
-under ``path``. The filter goes, as configured, into the mounts document (the notebook's
+named spaces (ids, ``name@id``, or names unique among the user's spaces, as
+`egi_hub.spaces` matches them); by default every space the user's token reaches
+appears under ``path``. The filter goes, as configured, into the mounts document (the notebook's
 ``datahub://`` applies it to Onezone's current answer, so spaces joined later appear) and
 into the Kubernetes sidecar's ``--space-id`` options (`egi_hub.storage_mounts.kube`).
 """

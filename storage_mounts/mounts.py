@@ -242,6 +242,7 @@ class Mount:
 
 def parse_mount(data: Any, where: str) -> Mount:
     """One entry of the list, by its ``kind``."""
+    _load_kinds()  # the kinds register themselves on import: never "known: (none)"
     expect(data, dict, where, "a mapping (name, kind, path, ...)")
     kind = data.get("kind")
     if kind not in KINDS:
