@@ -30,13 +30,15 @@ kept on a memory-backed ``emptyDir`` (`CREDENTIALS_DIR`) in the notebook contain
 never on the home volume, which backups and NFS-backed homes copy: they end with the
 pod.
 
-Per-server Secrets are created just before the pod and deleted when the server stops,
-but only a Secret that is this server's own: the name (``<pod>-storage``) is not proof,
-as another user's pod name, an admin's or another hub's Secret in a shared namespace
-can make the same one. The hub reads the Secret first and replaces (a retried start)
-or deletes it only if it carries the ``app.kubernetes.io/component: egi-storage``
-label and this server's ``hub.jupyter.org/username`` and ``servername`` labels, with
-the uid it read as a precondition (a Secret made again meanwhile is left alone);
+Per-server Secrets (``<pod>.egi-storage``: a dot no pod name holds, so neither another
+server's pod nor KubeSpawner's internal_ssl Secret, named after its pod, can take it)
+are created just before the pod and deleted when the server stops, but only a Secret
+that is this server's own: the name is not proof, as an admin's or another hub's
+Secret in a shared namespace can make the same one. The hub reads the Secret first
+and replaces (a retried start), deletes, or patches it (the token renewal) only if it
+carries the ``app.kubernetes.io/component: egi-storage`` label and this server's
+``hub.jupyter.org/username`` and ``servername`` labels, with the uid it read as a
+precondition (a Secret made again meanwhile is left alone);
 once the pod exists they also get an owner reference to it, so Kubernetes' garbage
 collector removes them if the hub never gets to run its stop (a crash, a deleted
 namespace object). Explicit delete keeps the usual case immediate; the owner
@@ -75,10 +77,12 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ONECLIENT_MOUNT_DIR",
     "ONECLIENT_SCRIPT",
+    "SECRET_SUFFIX",
     "TOKEN_DIR",
     "TOKEN_EXPIRY_ANNOTATION",
     "KubeMounts",
     "KubeStorage",
+    "check_pod_name",
     "datahub_cache_key",
     "secret_key_for",
     "secret_name_for",
@@ -167,9 +171,31 @@ def add_credentials_volume(storage: KubeStorage) -> None:
     storage.volume_mounts.append({"name": CREDENTIALS_VOLUME, "mountPath": CREDENTIALS_DIR})
 
 
+#: What a storage Secret's name adds to its pod's name: with a dot, which KubeSpawner's
+#: pod names never hold (both slug schemes escape every character but ``[a-z0-9-]``),
+#: so no server's pod name, nor the internal_ssl Secret KubeSpawner names after its
+#: pod (``secret_name_template``: ``{pod_name}``), can ever be a storage Secret's name.
+#: ``<pod>-storage`` could: user ``alice-storage``'s pod is ``jupyter-alice-storage``.
+SECRET_SUFFIX = ".egi-storage"
+
+
 def secret_name_for(pod_name: str) -> str:
-    """The name of a server's storage Secret: its pod's name (a DNS label) + ``-storage``."""
-    return f"{pod_name}-storage"
+    """The name of a server's storage Secret: its pod's name + `SECRET_SUFFIX` (a DNS
+    subdomain, as Secret names are; never a pod name, see `SECRET_SUFFIX`)."""
+    return f"{pod_name}{SECRET_SUFFIX}"
+
+
+def check_pod_name(pod_name: str) -> None:
+    """Refuse a pod name a storage Secret cannot be named after: one with a dot (a
+    ``pod_name_template`` with a literal ``.`` or ``{unescaped_username}``) could make
+    another server's pod or Secret name ``<pod>.egi-storage``; too long a one makes no
+    valid Secret name (253 characters at most)."""
+    if "." in pod_name or len(secret_name_for(pod_name)) > 253:
+        raise ValueError(
+            f"The pod name {pod_name!r} cannot name a storage Secret: DataHub sidecars "
+            "need KubeSpawner.pod_name_template to make names without '.' of at most "
+            f"{253 - len(SECRET_SUFFIX)} characters (its default does)"
+        )
 
 
 def secret_key_for(mount_name: str) -> str:
@@ -360,6 +386,7 @@ class KubeMounts(Configurable):
             else:
                 raise ValueError(f"No Kubernetes rendering for mount kind {mount.kind!r}")
         if secret_data:
+            check_pod_name(pod_name)
             out.secrets.append(
                 {
                     "apiVersion": "v1",

@@ -26,7 +26,9 @@ expired meanwhile is replaced as soon as a retry succeeds (the sidecar mounts ag
 The task starts when the server is up (`EGIKubeSpawner.start`) and when a restarted
 hub finds it running (`EGIKubeSpawner.poll`, which JupyterHub calls right after
 ``load_state``); it ends when the server stops (`stop` cancels it before the Secret is
-deleted) or its Secret is gone, and never raises into the hub. Running tasks are held
+deleted), its Secret is gone, or the Secret of that name is no longer the one it
+started with (another uid, or not labelled as this server's: it is never patched), and
+never raises into the hub. Running tasks are held
 in a module-level set so the event loop's weak references cannot lose them.
 """
 
@@ -46,10 +48,10 @@ from typing import Any
 from .datahub import DatahubMount
 from .datahub_tokens import DatahubCredentialError, DatahubUse
 from .kube import (
-    STORAGE_COMPONENT,
     TOKEN_EXPIRY_ANNOTATION,
     KubeMounts,
     datahub_cache_key,
+    is_own_secret,
     secret_key_for,
     secret_name_for,
 )
@@ -68,6 +70,11 @@ _EPSILON = 0.05
 
 class _Gone(Exception):
     """The server's Secret is gone (the server stopped): the task ends."""
+
+
+class _Replaced(Exception):
+    """A Secret of that name is there, but not the one the task started with (another
+    uid) or not this server's (labels): never patched; the task ends."""
 
 
 class _NotTheirs(Exception):
@@ -117,6 +124,7 @@ class SidecarTokenRenewal:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._annotation: dict[str, float] = {}
+        self._uid: str | None = None  # of the Secret `_load` found to be this server's
 
     @property
     def running(self) -> bool:
@@ -160,6 +168,13 @@ class SidecarTokenRenewal:
                             del items[key]
         except _Gone:
             log.info("DataHub token renewal of %s ends: its storage Secret is gone", self.where)
+        except _Replaced:
+            log.warning(
+                "DataHub token renewal of %s ends: %s is no longer this server's storage "
+                "Secret (made again by someone else); it is not patched",
+                self.where,
+                self.secret_name,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as e:  # never into the hub; the type only (a message may hold a secret)
@@ -170,7 +185,7 @@ class SidecarTokenRenewal:
         while True:
             try:
                 return await step()
-            except (_Gone, asyncio.CancelledError):
+            except (_Gone, _Replaced, asyncio.CancelledError):
                 raise
             except Exception as e:
                 failures += 1
@@ -186,17 +201,16 @@ class SidecarTokenRenewal:
 
     async def _load(self) -> dict[str, _Item]:
         """The DataHub tokens of this server's Secret, with their mounts (from the
-        site's list, by the mount names the server started with)."""
+        site's list, by the mount names the server started with).
+
+        Only a Secret that is this server's own (`is_own_secret`: the component label
+        and the server's user and server labels, as start and stop check); its uid is
+        kept, and every patch carries it (`_patch`)."""
         secret = await self._read_secret()
         meta = secret.metadata
-        labels = meta.labels or {}
-        if labels.get("app.kubernetes.io/component") != STORAGE_COMPONENT:
-            log.warning(
-                "DataHub token renewal of %s: %s is not a storage Secret",
-                self.where,
-                self.secret_name,
-            )
-            return {}
+        if not is_own_secret(meta.labels, self.spawner._egi_owner_labels()) or not meta.uid:
+            raise _Replaced
+        self._uid = str(meta.uid)
         keys = set((secret.data or {}).keys())
         self._annotation = read_expiry(meta.annotations)
         names = set(getattr(self.spawner, "_egi_mount_names", None) or ())
@@ -250,7 +264,7 @@ class SidecarTokenRenewal:
                 # token cache logged why).
                 raise DatahubCredentialError("Onezone issued no new token", "unreachable")
             await self._patch(key, token.token, token.valid_until)
-        except _Gone:
+        except (_Gone, _Replaced):
             raise
         except _NotTheirs as e:
             log.warning(
@@ -331,15 +345,26 @@ class SidecarTokenRenewal:
             raise
 
     async def _patch(self, key: str, token: str, valid_until: float) -> None:
-        """Put the new token under ``key`` of this server's Secret (only that key)."""
+        """Put the new token under ``key`` of this server's Secret (only that key).
+
+        The merge patch carries the uid `_load` read: the API server applies it only to
+        that Secret (uid is immutable, so a Secret deleted and made again under the
+        name, by anyone, refuses it: 409, or 422 from some servers). On either answer
+        the Secret is read again: another uid, or not this server's, ends the task
+        (`_Replaced`); the same one is an ordinary failure, retried."""
         from kubernetes_asyncio.client.rest import ApiException
 
         if self._stopping:  # the server is stopping: its Secret is about to go
             raise asyncio.CancelledError
+        if self._uid is None:  # never without the uid of the Secret found to be ours
+            raise _Replaced
         expiry = {**self._annotation, key: int(valid_until)}
         annotation = json.dumps(expiry, sort_keys=True)
         body = {
-            "metadata": {"annotations": {TOKEN_EXPIRY_ANNOTATION: annotation}},
+            "metadata": {
+                "uid": self._uid,
+                "annotations": {TOKEN_EXPIRY_ANNOTATION: annotation},
+            },
             "data": {key: base64.b64encode(token.encode()).decode()},
         }
         try:
@@ -355,8 +380,19 @@ class SidecarTokenRenewal:
         except ApiException as e:
             if e.status == 404:
                 raise _Gone from None
+            if e.status in (409, 422):
+                await self._check_still_ours()
             raise
         self._annotation = expiry
+
+    async def _check_still_ours(self) -> None:
+        """After a refused patch: `_Replaced` (or `_Gone`) unless the Secret of that name
+        is still the one `_load` found, with this server's labels."""
+        meta = (await self._read_secret()).metadata
+        if meta.uid != self._uid or not is_own_secret(
+            meta.labels, self.spawner._egi_owner_labels()
+        ):
+            raise _Replaced
 
 
 def _describe(error: BaseException) -> str:

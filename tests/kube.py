@@ -3,8 +3,11 @@ runs here) plus what a real API server and kubelet would add.
 
 Shims, as design §6 lists them: booleans sent lower-case in query strings
 (``watch=true``), the resource kinds declared before the first list, a fake kubelet
-that marks each new pod Running with a ready container; and, on create, what the API
-server fills in (namespace, uid, resourceVersion, a Pending status).
+that marks each new pod Running with a ready container; on create, what the API
+server fills in (namespace, uid, resourceVersion, a Pending status); and uid
+preconditions: a delete whose ``preconditions.uid``, or a patch whose
+``metadata.uid``, is not the object's uid is refused with 409 Conflict, as the API
+server does ("Precondition failed: UID in precondition"), never applied.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 from kmock import KubernetesEmulator, ResourceInfo, Server, action
+from kmock._internal.k8s import KubernetesObjectConflictError
 from kubernetes_asyncio.client import api_client
 from kubernetes_asyncio.config import kube_config
 
@@ -37,6 +41,8 @@ class ApiServer(KubernetesEmulator):
     _versions = itertools.count(1)
 
     async def _handle(self, request):
+        if request.resource is not None and request.name is not None:
+            self._check_uid(request)
         if request.resource is not None and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             if request.action == action.CREATE:
@@ -49,6 +55,27 @@ class ApiServer(KubernetesEmulator):
             if request.action in (action.CREATE, action.UPDATE):
                 meta["resourceVersion"] = str(next(self._versions))
         return await super()._handle(request)
+
+    def _check_uid(self, request) -> None:
+        """Refuse a delete or patch whose uid precondition names another object."""
+        data = request.data if isinstance(request.data, dict) else {}
+        if request.action == action.DELETE:
+            wanted = (data.get("preconditions") or {}).get("uid")
+        elif request.action == action.UPDATE:
+            wanted = (data.get("metadata") or {}).get("uid")
+        else:
+            return
+        key = (request.resource, request.namespace, request.name)
+        if not wanted or key not in self.objects or self.objects[key].deleted:
+            return
+        found = self.objects[key]
+        uid = (found.get("metadata") or {}).get("uid")
+        if uid != wanted:
+            raise KubernetesObjectConflictError(
+                reason="Conflict",
+                message=f"Precondition failed: UID in precondition: {wanted}, "
+                f"UID in object meta: {uid}",
+            )
 
 
 async def _kubelet(base: str, namespace: str) -> None:

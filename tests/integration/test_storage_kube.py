@@ -33,7 +33,7 @@ from egi_hub.storage_mounts.datahub_tokens import (
     DatahubTokens,
     DatahubUse,
 )
-from egi_hub.storage_mounts.kube import ONECLIENT_SCRIPT
+from egi_hub.storage_mounts.kube import ONECLIENT_SCRIPT, secret_name_for
 from egi_hub.storage_mounts.mounts import StorageMounts
 from tests.integration.test_kube_spawner import pods, spawner
 from tests.kube import kubernetes
@@ -118,7 +118,7 @@ async def test_spawn_creates_the_secret_and_the_pod_stop_deletes_it_kmock_emulat
         (pod,) = pods(api)
         (secret,) = secrets(api)
         spec = pod["spec"]
-        assert secret["metadata"]["name"] == f"{s.pod_name}-storage"
+        assert secret["metadata"]["name"] == secret_name_for(s.pod_name)
         assert base64.b64decode(secret["data"]["datahub-datahub"]).decode() == TOKEN
         assert secret["metadata"]["ownerReferences"] == [
             {"apiVersion": "v1", "kind": "Pod", "name": s.pod_name, "uid": pod["metadata"]["uid"]}
@@ -129,7 +129,9 @@ async def test_spawn_creates_the_secret_and_the_pod_stop_deletes_it_kmock_emulat
             "path": "/exports/vo.notebooks.egi.eu",
             "readOnly": True,
         }
-        assert volumes["oneclient-token-datahub"]["secret"]["secretName"] == s.pod_name + "-storage"
+        assert volumes["oneclient-token-datahub"]["secret"]["secretName"] == secret_name_for(
+            s.pod_name
+        )
         notebook, sidecar = spec["containers"]
         assert sidecar["name"] == "oneclient-datahub"
         assert {
@@ -249,7 +251,7 @@ def token_of(secret) -> str:
 
 
 def secret_of(api, s):
-    (found,) = [o for o in secrets(api) if o["metadata"]["name"] == f"{s.pod_name}-storage"]
+    (found,) = [o for o in secrets(api) if o["metadata"]["name"] == secret_name_for(s.pod_name)]
     return found
 
 
@@ -321,7 +323,7 @@ async def test_a_second_users_secret_never_gets_the_first_users_token(tmp_path, 
         bob = kube_spawner("bob", BOB_CHECKIN)
         await alice.start()
         await bob.start()
-        alice_secret, bob_secret = f"{alice.pod_name}-storage", f"{bob.pod_name}-storage"
+        alice_secret, bob_secret = secret_name_for(alice.pod_name), secret_name_for(bob.pod_name)
         assert alice_secret != bob_secret
         await wait_for(
             lambda: (
@@ -522,3 +524,48 @@ async def test_oneclient_script_remounts_on_a_renewed_token_with_a_oneclient_sta
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_renewal_never_patches_a_secret_made_again_by_someone_else_kmock_emulator(
+    tmp_path, onedata, renewing, caplog
+):
+    """Stand-ins: kmock (Kubernetes API, with the API server's uid preconditions),
+    Onedata stand-in (Onezone). While alice's server runs, her storage Secret is
+    deleted and one of the same name and the same labels is made (by anyone with
+    Secret rights in the namespace): the renewal's next patch carries the first uid and
+    is refused; the task reads the Secret again, ends with one log line, and the
+    newcomer keeps its own data."""
+    async with kubernetes(tmp_path) as api:
+        declare_secrets(api)
+        s = kube_spawner("alice", ALICE_CHECKIN)
+        await s.start()
+        first = secret_of(api, s)
+        # The owner reference, then a renewal: the task has loaded its own Secret.
+        await wait_for(lambda: len(secret_patches(api)) >= 2)
+        name, labels = first["metadata"]["name"], dict(first["metadata"]["labels"])
+        first_uid = str(first["metadata"]["uid"])  # kmock's view follows the name
+        intruder = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": s.namespace,
+                "labels": labels,
+                "uid": "uid-of-the-newcomer",
+            },
+            "data": {"datahub-datahub": base64.b64encode(b"mallorys").decode()},
+        }
+        # Deleted and made again in one step of the emulator (no await between): the
+        # task never sees the name missing (that would end it as "gone", also safe).
+        (key,) = [k for k, o in api.objects.items() if o is first]
+        api.objects[key].delete()
+        api.objects[key].create(intruder)
+        assert secret_of(api, s)["metadata"]["uid"] != first_uid
+        await wait_for(lambda: not s._egi_renewal.running)
+        assert token_of(secret_of(api, s)) == "mallorys"
+        assert "egi.eu/token-expiry" not in (secret_of(api, s)["metadata"].get("annotations") or {})
+        lines = [
+            r.getMessage() for r in caplog.records if "no longer this server's" in r.getMessage()
+        ]
+        assert len(lines) == 1 and name in lines[0]
+        await s.stop()  # (the newcomer carries this server's labels: the stop takes it)

@@ -14,7 +14,7 @@ import json
 import kubernetes_validate
 import pytest
 
-from egi_hub.storage_mounts.kube import CREDENTIALS_DIR
+from egi_hub.storage_mounts.kube import CREDENTIALS_DIR, secret_name_for
 from tests.integration.test_kube_spawner import pods, spawner
 from tests.integration.test_storage_kube import (  # noqa: F401  (site: autouse fixture)
     TOKEN,
@@ -99,7 +99,7 @@ def secret_named(api, name: str):
 @pytest.mark.parametrize(
     "labels",
     [
-        {},  # an admin's Secret that happens to be called jupyter-<user>-storage
+        {},  # an admin's Secret that happens to be called jupyter-<user>.egi-storage
         {"app.kubernetes.io/component": "egi-storage"},  # ours, but whose?
         {  # another user's (or another server's) storage Secret
             "app.kubernetes.io/component": "egi-storage",
@@ -115,7 +115,7 @@ async def test_a_secret_of_that_name_that_is_not_the_servers_is_never_touched_km
         declare_secrets(api)
         s = spawner("alice", {"profile": "small"})
         user_with_checkin_token(s)
-        name = f"{s.pod_name}-storage"
+        name = secret_name_for(s.pod_name)
         await s.api.create_namespaced_secret(s.namespace, foreign_secret(name, s.namespace, labels))
         with pytest.raises(Exception, match="is not this server's") as failed:
             await s.start()
@@ -133,7 +133,7 @@ async def test_the_servers_own_secret_from_an_earlier_start_is_replaced_kmock_em
         declare_secrets(api)
         s = spawner("alice", {"profile": "small"})
         user_with_checkin_token(s)
-        name = f"{s.pod_name}-storage"
+        name = secret_name_for(s.pod_name)
         labels = {
             "app.kubernetes.io/component": "egi-storage",
             **s._egi_owner_labels(),
@@ -160,8 +160,105 @@ async def test_stop_deletes_no_secret_when_the_server_made_none_kmock_emulator(t
         s = spawner("alice", {"profile": "small"})
         await s.start()
         assert secrets(api) == []
-        name = f"{s.pod_name}-storage"
+        name = secret_name_for(s.pod_name)
         labels = {"app.kubernetes.io/component": "egi-storage", **s._egi_owner_labels()}
         await s.api.create_namespaced_secret(s.namespace, foreign_secret(name, s.namespace, labels))
         await s.stop()
+        assert secret_named(api, name) is not None
+
+
+HOSTILE_NAMES = [
+    "alice-storage",
+    "alice.egi-storage",
+    "Alice.EGI-Storage",
+    "alice..egi",
+    "a" * 80,
+    "ünïcøde.egi-storage",
+    "-alice-",
+]
+
+
+async def test_no_pod_or_kubespawner_secret_name_is_ever_a_storage_secret_name_kmock_emulator(
+    tmp_path,
+):
+    """Storage Secrets are ``<pod>.egi-storage``; KubeSpawner's pod names (either slug
+    scheme) never hold a dot, so no user's pod, and no internal_ssl Secret KubeSpawner
+    names after a pod, can be called like another server's storage Secret."""
+    async with kubernetes(tmp_path):
+        for scheme in ("safe", "escape"):
+            names = set()
+            for user in ["alice", *HOSTILE_NAMES]:
+                s = spawner(user, {"profile": "small"}, slug_scheme=scheme)
+                pod = s._expand_user_properties(s.pod_name_template)
+                ssl_secret = s._expand_user_properties(s.secret_name_template).replace(
+                    "{pod_name}", pod
+                )
+                assert "." not in pod and "." not in ssl_secret, (scheme, user, pod)
+                names |= {pod, ssl_secret}
+            storage = {secret_name_for(n) for n in names}
+            assert not storage & names
+
+
+async def test_a_user_whose_pod_has_another_users_old_secret_name_kmock_emulator(tmp_path):
+    """User ``alice-storage``'s pod is ``jupyter-alice-storage``: what alice's storage
+    Secret used to be called. KubeSpawner with internal_ssl deletes and makes a Secret
+    of its pod's name before the notebook starts, and deletes it at stop; run for
+    ``alice-storage`` (KubeSpawner's own calls), none of that reaches alice's Secret,
+    and ``alice-storage``'s pod mounts no Secret of hers."""
+    from kubernetes_asyncio.client import V1ObjectMeta, V1Secret
+
+    async with kubernetes(tmp_path) as api:
+        declare_secrets(api)
+        alice = spawner("alice", {"profile": "small"})
+        user_with_checkin_token(alice, "alices-checkin-token")
+        await alice.start()
+        mallory = spawner("alice-storage", {"profile": "small"})
+        user_with_checkin_token(mallory, "mallorys-checkin-token")
+        assert mallory.pod_name == f"{alice.pod_name}-storage"  # the old name
+        alices = secret_name_for(alice.pod_name)
+        assert alices not in (mallory.pod_name, mallory.secret_name)
+        before = secret_named(api, alices)
+        # What KubeSpawner's start does with internal_ssl, before the pod runs.
+        await mallory._ensure_not_exists("secret", mallory.secret_name)
+        manifest = V1Secret(
+            metadata=V1ObjectMeta(name=mallory.secret_name, labels={"component": "ssl"}),
+            data={"ssl.key": base64.b64encode(b"mallory's key").decode()},
+        )
+        assert await mallory._make_create_resource_request("secret", manifest)
+        await mallory.start()
+        mallory_pod = next(p for p in pods(api) if p["metadata"]["name"] == mallory.pod_name)
+        mounted = {
+            v["secret"]["secretName"] for v in mallory_pod["spec"]["volumes"] if "secret" in v
+        }
+        assert alices not in mounted
+        # What KubeSpawner's stop does with internal_ssl, then ours.
+        await mallory._ensure_not_exists("secret", mallory.secret_name)
+        await mallory.stop()
+        after = secret_named(api, alices)
+        assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
+        assert after["data"] == before["data"]
+        await alice.stop()
+        assert secret_named(api, alices) is None
+
+
+async def test_a_stale_delete_never_removes_a_secret_made_again_kmock_emulator(tmp_path):
+    """The stand-in's uid precondition, as the API server's: a delete naming the uid
+    of a Secret that was deleted and made again meanwhile is refused (409)."""
+    from kubernetes_asyncio.client import V1DeleteOptions, V1Preconditions
+    from kubernetes_asyncio.client.rest import ApiException
+
+    async with kubernetes(tmp_path) as api:
+        declare_secrets(api)
+        s = spawner("alice", {"profile": "small"})
+        name = secret_name_for(s.pod_name)
+        labels = {"app.kubernetes.io/component": "egi-storage", **s._egi_owner_labels()}
+        made = await s.api.create_namespaced_secret(
+            s.namespace, foreign_secret(name, s.namespace, labels)
+        )
+        await s.api.delete_namespaced_secret(name, s.namespace)
+        await s.api.create_namespaced_secret(s.namespace, foreign_secret(name, s.namespace, labels))
+        stale = V1DeleteOptions(preconditions=V1Preconditions(uid=made.metadata.uid))
+        with pytest.raises(ApiException) as refused:
+            await s.api.delete_namespaced_secret(name, s.namespace, body=stale)
+        assert refused.value.status == 409
         assert secret_named(api, name) is not None

@@ -5,8 +5,9 @@ against kmock and the Onedata stand-in.
 
 What is pinned here: a refresh refused by Check-in (revoked refresh token) keeps the old
 token and retries until the user logs in again; a refused user or one who left the VO
-gets no renewal ever; the task only ever patches its own Secret's key; a Secret that is
-gone or not a storage Secret ends it; a bug never escapes into the hub and never logs a
+gets no renewal ever; the task only ever patches its own Secret's key, with the uid it
+read in the patch; a Secret that is gone, not this server's (labels) or made again by
+someone else (another uid) ends it, unpatched; a bug never escapes into the hub and never logs a
 message (which could hold a secret); retries are bounded.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
 import time
@@ -34,7 +36,11 @@ from egi_hub.storage_mounts.datahub_tokens import (
     DatahubToken,
     DatahubUse,
 )
-from egi_hub.storage_mounts.kube import STORAGE_COMPONENT, TOKEN_EXPIRY_ANNOTATION
+from egi_hub.storage_mounts.kube import (
+    STORAGE_COMPONENT,
+    TOKEN_EXPIRY_ANNOTATION,
+    secret_name_for,
+)
 from egi_hub.storage_mounts.kube_renewal import SidecarTokenRenewal, read_expiry
 from egi_hub.storage_mounts.mounts import StorageMounts
 
@@ -42,7 +48,9 @@ VO = "vo.notebooks.egi.eu"
 NOTEBOOKS = f"urn:mace:egi.eu:group:{VO}:role=member#aai.egi.eu"
 OTHER = "urn:mace:egi.eu:group:vo.access.egi.eu:role=member#aai.egi.eu"
 CHECKIN = "checkin-token-never-logged-7f"
-SECRET_NAME = "jupyter-alice-storage"
+SECRET_NAME = secret_name_for("jupyter-alice")
+BOB_SECRET = secret_name_for("jupyter-bob")
+OWNER = {"hub.jupyter.org/username": "alice", "hub.jupyter.org/servername": ""}
 CONFIG = Config({"KubeMounts": {"token_retry_min": 0.02, "token_retry_max": 0.08}})
 MOUNTS = [
     {
@@ -55,13 +63,25 @@ MOUNTS = [
 ]
 
 
+_uids = (f"uid-{n}" for n in itertools.count(1))
+
+
 class Secrets:
-    """Stand-in for the CoreV1Api's Secret calls (merge patch as the API server does)."""
+    """Stand-in for the CoreV1Api's Secret calls (merge patch as the API server does:
+    each Secret has a uid, and a patch naming another uid is refused with 409)."""
 
     def __init__(self, **secrets: dict[str, Any]) -> None:
+        for secret in secrets.values():
+            secret["metadata"].setdefault("uid", next(_uids))
         self.secrets = secrets
         self.patches: list[tuple[str, dict[str, Any]]] = []
+        self.refused: list[tuple[str, dict[str, Any]]] = []
         self.fail_patches = 0
+
+    def replace(self, name: str, secret: dict[str, Any]) -> None:
+        """Someone deletes the Secret and makes one of the same name (a new uid)."""
+        secret["metadata"]["uid"] = next(_uids)
+        self.secrets[name] = secret
 
     async def read_namespaced_secret(self, name: str, namespace: str) -> Any:
         secret = self.secrets.get(name)
@@ -70,7 +90,7 @@ class Secrets:
         meta = secret["metadata"]
         return SimpleNamespace(
             metadata=SimpleNamespace(
-                labels=meta.get("labels"), annotations=meta.get("annotations")
+                labels=meta.get("labels"), annotations=meta.get("annotations"), uid=meta["uid"]
             ),
             data=dict(secret.get("data") or {}),
         )
@@ -82,8 +102,12 @@ class Secrets:
         if self.fail_patches:
             self.fail_patches -= 1
             raise ApiException(status=500, reason="Internal Server Error")
-        self.patches.append((name, body))
         secret = self.secrets[name]
+        uid = body.get("metadata", {}).get("uid")
+        if uid is not None and uid != secret["metadata"]["uid"]:
+            self.refused.append((name, body))
+            raise ApiException(status=409, reason="Conflict")
+        self.patches.append((name, body))
         secret["data"].update(body.get("data", {}))
         secret["metadata"].setdefault("annotations", {}).update(
             body.get("metadata", {}).get("annotations", {})
@@ -157,7 +181,7 @@ def storage_secret(token: DatahubToken | None, labels: dict | None = None) -> di
     value = token.token if token is not None else "token-0"
     return {
         "metadata": {
-            "labels": {"app.kubernetes.io/component": STORAGE_COMPONENT}
+            "labels": {"app.kubernetes.io/component": STORAGE_COMPONENT, **OWNER}
             if labels is None
             else labels,
             "annotations": annotations,
@@ -189,6 +213,7 @@ def server(api: Secrets, user: User | None = None) -> SimpleNamespace:
         k8s_api_request_timeout=5,
         _egi_mount_names=("datahub",),
         _egi_charge=Charge(user="alice", server="", vo=VO, profile="small"),
+        _egi_owner_labels=lambda: dict(OWNER),
     )
 
 
@@ -207,7 +232,7 @@ def messages(caplog) -> list[str]:
 async def test_renews_only_its_own_key_of_its_own_secret(tokens):
     first = tokens.first()
     other = storage_secret(DatahubToken("bobs-token", DatahubUse.ONECLIENT, False, 9e9))
-    api = Secrets(**{SECRET_NAME: storage_secret(first), "jupyter-bob-storage": other})
+    api = Secrets(**{SECRET_NAME: storage_secret(first), BOB_SECRET: other})
     spawner = server(api)
     renewal = SidecarTokenRenewal(spawner)
     renewal.start()
@@ -217,7 +242,10 @@ async def test_renews_only_its_own_key_of_its_own_secret(tokens):
     for _, body in api.patches:
         assert set(body["data"]) == {"datahub-datahub"}
         assert set(body["metadata"]["annotations"]) == {TOKEN_EXPIRY_ANNOTATION}
-    assert api.token("jupyter-bob-storage") == "bobs-token"
+        assert set(body["metadata"]) == {"annotations", "uid"}
+    assert api.token(BOB_SECRET) == "bobs-token"
+    uid = api.secrets[SECRET_NAME]["metadata"]["uid"]
+    assert all(body["metadata"]["uid"] == uid for _, body in api.patches)
     assert api.token() != "token-0"
     # Asked for alice (name and id) with her own fresh Check-in token, after a refresh.
     assert {(u, c) for u, c, _ in tokens.issued[1:]} == {("alice#7", CHECKIN)}
@@ -290,6 +318,71 @@ async def test_a_gone_or_foreign_secret_ends_the_task(tokens, caplog):
     renewal.start()
     await until(lambda: not renewal.running)
     assert api.patches == [] and tokens.calls == 0
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"app.kubernetes.io/component": STORAGE_COMPONENT},  # a storage Secret, whose?
+        {  # another user's storage Secret under this server's name
+            "app.kubernetes.io/component": STORAGE_COMPONENT,
+            "hub.jupyter.org/username": "mallory",
+            "hub.jupyter.org/servername": "",
+        },
+        {**OWNER},  # the owner labels without the component label
+    ],
+)
+async def test_a_secret_not_labelled_as_this_servers_is_never_renewed(tokens, caplog, labels):
+    api = Secrets(**{SECRET_NAME: storage_secret(tokens.first(), labels=labels)})
+    renewal = SidecarTokenRenewal(server(api))
+    renewal.start()
+    await until(lambda: not renewal.running)
+    assert api.patches == [] and api.refused == [] and tokens.calls == 0
+    (line,) = [m for m in messages(caplog) if "no longer this server's" in m]
+    assert SECRET_NAME in line
+
+
+@pytest.mark.parametrize("same_labels", [True, False])
+async def test_a_secret_made_again_by_someone_else_is_never_patched(tokens, caplog, same_labels):
+    """The Secret is deleted and made again under the same name while the task waits
+    (same labels, so only the uid tells them apart; or other labels): the patch that
+    carries the first uid is refused, the task reads the Secret again and ends, with
+    one log line and the newcomer's data untouched."""
+    api = Secrets(**{SECRET_NAME: storage_secret(tokens.first())})
+    renewal = SidecarTokenRenewal(server(api))
+    renewal.start()
+    await until(lambda: api.patches)  # running, and it renewed its own once
+    labels = None if same_labels else {"app.kubernetes.io/component": STORAGE_COMPONENT}
+    intruder = storage_secret(DatahubToken("mallorys", DatahubUse.ONECLIENT, False, 1), labels)
+    api.replace(SECRET_NAME, intruder)
+    await until(lambda: not renewal.running)
+    assert api.token() == "mallorys" and len(api.patches) == 1
+    assert len(api.refused) == 1  # the one attempt the uid stopped
+    (line,) = [m for m in messages(caplog) if "no longer this server's" in m]
+    assert "made again by someone else" in line
+    assert not any(value.token in caplog.text for _, _, value in tokens.issued)
+
+
+async def test_a_refused_patch_of_its_own_secret_is_an_ordinary_failure(tokens, caplog):
+    """A 409 on the Secret that is still the task's own (same uid and labels) is not a
+    replacement: retried, and the task goes on."""
+    api = Secrets(**{SECRET_NAME: storage_secret(tokens.first())})
+    real_patch = api.patch_namespaced_secret
+    conflicts = [1]
+
+    async def conflicting(name, namespace, body, _content_type=None):
+        if conflicts:
+            conflicts.pop()
+            raise ApiException(status=409, reason="Conflict")
+        return await real_patch(name, namespace, body, _content_type=_content_type)
+
+    api.patch_namespaced_secret = conflicting
+    renewal = SidecarTokenRenewal(server(api))
+    renewal.start()
+    await until(lambda: api.patches)
+    await renewal.stop()
+    assert any("Kubernetes API: HTTP 409" in m for m in messages(caplog))
+    assert not any("no longer this server's" in m for m in messages(caplog))
 
 
 async def test_secret_deleted_while_running_ends_the_task(tokens):

@@ -155,7 +155,11 @@ async def test_datahub_sidecar_propagation_and_token_only_in_the_sidecar():
         }
     ]
     (secret,) = storage.secrets
-    assert secret["metadata"]["name"] == secret_name_for("jupyter-alice") == "jupyter-alice-storage"
+    assert (
+        secret["metadata"]["name"]
+        == secret_name_for("jupyter-alice")
+        == "jupyter-alice.egi-storage"
+    )
     assert base64.b64decode(secret["data"]["datahub-datahub"]).decode() == TOKEN
     token_volume = next(v for v in storage.volumes if "secret" in v)
     assert token_volume["secret"]["items"] == [{"key": "datahub-datahub", "path": "token"}]

@@ -55,9 +55,9 @@ def test_without_the_servers_labels_nothing_is_own():
 
 async def test_deletes_its_own_with_the_uid_it_read_as_precondition():
     api = Api(OWN)
-    assert await delete_own_secret(api, "ns", "jupyter-alice-storage", OWNER, 5) is True
+    assert await delete_own_secret(api, "ns", "jupyter-alice.egi-storage", OWNER, 5) is True
     ((name, namespace, body),) = api.deleted
-    assert (name, namespace, body.preconditions.uid) == ("jupyter-alice-storage", "ns", "uid-1")
+    assert (name, namespace, body.preconditions.uid) == ("jupyter-alice.egi-storage", "ns", "uid-1")
 
 
 @pytest.mark.parametrize("status", [404, 409])
@@ -67,7 +67,7 @@ async def test_gone_or_made_again_meanwhile_is_not_an_error(status):
 
 async def test_someone_elses_or_none_is_never_deleted(caplog):
     foreign = Api({"hub.jupyter.org/username": "alice"})
-    assert await delete_own_secret(foreign, "ns", "jupyter-alice-storage", OWNER, 5) is False
+    assert await delete_own_secret(foreign, "ns", "jupyter-alice.egi-storage", OWNER, 5) is False
     assert await delete_own_secret(Api(None), "ns", "n", OWNER, 5) is None
     assert foreign.deleted == []
     assert "not this server's storage Secret: left alone" in caplog.text
@@ -76,3 +76,21 @@ async def test_someone_elses_or_none_is_never_deleted(caplog):
 async def test_other_api_errors_are_raised():
     with pytest.raises(ApiException):
         await delete_own_secret(Api(OWN, 500), "ns", "n", OWNER, 5)
+
+
+def test_storage_secret_names_hold_a_dot_no_pod_name_has():
+    from egi_hub.storage_mounts.kube import check_pod_name, secret_name_for
+
+    assert secret_name_for("jupyter-alice") == "jupyter-alice.egi-storage"
+    # User "alice-storage"'s pod takes what alice's Secret was once called; no longer.
+    assert secret_name_for("jupyter-alice") != "jupyter-alice-storage"
+    check_pod_name("jupyter-alice")
+    check_pod_name("x" * (253 - len(".egi-storage")))
+
+
+@pytest.mark.parametrize("pod_name", ["jupyter.alice", "jupyter-alice.egi", "x" * 250])
+def test_a_pod_name_that_cannot_name_a_storage_secret_is_refused(pod_name):
+    from egi_hub.storage_mounts.kube import check_pod_name
+
+    with pytest.raises(ValueError, match="pod_name_template"):
+        check_pod_name(pod_name)
