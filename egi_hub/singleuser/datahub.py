@@ -108,6 +108,31 @@ def plain_name(name: Any) -> bool:
     return _NOT_IN_NAME.search(name) is None
 
 
+_ODD_NAMES = frozenset({"", ".", ".."})
+_CONTROL_CHAR = re.compile("[\x00-\x1f\x7f-\x9f]")  # `_NOT_IN_NAME` without the '/'
+
+
+def _all_plain_names(children: list[Any]) -> list[str] | None:
+    """The names of a page of children if every one is a `plain_name`, else None (then
+    each is checked on its own). One pass in C over the joined names instead of a test
+    per entry: the check was a fifth of a 10,000-entry listing's time."""
+    try:
+        names = [child["name"] for child in children]
+    except (TypeError, KeyError):
+        return None
+    if not all(type(name) is str for name in names):
+        return None
+    joined = "/".join(names)
+    if (
+        joined.count("/") != max(len(names) - 1, 0)  # a '/' inside a name
+        or _CONTROL_CHAR.search(joined)
+        or not _ODD_NAMES.isdisjoint(names)
+        or (names and max(map(len, names)) > 255)
+    ):
+        return None
+    return names
+
+
 def check_host(host: Any) -> str | None:
     """``host`` if it is a DNS host name or an IP address, with an optional ``:port``
     (IPv6 in brackets); else None. ASCII only (IDNs in their ``xn--`` form), so nothing
@@ -510,6 +535,12 @@ class DatahubFileSystem(AbstractFileSystem):
     ) -> list[Any]:
         """The entries (or, without ``detail``, the paths) of a page of children; a name
         that is not `plain_name` is skipped (logged, never joined into a path)."""
+        pfx = f"{prefix}/" if prefix else ""
+        names = _all_plain_names(children)
+        if names is not None:  # the usual page: checked at once, no per-entry test
+            if not detail:
+                return [pfx + name for name in names]
+            return [self._entry(prefix, child) for child in children]
         out: list[Any] = []
         skipped = 0
         for child in children:

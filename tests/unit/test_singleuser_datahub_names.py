@@ -4,8 +4,10 @@ provider addresses (host names), space and child names, configured base URLs."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from egi_hub.singleuser.datahub import check_base_url, check_host, plain_name
+from egi_hub.singleuser.datahub import _all_plain_names, check_base_url, check_host, plain_name
 
 
 @pytest.mark.parametrize(
@@ -50,3 +52,24 @@ def test_base_urls():
                 "https://x.example#a", "https://x example", "https:///path"):  # fmt: skip
         with pytest.raises(ValueError, match="onezone_url"):
             check_base_url(bad, "onezone_url")
+
+
+_NAME_PARTS = st.sampled_from(["a", "b.txt", ".", "..", "/", "\x00", "\x1b", "\x85", "é", ""])
+_CHILD = st.one_of(
+    st.builds(lambda parts: {"name": "".join(parts)}, st.lists(_NAME_PARTS, max_size=4)),
+    st.builds(lambda n: {"name": "x" * n}, st.integers(250, 260)),
+    st.just({"name": 7}),
+    st.just({"size": 1}),
+    st.just("not a mapping"),
+)
+
+
+@given(st.lists(_CHILD, max_size=6))
+def test_the_page_at_once_check_agrees_with_the_per_name_check(children):
+    """The listing's fast path accepts a page exactly when every name is a plain name
+    (then the per-entry check is skipped), so it can never let an odd name through."""
+    every = all(isinstance(c, dict) and plain_name(c.get("name")) for c in children)
+    names = _all_plain_names(children)
+    assert (names is not None) == every
+    if names is not None:
+        assert names == [c["name"] for c in children]
