@@ -361,15 +361,13 @@ class DatahubTokens(RenewingCache[_Entry]):
                 f"({token_lifetime})"
             )
         self.idp_prefix = idp_prefix
-        self.deadline = float(deadline if deadline is not None else 3 * timeout)
-        if self.deadline <= 0:
-            raise ValueError(f"The DataHub deadline must be above 0 seconds, not {deadline}")
         self.token_lifetime = float(token_lifetime)
         super().__init__(
             renew_before=renew_before,
             clock=clock,
             http_client=http_client,
             timeout=timeout,
+            deadline=deadline,
             verify=verify,
             ca_file=ca_file,
         )

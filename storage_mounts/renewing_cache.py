@@ -16,7 +16,8 @@ DataHub tokens (`datahub_tokens.DatahubTokens`) and STS credentials
   by the users with live credentials.
 
 The HTTP client is made here too (TLS always checked, a site's CA file, no redirects
-followed: a credential is never re-sent to where a redirect points).
+followed: a credential is never re-sent to where a redirect points), with ``deadline``,
+the bound subclasses put on each whole call (``asyncio.timeout``).
 """
 
 from __future__ import annotations
@@ -62,9 +63,16 @@ class RenewingCache(Generic[V]):
         clock: Callable[[], float] = time.time,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10,
+        deadline: float | None = None,
         verify: bool = True,
         ca_file: str | None = None,
     ) -> None:
+        # httpx's timeout restarts with every byte read: ``deadline`` (default three
+        # times ``timeout``) bounds each whole call to the remote service, so one that
+        # sends a byte at a time cannot hold an exchange (and its waiters) for days.
+        self.deadline = float(deadline if deadline is not None else 3 * timeout)
+        if self.deadline <= 0:
+            raise ValueError(f"The deadline must be above 0 seconds, not {deadline}")
         self.renew_before = float(renew_before)
         self._clock = clock
         self._own_client = http_client is None

@@ -288,17 +288,12 @@ class StsCredentialCache(RenewingCache[StsCredentials]):
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        # httpx's timeout restarts with every byte read: ``deadline`` (default three
-        # times ``timeout``) bounds the whole exchange, so an endpoint sending one byte
-        # at a time cannot hold a user's mounts request (and its single flight) for days.
-        self.deadline = float(deadline if deadline is not None else 3 * timeout)
-        if self.deadline <= 0:
-            raise ValueError(f"The STS deadline must be above 0 seconds, not {deadline}")
         super().__init__(
             renew_before=renew_before,
             clock=clock,
             http_client=http_client,
             timeout=timeout,
+            deadline=deadline,
             ca_file=ca_file,
         )
 
