@@ -82,8 +82,18 @@ def _now() -> datetime.datetime:
 
 
 def _mtime(info: dict[str, Any], default: datetime.datetime) -> datetime.datetime:
-    """The modification time in an fsspec ``info`` (local, s3fs and DataHub spell it apart);
-    ``default`` where it has none (S3 "folders" are key prefixes, with no date)."""
+    """The modification time in an fsspec ``info`` (local, s3fs and DataHub spell it apart),
+    in whole seconds; ``default`` where it has none (S3 "folders" are key prefixes).
+
+    Whole seconds because one object's date comes in two precisions: S3's HEAD answers
+    an HTTP date (seconds), its listings milliseconds, and s3fs answers ``info`` from
+    either (its listing cache once the file browser has listed the folder). JupyterLab
+    refuses to save over a file whose date moved more than half a second since its last
+    save ("File Changed" dialog), so the same object must always carry the same date."""
+    return _any_mtime(info, default).replace(microsecond=0)
+
+
+def _any_mtime(info: dict[str, Any], default: datetime.datetime) -> datetime.datetime:
     for key in ("mtime", "LastModified", "last_modified", "modified", "created"):
         value = info.get(key)
         if isinstance(value, datetime.datetime):

@@ -274,3 +274,22 @@ def test_a_mount_in_error_explains_itself_and_secrets_stay_out_of_answers_and_lo
     for secret in (SECRET, storage["token"]):
         assert secret not in answers
         assert secret not in jupyter["log"].read_text()
+
+
+def test_an_s3_notebook_keeps_its_date_between_a_save_and_a_listing(jupyter, storage):
+    """JupyterLab's conflict check: before each save it asks for the file's date and
+    compares it with the one the last save answered ("File Changed" beyond half a
+    second). S3 answers a HEAD in seconds and a listing in milliseconds, and s3fs answers
+    from its listing cache once the file browser has listed the folder: the date must
+    be the same however it was found (it was not, and a second save in Lab waited on a
+    dialog)."""
+    client, base = jupyter["client"], jupyter["base"]
+    url = f"{base}/s3/scratch/dated.ipynb"
+    for text in ("first save", "second save", "third save"):
+        saved = client.put(url, json={"type": "notebook", "content": notebook(text)})
+        assert saved.status_code in (200, 201), saved.text
+        listing = client.get(f"{base}/s3/scratch").json()["content"]  # the browser's poll
+        listed = next(m for m in listing if m["name"] == "dated.ipynb")
+        before_save = client.get(url, params={"content": "0"}).json()  # Lab's check
+        assert saved.json()["last_modified"] == listed["last_modified"]
+        assert before_save["last_modified"] == saved.json()["last_modified"]
