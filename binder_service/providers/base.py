@@ -16,7 +16,7 @@ from typing import Any
 
 from ..specs import RepoSpec
 
-__all__ = ["FetchError", "Resolved", "ResolveError"]
+__all__ = ["FetchError", "ResolveError", "Resolved"]
 
 
 class ResolveError(Exception):
