@@ -8,6 +8,7 @@ handling stops the proxy, the culler and every single-user server on Ctrl-C.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from traitlets import Integer, Unicode, default
+from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Config, Configurable
 
 from .config import ConfigIssue, SiteConfigError, check_site, configurable_classes, site_to_config
@@ -38,6 +39,26 @@ __all__ = [
 ]
 
 IDLE_CULLER = "idle-culler"
+BINDER = "binder"
+#: What the Binder service's login token may do, for the user who logged in only: start
+#: and follow their own servers and make a token for one of them (egi_hub.binder_service
+#: .launcher launches as the user, so the hub's rules apply as to any start).
+BINDER_OAUTH_SCOPES = [
+    "servers!user",
+    "read:servers!user",
+    "tokens!user",
+    "access:servers!user",
+]
+#: Sections of the site file that configure the Binder service (its own process).
+BINDER_SECTIONS = (
+    "BinderService",
+    "Resolver",
+    "GitProvider",
+    "RecordProvider",
+    "VenvBuilder",
+    "DockerBuilder",
+    "KubernetesBuilder",
+)
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
 
@@ -65,6 +86,15 @@ class LocalStack(Configurable):
         300,
         min=1,
         help="How often (seconds) the idle culler checks for idle servers.",
+    ).tag(config=True)
+
+    binder = Bool(
+        True,
+        help="""
+        Start the Binder service (``/services/binder/``): launch links from git
+        repositories and DOIs, built with the venv builder on this machine. False turns
+        it off.
+        """,
     ).tag(config=True)
 
     @default("data_dir")
@@ -241,6 +271,56 @@ def _add_idle_culler(c: Config, stack: LocalStack) -> None:
     c.JupyterHub.load_roles = roles
 
 
+def _secret_file(path: Path) -> str:
+    """A secret kept in ``path`` (made once, 0600): the same across restarts."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text(encoding="ascii").strip()
+
+
+def _add_binder_service(
+    c: Config, stack: LocalStack, site: Mapping[str, Any], data_dir: Path
+) -> None:
+    """The Binder service as a hub-managed service, its settings from the site file in
+    its own config file (0600: it holds the ticket secret), the secret shared with the
+    spawners, named servers on (a Binder session is one)."""
+    services = list(c.JupyterHub.get("services", []))
+    if not stack.binder or any(s.get("name") == BINDER for s in services):
+        return
+    secret = _secret_file(data_dir / "binder_ticket_secret")
+    binder_dir = data_dir / "binder"
+    binder_dir.mkdir(mode=0o700, exist_ok=True)
+    settings = {section: dict(site.get(section, {})) for section in BINDER_SECTIONS}
+    settings["BinderService"].setdefault("data_dir", str(binder_dir))
+    settings["BinderService"]["ticket_secret"] = secret
+    config_file = binder_dir / "config.json"
+    fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({k: v for k, v in settings.items() if v}, f, indent=1)
+    services.append(
+        {
+            "name": BINDER,
+            "url": f"http://127.0.0.1:{free_port()}",
+            "command": [sys.executable, "-m", "egi_hub.binder_service"],
+            "environment": {"EGI_BINDER_CONFIG": str(config_file)},
+            "oauth_no_confirm": True,
+            "oauth_client_allowed_scopes": BINDER_OAUTH_SCOPES,
+            "display": True,
+        }
+    )
+    c.JupyterHub.services = services
+    c.JupyterHub.allow_named_servers = True
+    for spawner in PROFILE_SECTIONS:
+        if "binder_ticket_secret" not in c[spawner]:
+            c[spawner].binder_ticket_secret = secret
+    roles = [dict(r) for r in c.JupyterHub.get("load_roles", [])]
+    user_role = next(r for r in roles if r.get("name") == "user")
+    user_role["scopes"] = [*user_role.get("scopes", []), f"access:services!service={BINDER}"]
+    c.JupyterHub.load_roles = roles
+
+
 def _add_home_view(c: Config) -> None:
     """The home page's servers, VOs, quota use and hours (``egi_home``), unless the site
     set that template variable itself."""
@@ -269,6 +349,7 @@ def build_config(
         config.JupyterHub.ip = ip
     _add_idle_culler(config, stack)
     _add_access_token_scope(config)
+    _add_binder_service(config, stack, site, root)
     from egi_hub.storage_mounts.hub import mounts_hub_config
 
     mounts_hub_config(config)  # the mounts API and scope; stops naming a missing S3 key

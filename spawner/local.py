@@ -22,6 +22,7 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Integer, Unicode, default
 
+from egi_hub.binder_service.spawner import LocalBinderMixin
 from egi_hub.names import path_component
 from egi_hub.procs import installed_script, tail_lines
 from egi_hub.singleuser_config import JUPYTER_CONFIG_DIR
@@ -196,13 +197,14 @@ class LocalWorkdirSpawner(ProgressEvents, LocalProcessSpawner):
         # The hub's own start_timeout handling reports the time-out.
 
 
-class EGILocalSpawner(StorageSpawnerMixin, VOSpawnerMixin, LocalWorkdirSpawner):
+class EGILocalSpawner(LocalBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, LocalWorkdirSpawner):
     """The local stack's spawner: VO profiles and quotas over `LocalWorkdirSpawner`.
 
     Of a profile's ``kubespawner_override`` it applies what a local process can take:
     ``cpu_limit``/``mem_limit`` (charged to the quota, passed to the server as
     ``CPU_LIMIT``/``MEM_LIMIT`` for JupyterLab's resource display, and enforced as below),
-    guarantees, ``environment``, ``cmd``, ``args`` and ``default_url``.
+    guarantees, ``environment``, ``cmd``, ``args`` and ``default_url``. Binder sessions
+    (`LocalBinderMixin`) run the service's virtualenv with the fetched content.
 
     Enforcement on one machine: ``mem_limit`` becomes each process's address-space limit
     (``RLIMIT_AS``; the server and every kernel get it separately), and ``cpu_limit``

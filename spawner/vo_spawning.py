@@ -80,6 +80,8 @@ class VOSpawnerMixin(ProgressEvents, HasTraits):
     applicable_overrides: tuple[str, ...] = ()
     # Settings restored before each start besides the profiles' own (e.g. labels).
     profile_reset_extra: tuple[str, ...] = ()
+    # user_options another mixin handles (e.g. Binder's ticket): not logged as unknown.
+    handled_user_options: tuple[str, ...] = ()
     # What the running server is charged (kept in the spawner state across restarts).
     _egi_charge: Charge | None = None
     # The settings profiles may change, as they were before any profile was applied.
@@ -174,7 +176,8 @@ class VOSpawnerMixin(ProgressEvents, HasTraits):
                 raise option_refusal(
                     f"{what} must be given as text, not {type(value).__name__} {value!r:.40}."
                 )
-        unknown = sorted(str(k)[:100] for k in user_options if k not in known)
+        handled = set(spawner.handled_user_options)
+        unknown = sorted(str(k)[:100] for k in user_options if k not in known | handled)
         if unknown:
             spawner.log.warning(
                 "%s: ignoring %d user_options that no profile option takes: %r",

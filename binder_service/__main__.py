@@ -1,0 +1,55 @@
+"""Run the Binder service: ``python -m egi_hub.binder_service`` (the hub starts it).
+
+JupyterHub gives a managed service its address and token in the environment
+(``JUPYTERHUB_SERVICE_URL``, ``JUPYTERHUB_SERVICE_PREFIX``, ``JUPYTERHUB_API_TOKEN``,
+``JUPYTERHUB_API_URL``); the site's settings for the service (``BinderService``,
+``Resolver``, the builders) come from the JSON config file named by
+``EGI_BINDER_CONFIG``, which the local stack writes from the site file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from traitlets.config import Config
+from traitlets.config.loader import JSONFileConfigLoader
+
+from .app import make_app
+from .service import BinderService
+
+
+def load_config() -> Config:
+    path = os.environ.get("EGI_BINDER_CONFIG")
+    if not path:
+        return Config()
+    file = Path(path)
+    return JSONFileConfigLoader(file.name, path=str(file.parent)).load_config()
+
+
+async def serve() -> None:
+    logging.basicConfig(level=logging.INFO, format="[binder %(levelname)s %(asctime)s] %(message)s")
+    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8890"))
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/binder/")
+    hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/"
+    binder = BinderService(config=load_config())
+    app = make_app(binder, prefix=prefix, hub_prefix=hub_prefix)
+    app.listen(url.port or 8890, url.hostname or "127.0.0.1", xheaders=True)
+    logging.getLogger().info("Binder service at %s%s (builder: %s)", url.geturl(), prefix,
+                             binder.builder)  # fmt: skip
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

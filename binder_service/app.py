@@ -1,0 +1,279 @@
+"""The Binder service's web application: pages, the launch event stream, the JSON API.
+
+Served by the hub's proxy at the service's prefix (``/services/binder/``), logged in
+through the hub (`HubOAuthenticated`): the landing page and the badge are public; a
+launch, its events and the API need a hub login, and the launch acts with that login's
+own token (see `launcher`). Routes, relative to the prefix:
+
+- ``""``: the landing page; ``badge.svg``: the badge; ``static/...``.
+- ``v2/<provider>/<spec>``: the launch page (progress, then the session).
+- ``build/<provider>/<spec>``: the launch's events (EventSource, mybinder's shape).
+- ``api/v1/check/<v2 path>``: is this link valid here (200 with the path, 400 reason).
+- ``api/v1/builds`` (list), ``api/v1/builds/<key>`` (one, with its log; DELETE cancels
+  it), ``api/v1/capacity``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import web
+
+from . import pages
+from .badge import badge_svg
+from .service import BinderService, LaunchUser
+from .specs import PROVIDERS, BadSpec, parse_launch
+from .store import KEY_PATTERN
+
+__all__ = ["make_app"]
+
+KEEPALIVE = 15.0  # seconds between comments on a quiet event stream (proxies close idle ones)
+
+
+class BinderHandler(HubOAuthenticated, web.RequestHandler):
+    """Common to the service's handlers: the service, the prefix, JSON errors."""
+
+    @property
+    def binder(self) -> BinderService:
+        return self.settings["binder"]
+
+    @property
+    def prefix(self) -> str:
+        return self.settings["prefix"]
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "same-origin")
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'",
+        )
+
+    def query(self) -> dict[str, str]:
+        return {k: self.get_argument(k) for k in self.request.query_arguments}
+
+    def site_name(self) -> str:
+        return self.settings.get("site_name", "EGI Binder")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        reason = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            reason = exc.log_message % exc.args if exc.args else exc.log_message
+        if self.request.path.startswith(f"{self.prefix}api/") or self.request.path.startswith(
+            f"{self.prefix}build/"
+        ):
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"status": status_code, "reason": reason}))
+            return
+        self.finish(
+            pages.render_error(
+                base_url=self.prefix, status=status_code, reason=reason, site_name=self.site_name()
+            )
+        )
+
+
+class LandingHandler(BinderHandler):
+    def get(self) -> None:
+        user = self.get_current_user()
+        self.finish(
+            pages.render_landing(
+                base_url=self.prefix,
+                user=user["name"] if user else None,
+                hub_url=self.settings["hub_prefix"],
+                site_name=self.site_name(),
+                providers=PROVIDERS,
+            )
+        )
+
+
+class BadgeHandler(BinderHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "image/svg+xml")
+        self.set_header("Cache-Control", "public, max-age=86400")
+        self.finish(badge_svg())
+
+
+class LaunchPageHandler(BinderHandler):
+    @web.authenticated
+    def get(self, path: str) -> None:
+        query = self.query()
+        try:
+            request = parse_launch(f"v2/{path}", query)
+        except BadSpec as e:
+            raise web.HTTPError(400, "bad link: %s", str(e)) from None
+        suffix = f"?{urlencode(query)}" if query else ""
+        self.finish(
+            pages.render_launch(
+                base_url=self.prefix,
+                link=f"{self.request.protocol}://{self.request.host}{self.prefix}v2/{path}{suffix}",
+                label=request.spec.path.removeprefix("v2/"),
+                build_url=f"{self.prefix}build/{path}{suffix}",
+                user=self.current_user["name"],
+                site_name=self.site_name(),
+            )
+        )
+
+
+class EventsHandler(BinderHandler):
+    """A launch's events as a server-sent event stream, through the proxy as they come."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def get(self, path: str) -> None:
+        user = self.current_user
+        if not user:
+            raise web.HTTPError(403, "log in to the hub to launch")
+        if self.request.headers.get("Sec-Fetch-Site") == "cross-site":
+            # Another site's page cannot launch code in this user's account (their mounts,
+            # their token): a launch's events are for this service's own launch page, or
+            # for clients that send a token (no browser cookies, no Sec-Fetch headers).
+            raise web.HTTPError(403, "launches start from this service's own pages")
+        token = self.hub_auth.get_token(self)
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # nginx-style proxies: do not buffer
+        events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        launch = self.binder.launch(f"v2/{path}", self.query(), LaunchUser(user["name"], token))
+
+        async def pump() -> None:
+            try:
+                async for event in launch:
+                    await events.put(event)
+            finally:
+                await events.put(None)
+
+        self._task = asyncio.ensure_future(pump())
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(events.get(), KEEPALIVE)
+                except TimeoutError:
+                    self.write(": keepalive\n\n")
+                    await self.flush()
+                    continue
+                if event is None:
+                    break
+                self.write(f"data: {json.dumps(event)}\n\n")
+                await self.flush()
+        except Exception:  # the browser went away (StreamClosedError) or the task failed
+            self._task.cancel()
+            raise
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def on_connection_close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class CheckHandler(BinderHandler):
+    def get(self, path: str) -> None:
+        try:
+            request = parse_launch(path, self.query())
+        except BadSpec as e:
+            raise web.HTTPError(400, "%s", str(e)) from None
+        why = self.binder.refusal(request)
+        if why:
+            raise web.HTTPError(403, "%s", why)
+        self.finish({"path": request.spec.path, "label": request.spec.path.removeprefix("v2/")})
+
+
+_PUBLIC = ("key", "backend", "state", "spec", "label", "source", "ref", "started", "finished",
+           "reason", "resolved")  # fmt: skip
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """A build record as the API shows it (no paths on the service's disk)."""
+    out = {k: record.get(k) for k in _PUBLIC}
+    environment = record.get("environment") or {}
+    if "image" in environment:
+        out["image"] = environment["image"]
+        out["digest"] = environment.get("digest")
+    return out
+
+
+class BuildsHandler(BinderHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        records = await asyncio.to_thread(self.binder.store.records)
+        running = self.binder.jobs.running
+        for record in records:
+            if record.get("state") == "building" and record.get("key") not in running:
+                record["state"] = "failed"
+        self.finish({"builds": [_public(r) for r in records]})
+
+
+class BuildHandler(BinderHandler):
+    def _key(self, key: str) -> str:
+        if not KEY_PATTERN.fullmatch(key):
+            raise web.HTTPError(404, "no such build")
+        return key
+
+    @web.authenticated
+    async def get(self, key: str) -> None:
+        record = await asyncio.to_thread(self.binder.store.get, self._key(key))
+        if record is None:
+            raise web.HTTPError(404, "no such build")
+        out = _public(record)
+        out["log"] = await asyncio.to_thread(self.binder.store.log_text, key)
+        self.finish(out)
+
+    @web.authenticated
+    async def delete(self, key: str) -> None:
+        job = self.binder.jobs.get(self._key(key))
+        if job is None or job.kind != "building":
+            raise web.HTTPError(404, "no build of this key is waiting or running")
+        user = self.current_user
+        if not user.get("admin") and key not in self.binder.queued_by.get(user["name"], set()):
+            raise web.HTTPError(403, "only who started a build, or an admin, may cancel it")
+        job.cancel()
+        self.set_status(204)
+        self.finish()
+
+
+class CapacityHandler(BinderHandler):
+    @web.authenticated
+    def get(self) -> None:
+        self.finish(self.binder.capacity())
+
+
+def make_app(binder: BinderService, *, prefix: str, hub_prefix: str = "/hub/") -> web.Application:
+    """The service's application, its routes under ``prefix`` (ending in ``/``)."""
+    auth = HubOAuth(cache_max_age=60)
+    p = prefix
+    routes = [
+        (rf"{p}", LandingHandler),
+        (rf"{p}badge\.svg", BadgeHandler),
+        (rf"{p}badge_logo\.svg", BadgeHandler),
+        (rf"{p}oauth_callback", HubOAuthCallbackHandler),
+        (rf"{p}static/(.*)", web.StaticFileHandler, {"path": str(pages.STATIC_DIR)}),
+        (rf"{p}v2/(.+)", LaunchPageHandler),
+        (rf"{p}build/(.+)", EventsHandler),
+        (rf"{p}api/v1/check/(.+)", CheckHandler),
+        (rf"{p}api/v1/builds", BuildsHandler),
+        (rf"{p}api/v1/builds/([^/]+)", BuildHandler),
+        (rf"{p}api/v1/capacity", CapacityHandler),
+    ]
+    return web.Application(
+        routes,
+        binder=binder,
+        prefix=prefix,
+        hub_prefix=hub_prefix,
+        hub_auth=auth,
+        cookie_secret=secrets.token_bytes(32),  # a restart asks browsers to log in again
+        login_url=auth.login_url,
+        xsrf_cookies=False,
+    )

@@ -1,0 +1,417 @@
+"""`BinderService`: from a link to a running session, as a stream of progress events.
+
+One launch (`BinderService.launch`) goes through the phases mybinder's clients know:
+
+1. the link is parsed and checked against the site's allow and ban lists;
+2. the spec is resolved to immutable content (`Resolver`: a commit, a record version);
+3. the content is fetched once per content id (``fetching``; shared by every launch of
+   it, kept under ``<data_dir>/content``);
+4. its environment key is computed from the environment files only (`envkey`), and the
+   environment built once per key (``waiting`` in the build queue with a position, then
+   ``building`` with the log, then ``built``; a key built before is reused at once, so a
+   commit that changes only notebooks starts without a build);
+5. the session starts through the hub as the user (``launching``, then ``ready``).
+
+Any failure ends the stream with ``failed`` and a one-line reason; nothing half-fetched or
+half-built is kept, and the service goes on serving. Fetches and builds run as shared
+`Jobs`: a browser that goes away does not stop them for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from traitlets import Integer, List, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from .builders.base import BuildFailed
+from .jobs import Job, Jobs
+from .launcher import HubLauncher, LaunchFailed, session_name
+from .providers.base import FetchError, Resolved, ResolveError
+from .specs import BadSpec, LaunchRequest, parse_launch
+from .store import BuildStore
+from .ticket import sign_ticket
+
+__all__ = ["BUILDERS", "BinderService", "LaunchUser"]
+
+BUILDERS = {
+    "venv": "egi_hub.binder_service.builders.venv:VenvBuilder",
+    "docker": "egi_hub.binder_service.builders.docker:DockerBuilder",
+    "kubernetes": "egi_hub.binder_service.builders.kubernetes:KubernetesBuilder",
+}
+
+
+class LaunchUser:
+    """Who launches: the hub user's name and the OAuth token the service acts with."""
+
+    def __init__(self, name: str, token: str) -> None:
+        self.name = name
+        self.token = token
+
+    def __repr__(self) -> str:  # never the token
+        return f"LaunchUser({self.name!r})"
+
+
+def _failed(reason: str) -> dict[str, Any]:
+    return {"phase": "failed", "message": reason.rstrip("\n")[:2000] + "\n"}
+
+
+class BinderService(LoggingConfigurable):
+    """The Binder service's settings and its launches (see the module docstring)."""
+
+    data_dir = Unicode(
+        help="""
+        Where the service keeps fetched content (``content/``), build records and logs
+        (``builds/``) and the venv builder's environments (``envs/``). The local stack
+        sets ``<data dir>/binder``. Default: ``~/.local/share/egi-hub/binder``.
+        """,
+    ).tag(config=True)
+
+    builder = Unicode(
+        "venv",
+        help="""
+        The build backend: ``venv`` (a virtualenv per environment, on this machine; the
+        default), ``docker`` (repo2docker with a local Docker engine) or ``kubernetes``
+        (a repo2docker build pod per environment).
+        """,
+    ).tag(config=True)
+
+    build_concurrency = Integer(
+        2, min=1, help="How many builds run at once; the others wait in a fair queue."
+    ).tag(config=True)
+
+    max_queued_per_user = Integer(
+        3,
+        min=1,
+        help="""
+        How many builds one user may have waiting or running at once; a launch beyond
+        that fails with the reason (the queue stays fair for everyone else).
+        """,
+    ).tag(config=True)
+
+    repo_quota = Integer(
+        0,
+        min=0,
+        help="""
+        How many Binder sessions of one repository (or record) may run at once,
+        across all users; 0: no limit. A launch beyond it fails with the reason.
+        """,
+    ).tag(config=True)
+
+    allowed_specs = List(
+        Unicode(),
+        help="""
+        Regular expressions; when given, only links whose spec (``gh/org/repo/ref``,
+        ``git/<escaped url>/ref``, ``zenodo/10.5281/...``) matches one of them launch.
+        Default: every spec.
+        """,
+    ).tag(config=True)
+
+    banned_specs = List(
+        Unicode(),
+        help="Regular expressions of specs that never launch (checked after allowed_specs).",
+    ).tag(config=True)
+
+    ticket_secret = Unicode(
+        help="""
+        The secret launch tickets are signed with (the same value as the spawner's
+        ``binder_ticket_secret``, at least 32 characters). Default:
+        ``$EGI_BINDER_TICKET_SECRET``.
+        """,
+    ).tag(config=True)
+
+    ticket_ttl = Integer(
+        600, min=10, help="Seconds a launch ticket stays valid (the hub starts it at once)."
+    ).tag(config=True)
+
+    launch_timeout = Integer(
+        600, min=10, help="Seconds a session may take to start before its launch fails."
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+        return os.path.join(base, "egi-hub", "binder")
+
+    @default("ticket_secret")
+    def _default_ticket_secret(self) -> str:
+        return os.environ.get("EGI_BINDER_TICKET_SECRET", "")
+
+    @validate("builder")
+    def _check_builder(self, proposal: Any) -> str:
+        if proposal.value not in BUILDERS:
+            known = ", ".join(BUILDERS)
+            raise ValueError(f"unknown Binder builder {proposal.value!r} (known: {known})")
+        return proposal.value
+
+    @validate("allowed_specs", "banned_specs")
+    def _check_patterns(self, proposal: Any) -> list[str]:
+        for pattern in proposal.value:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"{pattern!r} is not a regular expression: {e}") from None
+        return proposal.value
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from .resolver import Resolver
+
+        root = Path(self.data_dir)
+        self.content_dir = root / "content"
+        self.content_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = BuildStore(root / "builds")
+        self.resolver = Resolver(parent=self)
+        module, _, name = BUILDERS[self.builder].partition(":")
+        builder_class = getattr(importlib.import_module(module), name)
+        extra = {"envs_dir": str(root / "envs")} if self.builder == "venv" else {}
+        self.build_backend = builder_class(parent=self, **extra)
+        self.jobs = Jobs()
+        self.queue: list[str] = []  # build keys waiting for a slot, oldest first
+        self.queued_by: dict[str, set[str]] = {}  # user -> keys waiting or building
+        self._free_slots = self.build_concurrency
+        self.launcher = HubLauncher(
+            os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
+            timeout=self.launch_timeout,
+        )
+        if len(self.ticket_secret) < 32:
+            self.ticket_secret = self.ticket_secret or secrets.token_hex(32)
+
+    # -- checks -----------------------------------------------------------------------
+
+    def refusal(self, request: LaunchRequest) -> str | None:
+        """Why the site's lists refuse this link, or None."""
+        spec = request.spec.path.removeprefix("v2/")
+        if self.allowed_specs and not any(re.search(p, spec) for p in self.allowed_specs):
+            return "this site does not launch this repository (it is not on its allowed list)"
+        if any(re.search(p, spec) for p in self.banned_specs):
+            return "this site does not launch this repository (it is on its ban list)"
+        unavailable = self.build_backend.unavailable()
+        if unavailable:
+            return f"the {self.builder} builder cannot run: {unavailable}"
+        return None
+
+    # -- the launch -------------------------------------------------------------------
+
+    async def launch(
+        self, path: str, query: dict[str, str], user: LaunchUser
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events of one launch, ending with ``ready`` or ``failed``."""
+        try:
+            request = parse_launch(path, query)
+        except BadSpec as e:
+            yield _failed(f"bad link: {e}")
+            return
+        why = self.refusal(request)
+        if why:
+            yield _failed(why)
+            return
+        try:
+            async for event in self._launch(request, user):
+                yield event
+        except (ResolveError, FetchError, BuildFailed, LaunchFailed) as e:
+            yield _failed(str(e))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug: keep serving, say so in one line
+            self.log.exception("Binder launch of %s failed", request.spec.path)
+            yield _failed(f"internal error of the Binder service ({type(e).__name__})")
+
+    async def _launch(
+        self, request: LaunchRequest, user: LaunchUser
+    ) -> AsyncIterator[dict[str, Any]]:
+        yield {"phase": "fetching", "message": f"Resolving {request.spec.path}\n"}
+        resolved = await self.resolver.resolve(request.spec)
+        yield {"phase": "fetching", "message": f"Resolved to {resolved.label}\n"}
+        content = self.content_dir / resolved.content_id
+        if not await asyncio.to_thread(content.is_dir):
+            job = self.jobs.run(
+                f"fetch-{resolved.content_id}", "fetching",
+                lambda job: self._fetch(job, resolved, content),
+            )  # fmt: skip
+            async for event in job.follow():
+                yield event
+            await job.result()
+        key, reason = await asyncio.to_thread(self._key_and_check, content)
+        if reason:
+            yield _failed(reason)
+            return
+        record = await asyncio.to_thread(self.store.get, key)
+        if not (record and record.get("state") == "built" and self._still_built(record)):
+            if key not in self.jobs.running:
+                mine = self.queued_by.setdefault(user.name, set())
+                if len(mine) >= self.max_queued_per_user:
+                    yield _failed(
+                        f"you already have {len(mine)} builds waiting or running; "
+                        "launch again when one has finished"
+                    )
+                    return
+            name = user.name
+            job = self.jobs.run(
+                key, "building", lambda job: self._build(job, key, resolved, content, name)
+            )
+            async for event in job.follow():
+                yield event
+            record = await job.result()
+        else:
+            yield {
+                "phase": "built",
+                "message": f"Reusing environment {key[:12]} (built for {record.get('label')})\n",
+            }
+        async for event in self._start_session(request, resolved, record, content, user):
+            yield event
+
+    def _key_and_check(self, content: Path) -> tuple[str, str | None]:
+        from .envkey import environment_key
+
+        try:
+            self.build_backend.check(content)
+        except BuildFailed as e:
+            return "", str(e)
+        extra = getattr(self.build_backend, "key_extra", lambda: "")()
+        return environment_key(content, extra=f"{self.builder}\0{extra}"), None
+
+    def _still_built(self, record: dict[str, Any]) -> bool:
+        venv = (record.get("environment") or {}).get("python")
+        return venv is None or Path(venv).is_file()
+
+    async def _fetch(self, job: Job, resolved: Resolved, content: Path) -> None:
+        from .fetch import fetch
+
+        job.emit({"phase": "fetching", "message": f"Fetching {resolved.label}\n"})
+        await fetch(
+            resolved,
+            content,
+            on_line=lambda line: job.emit({"phase": "fetching", "message": line.rstrip() + "\n"}),
+        )
+
+    async def _build(
+        self, job: Job, key: str, resolved: Resolved, content: Path, user: str
+    ) -> dict[str, Any]:
+        """Wait in the queue (first come, first served; followers see their place), then
+        build in a free slot."""
+        mine = self.queued_by.setdefault(user, set())
+        mine.add(key)
+        self.queue.append(key)
+        told = -1
+        try:
+            while True:
+                position = self.queue.index(key)
+                if position != told:
+                    told = position
+                    ahead = f"{position} ahead" if position else "next"
+                    job.emit({"phase": "waiting", "position": position,
+                              "message": f"Waiting for a build slot ({ahead})\n"})  # fmt: skip
+                if position == 0 and self._free_slots > 0:
+                    break
+                await self._queue_moved()
+            self._free_slots -= 1
+            self.queue.remove(key)
+            self._notify_queue()
+            try:
+                return await self._run_build(job, key, resolved, content)
+            finally:
+                self._free_slots += 1
+                self._notify_queue()
+        finally:
+            if key in self.queue:
+                self.queue.remove(key)
+                self._notify_queue()
+            mine.discard(key)
+            if not mine:
+                self.queued_by.pop(user, None)
+
+    _queue_event: asyncio.Event | None = None
+
+    async def _queue_moved(self) -> None:
+        if self._queue_event is None:
+            self._queue_event = asyncio.Event()
+        await self._queue_event.wait()
+
+    def _notify_queue(self) -> None:
+        if self._queue_event is not None:
+            self._queue_event.set()
+            self._queue_event = None
+
+    async def _run_build(
+        self, job: Job, key: str, resolved: Resolved, content: Path
+    ) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "key": key,
+            "backend": self.builder,
+            "state": "building",
+            "spec": resolved.spec.path,
+            "label": resolved.label,
+            "source": resolved.source,
+            "ref": resolved.ref,
+            "started": self.store.now(),
+        }
+        await asyncio.to_thread(self.store.save, record)
+        log = await asyncio.to_thread(self.store.start_log, key)
+
+        def line(text: str) -> None:
+            log.write(text.rstrip("\n") + "\n")
+            job.emit({"phase": "building", "message": text.rstrip("\n") + "\n"})
+
+        job.emit({"phase": "building", "message": f"Building environment {key[:12]}\n"})
+        try:
+            result = await self.build_backend.build(key, content, resolved, line)
+        except BuildFailed as e:
+            record.update(state="failed", reason=str(e), finished=self.store.now())
+            raise
+        except asyncio.CancelledError:
+            record.update(state="cancelled", reason="cancelled", finished=self.store.now())
+            raise
+        finally:
+            log.close()
+            if record["state"] != "building":
+                await asyncio.to_thread(self.store.save, record)
+        record.update(
+            state="built",
+            finished=self.store.now(),
+            environment=result.environment,
+            resolved=result.resolved,
+        )
+        await asyncio.to_thread(self.store.save, record)
+        job.emit({"phase": "built", "message": f"Built environment {key[:12]}\n"})
+        return record
+
+    async def _start_session(
+        self, request: LaunchRequest, resolved: Resolved, record: dict[str, Any],
+        content: Path, user: LaunchUser,
+    ) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
+        server = session_name(resolved.content_id)
+        launch = {
+            "key": record["key"],
+            "spec": request.spec.path,
+            "label": resolved.label,
+            "environment": record.get("environment") or {},
+            "content": {"path": str(content)},
+        }
+        ticket = sign_ticket(
+            self.ticket_secret, user=user.name, server=server, launch=launch, ttl=self.ticket_ttl
+        )
+        yield {"phase": "launching", "message": f"Starting your session {server}\n"}
+        async with asyncio.timeout(self.launch_timeout):
+            async for event in self.launcher.launch(
+                user=user.name, token=user.token, server=server, ticket=ticket
+            ):
+                if event["phase"] == "ready":
+                    event["url"] = event["url"].rstrip("/") + "/" + request.urlpath
+                yield event
+
+    def capacity(self) -> dict[str, Any]:
+        return {
+            "builder": self.builder,
+            "build_concurrency": self.build_concurrency,
+            "builds_running": self.build_concurrency - self._free_slots,
+            "builds_waiting": len(self.queue),
+            "fetches_running": sum(1 for j in self.jobs.running.values() if j.kind == "fetching"),
+        }
