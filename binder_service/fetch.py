@@ -34,10 +34,13 @@ Fetch jobs (``Resolved.fetch``):
   GitLab OAuth tokens>}``: cloned with repo2docker's ``Git`` provider, then ``HEAD``
   must be that commit;
 - ``{"provider": "zenodo", "api": <site>api/records/, "record": <version id>, "files":
-  [{"key", "size", "checksum", "url"}, ...]}`` (made by
-  `binder_service.providers.records`): fetched with repo2docker's ``Zenodo`` provider
-  with our own safe file download (see `binder_service.fetch_worker`), each file checked
-  against this list.
+  [{"key", "size", "checksum", "url"}, ...]}``, ``{"provider": "figshare", "api",
+  "article", "version", "downloads", "files"}`` and ``{"provider": "dataverse", "site",
+  "dataset", "version", "files"}`` (made by `binder_service.providers`): fetched with
+  repo2docker's ``Zenodo``, ``Figshare`` and ``Dataverse`` providers with our own safe
+  requests and downloads (`binder_service.record_downloads`), each file checked against
+  this list. ``settings`` (`RecordProvider.fetch_settings`) names the sites the worker
+  may read; without it, the sites in the job.
 """
 
 from __future__ import annotations

@@ -11,15 +11,11 @@ Dataverse installations at start-up):
   repository is given to git by a credential helper for that repository's host only,
   reading it from a file in the worker's private home (never in a command line or an
   environment variable), and only over https (or to a loopback test server);
-- Zenodo: `SafeZenodo`, a subclass of repo2docker's ``Zenodo`` whose sites come from the
-  service's settings and whose ``fetch_file`` and requests are replaced.
-  repo2docker's own ``fetch_file`` joins a record's file names into paths unchecked (a
-  key ``../../x`` writes outside the content), streams without any size limit, never
-  checks a checksum and extracts a single zip with ``ZipFile.extractall``, without
-  limits; its requests follow redirects anywhere. Ours checks each name, streams
-  within the byte limit, verifies each file's ``md5:`` checksum and its size against
-  the list the service resolved, extracts a single zip through
-  `binder_service.archives`, and reads only the record's own site.
+- Zenodo, Figshare and Dataverse: subclasses of repo2docker's providers whose sites
+  come from the service's settings and whose ``fetch_file`` and requests are replaced
+  (`binder_service.record_downloads` says why: repo2docker's own ``fetch_file`` writes
+  wherever a record's file names point, without size limits or checksums, and
+  extracts a zip without any check).
 
 Whatever the provider, the content is then checked as a whole (bytes and files within
 the limits; no symbolic link pointing outside it) before it is renamed into place.
@@ -27,11 +23,9 @@ the limits; no symbolic link pointing outside it) before it is renamed into plac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import stat
 import subprocess
@@ -40,36 +34,19 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-import requests
-from repo2docker.contentproviders import Git, Zenodo
+from repo2docker.contentproviders import Git
 from repo2docker.contentproviders.base import ContentProviderException
-from repo2docker.utils import deep_get
 
-from .archives import ArchiveError, check_member_name, extract_zip
+from .record_downloads import WorkerError, clean_line, fetch_record
 
-__all__ = ["SafeZenodo", "WorkerError", "main", "zenodo_host"]
+__all__ = ["WorkerError", "check_tree", "fetch_git", "main", "run"]
 
-MAX_JSON = 8 << 20
-MAX_LINE = 1000
-CHUNK = 1 << 16
-TIMEOUT = (15, 120)  # connect, read (seconds); the whole fetch has the service's deadline
-DEFAULT_ZENODO = ["https://zenodo.org/", "https://sandbox.zenodo.org/"]
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _USERNAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TOKEN_FILE = ".egi-binder-git-token"
-
-
-class WorkerError(Exception):
-    """The fetch cannot be done; ``str()`` is the one-line reason the user sees."""
-
-
-def clean_line(text: str) -> str:
-    """A progress line fit for a build log: no control characters, not too long."""
-    return _CONTROL.sub("", text.rstrip("\r\n"))[:MAX_LINE]
 
 
 # -- git --------------------------------------------------------------------------------
@@ -136,212 +113,6 @@ def fetch_git(job: dict[str, Any], work: Path, token: str | None) -> Iterator[st
     yield f"Checked out {sha[:12]}"
 
 
-# -- Zenodo -----------------------------------------------------------------------------
-
-
-def zenodo_host(site: str) -> dict[str, Any]:
-    """repo2docker's description of an Invenio/Zenodo site (its ``Zenodo.hosts`` entry)."""
-    site = site if site.endswith("/") else site + "/"
-    return {
-        "hostname": [site + "record/", site + "records/"],
-        "api": site + "api/records/",
-        "files": "links.files",
-        "filepath": "entries",
-        "filename": "key",
-        "download": "links.content",
-        "type": "metadata.upload_type",
-    }
-
-
-class _Response:
-    """What repo2docker's providers use of a response (``json()``, ``status_code``)."""
-
-    def __init__(self, status_code: int, body: bytes) -> None:
-        self.status_code, self.body = status_code, body
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            raise WorkerError("the record's site answered something that is not JSON") from None
-
-
-class SafeZenodo(Zenodo):
-    """repo2docker's Zenodo provider with safe requests and a safe ``fetch_file`` (see
-    the module for what repo2docker's own does not check)."""
-
-    def __init__(
-        self,
-        sites: list[str],
-        *,
-        files: list[dict[str, Any]],
-        scratch: Path,
-        max_bytes: int,
-        max_files: int,
-    ) -> None:
-        super().__init__()
-        self.hosts = [zenodo_host(site) for site in sites]
-        self.expected = {f["key"]: f for f in files}
-        self.fetched: set[str] = set()
-        self.scratch = scratch
-        self.max_bytes, self.max_files = max_bytes, max_files
-        self.used = 0  # bytes downloaded so far
-        self.allowed = [host["api"] for host in self.hosts]
-
-    def _check_url(self, url: Any) -> str:
-        if (
-            not isinstance(url, str)
-            or not any(url.startswith(api) for api in self.allowed)
-            or "/../" in url
-            or _CONTROL.search(url)
-        ):
-            raise WorkerError("the record points to a URL outside its site (refused)")
-        return url
-
-    def _get(self, url: str, **kwargs: Any) -> requests.Response:
-        """A GET on the record's site, following redirects only within it."""
-        for _ in range(4):
-            response = self.session.get(
-                self._check_url(url), timeout=TIMEOUT, allow_redirects=False, **kwargs
-            )
-            if response.status_code not in (301, 302, 303, 307, 308):
-                break
-            url = urljoin(url, response.headers.get("Location", ""))
-            response.close()
-        else:
-            raise WorkerError("the record's site redirected too many times")
-        if response.status_code != 200:
-            response.close()
-            raise WorkerError(f"the record's site answered HTTP {response.status_code} for {url}")
-        return response
-
-    def _request(self, url: str, **kwargs: Any) -> _Response:
-        """repo2docker's request: here only JSON from the record's site, capped."""
-        with self._get(url, stream=True, headers=kwargs.get("headers")) as response:
-            body = bytearray()
-            for chunk in response.iter_content(CHUNK):
-                body += chunk
-                if len(body) > MAX_JSON:
-                    raise WorkerError(f"the record's site answered more than {MAX_JSON} bytes")
-        return _Response(200, bytes(body))
-
-    urlopen = _request  # repo2docker's providers call either name
-
-    def fetch_file(
-        self, file_ref: dict[str, Any], host: dict[str, Any], output_dir: str, unzip: bool = False
-    ) -> Iterator[str]:
-        """Download one file of the record into ``output_dir`` (a single ``.zip``:
-        extracted there), checked against the resolved list (see the module)."""
-        try:
-            key = deep_get(file_ref, host["filename"])
-            url = deep_get(file_ref, host["download"])
-        except (KeyError, IndexError, TypeError):
-            raise WorkerError("the record lists a file without a name or link") from None
-        if not isinstance(key, str):
-            raise WorkerError("the record lists a file without a name")
-        try:
-            segments = check_member_name(key, "record file")
-        except ArchiveError as e:
-            raise WorkerError(f"refused: {e}") from None
-        expected = self.expected.get(key)
-        if expected is None or key in self.fetched:
-            raise WorkerError(
-                f"the record lists the file {key[:80]!r}, which it did not have when it was "
-                "resolved: relaunch to resolve it again"
-            )
-        self.fetched.add(key)
-        size = expected["size"]
-        if self.used + size > self.max_bytes:
-            raise WorkerError(f"the record holds more than the limit of {self.max_bytes} bytes")
-        zipped = unzip and key.lower().endswith(".zip")
-        if zipped:
-            self.scratch.mkdir(mode=0o700, exist_ok=True)
-            target = self.scratch / f"{secrets.token_hex(8)}.zip"
-        else:
-            target = Path(output_dir).joinpath(*segments)
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
-                raise WorkerError(f"the record uses a file as a folder in {key[:80]!r}") from None
-        yield f"Fetching {key} ({size} bytes)"
-        self._download(self._check_url(url), target, key, expected)
-        self.used += size
-        if zipped:
-            yield f"Extracting {key}"
-            try:
-                done = extract_zip(
-                    target, output_dir, max_bytes=self.max_bytes, max_files=self.max_files
-                )
-            except ArchiveError as e:
-                raise WorkerError(f"refused {key[:80]!r}: {e}") from None
-            finally:
-                target.unlink(missing_ok=True)
-            yield f"Extracted {done.files} files ({done.bytes} bytes)" + (
-                f" from the folder {done.unwrapped}" if done.unwrapped else ""
-            )
-
-    def _download(self, url: str, target: Path, key: str, expected: dict[str, Any]) -> None:
-        size, checksum = expected["size"], expected["checksum"]
-        digest = hashlib.md5(usedforsecurity=False)
-        got = 0
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        try:
-            fd = os.open(target, flags, 0o644)
-        except FileExistsError:
-            raise WorkerError(f"the record has the file {key[:80]!r} twice") from None
-        with os.fdopen(fd, "wb") as out, self._get(url, stream=True) as response:
-            for chunk in response.iter_content(CHUNK):
-                got += len(chunk)
-                if got > size:
-                    raise WorkerError(f"the file {key[:80]!r} is larger than the record says")
-                digest.update(chunk)
-                out.write(chunk)
-        if got != size:
-            raise WorkerError(f"the file {key[:80]!r} is smaller than the record says")
-        if f"md5:{digest.hexdigest()}" != checksum:
-            raise WorkerError(
-                f"the file {key[:80]!r} does not match its checksum: the download was "
-                "corrupted or altered"
-            )
-
-    def check_complete(self) -> None:
-        missing = sorted(set(self.expected) - self.fetched)
-        if missing:
-            raise WorkerError(
-                f"the record no longer lists the file {missing[0][:80]!r} it had when it was "
-                "resolved: relaunch to resolve it again"
-            )
-
-
-def fetch_zenodo(
-    job: dict[str, Any], work: Path, scratch: Path, limits: dict[str, Any], settings: dict[str, Any]
-) -> Iterator[str]:
-    api, record, files = job.get("api"), job.get("record"), job.get("files")
-    if not isinstance(api, str) or not isinstance(record, str) or not record.isdigit():
-        raise WorkerError("the fetch job names no Zenodo record")
-    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
-        raise WorkerError("the fetch job lists no files")
-    sites = settings.get("zenodo_urls") or [api.removesuffix("api/records/")]
-    provider = SafeZenodo(
-        list(sites),
-        files=files,
-        scratch=scratch,
-        max_bytes=limits["max_bytes"],
-        max_files=limits["max_files"],
-    )
-    host = next((h for h in provider.hosts if h["api"] == api), None)
-    if host is None:
-        raise WorkerError("the record's site is not one this service launches records from")
-    try:
-        for line in provider.fetch({"record": record, "host": host}, str(work), yield_output=True):
-            yield clean_line(line)
-    except requests.RequestException as e:
-        raise WorkerError(f"the record's site could not be reached ({type(e).__name__})") from None
-    except (KeyError, IndexError, TypeError):
-        raise WorkerError("the record's site answered a record without its file list") from None
-    provider.check_complete()
-
-
 # -- the whole --------------------------------------------------------------------------
 
 
@@ -387,10 +158,8 @@ def run(job: dict[str, Any], token: str | None, emit: Callable[..., None]) -> No
         provider = spec.get("provider")
         if provider == "git":
             lines = fetch_git(spec, work, token)
-        elif provider == "zenodo":
-            lines = fetch_zenodo(spec, work, scratch, limits, settings)
         else:
-            raise WorkerError(f"fetching {str(provider)[:40]!r} content is not supported")
+            lines = fetch_record(spec, work, scratch, limits, settings)
         for line in lines:
             if line:  # the service's paths are not the user's business
                 emit(line=line.replace(str(work), ".").replace(str(scratch), "."))

@@ -37,12 +37,19 @@ import hashlib
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-__all__ = ["StandinRecord", "ZenodoStandin", "start_zenodo_standin"]
+__all__ = [
+    "StandinRecord",
+    "ZenodoStandin",
+    "json_answer",
+    "serve",
+    "start_zenodo_standin",
+]
 
 
 @dataclass
@@ -222,7 +229,7 @@ class ZenodoStandin:
             return _error(410, "Record deleted.")
         if not rest:
             if record is not None:
-                return _json(200, self.record_json(record))
+                return json_answer(200, self.record_json(record))
             if rid in self.concepts and self.concept_redirects:
                 return 302, {"Location": f"{self.api}{self.latest(rid).id}"}, b""
             return _error(404, "The persistent identifier does not exist.")
@@ -233,12 +240,12 @@ class ZenodoStandin:
             return 302, {"Location": f"{self.api}{self.latest(concept).id}"}, b""
         if rest == ["versions"] and concept in self.concepts:
             hits = [self.record_json(self.records[i]) for i in self.concepts[concept]]
-            return _json(200, {"hits": {"hits": hits, "total": len(hits)}})
+            return json_answer(200, {"hits": {"hits": hits, "total": len(hits)}})
         if record is None:
             return _error(404, "The persistent identifier does not exist.")
         if rest == ["files"]:
             entries = [self.file_entry(record, k, api_entry=True) for k in record.files]
-            return _json(200, {"enabled": True, "entries": entries, "order": []})
+            return json_answer(200, {"enabled": True, "entries": entries, "order": []})
         if len(rest) == 3 and rest[0] == "files" and rest[2] == "content":
             key = unquote(rest[1])
             if key not in record.files:
@@ -256,7 +263,7 @@ class ZenodoStandin:
         doi = unquote(path[len("/api/handles/") :])
         url = self.dois.get(doi.lower())
         if url is None:
-            return _json(404, {"responseCode": 100, "handle": doi})
+            return json_answer(404, {"responseCode": 100, "handle": doi})
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         values = [
             {
@@ -281,18 +288,24 @@ class ZenodoStandin:
                 "timestamp": now,
             },
         ]
-        return _json(200, {"responseCode": 1, "handle": doi, "values": values})
+        return json_answer(200, {"responseCode": 1, "handle": doi, "values": values})
 
 
-def _json(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
+def json_answer(status: int, data: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"Content-Type": "application/json"}, json.dumps(data).encode()
 
 
 def _error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
-    return _json(status, {"status": status, "message": message})
+    return json_answer(status, {"status": status, "message": message})
 
 
-def _handler(standin: ZenodoStandin, which: str) -> type[BaseHTTPRequestHandler]:
+Route = Callable[[str, str], tuple[int, dict[str, str], bytes]]
+
+
+def serve(route: Route, log: list[str], name: str) -> ThreadingHTTPServer:
+    """Answer GETs with ``route(path, query)`` on a free port of 127.0.0.1 (in a thread),
+    noting ``"<name> <path>"`` in ``log``; the stand-ins of records sites share it."""
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -300,13 +313,12 @@ def _handler(standin: ZenodoStandin, which: str) -> type[BaseHTTPRequestHandler]
             pass
 
         def do_GET(self) -> None:
-            path = urlsplit(self.path).path
-            standin.requests.append(f"{which} {path}")
-            route = standin.route if which == "zenodo" else standin.handle
-            status, headers, body = route(path)
+            parts = urlsplit(self.path)
+            log.append(f"{name} {parts.path}")
+            status, headers, body = route(parts.path, parts.query)
             self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
+            for header, value in headers.items():
+                self.send_header(header, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             try:
@@ -314,7 +326,10 @@ def _handler(standin: ZenodoStandin, which: str) -> type[BaseHTTPRequestHandler]
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
-    return Handler
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
 
 
 def start_zenodo_standin(
@@ -328,9 +343,6 @@ def start_zenodo_standin(
         concept_redirects=concept_redirects,
         concept_target=concept_target,
     )
-    for which in ("zenodo", "handles"):
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(standin, which))
-        server.daemon_threads = True
-        setattr(standin, which, server)
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    standin.zenodo = serve(lambda path, _: standin.route(path), standin.requests, "zenodo")
+    standin.handles = serve(lambda path, _: standin.handle(path), standin.requests, "handles")
     return standin

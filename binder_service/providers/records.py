@@ -5,16 +5,12 @@ A DOI is looked up at the DOI proxy's handle API (``GET <doi_resolver_url><doi>`
 first value of type ``URL``), not by following ``https://doi.org/<doi>`` redirects: one
 JSON answer, no chain of hosts to trust. Where it points decides what happens:
 
-- an Invenio/Zenodo site the service lists (`RecordProvider.zenodo_urls`): the record id
-  comes from the URL (``/record/<id>``, ``/records/<id>``, ``/doi/<doi>``) and the
-  records API (``GET <site>api/records/<id>``) answers the version. A *concept* id
-  (what a concept DOI names: all versions) has no record of its own on Zenodo today (a
-  404, zenodo/zenodo#2499; older Zenodo redirected), so it is asked for
-  ``api/records/<id>/versions/latest``, which redirects to the latest version. A version
-  DOI is immutable; a concept DOI is not (`RecordProvider.immutable`);
-- a Figshare or Dataverse site the service lists explicitly (never Dataverse's
-  installation list, which repo2docker would download at every start): not enabled yet,
-  refused with that reason;
+- an Invenio/Zenodo site the service lists (`RecordProvider.zenodo_urls`): the record
+  version (`providers.zenodo`); a version DOI is immutable, a concept DOI (all
+  versions) resolves to the latest one and is not (`RecordProvider.immutable`);
+- a Figshare site or a Dataverse installation the service lists explicitly (never
+  Dataverse's installation list, which repo2docker would download at every start): see
+  `providers.figshare` and `providers.dataverse`;
 - anywhere else: refused, naming the host and the setting an admin would change.
 
 Everything the remote answers is hostile input: each field is type-checked, file names
@@ -33,7 +29,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from traitlets import Float, Instance, Integer, List, Unicode, validate
@@ -43,27 +39,17 @@ from ..archives import ArchiveError, check_member_name
 from ..specs import RepoSpec
 from .base import Resolved, ResolveError
 
-__all__ = [
-    "RecordFile",
-    "RecordProvider",
-    "ZenodoRecord",
-    "parse_zenodo_files",
-    "parse_zenodo_record",
-]
+__all__ = ["RecordFile", "RecordProvider", "check_files"]
 
 MAX_JSON = 8 << 20  # bytes of a record's JSON (1000 files' entries are well under 1 MB)
 MAX_HANDLE_JSON = 256 << 10  # bytes of a handle record
 MAX_URL = 2048
 MAX_REMEMBERED = 10_000  # DOIs whose mutability `immutable` remembers
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_RECORD_ID = re.compile(r"[0-9]{1,20}")
-_MD5 = re.compile(r"md5:[0-9a-f]{32}")
-_ZENODO_SUFFIX = re.compile(r"zenodo\.([0-9]{1,20})", re.IGNORECASE)
-_DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?")
-
-
-class _Odd(ValueError):
-    """A remote answer that is not what its API documents."""
+# Checksums as the fetch worker verifies them: <hashlib name>:<lower-case hex digest>.
+_CHECKSUM = re.compile(
+    r"md5:[0-9a-f]{32}|sha1:[0-9a-f]{40}|sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}"
+)
 
 
 @dataclass(frozen=True)
@@ -80,72 +66,31 @@ class RecordFile:
         return {"key": self.key, "size": self.size, "checksum": self.checksum, "url": self.url}
 
 
-@dataclass(frozen=True)
-class ZenodoRecord:
-    """The fields of a Zenodo record that Binder uses, checked."""
-
-    id: str
-    conceptrecid: str
-    doi: str
-    conceptdoi: str
-    version: str
-    publication_date: str
-    files: tuple[RecordFile, ...] | None  # None: not in the record, see ``files_url``
-    files_url: str
-    latest_url: str
-
-
-def _text(data: dict[str, Any], key: str, *, limit: int = 500, required: bool = False) -> str:
-    value = data.get(key)
-    if value is None and not required:
-        return ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or (required and not value):
-        raise _Odd(f"its {key!r} is not a string")
-    if len(value) > limit or _CONTROL.search(value):
-        raise _Odd(f"its {key!r} is too long or has control characters")
-    return value
-
-
-def _record_id(data: dict[str, Any], key: str, *, required: bool) -> str:
-    value = _text(data, key, limit=20, required=required)
-    if value and not _RECORD_ID.fullmatch(value):
-        raise _Odd(f"its {key!r} is not a record id")
-    return value
-
-
-def _link(data: dict[str, Any], key: str) -> str:
-    value = _text(data, key, limit=MAX_URL)
-    if value and urlsplit(value).scheme not in ("https", "http"):
-        raise _Odd(f"its link {key!r} is not an http(s) URL")
-    return value
-
-
-def parse_zenodo_files(
-    entries: Any, *, api: str, max_files: int, max_bytes: int
+def check_files(
+    found: list[tuple[Any, Any, Any, Any]],
+    *,
+    who: str,
+    sites: tuple[str, ...],
+    max_files: int,
+    max_bytes: int,
 ) -> tuple[RecordFile, ...]:
-    """A record's files (the record's ``files`` list or the files API's ``entries``),
-    checked: each a JSON object with a safe relative ``key``, an integer ``size``, an
-    ``md5:`` checksum and a link (``links.content``, else ``links.self``) under ``api``
-    (the site's ``api/records/``); no key twice; at most ``max_files`` files and
-    ``max_bytes`` bytes. `ResolveError` (403: refused by the limits or names; 502: not
-    what the API documents) with a one-line reason."""
-    if not isinstance(entries, list):
-        raise ResolveError("Zenodo answered a file list that is not a list", 502)
-    if len(entries) > max_files:
+    """A record's files as ``(key, size, checksum, url)`` found in ``who``'s answer,
+    checked: a safe relative ``key`` (as archive entries are checked), an integer
+    ``size``, a checksum (``md5:<hex>``; ``sha1:``, ``sha256:``, ``sha512:``) and a
+    ``url`` starting with one of
+    ``sites``; no key twice; at most ``max_files`` files and ``max_bytes`` bytes.
+    `ResolveError` (403: refused by the limits or names; 502: not what the API
+    documents) with a one-line reason."""
+    if len(found) > max_files:
         raise ResolveError(
-            f"the record has {len(entries)} files, over this site's limit of {max_files}", 403
+            f"the record has {len(found)} files, over this site's limit of {max_files}", 403
         )
     files: list[RecordFile] = []
     keys: set[str] = set()
     total = 0
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise ResolveError("Zenodo answered a file entry that is not an object", 502)
-        key = entry.get("key")
+    for key, size, checksum, url in found:
         if not isinstance(key, str):
-            raise ResolveError("Zenodo answered a file without a name", 502)
+            raise ResolveError(f"{who} answered a file without a name", 502)
         try:
             check_member_name(key, "record file")
         except ArchiveError as e:
@@ -153,21 +98,16 @@ def parse_zenodo_files(
         if key.endswith("/") or key in keys:
             raise ResolveError(f"refused: the record names the file {key[:80]!r} twice", 403)
         keys.add(key)
-        size = entry.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ResolveError(f"Zenodo answered no size for the file {key[:80]!r}", 502)
-        checksum = entry.get("checksum")
-        if not isinstance(checksum, str) or not _MD5.fullmatch(checksum):
-            raise ResolveError(f"Zenodo answered no md5 checksum for the file {key[:80]!r}", 502)
-        links = entry.get("links")
-        url = ""
-        if isinstance(links, dict):
-            url = links.get("content") or links.get("self") or ""
+            raise ResolveError(f"{who} answered no size for the file {key[:80]!r}", 502)
+        if not isinstance(checksum, str) or not _CHECKSUM.fullmatch(checksum):
+            raise ResolveError(f"{who} answered no checksum for the file {key[:80]!r}", 502)
         if not isinstance(url, str) or not url or len(url) > MAX_URL or _CONTROL.search(url):
-            raise ResolveError(f"Zenodo answered no link for the file {key[:80]!r}", 502)
-        if not url.startswith(api) or "/../" in url or url.endswith("/.."):
+            raise ResolveError(f"{who} answered no link for the file {key[:80]!r}", 502)
+        if not url.startswith(sites) or "/../" in url or url.endswith("/.."):
             raise ResolveError(
-                f"refused: the file {key[:80]!r} links outside the record's site ({api})", 403
+                f"refused: the file {key[:80]!r} links outside the record's site ({sites[0]})",
+                403,
             )
         total += size
         if total > max_bytes:
@@ -176,40 +116,6 @@ def parse_zenodo_files(
             )
         files.append(RecordFile(key, size, checksum, url))
     return tuple(files)
-
-
-def parse_zenodo_record(data: Any, *, api: str, max_files: int, max_bytes: int) -> ZenodoRecord:
-    """A Zenodo record's JSON (``GET <site>api/records/<id>``), checked; `ResolveError`
-    with a one-line reason for anything the records API does not document, or a file
-    list `parse_zenodo_files` refuses."""
-    if not isinstance(data, dict):
-        raise ResolveError("Zenodo answered a record that is not a JSON object", 502)
-    try:
-        record_id = _record_id(data, "id", required=True)
-        metadata = data.get("metadata", {})
-        links = data.get("links", {})
-        if not isinstance(metadata, dict) or not isinstance(links, dict):
-            raise _Odd("its metadata or links are not objects")
-        date = _text(metadata, "publication_date", limit=40)
-        if date and not _DATE.fullmatch(date):
-            raise _Odd("its publication_date is not a date")
-        record = ZenodoRecord(
-            id=record_id,
-            conceptrecid=_record_id(data, "conceptrecid", required=False),
-            doi=_text(data, "doi", limit=MAX_URL),
-            conceptdoi=_text(data, "conceptdoi", limit=MAX_URL),
-            version=_text(metadata, "version", limit=200),
-            publication_date=date,
-            files=None,
-            files_url=_link(links, "files"),
-            latest_url=_link(links, "latest"),
-        )
-    except _Odd as e:
-        raise ResolveError(f"Zenodo answered an odd record: {e}", 502) from None
-    if "files" in data:
-        files = parse_zenodo_files(data["files"], api=api, max_files=max_files, max_bytes=max_bytes)
-        record = ZenodoRecord(**{**record.__dict__, "files": files})
-    return record
 
 
 def _site(url: str) -> str:
@@ -264,8 +170,22 @@ class RecordProvider(LoggingConfigurable):
         Unicode(),
         [],
         help="""
-        Figshare sites whose articles may be launched (listed explicitly). Not enabled
-        yet: a DOI pointing to one is refused with that reason. Default: none.
+        Figshare sites whose articles may be launched, listed explicitly (e.g.
+        https://figshare.com/). Default: none.
+        """,
+    ).tag(config=True)
+
+    figshare_api_url = Unicode(
+        "https://api.figshare.com/v2/",
+        help="Figshare's API (for the sites in figshare_urls). Default: https://api.figshare.com/v2/.",
+    ).tag(config=True)
+
+    figshare_download_urls = List(
+        Unicode(),
+        ["https://ndownloader.figshare.com/"],
+        help="""
+        Where Figshare's files may be downloaded from (their download_url; it may
+        redirect to storage elsewhere over https). Default: https://ndownloader.figshare.com/.
         """,
     ).tag(config=True)
 
@@ -274,8 +194,8 @@ class RecordProvider(LoggingConfigurable):
         [],
         help="""
         Dataverse installations whose datasets may be launched, listed explicitly (the
-        service never downloads Dataverse's list of all installations). Not enabled
-        yet: a DOI pointing to one is refused with that reason. Default: none.
+        service never downloads Dataverse's list of all installations), each at the root
+        of its host (e.g. https://dataverse.harvard.edu/). Default: none.
         """,
     ).tag(config=True)
 
@@ -303,15 +223,24 @@ class RecordProvider(LoggingConfigurable):
         help="The HTTP client (set by the Resolver: TLS checked, no redirects followed).",
     )
 
-    @validate("zenodo_urls", "figshare_urls", "dataverse_urls")
+    @validate("zenodo_urls", "figshare_urls", "figshare_download_urls", "dataverse_urls")
     def _check_urls(self, proposal: dict[str, Any]) -> list[str]:
         urls = []
         for url in proposal["value"]:
             parts = urlsplit(url)
             if parts.scheme not in ("https", "http") or not parts.hostname or parts.query:
                 raise ValueError(f"{url!r} is not a site URL (https://host/ or https://host/path/)")
+            if proposal["trait"].name == "dataverse_urls" and parts.path not in ("", "/"):
+                raise ValueError(f"{url!r}: a Dataverse installation is at the root of its host")
             urls.append(_site(url))
         return urls
+
+    @validate("figshare_api_url", "doi_resolver_url")
+    def _check_api(self, proposal: dict[str, Any]) -> str:
+        url = proposal["value"]
+        if urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return _site(url)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -328,7 +257,12 @@ class RecordProvider(LoggingConfigurable):
     def fetch_settings(self) -> dict[str, Any]:
         """What the fetch worker needs of this configuration (`binder_service.fetch`'s
         ``settings``): the sites it may download records from."""
-        return {"zenodo_urls": list(self.zenodo_urls)}
+        return {
+            "zenodo_urls": list(self.zenodo_urls),
+            "figshare_api_url": self.figshare_api_url,
+            "figshare_download_urls": list(self.figshare_download_urls),
+            "dataverse_urls": list(self.dataverse_urls),
+        }
 
     async def resolve(self, spec: RepoSpec, *, token: str | None = None) -> Resolved:
         """The record version ``spec`` names (see the module); `ResolveError` with a
@@ -340,20 +274,26 @@ class RecordProvider(LoggingConfigurable):
         for site in self.zenodo_urls:
             path = _on_site(target, site)
             if path is not None:
-                return await self._zenodo(spec, site, path)
+                from .zenodo import resolve_zenodo
+
+                return await resolve_zenodo(self, spec, site, path)
         if spec.provider == "zenodo":
             raise ResolveError(
                 f"the DOI {doi} points to {_host(target)}, not to a Zenodo site this service "
                 "launches records from (an admin lists those in RecordProvider.zenodo_urls)",
                 403,
             )
-        for kind, sites in (("Figshare", self.figshare_urls), ("Dataverse", self.dataverse_urls)):
-            if any(_on_site(target, site) is not None for site in sites):
-                raise ResolveError(
-                    f"the DOI {doi} points to {kind} ({_host(target)}): launching {kind} "
-                    "records is not enabled on this service yet",
-                    403,
-                )
+        for site in self.figshare_urls:
+            path = _on_site(target, site)
+            if path is not None:
+                from .figshare import resolve_figshare
+
+                return await resolve_figshare(self, spec, path)
+        for site in self.dataverse_urls:
+            if _on_site(target, site) is not None:
+                from .dataverse import resolve_dataverse
+
+                return await resolve_dataverse(self, spec, site, target)
         raise ResolveError(
             f"the DOI {doi} points to {_host(target)}, which this service does not launch "
             "records from (an admin can list it in RecordProvider.zenodo_urls, "
@@ -366,7 +306,7 @@ class RecordProvider(LoggingConfigurable):
     async def _doi_target(self, doi: str) -> str:
         """The URL a DOI points to: the first ``URL`` value of its handle record."""
         url = self.doi_resolver_url + quote(doi, safe="/")
-        status, data, _ = await self._get_json(url, "the DOI resolver", MAX_HANDLE_JSON)
+        status, data, _ = await self.get_json(url, "the DOI resolver", MAX_HANDLE_JSON)
         if status == 404:
             raise ResolveError(f"the DOI {doi} does not exist", 404)
         if status != 200:
@@ -392,103 +332,6 @@ class RecordProvider(LoggingConfigurable):
 
     # -- Zenodo -----------------------------------------------------------------------
 
-    async def _zenodo(self, spec: RepoSpec, site: str, path: str) -> Resolved:
-        doi = spec.repo
-        api = site + "api/records/"
-        asked = _zenodo_id(path)
-        if asked is None:
-            raise ResolveError(f"the DOI {doi} points to a Zenodo page that is not a record", 404)
-        record, via_concept = await self._zenodo_version(api, asked)
-        if via_concept and record.conceptrecid and record.conceptrecid != asked:
-            raise ResolveError(
-                f"Zenodo answered record {record.id} of another concept for {asked}", 502
-            )
-        concept = via_concept or doi.lower() == record.conceptdoi.lower()
-        files = record.files
-        if files is None:
-            files = await self._zenodo_files(api, record)
-        if not files:
-            raise ResolveError(f"record {record.id} has no files", 404)
-        self._remember(doi, not concept)
-        when = record.version or record.publication_date or "no version"
-        return Resolved(
-            spec=spec,
-            provider="zenodo",
-            source=f"{api}{record.id}",
-            ref=record.id,
-            label=f"zenodo.{record.id} ({when[:60]})",
-            fetch={
-                "provider": "zenodo",
-                "api": api,
-                "record": record.id,
-                "files": [f.job() for f in files],
-            },
-        )
-
-    def _parse(self, data: Any, api: str) -> ZenodoRecord:
-        return parse_zenodo_record(
-            data, api=api, max_files=self.max_record_files, max_bytes=self.max_record_bytes
-        )
-
-    async def _zenodo_version(self, api: str, asked: str) -> tuple[ZenodoRecord, bool]:
-        """The record ``asked`` names and whether it was a concept (then: its latest
-        version). A concept id answers 404 (Zenodo today) or a redirect (older Zenodo)
-        at ``api/records/<id>``; ``api/records/<id>/versions/latest`` redirects to the
-        latest version of a concept or of a version's concept."""
-        status, data, headers = await self._get_json(f"{api}{asked}", "Zenodo", MAX_JSON)
-        if status == 200:
-            record = self._parse(data, api)
-            if record.id != asked:
-                raise ResolveError(f"Zenodo answered record {record.id} for record {asked}", 502)
-            return record, False
-        if status == 410:
-            raise ResolveError(f"Zenodo record {asked} was removed", 404)
-        if status in (301, 302, 303, 307, 308):
-            return await self._zenodo_follow(api, asked, headers), True
-        if status != 404:
-            raise ResolveError(f"Zenodo answered HTTP {status} for record {asked}", 502)
-        status, _, headers = await self._get_json(
-            f"{api}{asked}/versions/latest", "Zenodo", MAX_JSON
-        )
-        if status in (404, 410):
-            raise ResolveError(f"Zenodo has no record {asked}", 404)
-        if status not in (301, 302, 303, 307, 308):
-            raise ResolveError(f"Zenodo answered HTTP {status} for the versions of {asked}", 502)
-        return await self._zenodo_follow(api, asked, headers), True
-
-    async def _zenodo_follow(self, api: str, asked: str, headers: httpx.Headers) -> ZenodoRecord:
-        """The record a redirect for ``asked`` points to: only ``<api><id>`` on the same
-        site, read without following anything further."""
-        location = urljoin(api, headers.get("location", ""))
-        rest = location[len(api) :] if location.startswith(api) else ""
-        if not _RECORD_ID.fullmatch(rest):
-            raise ResolveError(f"Zenodo redirected record {asked} somewhere unexpected", 502)
-        status, data, _ = await self._get_json(location, "Zenodo", MAX_JSON)
-        if status != 200:
-            raise ResolveError(f"Zenodo answered HTTP {status} for record {rest}", 502)
-        record = self._parse(data, api)
-        if record.id != rest:
-            raise ResolveError(f"Zenodo answered record {record.id} for record {rest}", 502)
-        return record
-
-    async def _zenodo_files(self, api: str, record: ZenodoRecord) -> tuple[RecordFile, ...]:
-        """The files API's ``entries`` (a record that lists no ``files`` itself)."""
-        if not record.files_url:
-            return ()
-        if not record.files_url.startswith(f"{api}{record.id}/"):
-            raise ResolveError(f"refused: record {record.id} lists its files on another site", 403)
-        status, data, _ = await self._get_json(record.files_url, "Zenodo", MAX_JSON)
-        if status in (403, 404):
-            return ()
-        if status != 200 or not isinstance(data, dict):
-            raise ResolveError(f"Zenodo answered HTTP {status} for the files of {record.id}", 502)
-        return parse_zenodo_files(
-            data.get("entries"),
-            api=api,
-            max_files=self.max_record_files,
-            max_bytes=self.max_record_bytes,
-        )
-
     # -- HTTP -------------------------------------------------------------------------
 
     def _client(self) -> httpx.AsyncClient:
@@ -496,7 +339,7 @@ class RecordProvider(LoggingConfigurable):
             self.http = httpx.AsyncClient(follow_redirects=False, timeout=self.request_timeout)
         return self.http
 
-    async def _get_json(self, url: str, who: str, cap: int) -> tuple[int, Any, httpx.Headers]:
+    async def get_json(self, url: str, who: str, cap: int) -> tuple[int, Any, httpx.Headers]:
         """``(status, JSON or None, headers)`` of a GET, read up to ``cap`` bytes within
         `request_timeout` in all; `ResolveError` (502) if ``who`` cannot be reached or
         answers more than ``cap`` or no JSON on a 200."""
@@ -522,7 +365,7 @@ class RecordProvider(LoggingConfigurable):
         except ValueError:
             raise ResolveError(f"{who} answered something that is not JSON", 502) from None
 
-    def _remember(self, doi: str, immutable: bool) -> None:
+    def remember(self, doi: str, immutable: bool) -> None:
         self._immutable[doi.lower()] = immutable
         self._immutable.move_to_end(doi.lower())
         while len(self._immutable) > MAX_REMEMBERED:
@@ -531,18 +374,3 @@ class RecordProvider(LoggingConfigurable):
 
 def _host(url: str) -> str:
     return (urlsplit(url).hostname or "an unknown host")[:100]
-
-
-def _zenodo_id(path: str) -> str | None:
-    """The record id in a Zenodo URL's path below the site: ``record/<id>``,
-    ``records/<id>``, ``api/records/<id>`` or ``doi/<10.x/zenodo.<id>>``."""
-    parts = [p for p in path.split("/") if p]
-    if len(parts) == 2 and parts[0] in ("record", "records") and _RECORD_ID.fullmatch(parts[1]):
-        return parts[1]
-    if len(parts) == 3 and parts[:2] == ["api", "records"] and _RECORD_ID.fullmatch(parts[2]):
-        return parts[2]
-    if len(parts) >= 3 and parts[0] == "doi":
-        match = _ZENODO_SUFFIX.fullmatch("/".join(parts[2:]))
-        if match and parts[1].startswith("10."):
-            return match.group(1)
-    return None

@@ -112,20 +112,6 @@ async def test_a_doi_to_an_unlisted_host_names_the_host_and_the_setting(zenodo, 
     assert e.value.status == 403
 
 
-async def test_listed_figshare_and_dataverse_hosts_are_refused_as_not_enabled(
-    zenodo, make_provider
-):
-    zenodo.register_doi("10.6084/m9.figshare.9782777", "https://figshare.example/articles/x/1")
-    zenodo.register_doi("10.7910/DVN/TJCLKP", "https://dv.example/citation?persistentId=x")
-    provider = make_provider(
-        zenodo, figshare_urls=["https://figshare.example/"], dataverse_urls=["https://dv.example/"]
-    )
-    with pytest.raises(ResolveError, match="Figshare records is not enabled"):
-        await provider.resolve(RepoSpec("doi", "10.6084/m9.figshare.9782777"))
-    with pytest.raises(ResolveError, match="Dataverse records is not enabled"):
-        await provider.resolve(RepoSpec("doi", "10.7910/DVN/TJCLKP"))
-
-
 async def test_a_record_without_files(zenodo, make_provider):
     empty = zenodo.publish({})
     with pytest.raises(ResolveError, match=f"^record {empty.id} has no files$") as e:

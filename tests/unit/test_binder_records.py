@@ -14,9 +14,8 @@ import httpx
 import pytest
 
 from egi_hub.binder_service.providers.base import ResolveError
-from egi_hub.binder_service.providers.records import (
-    RecordProvider,
-    _on_site,
+from egi_hub.binder_service.providers.records import RecordProvider, _on_site
+from egi_hub.binder_service.providers.zenodo import (
     _zenodo_id,
     parse_zenodo_files,
     parse_zenodo_record,
@@ -94,8 +93,8 @@ def test_odd_records_are_refused_in_one_line(data, reason):
         ([entry(size=-1)], "no size", 502),
         ([entry(size=True)], "no size", 502),
         ([entry(size="1")], "no size", 502),
-        ([entry(checksum="sha1:abc")], "no md5", 502),
-        ([entry(checksum="md5:XYZ")], "no md5", 502),
+        ([entry(checksum="sha1:abc")], "no checksum", 502),
+        ([entry(checksum="md5:XYZ")], "no checksum", 502),
         ([{**entry(), "links": {}}], "no link", 502),
         ([entry(url="http://169.254.169.254/latest/meta-data")], "outside the record's site", 403),
         ([entry(url=f"{API}7/../../../admin")], "outside the record's site", 403),
@@ -245,3 +244,87 @@ async def test_other_providers_are_not_records():
     provider = RecordProvider()
     with pytest.raises(ResolveError, match="not archived records"):
         await provider.resolve(RepoSpec("gh", "a/b", "main"))
+
+
+# -- Figshare and Dataverse answers ----------------------------------------------------
+
+
+def test_figshare_article_pages():
+    from egi_hub.binder_service.providers.figshare import figshare_article
+
+    assert figshare_article("articles/dataset/title/9782777") == ("9782777", "")
+    assert figshare_article("articles/dataset/title/9782777/2") == ("9782777", "2")
+    assert figshare_article("articles/title/9782777/1234") == ("9782777", "1234")
+    assert figshare_article("articles/9782777") == ("9782777", "")
+    # A DOI naming a version pins it when the page does not (Figshare's redirects vary).
+    assert figshare_article("articles/code/t/9782777", "10.6084/m9.figshare.9782777.v3") == (
+        "9782777",
+        "3",
+    )
+    for path in ("articles/title/x", "authors/1", "articles", "articles/t/1/2/x"):
+        assert figshare_article(path) is None
+
+
+def test_figshare_files_are_checked():
+    from egi_hub.binder_service.providers.figshare import parse_figshare_files
+
+    dl = ("https://ndownloader.figshare.com/",)
+    good = {"name": "a.csv", "size": 3, "computed_md5": "0" * 32, "is_link_only": False,
+            "download_url": "https://ndownloader.figshare.com/files/1"}  # fmt: skip
+    link = {"name": "p.pdf", "size": 0, "is_link_only": True, "download_url": "https://x/p"}
+    files = parse_figshare_files({"files": [good, link]}, downloads=dl, max_files=5, max_bytes=9)
+    assert [f.key for f in files] == ["a.csv"] and files[0].checksum == "md5:" + "0" * 32
+    with pytest.raises(ResolveError, match=r"'\.\.'"):
+        parse_figshare_files({"files": [{**good, "name": "../x"}]}, downloads=dl, max_files=5,
+                             max_bytes=9)  # fmt: skip
+    with pytest.raises(ResolveError, match="no checksum"):
+        parse_figshare_files({"files": [{**good, "computed_md5": ""}]}, downloads=dl,
+                             max_files=5, max_bytes=9)  # fmt: skip
+    with pytest.raises(ResolveError, match="without a file list"):
+        parse_figshare_files({"files": None}, downloads=dl, max_files=5, max_bytes=9)
+
+
+def test_dataverse_pages():
+    from egi_hub.binder_service.providers.dataverse import dataverse_dataset
+
+    assert dataverse_dataset("citation", "persistentId=doi:10.7910/DVN/TJCLKP") == (
+        "doi:10.7910/DVN/TJCLKP"
+    )
+    assert dataverse_dataset("dataset.xhtml", "persistentId=hdl:11529/10016") == "hdl:11529/10016"
+    for path, query, reason in [
+        ("file.xhtml", "persistentId=doi:10.7910/DVN/6ZXAGT/3YRRYJ", "single Dataverse file"),
+        ("dataverse/harvard", "", "not a dataset"),
+        ("citation", "persistentId=doi:10.7910/x&persistentId=doi:10.7910/y", "not a dataset"),
+        ("citation", "persistentId=doi:10.7910/DVN/x%0Ay", "odd identifier"),
+        ("citation", "persistentId=javascript:alert(1)", "odd identifier"),
+    ]:
+        with pytest.raises(ResolveError, match=reason):
+            dataverse_dataset(path, query)
+
+
+def test_dataverse_files_are_checked():
+    from egi_hub.binder_service.providers.dataverse import parse_dataverse_files
+
+    site = "https://dv.example/"
+    plain = {"label": "a.py", "directoryLabel": "code", "restricted": False,
+             "dataFile": {"id": 7, "filesize": 4, "checksum": {"type": "SHA-256",
+                                                                "value": "A" * 64}}}  # fmt: skip
+    table = {"label": "t.tab", "restricted": False,
+             "dataFile": {"id": 8, "filesize": 99, "md5": "b" * 32,
+                          "originalFileName": "t.csv", "originalFileSize": 5}}  # fmt: skip
+    hidden = {**plain, "restricted": True}
+    files = parse_dataverse_files([plain, table, hidden], site=site, max_files=9, max_bytes=99)
+    assert [(f.key, f.size, f.checksum[:7]) for f in files] == [
+        ("code/a.py", 4, "sha256:"),
+        ("t.csv", 5, "md5:bbb"),
+    ]
+    assert files[0].url == f"{site}api/access/datafile/7?format=original"
+    for bad, reason in [
+        ({**plain, "directoryLabel": "../.."}, "'..'"),
+        ({**plain, "directoryLabel": "/etc"}, "absolute"),
+        ({**plain, "dataFile": {**plain["dataFile"], "id": "7/../../admin"}}, "without an id"),
+        ({**plain, "dataFile": {**plain["dataFile"], "checksum": {"type": "CRC"}}}, "checksum"),
+        ({"label": "x"}, "without its dataFile"),
+    ]:
+        with pytest.raises(ResolveError, match=reason):
+            parse_dataverse_files([bad], site=site, max_files=9, max_bytes=99)
