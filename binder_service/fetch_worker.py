@@ -89,17 +89,25 @@ def fetch_git(job: dict[str, Any], work: Path, token: str | None) -> Iterator[st
         _git_token_config(repo, token, job.get("username") or "x-access-token")
     provider = Git()
     last: list[str] = []
+    checked_out = False  # past the checkout: what fails now is a submodule
+
+    def why() -> str:
+        reason = next((x for x in reversed(last) if x.startswith(("fatal:", "remote:"))), "")
+        return f" ({reason})" if reason else ""
+
     try:
         for line in provider.fetch(provider.detect(repo, ref=sha), str(work), yield_output=True):
             line = clean_line(line)
             if line:
+                checked_out = checked_out or line.startswith("HEAD is now at")
                 last.append(line)
                 del last[:-5]
                 yield line
     except ContentProviderException:
-        reason = next((x for x in reversed(last) if x.startswith(("fatal:", "remote:"))), "")
-        raise WorkerError(f"could not clone {repo}" + (f" ({reason})" if reason else "")) from None
+        raise WorkerError(f"could not clone {repo}{why()}") from None
     except (ValueError, subprocess.CalledProcessError):
+        if checked_out:
+            raise WorkerError(f"a submodule of {repo} could not be fetched{why()}") from None
         raise WorkerError(f"the commit {sha} is not in {repo}") from None
     head = subprocess.run(
         ["git", "rev-parse", "--verify", "HEAD^{commit}"],

@@ -150,6 +150,25 @@ async def test_a_symlink_out_of_the_repository_is_refused(git, tmp_path):
     assert leftovers(dest.parent) == []
 
 
+async def test_a_file_submodule_is_never_fetched(git, tmp_path):
+    """GIT_ALLOW_PROTOCOL: a submodule pointing to the service's own disk (file://, or a
+    plain path) is refused by git, and the fetch fails with that reason."""
+    git.commit("inner", {"secret.txt": "the service's own file"})
+    git.commit("outer", {"README.md": "x"})
+    clone = git.work / "outer"
+    inner = str(git.root / "inner.git")
+    run_git(["-c", "protocol.file.allow=always", "submodule", "add", "-q", inner, "sub"], clone,
+            git.env)  # fmt: skip
+    run_git(["commit", "-qm", "submodule"], clone, git.env)
+    run_git(["push", "-q", "origin", "HEAD:main"], clone, git.env)
+    sha = run_git(["rev-parse", "HEAD"], clone, git.env)
+    dest = tmp_path / "content" / "outer"
+    with pytest.raises(FetchError, match=r"a submodule of .* could not be fetched .*file") as e:
+        await fetch(git_job(git.git_url("outer"), sha), dest, on_line=lambda _: None)
+    assert "\n" not in str(e.value)
+    assert leftovers(dest.parent) == []
+
+
 async def test_a_repository_over_the_limits_is_refused(git, tmp_path):
     sha = git.commit("big", {f"f{i}.txt": "x" * 1000 for i in range(20)})
     dest = tmp_path / "content" / "big"
