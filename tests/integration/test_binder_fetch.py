@@ -16,11 +16,11 @@ import os
 import subprocess
 import threading
 import zipfile
+from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from egi_hub.binder_service.fetch import WORKER, FetchLimits, fetch
@@ -72,21 +72,51 @@ def leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir()) if parent.exists() else []
 
 
-def workers() -> list[psutil.Process]:
+@dataclass(frozen=True)
+class Proc:
+    """A process as /proc shows it (what ``ps`` reads)."""
+
+    pid: int
+
+    def _read(self, name: str) -> bytes:
+        return Path(f"/proc/{self.pid}/{name}").read_bytes()
+
+    def cmdline(self) -> list[str]:
+        return self._read("cmdline").decode(errors="replace").split("\0")
+
+    def environ(self) -> dict[str, str]:
+        pairs = self._read("environ").decode(errors="replace").split("\0")
+        return dict(p.split("=", 1) for p in pairs if "=" in p)
+
+    def cwd(self) -> str:
+        return os.readlink(f"/proc/{self.pid}/cwd")
+
+    def state(self) -> str:
+        return self._read("stat").decode().rsplit(")", 1)[1].split()[0]
+
+    def ppid(self) -> int:
+        return int(self._read("stat").decode().rsplit(")", 1)[1].split()[1])
+
+
+def workers() -> list[Proc]:
+    """Fetch workers started by this test process (its direct children)."""
     found = []
-    for child in psutil.Process().children(recursive=True):
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        proc = Proc(int(entry.name))
         try:
-            if WORKER in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
+            if proc.ppid() == os.getpid() and WORKER in " ".join(proc.cmdline()):
+                found.append(proc)
+        except (FileNotFoundError, ProcessLookupError, IndexError):
             pass
     return found
 
 
 def gone(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
+        return Proc(pid).state() == "Z"
+    except (FileNotFoundError, ProcessLookupError):
         return True
 
 
