@@ -1,0 +1,382 @@
+"""The kubernetes build backend: one repo2docker build pod per environment key.
+
+The pod runs ``jupyter-repo2docker --no-run --push --json-logs`` from the repo2docker
+image (`KubernetesBuilder.image`, by default the release matching the installed
+repo2docker), names the image `KubernetesBuilder.image_prefix` + key, and pushes it to
+that registry; the spawner then starts sessions from it. It fetches the source itself
+(a git URL at the resolved commit; a Zenodo record by its version's URL; another DOI by
+the DOI): the service's fetched copy stays on the service's disk.
+
+The engine: as BinderHub's build pods (``binderhub/build.py``), the pod does not run
+one. It mounts the socket of an engine running on the node (`KubernetesBuilder.
+docker_socket`, a hostPath of type Socket; by default where BinderHub's chart puts its
+docker-in-docker DaemonSet's socket, /var/run/dind/docker.sock). The privileged part is
+that DaemonSet, installed by the chart; the build pod itself runs unprivileged: no
+privilege escalation, every capability dropped, the runtime's default seccomp profile,
+no service account token (it never talks to the API), no service links. It runs as root
+inside its container, as BinderHub's does, because the socket and /root/.docker (the
+registry credentials, `KubernetesBuilder.push_secret`, mounted read-only) are root's.
+
+`KubernetesBuilder.build` creates the pod, follows its log (repo2docker's JSON lines,
+parsed as the docker backend does), waits for Succeeded or Failed, and deletes the pod
+afterwards: on success, on failure, on timeout and when cancelled (with the pod's uid
+as a precondition, so a newer pod of the same name is never deleted). A leftover build
+pod of the same key (a service restarted mid-build) is deleted and made again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from kubernetes_asyncio.client.rest import ApiException
+from packaging.version import Version
+from traitlets import Dict, Float, Integer, List, TraitError, Unicode, default, validate
+
+from ..providers.base import Resolved
+from .base import Builder, BuildFailed, BuildResult, LineSplitter
+from .docker import Repo2dockerLog, check_image_prefix, repo2docker_version
+
+__all__ = ["COMPONENT", "KEY_LABEL", "KubernetesBuilder", "pod_name", "repo2docker_target"]
+
+COMPONENT = "binder-build"
+KEY_LABEL = "egi-hub.eu/build-key"
+SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+         "CreateContainerError"}  # fmt: skip
+_ZENODO = {"zenodo.org", "sandbox.zenodo.org"}
+
+
+def pod_name(key: str) -> str:
+    """The build pod of ``key``: a DNS-1123 label of at most 63 characters."""
+    clean = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
+    return f"binder-build-{clean}"[:63].rstrip("-")
+
+
+def repo2docker_target(source: Resolved) -> list[str]:
+    """The end of repo2docker's command line: what to fetch, pinned to ``source``."""
+    if source.provider == "git":
+        return ["--ref", source.ref, "--", source.source]
+    host = (urlsplit(source.source).hostname or "").lower()
+    if source.provider == "zenodo" and host in _ZENODO:
+        return ["--", f"https://{host}/records/{source.ref}"]
+    if source.spec.provider in ("zenodo", "doi"):  # repo2docker resolves the DOI itself
+        return ["--", source.spec.repo]
+    raise BuildFailed(f"the kubernetes builder cannot fetch {source.provider} content")
+
+
+def _api_problem(e: Exception) -> str:
+    """What the API server said (its Status message), else the error itself."""
+    try:
+        message = json.loads(e.body).get("message", "")  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        message = ""
+    status = getattr(e, "status", "")
+    return f"{status} {message or getattr(e, 'reason', '') or e}".strip()
+
+
+def default_image() -> str:
+    """The repo2docker image of the installed release (tags are YYYY.MM.N)."""
+    release = Version(repo2docker_version()).release
+    year, month, patch = (*release, 0, 0)[:3]
+    return f"quay.io/jupyterhub/repo2docker:{year}.{month:02d}.{patch}"
+
+
+class KubernetesBuilder(Builder):
+    """A repo2docker build pod per environment key (see the module docstring)."""
+
+    name = "kubernetes"
+
+    namespace = Unicode(help="Namespace of the build pods (default: the service's own).").tag(
+        config=True
+    )
+
+    @default("namespace")
+    def _default_namespace(self) -> str:
+        with contextlib.suppress(OSError):
+            return Path(SA_NAMESPACE).read_text().strip()
+        return "default"
+
+    image = Unicode(help="The repo2docker image the build pods run.").tag(config=True)
+
+    @default("image")
+    def _default_image(self) -> str:
+        return default_image()
+
+    image_prefix = Unicode(
+        "",
+        help="""Image names are this + the environment key, in a registry the cluster
+        pulls from: 'registry.example.org/binder/env:'. Empty: the backend is
+        unavailable.""",
+    ).tag(config=True)
+
+    @validate("image_prefix")
+    def _valid_prefix(self, proposal: dict) -> str:
+        try:
+            return proposal["value"] and check_image_prefix(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+
+    push_secret = Unicode(
+        "",
+        help="""Secret with the registry credentials (a docker config.json), mounted
+        read-only at /root/.docker in the build pod. Empty: push without credentials.""",
+    ).tag(config=True)
+
+    push_secret_key = Unicode(
+        "config.json",
+        help="The push_secret's key holding config.json ('.dockerconfigjson' for that type).",
+    ).tag(config=True)
+
+    docker_socket = Unicode(
+        "/var/run/dind/docker.sock",
+        help="Path, on the node, of the container engine's socket the build pod uses.",
+    ).tag(config=True)
+
+    node_selector = Dict(help="Node selector of the build pods.").tag(config=True)
+    tolerations = List(Dict(), help="Tolerations of the build pods.").tag(config=True)
+    image_pull_secrets = List(Unicode(), help="Secrets to pull the repo2docker image.").tag(
+        config=True
+    )
+    service_account = Unicode(
+        "", help="Service account of the build pods (its token is never mounted)."
+    ).tag(config=True)
+
+    resources = Dict(
+        {"requests": {"cpu": "200m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        help="""Resources of the repo2docker process (cloning, talking to the engine);
+        the image build itself runs in the node's engine.""",
+    ).tag(config=True)
+
+    user_id = Integer(1000, help="The uid of the user in the images (as mybinder: 1000).").tag(
+        config=True
+    )
+    user_name = Unicode("jovyan", help="The user name in the images.").tag(config=True)
+    extra_args = List(Unicode(), help="Extra arguments to repo2docker.").tag(config=True)
+    poll_interval = Float(1.0, help="Seconds between reads of the build pod's status.").tag(
+        config=True
+    )
+
+    def image_name(self, key: str) -> str:
+        return f"{self.image_prefix}{key}"
+
+    def key_extra(self) -> str:
+        parts = [self.name, self.image, self.image_prefix, str(self.user_id), self.user_name]
+        return "\0".join(parts + self.extra_args)
+
+    def unavailable(self) -> str | None:
+        if not self.image_prefix:
+            return "no registry for the images (KubernetesBuilder.image_prefix) is set"
+        config = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config"))
+        if not os.environ.get("KUBERNETES_SERVICE_HOST") and not os.path.exists(config):
+            return "no Kubernetes API: not in a cluster and no kubeconfig"
+        return None
+
+    def command(self, key: str, source: Resolved) -> list[str]:
+        cmd = ["jupyter-repo2docker", "--no-run", "--push", "--json-logs"]
+        cmd += ["--image-name", self.image_name(key)]
+        cmd += ["--user-id", str(self.user_id), "--user-name", self.user_name]
+        cmd += ["--label", f"eu.egi-hub.binder.key={key}", *self.extra_args]
+        return cmd + repo2docker_target(source)
+
+    def pod_manifest(self, key: str, source: Resolved) -> dict[str, Any]:
+        """The build pod of ``key`` for ``source`` (JSON-safe, as the API takes it)."""
+        mounts = [{"name": "docker-socket", "mountPath": "/var/run/docker.sock"}]
+        volumes: list[dict[str, Any]] = [
+            {"name": "docker-socket", "hostPath": {"path": self.docker_socket, "type": "Socket"}}
+        ]
+        if self.push_secret:
+            mounts.append({"name": "docker-config", "mountPath": "/root/.docker", "readOnly": True})
+            items = [{"key": self.push_secret_key, "path": "config.json"}]
+            volumes.append(
+                {
+                    "name": "docker-config",
+                    "secret": {"secretName": self.push_secret, "items": items},
+                }
+            )
+        container = {
+            "name": "builder",
+            "image": self.image,
+            "args": self.command(key, source),
+            "env": [{"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"}],
+            "resources": self.resources,
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "volumeMounts": mounts,
+        }
+        spec: dict[str, Any] = {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": max(1, int(self.timeout)),
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 10,
+            "containers": [container],
+            "volumes": volumes,
+        }
+        if self.service_account:
+            spec["serviceAccountName"] = self.service_account
+        if self.node_selector:
+            spec["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            spec["tolerations"] = list(self.tolerations)
+        if self.image_pull_secrets:
+            spec["imagePullSecrets"] = [{"name": s} for s in self.image_pull_secrets]
+        labels = {
+            "app.kubernetes.io/name": "egi-hub",
+            "app.kubernetes.io/component": COMPONENT,
+            "app.kubernetes.io/managed-by": "egi-hub",
+            KEY_LABEL: key[:63],
+        }
+        annotations = {"egi-hub.eu/source": source.source[:2048], "egi-hub.eu/ref": source.ref}
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod_name(key), "labels": labels, "annotations": annotations},
+            "spec": spec,
+        }
+
+    async def _api(self) -> Any:
+        from kubespawner.clients import load_config, shared_client
+
+        await asyncio.to_thread(load_config)
+        return shared_client("CoreV1Api")
+
+    async def build(
+        self, key: str, content: Path, source: Resolved, log: Callable[[str], None]
+    ) -> BuildResult:
+        manifest = self.pod_manifest(key, source)
+        name = manifest["metadata"]["name"]
+        api = await self._api()
+        parsed = Repo2dockerLog()
+        uid = ""
+        try:
+            async with asyncio.timeout(self.timeout):
+                uid = await self._create(api, manifest)
+                log(f"build pod {name} created in namespace {self.namespace}")
+                await self._wait(api, name, ("Running", "Succeeded", "Failed"), log)
+                await self._follow(api, name, parsed, log)
+                pod = await self._wait(api, name, ("Succeeded", "Failed"), log)
+        except TimeoutError:
+            raise BuildFailed(f"the build took longer than {self.timeout:g} s") from None
+        except (ApiException, aiohttp.ClientError) as e:
+            raise BuildFailed(f"the Kubernetes API failed: {_api_problem(e)}") from None
+        finally:
+            if uid:
+                await asyncio.shield(self._delete(api, name, uid))
+        if pod.status.phase != "Succeeded":
+            raise BuildFailed(f"repo2docker failed: {self._reason(pod, parsed)}")
+        image = self.image_name(key)
+        summary = [f"image: {image}", f"digest: {parsed.digest}", f"repo2docker image {self.image}"]
+        if parsed.buildpack:
+            summary.append(f"buildpack: {parsed.buildpack}")
+        environment = {"image": image, "digest": parsed.digest}
+        return BuildResult(key, self.name, environment, "\n".join(summary) + "\n")
+
+    async def _create(self, api: Any, manifest: dict) -> str:
+        """Create the pod (replacing a leftover build pod of the name); its uid."""
+        name = manifest["metadata"]["name"]
+        for attempt in range(2):
+            try:
+                pod = await api.create_namespaced_pod(self.namespace, manifest)
+                return pod.metadata.uid
+            except ApiException as e:
+                if e.status != 409 or attempt:
+                    problem = _api_problem(e)
+                    raise BuildFailed(f"the build pod could not be created: {problem}") from None
+            old = await api.read_namespaced_pod(name, self.namespace)
+            labels = old.metadata.labels or {}
+            if labels.get("app.kubernetes.io/component") != COMPONENT:
+                raise BuildFailed(f"a pod named {name} exists and is not a build pod")
+            await self._delete(api, name, old.metadata.uid)
+            while True:  # until it is gone
+                if await self._read(api, name) is None:
+                    break
+                await asyncio.sleep(self.poll_interval)
+        raise AssertionError("unreachable")
+
+    async def _read(self, api: Any, name: str) -> Any:
+        try:
+            return await api.read_namespaced_pod(name, self.namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def _wait(self, api: Any, name: str, phases: tuple[str, ...], log: Callable) -> Any:
+        """The pod once its phase is one of ``phases``; `BuildFailed` if it is gone or
+        cannot start (image pull errors...)."""
+        said = ""
+        while True:
+            pod = await self._read(api, name)
+            if pod is None:
+                raise BuildFailed("the build pod was deleted")
+            status = pod.status
+            if status and status.phase in phases:
+                return pod
+            for container in (status.container_statuses if status else None) or []:
+                waiting = container.state and container.state.waiting
+                if waiting and waiting.reason in STUCK:
+                    raise BuildFailed(
+                        f"the build pod cannot start: {waiting.reason}: {waiting.message or ''}"
+                    )
+            for condition in (status.conditions if status else None) or []:
+                if condition.reason == "Unschedulable" and condition.message != said:
+                    said = condition.message
+                    log(f"waiting for a node: {said}")
+            await asyncio.sleep(self.poll_interval)
+
+    async def _follow(self, api: Any, name: str, parsed: Repo2dockerLog, log: Callable) -> None:
+        """Pass the builder's log to ``log`` until it ends (the container exits)."""
+        splitter = LineSplitter()
+
+        def emit(lines: list[str]) -> None:
+            for line in lines:
+                for text in parsed.feed(line):
+                    log(text)
+
+        try:
+            response = await api.read_namespaced_pod_log(
+                name, self.namespace, container="builder", follow=True, _preload_content=False
+            )
+            try:
+                async for chunk in response.content.iter_any():
+                    emit(splitter.feed(chunk))
+            finally:
+                response.release()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a dropped stream: the pod's phase still tells the end
+            self.log.warning("Build pod %s: log stream ended: %s", name, e)
+        emit(splitter.flush())
+
+    @staticmethod
+    def _reason(pod: Any, parsed: Repo2dockerLog) -> str:
+        if parsed.failures or parsed.lines:
+            return parsed.reason()
+        for container in pod.status.container_statuses or []:
+            ended = container.state and container.state.terminated
+            if ended and (ended.reason or ended.message):
+                return f"{ended.reason or ''} {ended.message or ''}".strip()
+        return pod.status.message or pod.status.reason or "the build pod failed"
+
+    async def _delete(self, api: Any, name: str, uid: str) -> None:
+        body = {"preconditions": {"uid": uid}, "gracePeriodSeconds": 0}
+        try:
+            await api.delete_namespaced_pod(name, self.namespace, body=body)
+        except ApiException as e:
+            if e.status not in (404, 409):
+                self.log.warning("Build pod %s not deleted: %s %s", name, e.status, e.reason)
+
+    async def remove(self, key: str) -> None:
+        """Images stay in the registry (its own retention policy removes them)."""
