@@ -52,8 +52,15 @@ class BinderHandler(HubOAuthenticated, web.RequestHandler):
         self.set_header("Referrer-Policy", "same-origin")
         self.set_header(
             "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'",
         )
+
+    def raw_rest(self, route: str) -> str:
+        """The request's path after ``<prefix><route>``, still percent-escaped: tornado
+        decodes path arguments, and a git link's URL is one escaped segment
+        (``git/https%3A%2F%2F.../main``) that decoding would split."""
+        return self.request.path[len(self.prefix) + len(route) :]
 
     def query(self) -> dict[str, str]:
         return {k: self.get_argument(k) for k in self.request.query_arguments}
@@ -102,7 +109,8 @@ class BadgeHandler(BinderHandler):
 
 class LaunchPageHandler(BinderHandler):
     @web.authenticated
-    def get(self, path: str) -> None:
+    def get(self, _: str) -> None:
+        path = self.raw_rest("v2/")
         query = self.query()
         try:
             request = parse_launch(f"v2/{path}", query)
@@ -126,7 +134,8 @@ class EventsHandler(BinderHandler):
 
     _task: asyncio.Task[None] | None = None
 
-    async def get(self, path: str) -> None:
+    async def get(self, _: str) -> None:
+        path = self.raw_rest("build/")
         user = self.current_user
         if not user:
             raise web.HTTPError(403, "log in to the hub to launch")
@@ -140,16 +149,19 @@ class EventsHandler(BinderHandler):
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")  # nginx-style proxies: do not buffer
         events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        launch = self.binder.launch(f"v2/{path}", self.query(), LaunchUser(user["name"], token))
+        job = self.binder.launch_job(f"v2/{path}", self.query(), LaunchUser(user["name"], token))
 
         async def pump() -> None:
             try:
-                async for event in launch:
+                async for event in job.follow():
                     await events.put(event)
             finally:
                 await events.put(None)
 
         self._task = asyncio.ensure_future(pump())
+        # Every follower of a launch gets its events from the first one, in one order: the
+        # count is a stable id, and a page that reconnects skips the ids it has seen.
+        sent = 0
         try:
             while True:
                 try:
@@ -160,11 +172,9 @@ class EventsHandler(BinderHandler):
                     continue
                 if event is None:
                     break
-                self.write(f"data: {json.dumps(event)}\n\n")
+                sent += 1
+                self.write(f"id: {sent}\ndata: {json.dumps(event)}\n\n")
                 await self.flush()
-        except Exception:  # the browser went away (StreamClosedError) or the task failed
-            self._task.cancel()
-            raise
         finally:
             await self._stop()
 
@@ -180,7 +190,8 @@ class EventsHandler(BinderHandler):
 
 
 class CheckHandler(BinderHandler):
-    def get(self, path: str) -> None:
+    def get(self, _: str) -> None:
+        path = self.raw_rest("api/v1/check/")
         try:
             request = parse_launch(path, self.query())
         except BadSpec as e:

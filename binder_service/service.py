@@ -20,7 +20,9 @@ half-built is kept, and the service goes on serving. Fetches and builds run as s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
+import json
 import os
 import re
 import secrets
@@ -32,6 +34,7 @@ from traitlets import Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .builders.base import BuildFailed
+from .envkey import EnvironmentRefused, environment_key
 from .jobs import Job, Jobs
 from .launcher import HubLauncher, LaunchFailed, session_name
 from .providers.base import FetchError, Resolved, ResolveError
@@ -173,6 +176,8 @@ class BinderService(LoggingConfigurable):
         builder_class = getattr(importlib.import_module(module), name)
         extra = {"envs_dir": str(root / "envs")} if self.builder == "venv" else {}
         self.build_backend = builder_class(parent=self, **extra)
+        if hasattr(self.build_backend, "clean"):  # half-built environments of a past run
+            self.build_backend.clean()
         self.jobs = Jobs()
         self.queue: list[str] = []  # build keys waiting for a slot, oldest first
         self.queued_by: dict[str, set[str]] = {}  # user -> keys waiting or building
@@ -199,6 +204,19 @@ class BinderService(LoggingConfigurable):
         return None
 
     # -- the launch -------------------------------------------------------------------
+
+    def launch_job(self, path: str, query: dict[str, str], user: LaunchUser) -> Job:
+        """The launch of ``path`` for ``user`` as a shared job: a browser that reconnects
+        (or a second tab) follows the launch already under way, from its first event,
+        and one that goes away does not stop it."""
+        digest = hashlib.sha256(json.dumps([path, sorted(query.items())]).encode()).hexdigest()
+        key = f"launch-{user.name}-{digest[:24]}"
+
+        async def work(job: Job) -> None:
+            async for event in self.launch(path, query, user):
+                job.emit(event)
+
+        return self.jobs.run(key, "launch", work)
 
     async def launch(
         self, path: str, query: dict[str, str], user: LaunchUser
@@ -269,14 +287,13 @@ class BinderService(LoggingConfigurable):
             yield event
 
     def _key_and_check(self, content: Path) -> tuple[str, str | None]:
-        from .envkey import environment_key
-
+        """(environment key, None), or ("", why this content cannot be built here)."""
         try:
             self.build_backend.check(content)
-        except BuildFailed as e:
+            extra = self.build_backend.key_extra()
+            return environment_key(content, extra=f"{self.builder}\0{extra}"), None
+        except (BuildFailed, EnvironmentRefused) as e:
             return "", str(e)
-        extra = getattr(self.build_backend, "key_extra", lambda: "")()
-        return environment_key(content, extra=f"{self.builder}\0{extra}"), None
 
     def _still_built(self, record: dict[str, Any]) -> bool:
         venv = (record.get("environment") or {}).get("python")
@@ -286,10 +303,14 @@ class BinderService(LoggingConfigurable):
         from .fetch import fetch
 
         job.emit({"phase": "fetching", "message": f"Fetching {resolved.label}\n"})
+        settings = None
+        if resolved.provider != "git":  # the record sites this site allows, and no others
+            settings = self.resolver.provider_for("doi").fetch_settings()
         await fetch(
             resolved,
             content,
             on_line=lambda line: job.emit({"phase": "fetching", "message": line.rstrip() + "\n"}),
+            settings=settings,
         )
 
     async def _build(

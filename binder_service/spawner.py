@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ class LocalBinderMixin(BinderSpawnerMixin):
     """Binder sessions as local processes: the build's virtualenv, the content copied."""
 
     # Settings a Binder start changes: put back before every start (VOSpawnerMixin).
-    profile_reset_extra = ("cmd", "args", "notebook_dir", "default_url")
+    profile_reset_extra = ("cmd", "args", "notebook_dir", "default_url", "environment")
 
     def binder_root(self) -> Path:
         return Path(self.work_dir) / "binder" / path_component(self.name or "default")
@@ -148,6 +149,12 @@ class LocalBinderMixin(BinderSpawnerMixin):
         self.cmd = [python, "-m", "jupyterhub.singleuser"]
         self.notebook_dir = str(self.binder_root())
         self.args = [*self.args, *self.binder_args()]
+        # The environment's commands first in a terminal, its kernel spec found first.
+        env = dict(self.environment)
+        env["PATH"] = os.pathsep.join([str(Path(python).parent), os.environ.get("PATH", "")])
+        if isinstance(environment.get("jupyter_path"), str):
+            env["JUPYTER_PATH"] = environment["jupyter_path"]
+        self.environment = env
 
 
 def _prepare_content(python: Path, source: Path, target: Path) -> None:

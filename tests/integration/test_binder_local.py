@@ -1,0 +1,216 @@
+"""Binder on the local stack, end to end through the proxy (issue 10's "Done when").
+
+A real ``egi-hub up`` (hub, proxy, local spawner and the Binder service it starts by
+default), real git (``git daemon`` serving bare repositories on 127.0.0.1) and the venv
+builder installing a real wheel (made by the test, served with ``--find-links``, so no
+package index is needed). Alice logs in with the dev login, opens a launch's event
+stream through the proxy as her browser's launch page does, and gets mybinder's phases
+in order, then a running named server where the requirement imports. A second commit
+that changes only a notebook launches with no build. A bad link ends in ``failed`` with
+its reason, and the service goes on serving. Nothing here is a stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.gitserver import GitServer, start_git_server
+from tests.kernel import run_code_async
+from tests.stackrunner import (
+    ALICE_ENTITLEMENTS,
+    BOB_ENTITLEMENTS,
+    TEST_SERVICE,
+    Stack,
+    start_stack,
+    wait_for,
+)
+from tests.wheels import make_wheel
+
+PREFIX = "/services/binder/"
+NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def binder_site(wheels: Path) -> dict[str, Any]:
+    return {
+        "DevAuthenticator": {
+            "users": {
+                "alice": {"entitlements": ALICE_ENTITLEMENTS},
+                "bob": {"entitlements": BOB_ENTITLEMENTS},
+            }
+        },
+        "JupyterHub": {
+            "services": [{"name": TEST_SERVICE, "api_token": "__API_TOKEN__"}],
+            "load_roles": [{"name": "admin", "services": [TEST_SERVICE]}],
+        },
+        "VenvBuilder": {"pip_args": ["--no-index", "--find-links", str(wheels)]},
+        "EGILocalSpawner": {"binder_profile": {
+            "display_name": "Binder", "slug": "binder",
+            "kubespawner_override": {"mem_limit": "4G", "cpu_limit": 1},
+        }},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    server = start_git_server(tmp_path_factory.mktemp("git"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    wheels = tmp_path_factory.mktemp("wheels")
+    make_wheel(wheels)
+    stack = start_stack(tmp_path_factory.mktemp("stack"), binder_site(wheels))
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def browser(stack: Stack, name: str) -> httpx.Client:
+    """Alice's browser: logged in at the hub, then at the service (hub OAuth)."""
+    client = stack.dev_login(name)
+    client.follow_redirects = True
+    r = client.get(f"{PREFIX}api/v1/capacity")  # the service's login through the hub
+    assert r.status_code == 200, r.text
+    return client
+
+
+def launch(client: httpx.Client, spec: str, timeout: float = 300) -> list[dict[str, Any]]:
+    """The events of one launch, read from the stream as they come, until it ends."""
+    events: list[dict[str, Any]] = []
+    with client.stream(
+        "GET", f"{PREFIX}build/{spec}", timeout=httpx.Timeout(30, read=timeout),
+        headers={"Sec-Fetch-Site": "same-origin"},
+    ) as r:  # fmt: skip
+        assert r.status_code == 200, r.read()
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if events[-1]["phase"] in ("ready", "failed"):
+                    break
+    return events
+
+
+def phases(events: list[dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for event in events:
+        if not out or out[-1] != event["phase"]:
+            out.append(event["phase"])
+    return out
+
+
+def git_spec(git: GitServer, name: str, ref: str = "main") -> str:
+    return f"git/{quote(git.git_url(name), safe='')}/{ref}"
+
+
+def imports_requirement(stack: Stack, url: str) -> str:
+    user_token = stack.api.post("/users/alice/tokens", json={"scopes": ["access:servers!user"]})
+    token = user_token.json()["token"]
+    server_path = url.split("/lab")[0].split("/tree")[0]
+    code = "import egi_binder_demo, sys; print(egi_binder_demo.VERSION, sys.prefix)"
+    out, _ = asyncio.run(run_code_async(stack.url, server_path, token, code))
+    return out
+
+
+def test_a_git_repo_launches_into_its_environment_and_a_notebook_commit_needs_no_build(
+    stack: Stack, git: GitServer
+):
+    git.commit("demo", {"requirements.txt": "egi_binder_demo==1.0\n", "index.ipynb": NOTEBOOK})
+    alice = browser(stack, "alice")
+    events = launch(alice, git_spec(git, "demo") + "?labpath=index.ipynb")
+    assert phases(events)[-1] == "ready", events[-3:]
+    seen = phases(events)
+    for phase in ("fetching", "waiting", "building", "built", "launching", "ready"):
+        assert phase in seen, (phase, seen)
+    assert seen.index("building") < seen.index("built") < seen.index("launching")
+    assert any(
+        "egi_binder_demo" in e.get("message", "") for e in events if e["phase"] == "building"
+    )
+    ready = events[-1]
+    assert ready["url"].startswith("/user/alice/binder-") and ready["url"].endswith(
+        "/lab/tree/index.ipynb"
+    )
+    assert ready["token"]
+    out = imports_requirement(stack, ready["url"])
+    assert out.startswith("1.0 ") and "/binder/envs/" in out, out
+
+    # The API shows the build, what it resolved (pip freeze) and its log.
+    builds = alice.get(f"{PREFIX}api/v1/builds").json()["builds"]
+    assert [b["state"] for b in builds] == ["built"]
+    build = alice.get(f"{PREFIX}api/v1/builds/{builds[0]['key']}").json()
+    assert "egi_binder_demo==1.0" in build["resolved"]
+    assert "egi_binder_demo" in build["log"]
+    assert "/binder/envs/" not in json.dumps(builds)  # no paths of the service's disk
+
+    # A commit that changes only a notebook: new content, same environment, no build.
+    git.commit("demo", {"second.ipynb": NOTEBOOK})
+    events = launch(alice, git_spec(git, "demo"))
+    assert "building" not in phases(events) and phases(events)[-1] == "ready", events
+    assert any("Reusing environment" in e["message"] for e in events if e["phase"] == "built")
+    assert events[-1]["url"] != ready["url"]
+    assert len(alice.get(f"{PREFIX}api/v1/builds").json()["builds"]) == 1
+
+
+def test_a_bad_link_fails_with_its_reason_and_the_service_keeps_serving(
+    stack: Stack, git: GitServer
+):
+    alice = browser(stack, "alice")
+    for spec, reason in [
+        ("gh/owner/repo/a..b", "not a valid git ref"),
+        ("nope/x/y", "unknown provider"),
+        (f"git/{quote('file:///etc', safe='')}/main", "must start with"),
+        (git_spec(git, "no-such-repo"), ""),
+        (git_spec(git, "demo", "no-such-branch"), "no-such-branch"),
+    ]:
+        events = launch(alice, spec)
+        assert events[-1]["phase"] == "failed", (spec, events)
+        assert reason in events[-1]["message"] and "Traceback" not in events[-1]["message"]
+    assert alice.get(f"{PREFIX}api/v1/capacity").status_code == 200
+
+
+def test_launch_events_refuse_other_sites_and_anonymous_callers(stack: Stack, git: GitServer):
+    alice = browser(stack, "alice")
+    r = alice.get(
+        f"{PREFIX}build/{git_spec(git, 'demo')}", headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert r.status_code == 403 and "own pages" in r.json()["reason"]
+    anonymous = httpx.Client(base_url=stack.url, timeout=30)
+    r = anonymous.get(f"{PREFIX}build/{git_spec(git, 'demo')}")
+    assert r.status_code in (302, 403)
+
+
+def test_a_user_cannot_start_a_binder_server_without_a_ticket_the_service_signed(stack: Stack):
+    """user_options are user input: a forged ticket, or the service's ticket for another
+    user or server, starts nothing (403) and leaves no server behind."""
+    from egi_hub.binder_service.ticket import sign_ticket
+
+    stack.dev_login("bob").close()
+    token = stack.api.post("/users/bob/tokens", json={"scopes": ["servers!user"]}).json()["token"]
+    bob = httpx.Client(base_url=f"{stack.url}/hub/api", timeout=60,
+                       headers={"Authorization": f"token {token}"})  # fmt: skip
+    launch = {"environment": {"python": "/bin/sh"}, "content": {"path": "/"}}
+    secret = (stack.data_dir / "binder_ticket_secret").read_text().strip()
+    for ticket, why in [
+        ("no-dot-in-this-ticket", "malformed"),
+            ("forged.ticket", "signature"),
+        (sign_ticket("x" * 40, user="bob", server="binder-x", launch=launch), "signature"),
+        (sign_ticket(secret, user="alice", server="binder-x", launch=launch), "another user"),
+        (sign_ticket(secret, user="bob", server="binder-y", launch=launch), "another user"),
+        (sign_ticket(secret, user="bob", server="binder-x", launch=launch, ttl=-1), "expired"),
+    ]:
+        r = bob.post("/users/bob/servers/binder-x", json={"binder": ticket})
+        assert r.status_code == 403 and why in r.json()["message"], (why, r.text)
+        wait_for(lambda: "binder-x" not in stack.user("bob")["servers"], 30, "no server")
