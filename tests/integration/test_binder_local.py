@@ -205,7 +205,7 @@ def test_a_user_cannot_start_a_binder_server_without_a_ticket_the_service_signed
     secret = (stack.data_dir / "binder_ticket_secret").read_text().strip()
     for ticket, why in [
         ("no-dot-in-this-ticket", "malformed"),
-            ("forged.ticket", "signature"),
+        ("forged.ticket", "signature"),
         (sign_ticket("x" * 40, user="bob", server="binder-x", launch=launch), "signature"),
         (sign_ticket(secret, user="alice", server="binder-x", launch=launch), "another user"),
         (sign_ticket(secret, user="bob", server="binder-y", launch=launch), "another user"),
