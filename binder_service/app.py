@@ -125,6 +125,9 @@ class LaunchPageHandler(BinderHandler):
                 build_url=f"{self.prefix}build/{path}{suffix}",
                 user=self.current_user["name"],
                 site_name=self.site_name(),
+                # A link followed from another site: the user confirms before code of
+                # that repository runs in their account (with their data and token).
+                confirm=self.request.headers.get("Sec-Fetch-Site") == "cross-site",
             )
         )
 

@@ -7,12 +7,13 @@ storage mounts and the Check-in token hand-off all apply, and the service itself
 no power over other users' servers. A refusal (a quota, a VO) comes back as the hub
 words it.
 
-A session is the named server ``binder-<hash of the content>``: a second launch of the
-same content while it runs lands in it again (nothing starts twice), a launch of other
-content gets its own server. On ``ready`` the event carries the URL to land on and a
-token for that one server only (``access:servers!server=<user>/<name>``, expiring
-with the session's idle timeout), as mybinder's ``ready`` event does for Binder
-clients that talk to the server directly.
+A session is the named server ``binder-<repository hash>-<content hash>``: a second
+launch of the same content while it runs lands in it again (nothing starts twice), a
+launch of other content gets its own server, and the service counts a repository's
+running sessions by the prefix (``BinderService.repo_quota``). On ``ready`` the event
+carries the URL to land on and a token for that one server only
+(``access:servers!server=<user>/<name>``, expiring with the session's idle timeout),
+as mybinder's ``ready`` event does for Binder clients that talk to the server directly.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
-__all__ = ["HubLauncher", "LaunchFailed", "session_name"]
+__all__ = ["HubLauncher", "LaunchFailed", "repo_prefix", "session_name"]
 
 MAX_MESSAGE = 2000
 
@@ -35,9 +36,20 @@ class LaunchFailed(Exception):
     """The hub would not start the session; ``str()`` is its reason, for the user."""
 
 
-def session_name(content_id: str) -> str:
-    """The named server of a content's session (stable, short, valid as a server name)."""
-    return "binder-" + hashlib.sha256(content_id.encode()).hexdigest()[:12]
+def _short(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def repo_prefix(source: str) -> str:
+    """The start of the names of every session of one repository or record (what the
+    per-repository quota counts)."""
+    return f"binder-{_short(source, 6)}-"
+
+
+def session_name(source: str, content_id: str) -> str:
+    """The named server of a content's session: stable, short, a valid server name, and
+    starting with its repository's `repo_prefix`."""
+    return repo_prefix(source) + _short(content_id, 8)
 
 
 def _reason(response: httpx.Response) -> str:
@@ -56,6 +68,28 @@ class HubLauncher:
     api_url: str
     timeout: float = 600
     token_lifetime: int = 3600
+    service_token: str = ""  # the service's own (JUPYTERHUB_API_TOKEN): read-only use
+
+    async def count_sessions(self, prefix: str, *, besides: str = "") -> int:
+        """How many servers, of all users, are named with ``prefix`` (a repository's
+        running or starting sessions), ``besides`` left out. Needs the service's role
+        (``list:users``, ``read:servers``)."""
+        count = 0
+        async with self._client(self.service_token) as hub:
+            offset = 0
+            while True:
+                r = await hub.get("users", params={"state": "active", "offset": offset,
+                                                   "limit": 200})  # fmt: skip
+                if r.status_code != 200:
+                    raise LaunchFailed(_reason(r))
+                body = r.json()
+                users = body["items"] if isinstance(body, dict) else body
+                for user in users:
+                    for name in user.get("servers") or {}:
+                        count += name.startswith(prefix) and name != besides
+                if len(users) < 200:
+                    return count
+                offset += len(users)
 
     def _client(self, token: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(

@@ -95,8 +95,9 @@ def render_landing(
 
 
 def render_launch(
-    *, base_url: str, link: str, label: str, build_url: str, user: str, site_name: str
-) -> str:
+    *, base_url: str, link: str, label: str, build_url: str, user: str, site_name: str,
+    confirm: bool = False,
+) -> str:  # fmt: skip
     """The progress page of one launch (``GET {base_url}v2/...``): ``link`` is the
     shareable launch link, ``label`` what it launches (shown as text), ``build_url`` the
     event stream the page opens."""
@@ -110,6 +111,7 @@ def render_launch(
         label=label,
         build_url=build_url,
         phases=PHASES,
+        confirm=confirm,
     )
 
 

@@ -36,7 +36,7 @@ from traitlets.config import LoggingConfigurable
 from .builders.base import BuildFailed
 from .envkey import EnvironmentRefused, environment_key
 from .jobs import Job, Jobs
-from .launcher import HubLauncher, LaunchFailed, session_name
+from .launcher import HubLauncher, LaunchFailed, repo_prefix, session_name
 from .providers.base import FetchError, Resolved, ResolveError
 from .specs import BadSpec, LaunchRequest, parse_launch
 from .store import BuildStore
@@ -185,7 +185,9 @@ class BinderService(LoggingConfigurable):
         self.launcher = HubLauncher(
             os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
             timeout=self.launch_timeout,
+            service_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
         )
+        self.builds_started = 0
         if len(self.ticket_secret) < 32:
             self.ticket_secret = self.ticket_secret or secrets.token_hex(32)
 
@@ -381,6 +383,7 @@ class BinderService(LoggingConfigurable):
             log.write(text.rstrip("\n") + "\n")
             job.emit({"phase": "building", "message": text.rstrip("\n") + "\n"})
 
+        self.builds_started += 1
         job.emit({"phase": "building", "message": f"Building environment {key[:12]}\n"})
         try:
             result = await self.build_backend.build(key, content, resolved, line)
@@ -408,13 +411,25 @@ class BinderService(LoggingConfigurable):
         self, request: LaunchRequest, resolved: Resolved, record: dict[str, Any],
         content: Path, user: LaunchUser,
     ) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
-        server = session_name(resolved.content_id)
+        server = session_name(resolved.source, resolved.content_id)
+        if self.repo_quota:
+            running = await self.launcher.count_sessions(
+                repo_prefix(resolved.source), besides=server
+            )
+            if running >= self.repo_quota:
+                raise LaunchFailed(
+                    f"this repository already has {running} sessions running, the most this "
+                    "site allows at once: try again later"
+                )
         launch = {
             "key": record["key"],
             "spec": request.spec.path,
             "label": resolved.label,
             "environment": record.get("environment") or {},
-            "content": {"path": str(content)},
+            # On one machine the fetched folder; in Kubernetes the content is fetched
+            # again in the pod (its image holds the environment's first build).
+            "content": {"path": str(content), "fetch": resolved.fetch, "ref": resolved.ref},
+            "built_from": record.get("ref"),
         }
         ticket = sign_ticket(
             self.ticket_secret, user=user.name, server=server, launch=launch, ttl=self.ticket_ttl
@@ -433,6 +448,7 @@ class BinderService(LoggingConfigurable):
             "builder": self.builder,
             "build_concurrency": self.build_concurrency,
             "builds_running": self.build_concurrency - self._free_slots,
+            "builds_started": self.builds_started,
             "builds_waiting": len(self.queue),
             "fetches_running": sum(1 for j in self.jobs.running.values() if j.kind == "fetching"),
         }

@@ -49,6 +49,7 @@ BINDER_OAUTH_SCOPES = [
     "tokens!user",
     "access:servers!user",
 ]
+BINDER_SERVICE_SCOPES = ["list:users", "read:servers"]
 #: Sections of the site file that configure the Binder service (its own process).
 BINDER_SECTIONS = (
     "BinderService",
@@ -316,6 +317,9 @@ def _add_binder_service(
         if "binder_ticket_secret" not in c[spawner]:
             c[spawner].binder_ticket_secret = secret
     roles = [dict(r) for r in c.JupyterHub.get("load_roles", [])]
+    # The service's own token reads server names only (BinderService.repo_quota counts
+    # a repository's sessions); it launches with each user's own login token.
+    roles.append({"name": "egi-binder", "scopes": BINDER_SERVICE_SCOPES, "services": [BINDER]})
     user_role = next(r for r in roles if r.get("name") == "user")
     user_role["scopes"] = [*user_role.get("scopes", []), f"access:services!service={BINDER}"]
     c.JupyterHub.load_roles = roles
