@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+from traitlets import TraitError
 from traitlets.config import Config
 from traitlets.config.loader import JSONFileConfigLoader
 
 from .app import make_app
-from .service import BinderService
+from .service import BinderConfigError, BinderService
 
 
 def load_config() -> Config:
@@ -49,6 +50,9 @@ def main() -> None:
         asyncio.run(serve())
     except KeyboardInterrupt:
         sys.exit(0)
+    except (BinderConfigError, TraitError) as e:  # bad config: one line naming the key
+        print(f"egi-hub binder: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,14 @@ import importlib
 import json
 import os
 import re
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from traitlets import Integer, List, Unicode, default, validate
+from traitlets import Enum, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
+
+from egi_hub.traits import PatternList
 
 from .builders.base import BuildFailed
 from .envkey import EnvironmentRefused, environment_key
@@ -42,13 +43,17 @@ from .specs import BadSpec, LaunchRequest, parse_launch
 from .store import BuildStore
 from .ticket import sign_ticket
 
-__all__ = ["BUILDERS", "BinderService", "LaunchUser"]
+__all__ = ["BUILDERS", "BinderConfigError", "BinderService", "LaunchUser"]
 
 BUILDERS = {
     "venv": "egi_hub.binder_service.builders.venv:VenvBuilder",
     "docker": "egi_hub.binder_service.builders.docker:DockerBuilder",
     "kubernetes": "egi_hub.binder_service.builders.kubernetes:KubernetesBuilder",
 }
+
+
+class BinderConfigError(Exception):
+    """A setting the service cannot start with; ``str()`` names the key."""
 
 
 class LaunchUser:
@@ -77,7 +82,8 @@ class BinderService(LoggingConfigurable):
         """,
     ).tag(config=True)
 
-    builder = Unicode(
+    builder = Enum(
+        list(BUILDERS),
         "venv",
         help="""
         The build backend: ``venv`` (a virtualenv per environment, on this machine; the
@@ -108,8 +114,7 @@ class BinderService(LoggingConfigurable):
         """,
     ).tag(config=True)
 
-    allowed_specs = List(
-        Unicode(),
+    allowed_specs = PatternList(
         help="""
         Regular expressions; when given, only links whose spec (``gh/org/repo/ref``,
         ``git/<escaped url>/ref``, ``zenodo/10.5281/...``) matches one of them launch.
@@ -117,8 +122,7 @@ class BinderService(LoggingConfigurable):
         """,
     ).tag(config=True)
 
-    banned_specs = List(
-        Unicode(),
+    banned_specs = PatternList(
         help="Regular expressions of specs that never launch (checked after allowed_specs).",
     ).tag(config=True)
 
@@ -147,24 +151,13 @@ class BinderService(LoggingConfigurable):
     def _default_ticket_secret(self) -> str:
         return os.environ.get("EGI_BINDER_TICKET_SECRET", "")
 
-    @validate("builder")
-    def _check_builder(self, proposal: Any) -> str:
-        if proposal.value not in BUILDERS:
-            known = ", ".join(BUILDERS)
-            raise ValueError(f"unknown Binder builder {proposal.value!r} (known: {known})")
-        return proposal.value
-
-    @validate("allowed_specs", "banned_specs")
-    def _check_patterns(self, proposal: Any) -> list[str]:
-        for pattern in proposal.value:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise ValueError(f"{pattern!r} is not a regular expression: {e}") from None
-        return proposal.value
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if len(self.ticket_secret) < 32:  # the hub would refuse every launch
+            raise BinderConfigError(
+                "BinderService.ticket_secret: needs the spawner's binder_ticket_secret "
+                "(at least 32 characters; egi-hub up makes one)"
+            )
         from .resolver import Resolver
 
         root = Path(self.data_dir)
@@ -188,8 +181,6 @@ class BinderService(LoggingConfigurable):
             service_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
         )
         self.builds_started = 0
-        if len(self.ticket_secret) < 32:
-            self.ticket_secret = self.ticket_secret or secrets.token_hex(32)
 
     # -- checks -----------------------------------------------------------------------
 

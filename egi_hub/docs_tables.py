@@ -61,6 +61,13 @@ CLASSES = {
     "SitePages": "egi_hub.pages:SitePages",
     "MountCredentials": "egi_hub.storage_mounts.credentials:MountCredentials",
     "KubeMounts": "egi_hub.storage_mounts.kube:KubeMounts",
+    "BinderService": "egi_hub.binder_service.service:BinderService",
+    "Resolver": "egi_hub.binder_service.resolver:Resolver",
+    "GitProvider": "egi_hub.binder_service.providers.git:GitProvider",
+    "RecordProvider": "egi_hub.binder_service.providers.records:RecordProvider",
+    "VenvBuilder": "egi_hub.binder_service.builders.venv:VenvBuilder",
+    "DockerBuilder": "egi_hub.binder_service.builders.docker:DockerBuilder",
+    "KubernetesBuilder": "egi_hub.binder_service.builders.kubernetes:KubernetesBuilder",
 }
 # Inherited traits left out although egi-hub sets their default: options_form's default
 # is the profile form (when profile_list is set), apply_user_options' the hook that

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,7 +12,7 @@ from traitlets import Dict, List, Unicode
 from .config import TraitPathError, describe, expect
 from .vo import RuleError, VORule, parse_rule
 
-__all__ = ["URL", "URLMap", "VORuleList", "check_url"]
+__all__ = ["URL", "PatternList", "URLMap", "VORuleList", "check_url"]
 
 
 class VORuleList(List):
@@ -114,3 +115,20 @@ class URLMap(Dict):
             expect(url, str, key, "a link")
             check_url(url, self.schemes, key)
         return super().validate(obj, value)
+
+
+class PatternList(List):
+    """A list of regular expressions (kept as text), each compiled when set, so a site
+    file with a broken one fails its check naming the index instead of at first use."""
+
+    info_text = "a list of regular expressions"
+
+    def validate(self, obj: Any, value: Any) -> list[str]:
+        expect(value, list | tuple, "", self.info_text)
+        for i, item in enumerate(value):
+            expect(item, str, f"[{i}]", "a regular expression")
+            try:
+                re.compile(item)
+            except re.error as e:
+                raise TraitPathError(f"[{i}]", f"not a regular expression: {e}") from None
+        return super().validate(obj, list(value))
