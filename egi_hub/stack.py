@@ -353,10 +353,10 @@ def build_config(
         config.JupyterHub.ip = ip
     _add_idle_culler(config, stack)
     _add_access_token_scope(config)
-    _add_binder_service(config, stack, site, root)
     from egi_hub.storage_mounts.hub import mounts_hub_config
 
     mounts_hub_config(config)  # the mounts API and scope; stops naming a missing S3 key
+    _add_binder_service(config, stack, site, root)
     hub_page_config(config)
     _add_home_view(config)
     return StackConfig(config=config, data_dir=root)

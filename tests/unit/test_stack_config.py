@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -61,8 +62,9 @@ def test_site_services_are_kept_beside_the_culler(tmp_path):
         }
     }
     c = build_config(site, data_dir=str(tmp_path)).config
-    assert set(services(c)) == {"mine", "idle-culler"}
-    assert {r["name"] for r in c.JupyterHub.load_roles} == {"admin", "egi-idle-culler", "user"}
+    assert set(services(c)) == {"mine", "idle-culler", "binder"}
+    roles = {r["name"] for r in c.JupyterHub.load_roles}
+    assert roles == {"admin", "egi-idle-culler", "egi-binder", "user"}
 
 
 def test_culler_off_or_replaced(tmp_path):
@@ -120,6 +122,7 @@ def test_users_and_their_servers_may_read_their_own_access_token(tmp_path):
         "self",
         "custom:egi:access-token!user",
         "custom:egi:read-mounts!user",
+        "access:services!service=binder",
     ]
     assert "custom:egi:access-token!user" in c.Spawner.server_token_scopes
     assert "custom:egi:read-mounts!user" in c.Spawner.server_token_scopes
@@ -134,4 +137,25 @@ def test_a_site_user_role_gets_the_scope_added(tmp_path):
         "read:groups",
         "custom:egi:access-token!user",
         "custom:egi:read-mounts!user",
+        "access:services!service=binder",
     ]
+
+
+def test_the_binder_service_is_started_with_least_privilege_and_can_be_turned_off(tmp_path):
+    """Its own token reads server names only; it launches with each user's login token,
+    which its OAuth client may use for that user's servers and tokens only."""
+    c = build_config({}, data_dir=str(tmp_path)).config
+    binder = services(c)["binder"]
+    assert binder["oauth_client_allowed_scopes"] == [
+        "servers!user", "read:servers!user", "tokens!user", "access:servers!user"
+    ]  # fmt: skip
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "egi-binder"]
+    assert role["scopes"] == ["list:users", "read:servers"] and role["services"] == ["binder"]
+    secret = (tmp_path / "binder_ticket_secret").read_text()
+    assert c.EGILocalSpawner.binder_ticket_secret == secret and len(secret) >= 32
+    config_file = tmp_path / "binder" / "config.json"
+    assert config_file.stat().st_mode & 0o777 == 0o600
+    assert secret not in json.dumps(binder)  # in the 0600 file, not the service's env
+    assert c.JupyterHub.allow_named_servers is True
+    off = build_config({"LocalStack": {"binder": False}}, data_dir=str(tmp_path / "off")).config
+    assert "binder" not in services(off)
