@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import secrets
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,6 +37,24 @@ from .store import KEY_PATTERN
 __all__ = ["make_app"]
 
 KEEPALIVE = 15.0  # seconds between comments on a quiet event stream (proxies close idle ones)
+LAUNCH_TOKEN = "launch_token"  # the query argument of a launch page's event stream
+LAUNCH_TOKEN_TTL = 3600  # seconds a launch page's token is good for
+
+
+def launch_token(key: bytes, user: str, path: str, now: float | None = None) -> str:
+    """What the launch page puts in its event stream's URL: proof that the stream was
+    opened by this service's own page, for this user and link (an ``<img>`` or a form of
+    another page, even one of the same site, cannot know it)."""
+    issued = int(time.time() if now is None else now)
+    mac = hmac.new(key, f"{issued}\0{user}\0{path}".encode(), hashlib.sha256).hexdigest()
+    return f"{issued}.{mac[:32]}"
+
+
+def check_launch_token(key: bytes, token: str, user: str, path: str) -> bool:
+    issued, _, _ = token.partition(".")
+    if not issued.isdigit() or time.time() - int(issued) > LAUNCH_TOKEN_TTL:
+        return False
+    return hmac.compare_digest(token, launch_token(key, user, path, now=int(issued)))
 
 
 class BinderHandler(HubOAuthenticated, web.RequestHandler):
@@ -63,7 +84,8 @@ class BinderHandler(HubOAuthenticated, web.RequestHandler):
         return self.request.path[len(self.prefix) + len(route) :]
 
     def query(self) -> dict[str, str]:
-        return {k: self.get_argument(k) for k in self.request.query_arguments}
+        """The link's query (``labpath``, ``urlpath``...), without the launch token."""
+        return {k: self.get_argument(k) for k in self.request.query_arguments if k != LAUNCH_TOKEN}
 
     def site_name(self) -> str:
         return self.settings.get("site_name", "EGI Binder")
@@ -116,18 +138,21 @@ class LaunchPageHandler(BinderHandler):
             request = parse_launch(f"v2/{path}", query)
         except BadSpec as e:
             raise web.HTTPError(400, "bad link: %s", str(e)) from None
+        user = self.current_user["name"]
         suffix = f"?{urlencode(query)}" if query else ""
+        token = launch_token(self.settings["launch_key"], user, f"v2/{path}{suffix}")
+        stream_query = urlencode({**query, LAUNCH_TOKEN: token})
         self.finish(
             pages.render_launch(
                 base_url=self.prefix,
                 link=f"{self.request.protocol}://{self.request.host}{self.prefix}v2/{path}{suffix}",
                 label=request.spec.path.removeprefix("v2/"),
-                build_url=f"{self.prefix}build/{path}{suffix}",
-                user=self.current_user["name"],
+                build_url=f"{self.prefix}build/{path}?{stream_query}",
+                user=user,
                 site_name=self.site_name(),
-                # A link followed from another site: the user confirms before code of
-                # that repository runs in their account (with their data and token).
-                confirm=self.request.headers.get("Sec-Fetch-Site") == "cross-site",
+                # Unless the user came from this service's own page, they confirm before
+                # code of that repository runs in their account (their data, their token).
+                confirm=self.request.headers.get("Sec-Fetch-Site") != "same-origin",
             )
         )
 
@@ -142,10 +167,11 @@ class EventsHandler(BinderHandler):
         user = self.current_user
         if not user:
             raise web.HTTPError(403, "log in to the hub to launch")
-        if self.request.headers.get("Sec-Fetch-Site") == "cross-site":
-            # Another site's page cannot launch code in this user's account (their mounts,
-            # their token): a launch's events are for this service's own launch page, or
-            # for clients that send a token (no browser cookies, no Sec-Fetch headers).
+        if not self._from_own_page(path, user["name"]):
+            # Another page (of another site, or of this one) cannot launch code in this
+            # user's account (their mounts, their token) with their cookie: a launch's
+            # events are for this service's own launch page (its token in the URL), or
+            # for API clients that send their own token in the Authorization header.
             raise web.HTTPError(403, "launches start from this service's own pages")
         token = self.hub_auth.get_token(self)
         self.set_header("Content-Type", "text/event-stream")
@@ -181,6 +207,16 @@ class EventsHandler(BinderHandler):
         finally:
             await self._stop()
 
+    def _from_own_page(self, path: str, user: str) -> bool:
+        if self.request.headers.get("Authorization"):
+            return True  # a token the client holds itself: no browser cookie involved
+        if self.request.headers.get("Sec-Fetch-Site", "same-origin") != "same-origin":
+            return False
+        query = self.query()
+        suffix = f"?{urlencode(query)}" if query else ""
+        given = self.get_argument(LAUNCH_TOKEN, "")
+        return check_launch_token(self.settings["launch_key"], given, user, f"v2/{path}{suffix}")
+
     async def _stop(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -199,7 +235,7 @@ class CheckHandler(BinderHandler):
             request = parse_launch(path, self.query())
         except BadSpec as e:
             raise web.HTTPError(400, "%s", str(e)) from None
-        why = self.binder.refusal(request)
+        why = self.binder.list_refusal(request.spec.path)
         if why:
             raise web.HTTPError(403, "%s", why)
         self.finish({"path": request.spec.path, "label": request.spec.path.removeprefix("v2/")})
@@ -266,7 +302,8 @@ class CapacityHandler(BinderHandler):
 
 def make_app(binder: BinderService, *, prefix: str, hub_prefix: str = "/hub/") -> web.Application:
     """The service's application, its routes under ``prefix`` (ending in ``/``)."""
-    auth = HubOAuth(cache_max_age=60)
+    # SameSite=Lax: other sites' requests (images, scripts, event streams) carry no login.
+    auth = HubOAuth(cache_max_age=60, cookie_options={"samesite": "Lax"})
     p = prefix
     routes = [
         (rf"{p}", LandingHandler),
@@ -290,4 +327,5 @@ def make_app(binder: BinderService, *, prefix: str, hub_prefix: str = "/hub/") -
         cookie_secret=secrets.token_bytes(32),  # a restart asks browsers to log in again
         login_url=auth.login_url,
         xsrf_cookies=False,
+        launch_key=secrets.token_bytes(32),  # launch pages of a restarted service reload
     )

@@ -11,9 +11,8 @@ A session is the named server ``binder-<repository hash>-<content hash>``: a sec
 launch of the same content while it runs lands in it again (nothing starts twice), a
 launch of other content gets its own server, and the service counts a repository's
 running sessions by the prefix (``BinderService.repo_quota``). On ``ready`` the event
-carries the URL to land on and a token for that one server only
-(``access:servers!server=<user>/<name>``, expiring with the session's idle timeout),
-as mybinder's ``ready`` event does for Binder clients that talk to the server directly.
+carries the URL to land on, and an empty ``token`` (mybinder's field; see
+`HubLauncher.launch`).
 """
 
 from __future__ import annotations
@@ -67,7 +66,6 @@ class HubLauncher:
 
     api_url: str
     timeout: float = 600
-    token_lifetime: int = 3600
     service_token: str = ""  # the service's own (JUPYTERHUB_API_TOKEN): read-only use
 
     async def count_sessions(self, prefix: str, *, besides: str = "") -> int:
@@ -120,12 +118,14 @@ class HubLauncher:
                 model = await self._server_model(hub, base, server)
                 if model is None or not model.get("ready"):
                     raise LaunchFailed("the session stopped before it was ready")
-            session_token = await self._session_token(hub, base, user, server)
         yield {
             "phase": "ready",
             "message": f"server running at {model['url']}\n",
             "url": model["url"],
-            "token": session_token,
+            # mybinder's clients read a token here; the browser needs none (the hub's
+            # login reaches the session), and minting one would need the power to mint
+            # any token of the user's (see egi_hub.stack.BINDER_OAUTH_SCOPES).
+            "token": "",
         }
 
     async def _server_model(
@@ -157,18 +157,3 @@ class HubLauncher:
                     yield {"phase": "launching", "message": message + "\n"}
                 if event.get("ready"):
                     return
-
-    async def _session_token(
-        self, hub: httpx.AsyncClient, base: str, user: str, server: str
-    ) -> str:
-        """A token for this session's server only (for Binder clients; may be empty if
-        the hub does not let the service make one, the browser needs none)."""
-        body = {
-            "scopes": [f"access:servers!server={user}/{server}"],
-            "expires_in": self.token_lifetime,
-            "note": f"Binder session {server}",
-        }
-        r = await hub.post(f"{base}/tokens", json=body)
-        if r.status_code not in (200, 201):
-            return ""
-        return str(r.json().get("token") or "")

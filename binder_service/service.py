@@ -105,6 +105,25 @@ class BinderService(LoggingConfigurable):
         """,
     ).tag(config=True)
 
+    max_launches_per_user = Integer(
+        3,
+        min=1,
+        help="""
+        How many launches (resolving, fetching, building or starting) one user may have
+        under way at once; a launch beyond that fails with the reason.
+        """,
+    ).tag(config=True)
+
+    fetch_concurrency = Integer(
+        4, min=1, help="How many fetches run at once (the others wait for a slot)."
+    ).tag(config=True)
+
+    max_log_bytes = Integer(
+        10 * 1024 * 1024,
+        min=1024,
+        help="A build's log is kept up to this many bytes (the rest is left out, said so).",
+    ).tag(config=True)
+
     repo_quota = Integer(
         0,
         min=0,
@@ -116,14 +135,20 @@ class BinderService(LoggingConfigurable):
 
     allowed_specs = PatternList(
         help="""
-        Regular expressions; when given, only links whose spec (``gh/org/repo/ref``,
-        ``git/<escaped url>/ref``, ``zenodo/10.5281/...``) matches one of them launch.
-        Default: every spec.
+        Regular expressions; when given, only links that match one of them launch. Each
+        is searched, ignoring case, in the link's spec (``gh/org/repo/ref``,
+        ``git/<escaped url>/ref``, ``zenodo/10.5281/...``) and in the source it resolves
+        to (``https://github.com/org/repo``, a record's API URL): write
+        ``github\\.com/my-org/`` to catch every spelling of a repository. Default: every
+        spec.
         """,
     ).tag(config=True)
 
     banned_specs = PatternList(
-        help="Regular expressions of specs that never launch (checked after allowed_specs).",
+        help="""
+        Regular expressions of links that never launch, matched as ``allowed_specs``
+        (spec and resolved source, ignoring case), checked after it.
+        """,
     ).tag(config=True)
 
     ticket_secret = Unicode(
@@ -175,6 +200,7 @@ class BinderService(LoggingConfigurable):
         self.queue: list[str] = []  # build keys waiting for a slot, oldest first
         self.queued_by: dict[str, set[str]] = {}  # user -> keys waiting or building
         self._free_slots = self.build_concurrency
+        self._fetch_slots = asyncio.Semaphore(self.fetch_concurrency)
         self.launcher = HubLauncher(
             os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
             timeout=self.launch_timeout,
@@ -184,16 +210,21 @@ class BinderService(LoggingConfigurable):
 
     # -- checks -----------------------------------------------------------------------
 
-    def refusal(self, request: LaunchRequest) -> str | None:
-        """Why the site's lists refuse this link, or None."""
-        spec = request.spec.path.removeprefix("v2/")
-        if self.allowed_specs and not any(re.search(p, spec) for p in self.allowed_specs):
+    def list_refusal(self, *names: str) -> str | None:
+        """Why the site's allow and ban lists refuse a launch, or None. Each pattern is
+        searched, ignoring case, in every one of ``names``: the link's spec
+        (``gh/org/repo/ref``) and, once resolved, the source it resolved to
+        (``https://github.com/org/repo``), so a repository spelled another way (another
+        provider prefix, other capitals) meets the same rules."""
+        texts = [n.removeprefix("v2/") for n in names if n]
+
+        def hits(patterns: list[str]) -> bool:
+            return any(re.search(p, t, re.IGNORECASE) for p in patterns for t in texts)
+
+        if self.allowed_specs and not hits(self.allowed_specs):
             return "this site does not launch this repository (it is not on its allowed list)"
-        if any(re.search(p, spec) for p in self.banned_specs):
+        if hits(self.banned_specs):
             return "this site does not launch this repository (it is on its ban list)"
-        unavailable = self.build_backend.unavailable()
-        if unavailable:
-            return f"the {self.builder} builder cannot run: {unavailable}"
         return None
 
     # -- the launch -------------------------------------------------------------------
@@ -203,7 +234,18 @@ class BinderService(LoggingConfigurable):
         (or a second tab) follows the launch already under way, from its first event,
         and one that goes away does not stop it."""
         digest = hashlib.sha256(json.dumps([path, sorted(query.items())]).encode()).hexdigest()
-        key = f"launch-{user.name}-{digest[:24]}"
+        mine = f"launch-{user.name}-"
+        key = mine + digest[:24]
+        running = sum(1 for k in self.jobs.running if k.startswith(mine))
+        if key not in self.jobs.running and running >= self.max_launches_per_user:
+
+            async def refuse(job: Job) -> None:
+                job.emit(_failed(
+                    f"you already have {running} launches under way; wait until one is "
+                    "ready or has failed"
+                ))  # fmt: skip
+
+            return self.jobs.run(key, "launch", refuse)
 
         async def work(job: Job) -> None:
             async for event in self.launch(path, query, user):
@@ -220,9 +262,13 @@ class BinderService(LoggingConfigurable):
         except BadSpec as e:
             yield _failed(f"bad link: {e}")
             return
-        why = self.refusal(request)
+        why = self.list_refusal(request.spec.path)
         if why:
             yield _failed(why)
+            return
+        unavailable = await asyncio.to_thread(self.build_backend.unavailable)
+        if unavailable:
+            yield _failed(f"the {self.builder} builder cannot run: {unavailable}")
             return
         try:
             async for event in self._launch(request, user):
@@ -240,6 +286,10 @@ class BinderService(LoggingConfigurable):
     ) -> AsyncIterator[dict[str, Any]]:
         yield {"phase": "fetching", "message": f"Resolving {request.spec.path}\n"}
         resolved = await self.resolver.resolve(request.spec)
+        why = self.list_refusal(request.spec.path, resolved.source)
+        if why:
+            yield _failed(why)
+            return
         yield {"phase": "fetching", "message": f"Resolved to {resolved.label}\n"}
         content = self.content_dir / resolved.content_id
         if not await asyncio.to_thread(content.is_dir):
@@ -250,7 +300,7 @@ class BinderService(LoggingConfigurable):
             async for event in job.follow():
                 yield event
             await job.result()
-        key, reason = await asyncio.to_thread(self._key_and_check, content)
+        key, reason = await asyncio.to_thread(self._key_and_check, content, resolved)
         if reason:
             yield _failed(reason)
             return
@@ -264,6 +314,7 @@ class BinderService(LoggingConfigurable):
                         "launch again when one has finished"
                     )
                     return
+                mine.add(key)  # reserved now: a burst of launches cannot pass the limit
             name = user.name
             job = self.jobs.run(
                 key, "building", lambda job: self._build(job, key, resolved, content, name)
@@ -279,12 +330,20 @@ class BinderService(LoggingConfigurable):
         async for event in self._start_session(request, resolved, record, content, user):
             yield event
 
-    def _key_and_check(self, content: Path) -> tuple[str, str | None]:
-        """(environment key, None), or ("", why this content cannot be built here)."""
+    def _key_and_check(self, content: Path, resolved: Resolved) -> tuple[str, str | None]:
+        """(environment key, None), or ("", why this content cannot be built here).
+
+        An image (docker, kubernetes) holds the whole repository it was built from, its
+        dotfiles too (``.ipython`` start-up scripts run in every session of the image):
+        its key includes the source, so two repositories never share an image. A venv
+        holds the environment only (the content is copied beside it per session), so
+        repositories with the same environment files share it."""
         try:
             self.build_backend.check(content)
-            extra = self.build_backend.key_extra()
-            return environment_key(content, extra=f"{self.builder}\0{extra}"), None
+            extra = f"{self.builder}\0{self.build_backend.key_extra()}"
+            if self.builder != "venv":
+                extra += f"\0{resolved.source}"
+            return environment_key(content, extra=extra), None
         except (BuildFailed, EnvironmentRefused) as e:
             return "", str(e)
 
@@ -293,9 +352,16 @@ class BinderService(LoggingConfigurable):
         return venv is None or Path(venv).is_file()
 
     async def _fetch(self, job: Job, resolved: Resolved, content: Path) -> None:
-        from .fetch import fetch
 
         job.emit({"phase": "fetching", "message": f"Fetching {resolved.label}\n"})
+        if self._fetch_slots.locked():
+            job.emit({"phase": "fetching", "message": "Waiting for a free fetch slot\n"})
+        async with self._fetch_slots:
+            await self._fetch_now(job, resolved, content)
+
+    async def _fetch_now(self, job: Job, resolved: Resolved, content: Path) -> None:
+        from .fetch import fetch
+
         settings = None
         if resolved.provider != "git":  # the record sites this site allows, and no others
             settings = self.resolver.provider_for("doi").fetch_settings()
@@ -312,7 +378,7 @@ class BinderService(LoggingConfigurable):
         """Wait in the queue (first come, first served; followers see their place), then
         build in a free slot."""
         mine = self.queued_by.setdefault(user, set())
-        mine.add(key)
+        mine.add(key)  # (reserved already by the launch that started this build)
         self.queue.append(key)
         told = -1
         try:
@@ -370,9 +436,18 @@ class BinderService(LoggingConfigurable):
         await asyncio.to_thread(self.store.save, record)
         log = await asyncio.to_thread(self.store.start_log, key)
 
+        written = 0
+
         def line(text: str) -> None:
-            log.write(text.rstrip("\n") + "\n")
-            job.emit({"phase": "building", "message": text.rstrip("\n") + "\n"})
+            nonlocal written
+            text = text.rstrip("\n") + "\n"
+            if written > self.max_log_bytes:
+                return
+            written += len(text)
+            if written > self.max_log_bytes:
+                text = f"[the log passed {self.max_log_bytes} bytes: the rest is left out]\n"
+            log.write(text)
+            job.emit({"phase": "building", "message": text})
 
         self.builds_started += 1
         job.emit({"phase": "building", "message": f"Building environment {key[:12]}\n"})

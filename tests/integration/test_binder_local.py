@@ -13,7 +13,9 @@ its reason, and the service goes on serving. Nothing here is a stand-in.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,11 +89,18 @@ def browser(stack: Stack, name: str) -> httpx.Client:
     return client
 
 
+def stream_url(client: httpx.Client, spec: str) -> str:
+    """The event stream's URL as the launch page gives it (with its launch token)."""
+    r = client.get(f"{PREFIX}v2/{spec}", headers={"Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 200, r.text
+    return html.unescape(re.search(r'data-build-url="([^"]+)"', r.text).group(1))
+
+
 def launch(client: httpx.Client, spec: str, timeout: float = 300) -> list[dict[str, Any]]:
     """The events of one launch, read from the stream as they come, until it ends."""
     events: list[dict[str, Any]] = []
     with client.stream(
-        "GET", f"{PREFIX}build/{spec}", timeout=httpx.Timeout(30, read=timeout),
+        "GET", stream_url(client, spec), timeout=httpx.Timeout(30, read=timeout),
         headers={"Sec-Fetch-Site": "same-origin"},
     ) as r:  # fmt: skip
         assert r.status_code == 200, r.read()
@@ -143,7 +152,7 @@ def test_a_git_repo_launches_into_its_environment_and_a_notebook_commit_needs_no
     assert ready["url"].startswith("/user/alice/binder-") and ready["url"].endswith(
         "/lab/tree/index.ipynb"
     )
-    assert ready["token"]
+    assert ready["token"] == ""  # (the browser needs none; see launcher.py)
     out = imports_requirement(stack, ready["url"])
     assert out.startswith("1.0 ") and "/binder/envs/" in out, out
 
@@ -168,10 +177,14 @@ def test_a_bad_link_fails_with_its_reason_and_the_service_keeps_serving(
     stack: Stack, git: GitServer
 ):
     alice = browser(stack, "alice")
-    for spec, reason in [
+    for spec, reason in [  # refused before anything runs: the launch page says why
         ("gh/owner/repo/a..b", "not a valid git ref"),
         ("nope/x/y", "unknown provider"),
         (f"git/{quote('file:///etc', safe='')}/main", "must start with"),
+    ]:
+        r = alice.get(f"{PREFIX}v2/{spec}")
+        assert r.status_code == 400 and html.escape(reason) in r.text, (spec, r.text[-500:])
+    for spec, reason in [  # valid links to nothing: the launch fails with the reason
         (git_spec(git, "no-such-repo"), ""),
         (git_spec(git, "demo", "no-such-branch"), "no-such-branch"),
     ]:
@@ -181,15 +194,33 @@ def test_a_bad_link_fails_with_its_reason_and_the_service_keeps_serving(
     assert alice.get(f"{PREFIX}api/v1/capacity").status_code == 200
 
 
-def test_launch_events_refuse_other_sites_and_anonymous_callers(stack: Stack, git: GitServer):
+def test_launch_events_need_the_launch_pages_token_and_refuse_other_sites(
+    stack: Stack, git: GitServer
+):
+    """A page of another site, or another page of this one (an <img>, a form), cannot
+    start a launch with the user's cookie: the stream needs the launch page's token, for
+    this user and this link, and a same-origin fetch."""
     alice = browser(stack, "alice")
-    r = alice.get(
-        f"{PREFIX}build/{git_spec(git, 'demo')}", headers={"Sec-Fetch-Site": "cross-site"}
-    )
-    assert r.status_code == 403 and "own pages" in r.json()["reason"]
+    spec = git_spec(git, "demo")
+    url = stream_url(alice, spec)
+    bare = f"{PREFIX}build/{spec}"
+    for target, headers in [
+        (bare, {"Sec-Fetch-Site": "same-origin"}),  # no token
+        (bare + "?launch_token=1.abc", {"Sec-Fetch-Site": "same-origin"}),  # forged
+        (url, {"Sec-Fetch-Site": "cross-site"}),
+        (url, {"Sec-Fetch-Site": "same-site"}),  # another port or subdomain
+        (url.replace("/main?", "/other?"), {"Sec-Fetch-Site": "same-origin"}),  # other link
+    ]:
+        r = alice.get(target, headers=headers)
+        assert r.status_code == 403 and "own pages" in r.json()["reason"], (target, headers)
+    bob = browser(stack, "bob")  # alice's token is hers
+    r = bob.get(url, headers={"Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 403
     anonymous = httpx.Client(base_url=stack.url, timeout=30)
-    r = anonymous.get(f"{PREFIX}build/{git_spec(git, 'demo')}")
-    assert r.status_code in (302, 403)
+    assert anonymous.get(url).status_code in (302, 403)
+    # The launch page asks to confirm unless the user came from this service's own page.
+    page = alice.get(f"{PREFIX}v2/{spec}", headers={"Sec-Fetch-Site": "cross-site"}).text
+    assert "data-confirm" in page
 
 
 def test_a_user_cannot_start_a_binder_server_without_a_ticket_the_service_signed(stack: Stack):

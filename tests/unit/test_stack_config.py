@@ -143,12 +143,11 @@ def test_a_site_user_role_gets_the_scope_added(tmp_path):
 
 def test_the_binder_service_is_started_with_least_privilege_and_can_be_turned_off(tmp_path):
     """Its own token reads server names only; it launches with each user's login token,
-    which its OAuth client may use for that user's servers and tokens only."""
+    which its OAuth client may use for that user's own servers only (no tokens: the hub
+    would let it mint any token of the user's)."""
     c = build_config({}, data_dir=str(tmp_path)).config
     binder = services(c)["binder"]
-    assert binder["oauth_client_allowed_scopes"] == [
-        "servers!user", "read:servers!user", "tokens!user", "access:servers!user"
-    ]  # fmt: skip
+    assert binder["oauth_client_allowed_scopes"] == ["servers!user", "read:servers!user"]
     (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "egi-binder"]
     assert role["scopes"] == ["list:users", "read:servers"] and role["services"] == ["binder"]
     secret = (tmp_path / "binder_ticket_secret").read_text()
