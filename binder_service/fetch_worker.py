@@ -87,6 +87,12 @@ def fetch_git(job: dict[str, Any], work: Path, token: str | None) -> Iterator[st
         raise WorkerError("the fetch job has no full commit SHA")
     if token:
         _git_token_config(repo, token, job.get("username") or "x-access-token")
+    else:  # a redirect never takes the clone to another host (an internal one)
+        os.environ.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0="http.followRedirects",
+            GIT_CONFIG_VALUE_0="false",
+        )
     provider = Git()
     last: list[str] = []
     checked_out = False  # past the checkout: what fails now is a submodule
@@ -135,8 +141,10 @@ def check_tree(work: Path, *, max_bytes: int, max_files: int) -> tuple[int, int]
             st = os.lstat(path)
             shown = os.path.relpath(path, root)[:80]
             if stat.S_ISLNK(st.st_mode):
+                # Where it really ends, through every link on the way (a link inside may
+                # point at another one that climbs out: ``a/b/L -> ..``, ``E -> a/b/L/../..``).
                 link = os.readlink(path)
-                target = os.path.normpath(os.path.join(folder, link))
+                target = os.path.realpath(path)
                 if os.path.isabs(link) or not target.startswith(root + os.sep):
                     raise WorkerError(f"refused: {shown!r} is a symbolic link pointing outside")
                 continue

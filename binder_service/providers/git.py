@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -37,7 +38,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
-from traitlets import Float, Instance, Unicode, default
+from traitlets import Bool, Float, Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from egi_hub.traits import URL
@@ -177,6 +178,23 @@ def _git_failure(stderr: str, where: str) -> ResolveError:
     return ResolveError(f"git could not list the branches and tags of {where}", 502)
 
 
+async def check_public_host(url: str) -> None:
+    """`ResolveError` (403) unless every address ``url``'s host resolves to is public."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        raise ResolveError(f"the host {host[:80]!r} does not resolve", 404) from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if not address.is_global or address.is_multicast:
+            raise ResolveError(
+                f"{host[:80]} is an internal address ({address}): this site launches "
+                "repositories from public hosts only",
+                403,
+            )
+
+
 class GitProvider(LoggingConfigurable):
     """Resolves ``gh``, ``gl`` and ``git`` specs to a full commit SHA."""
 
@@ -208,6 +226,16 @@ class GitProvider(LoggingConfigurable):
         15,
         help="Seconds one remote call (an API request or a git ls-remote) may take. Default: 15.",
     ).tag(config=True)
+    allow_private_hosts = Bool(
+        False,
+        help="""
+        Let ``git`` links reach hosts whose addresses are private, loopback, link-local
+        or otherwise not public (10.0.0.0/8, 127.0.0.1, 169.254.0.0/16, fc00::/7...).
+        Off: a link cannot make the service probe or clone from the site's internal
+        network (the cluster's services, a cloud's metadata address). A site whose own
+        git server is internal turns it on. Default: False.
+        """,
+    ).tag(config=True)
     http = Instance(httpx.AsyncClient, allow_none=True, help="The HTTP client (the Resolver's).")
 
     @default("github_token")
@@ -236,6 +264,8 @@ class GitProvider(LoggingConfigurable):
             return self._resolved(spec, source, sha, project)
         if spec.provider == "git":
             url = check_git_url(spec.repo)
+            if not self.allow_private_hosts:
+                await check_public_host(url)
             sha = ref.lower() if is_full_sha(ref) else await self._ls_remote(url, ref)
             return self._resolved(spec, url, sha, place_of(url))
         raise ResolveError(f"the git provider cannot resolve {spec.provider!r} links", 400)

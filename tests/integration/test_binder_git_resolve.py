@@ -9,8 +9,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
+from traitlets.config import Config
 
 from egi_hub.binder_service.providers import git as git_module
 from egi_hub.binder_service.providers.base import ResolveError
@@ -19,6 +21,9 @@ from egi_hub.binder_service.resolver import Resolver
 from egi_hub.binder_service.specs import RepoSpec, parse_launch
 from egi_hub.procs import free_port
 from tests.gitserver import GitServer, start_git_server
+
+# The test git servers listen on 127.0.0.1, which sites refuse by default.
+LOCAL_GIT = Config({"GitProvider": {"allow_private_hosts": True}})
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +48,7 @@ def demo(server: GitServer) -> dict[str, str]:
 
 @pytest.fixture
 async def resolver() -> Iterator[Resolver]:
-    made = Resolver()
+    made = Resolver(config=LOCAL_GIT)
     yield made
     await made.close()
 
@@ -110,7 +115,7 @@ async def test_a_repository_without_a_default_branch(server, resolver):
 
 async def test_a_moved_branch_resolves_anew_after_the_ttl(server):
     now = [1000.0]
-    resolver = Resolver(clock=lambda: now[0])
+    resolver = Resolver(config=LOCAL_GIT, clock=lambda: now[0])
     url = server.http_url("moving")
     first = server.commit("moving", {"a.txt": "1"})
     assert (await resolver.resolve(spec(url, "main"))).ref == first
@@ -138,7 +143,7 @@ async def test_a_silent_server_ends_at_the_timeout_and_git_is_killed():
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        provider = GitProvider(timeout=1)
+        provider = GitProvider(allow_private_hosts=True, timeout=1)
         started = time.monotonic()
         with pytest.raises(ResolveError) as e:
             await provider.resolve(spec(f"git://127.0.0.1:{port}/x.git", "main"))
@@ -161,7 +166,7 @@ async def test_file_and_ext_urls_never_reach_git(server, demo, monkeypatch, tmp_
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(git_module.asyncio, "create_subprocess_exec", record)
-    provider = GitProvider()
+    provider = GitProvider(allow_private_hosts=True)
     marker = tmp_path / "pwned"
     bare = server.root / "demo.git"
     for url in (f"file://{bare}", str(bare), f"ext::sh -c touch% {marker}", "fd::0"):
@@ -184,6 +189,24 @@ async def test_git_runs_without_the_services_git_config(server, demo, monkeypatc
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_DIR", "/nonexistent")
     monkeypatch.setenv("GIT_CONFIG_PARAMETERS", "'protocol.allow'='always'")
-    provider = GitProvider()
+    provider = GitProvider(allow_private_hosts=True)
     assert (await provider.resolve(spec(server.http_url("demo"), "main"))).ref == demo["main"]
     await provider.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git://127.0.0.1:9/x.git",
+        "http://169.254.169.254/latest.git",
+        "https://10.1.2.3/internal.git",
+        "http://localhost:9/x.git",
+    ],
+)
+async def test_by_default_git_links_cannot_reach_internal_addresses(url):
+    """A link must not make the service probe or clone from the site's own network (the
+    cluster's services, a cloud's metadata address): refused before git runs."""
+    spec = parse_launch(f"v2/git/{quote(url, safe='')}/main").spec
+    with pytest.raises(ResolveError) as e:
+        await GitProvider().resolve(spec)
+    assert e.value.status == 403 and "public hosts only" in str(e.value)

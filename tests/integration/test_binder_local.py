@@ -53,6 +53,7 @@ def binder_site(wheels: Path) -> dict[str, Any]:
             "load_roles": [{"name": "admin", "services": [TEST_SERVICE]}],
         },
         "VenvBuilder": {"pip_args": ["--no-index", "--find-links", str(wheels)]},
+        "GitProvider": {"allow_private_hosts": True},  # the test git server is on 127.0.0.1
         "EGILocalSpawner": {"binder_profile": {
             "display_name": "Binder", "slug": "binder",
             "kubespawner_override": {"mem_limit": "4G", "cpu_limit": 1},
