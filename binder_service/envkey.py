@@ -53,6 +53,7 @@ __all__ = [
     "environment_files",
     "environment_key",
     "local_requirement",
+    "names_local_path",
     "requirement_lines",
 ]
 
@@ -68,6 +69,8 @@ ENVIRONMENT_FILES = (
     "start",
     "Project.toml",
     "JuliaProject.toml",
+    "Manifest.toml",  # Julia: the exact versions repo2docker instantiates
+    "JuliaManifest.toml",
     "REQUIRE",
     "install.R",
     "Pipfile",
@@ -229,8 +232,20 @@ def local_requirement(line: str) -> bool:
         line = parts[1]
     if "file:" in line:
         return True
-    path = line.split("://", 1)[1] if "://" in line else line
-    return path.startswith((".", "/"))
+    return names_local_path(line.split()[0] if line.split() else "")
+
+
+#: What pip takes for a local archive when a requirement is a bare file name.
+LOCAL_ARCHIVES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
+
+
+def names_local_path(word: str) -> bool:
+    """Whether pip reads a requirement's first word from the disk: a path (``./pkg``,
+    ``/abs``, ``pkgs/mypkg``, ``pkgs/../../x``: any ``/`` that is not in a URL) or an
+    archive's file name (``helper-1.0.tar.gz``). A requirement name has neither."""
+    if "://" in word:
+        return False
+    return word.startswith((".", "/")) or "/" in word or word.lower().endswith(LOCAL_ARCHIVES)
 
 
 def _pyproject(root: Path, files: dict[str, bytes]) -> dict:

@@ -100,7 +100,7 @@ def _local_paths(line: str) -> list[tuple[str, str]]:
             option, value = word[:2], word[2:]
         if option in _PATH_OPTIONS:
             value = value or (words[i + 1] if i + 1 < len(words) else "")
-        elif i == 0 and word.startswith((".", "/")):
+        elif i == 0 and envkey.names_local_path(word):
             option, value = "", word
         elif "file:" in word:
             option, value = "", word

@@ -373,3 +373,13 @@ def test_kubernetes_builder_availability(monkeypatch, tmp_path):
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     assert kube().unavailable() is None
     assert kube().key_extra() != kube(image="quay.io/jupyterhub/repo2docker:x").key_extra()
+
+
+def test_a_bare_relative_path_out_of_the_repository_is_refused(tmp_path):
+    """``pkgs/../../outside`` has no leading ``.``, and pip still reads it from disk."""
+    from egi_hub.binder_service.builders.base import BuildFailed
+    from egi_hub.binder_service.builders.venv import check_requirements
+
+    (tmp_path / "requirements.txt").write_text("numpy==2.1\npkgs/../../outside\n")
+    with pytest.raises(BuildFailed, match="outside the repository"):
+        check_requirements(tmp_path, "requirements.txt", tmp_path)

@@ -394,3 +394,20 @@ def test_content_that_is_not_a_directory(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(EnvironmentRefused, match="not a directory"):
         environment_key(tmp_path / "file")
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["pkgs/mypkg", "pkgs/../../outside", "helper-1.0.tar.gz", "wheels/x-1.0-py3-none-any.whl"],
+)
+def test_requirements_pip_reads_from_the_disk_count_as_local(line):
+    """pip installs these from the repository's folder (or beyond it): they make the key
+    cover the whole source, and the venv builder checks they stay inside."""
+    assert local_requirement(line)
+
+
+@pytest.mark.parametrize(
+    "line", ["numpy==2.1", "pkg @ https://example.org/p-1.0.tar.gz", "x; sys_platform == 'linux'"]
+)
+def test_requirement_names_and_urls_are_not_local(line):
+    assert not local_requirement(line)
