@@ -25,7 +25,7 @@ from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
 
-from egi_hub.binder_service.spawner import BinderSpawnerMixin
+from egi_hub.binder_service.kube_launch import KubeBinderMixin
 from egi_hub.storage_mounts.kube import (
     CREDENTIALS_DIR,
     OWNER_LABELS,
@@ -51,7 +51,7 @@ def label_value(text: str) -> str:
     return value.strip("-._")
 
 
-class EGIKubeSpawner(BinderSpawnerMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
+class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
     """KubeSpawner whose profiles follow VO rules and whose pods pass the quota policy."""
 
     # admit() sets these labels; put them back before each start, with the profile's.
