@@ -88,7 +88,7 @@ class BinderHandler(HubOAuthenticated, web.RequestHandler):
         return {k: self.get_argument(k) for k in self.request.query_arguments if k != LAUNCH_TOKEN}
 
     def site_name(self) -> str:
-        return self.settings.get("site_name", "EGI Binder")
+        return self.binder.site_name
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         reason = self._reason

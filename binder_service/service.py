@@ -82,6 +82,11 @@ class BinderService(LoggingConfigurable):
         """,
     ).tag(config=True)
 
+    site_name = Unicode(
+        "EGI",
+        help="Who runs this Binder: its pages say ``<site_name> Binder``. Default: EGI.",
+    ).tag(config=True)
+
     builder = Enum(
         list(BUILDERS),
         "venv",
