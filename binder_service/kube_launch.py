@@ -171,6 +171,8 @@ def _with(current: Any, key: str, *items: dict[str, Any]) -> Any:
 class KubeBinderMixin(BinderSpawnerMixin):
     """Binder sessions on Kubernetes: the built image, fresh content when needed."""
 
+    binder_settings = BINDER_SETTINGS
+
     binder_cmd = List(
         Unicode(),
         default_value=["jupyterhub-singleuser"],
@@ -248,17 +250,6 @@ class KubeBinderMixin(BinderSpawnerMixin):
 
     # True while a start waits for its pod: then a failed fetch ends the start.
     _egi_binder_starting = False
-
-    def reset_profile(self) -> None:
-        """Also put back what a Binder start changed, and the Binder profile's
-        overrides, before any start (see `VOSpawnerMixin.reset_profile`)."""
-        from egi_hub.spawner.profiles import override_keys
-
-        wanted = {*BINDER_SETTINGS, *override_keys(self.binder_profile)}
-        missing = wanted - set(self.profile_reset_extra)
-        if missing:  # this spawner's own tuple, the class's extended
-            self.profile_reset_extra = (*self.profile_reset_extra, *sorted(missing))
-        super().reset_profile()
 
     async def apply_binder(self, launch: dict[str, Any]) -> None:
         self.image = session_image(launch.get("environment"))

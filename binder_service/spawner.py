@@ -11,11 +11,11 @@ the built environment with the fetched content as its root folder. A ticket that
 forged, expired, or made for another user or server is refused with 403 before
 anything starts; a user can start only what the service launched for them.
 
-On one machine (`EGILocalSpawner`) the environment is a virtualenv of the service's
-``venv`` builder and the content a folder the service fetched: the first start of a
-session copies it into ``<work dir>/binder/<server name>``, later starts of the same
-session keep the user's edits there. In Kubernetes the environment is an image; that
-path is refused with a clear reason until the image launch lands (issue 10 notes).
+On one machine (`LocalBinderMixin`, in `EGILocalSpawner`) the environment is a
+virtualenv of the service's ``venv`` builder and the content a folder the service
+fetched: the first start of a session copies it into ``<work dir>/binder/<server
+name>``, later starts of the same session keep the user's edits there. In Kubernetes
+(`egi_hub.binder_service.kube_launch.KubeBinderMixin`) the environment is an image.
 """
 
 from __future__ import annotations
@@ -80,6 +80,20 @@ class BinderSpawnerMixin(HasTraits):
 
     _egi_binder: dict[str, Any] | None = None
     handled_user_options = (BINDER_OPTION,)
+    #: The settings `apply_binder` changes (each spawner kind says which).
+    binder_settings: tuple[str, ...] = ()
+
+    def reset_profile(self) -> None:
+        """Also put back, before any start, what a Binder start changed: this kind's
+        `binder_settings` and the Binder profile's overrides (a site without profiles
+        has none of those in its baseline otherwise)."""
+        from egi_hub.spawner.profiles import override_keys
+
+        wanted = {*self.binder_settings, *override_keys(self.binder_profile)}
+        missing = wanted - set(self.profile_reset_extra)
+        if missing:  # this spawner's own tuple; the class's stays as it is
+            self.profile_reset_extra = (*self.profile_reset_extra, *sorted(missing))
+        super().reset_profile()
 
     def binder_launch(self) -> dict[str, Any] | None:
         """The verified launch of this start (None: not a Binder session); 403 otherwise."""
@@ -132,8 +146,7 @@ class BinderSpawnerMixin(HasTraits):
 class LocalBinderMixin(BinderSpawnerMixin):
     """Binder sessions as local processes: the build's virtualenv, the content copied."""
 
-    # Settings a Binder start changes: put back before every start (VOSpawnerMixin).
-    profile_reset_extra = ("cmd", "args", "notebook_dir", "default_url", "environment")
+    binder_settings = ("cmd", "args", "notebook_dir", "default_url", "environment")
 
     def binder_root(self) -> Path:
         return Path(self.work_dir) / "binder" / path_component(self.name or "default")

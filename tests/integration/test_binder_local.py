@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from tests.stackrunner import (
     BOB_ENTITLEMENTS,
     TEST_SERVICE,
     Stack,
+    processes_in,
     start_stack,
     wait_for,
 )
@@ -177,6 +179,7 @@ def test_a_git_repo_launches_into_its_environment_and_a_notebook_commit_needs_no
 def test_a_bad_link_fails_with_its_reason_and_the_service_keeps_serving(
     stack: Stack, git: GitServer
 ):
+    git.commit("bad-links", {"README.md": "a repository with one branch\n"})
     alice = browser(stack, "alice")
     for spec, reason in [  # refused before anything runs: the launch page says why
         ("gh/owner/repo/a..b", "not a valid git ref"),
@@ -187,7 +190,7 @@ def test_a_bad_link_fails_with_its_reason_and_the_service_keeps_serving(
         assert r.status_code == 400 and html.escape(reason) in r.text, (spec, r.text[-500:])
     for spec, reason in [  # valid links to nothing: the launch fails with the reason
         (git_spec(git, "no-such-repo"), ""),
-        (git_spec(git, "demo", "no-such-branch"), "no-such-branch"),
+        (git_spec(git, "bad-links", "no-such-branch"), "no-such-branch"),
     ]:
         events = launch(alice, spec)
         assert events[-1]["phase"] == "failed", (spec, events)
@@ -246,3 +249,42 @@ def test_a_user_cannot_start_a_binder_server_without_a_ticket_the_service_signed
         r = bob.post("/users/bob/servers/binder-x", json={"binder": ticket})
         assert r.status_code == 403 and why in r.json()["message"], (why, r.text)
         wait_for(lambda: "binder-x" not in stack.user("bob")["servers"], 30, "no server")
+
+
+def test_a_binder_server_started_again_without_a_ticket_keeps_nothing_of_binder(
+    stack: Stack, git: GitServer
+):
+    """The same named server, stopped, then started as a plain server: the site's own
+    command, folder and resources, not the Binder environment's or profile's. (Started
+    again from the home page, with its last options, it is the Binder session again,
+    while its ticket lasts.)"""
+    git.commit("restart", {"requirements.txt": "egi_binder_demo==1.0\n"})
+    alice = browser(stack, "alice")
+    ready = launch(alice, git_spec(git, "restart"))[-1]
+    assert ready["phase"] == "ready", ready
+    server = ready["url"].split("/")[3]
+    assert server_process(stack, server)["env"].get("MEM_LIMIT") == str(4 * 2**30)
+    stack.stop_server("alice", server)
+    # (a start without options restarts with the last ones, the ticket's: new options)
+    r = stack.api.post(f"/users/alice/servers/{server}", json={"user_options": {}})
+    assert r.status_code in (201, 202), r.text
+    wait_for(lambda: stack.user("alice")["servers"][server]["ready"], 90, "the plain server")
+    plain = server_process(stack, server)
+    assert "/binder/envs/" not in " ".join(plain["cmdline"])
+    assert "MEM_LIMIT" not in plain["env"] and "/binder/" not in plain["cwd"]
+    stack.stop_server("alice", server)
+
+
+def server_process(stack: Stack, server: str) -> dict[str, Any]:
+    """The command line, environment and folder of alice's server ``server``."""
+    for pid in processes_in(stack.data_dir / "users" / "alice"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        env = dict(item.partition("=")[::2] for item in environ if "=" in item)
+        if env.get("JUPYTERHUB_SERVER_NAME") == server and any("singleuser" in c for c in cmdline):
+            return {"cmdline": cmdline, "env": env, "cwd": cwd}
+    raise AssertionError(f"no process of alice's server {server}")
