@@ -28,10 +28,8 @@ import pytest
 from tests.gitserver import GitServer, start_git_server
 from tests.kernel import run_code_async
 from tests.stackrunner import (
-    ALICE_ENTITLEMENTS,
-    BOB_ENTITLEMENTS,
-    TEST_SERVICE,
     Stack,
+    default_site,
     processes_in,
     start_stack,
     wait_for,
@@ -43,17 +41,10 @@ NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_min
 
 
 def binder_site(wheels: Path) -> dict[str, Any]:
+    """Alice and bob (stackrunner's default site), builds from the test's wheels, the
+    test git server on 127.0.0.1 allowed, a Binder profile with a memory limit."""
     return {
-        "DevAuthenticator": {
-            "users": {
-                "alice": {"entitlements": ALICE_ENTITLEMENTS},
-                "bob": {"entitlements": BOB_ENTITLEMENTS},
-            }
-        },
-        "JupyterHub": {
-            "services": [{"name": TEST_SERVICE, "api_token": "__API_TOKEN__"}],
-            "load_roles": [{"name": "admin", "services": [TEST_SERVICE]}],
-        },
+        **default_site("__API_TOKEN__"),
         "VenvBuilder": {"pip_args": ["--no-index", "--find-links", str(wheels)]},
         "GitProvider": {"allow_private_hosts": True},  # the test git server is on 127.0.0.1
         "EGILocalSpawner": {"binder_profile": {
