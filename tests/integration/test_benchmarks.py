@@ -42,3 +42,10 @@ def test_bench_storage_runs_and_prints_its_ratios():
             assert any(operation in row for row in rows), out
         assert all(f"ratio egi-hub / {baseline}" in row for row in rows), out
     assert "stand-in busy" in out and "lowest ratio" in out, out
+
+
+def test_bench_binder_runs_and_prints_its_figures():
+    out = bench("bench_binder", "--cycles", "1", "--concurrent", "3", "--resolves", "3")
+    for figure in ("ratio launch / plain spawn", "builds started", "streams ended ready",
+                   "ratio cached / cold", "resolver.stats"):  # fmt: skip
+        assert figure in out, out
