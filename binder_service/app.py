@@ -146,7 +146,7 @@ class LaunchPageHandler(BinderHandler):
             pages.render_launch(
                 base_url=self.prefix,
                 link=f"{self.request.protocol}://{self.request.host}{self.prefix}v2/{path}{suffix}",
-                label=request.spec.path.removeprefix("v2/"),
+                label=request.spec.label,
                 build_url=f"{self.prefix}build/{path}?{stream_query}",
                 user=user,
                 site_name=self.site_name(),
@@ -238,7 +238,7 @@ class CheckHandler(BinderHandler):
         why = self.binder.list_refusal(request.spec.path)
         if why:
             raise web.HTTPError(403, "%s", why)
-        self.finish({"path": request.spec.path, "label": request.spec.path.removeprefix("v2/")})
+        self.finish({"path": request.spec.path, "label": request.spec.label})
 
 
 _PUBLIC = ("key", "backend", "state", "spec", "label", "source", "ref", "started", "finished",

@@ -25,6 +25,7 @@ import importlib
 import json
 import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -289,7 +290,7 @@ class BinderService(LoggingConfigurable):
     async def _launch(
         self, request: LaunchRequest, user: LaunchUser
     ) -> AsyncIterator[dict[str, Any]]:
-        yield {"phase": "fetching", "message": f"Resolving {request.spec.path}\n"}
+        yield {"phase": "fetching", "message": f"Resolving {request.spec.label}\n"}
         resolved = await self.resolver.resolve(request.spec)
         why = self.list_refusal(request.spec.path, resolved.source)
         if why:
@@ -445,7 +446,7 @@ class BinderService(LoggingConfigurable):
 
         def line(text: str) -> None:
             nonlocal written
-            text = text.rstrip("\n") + "\n"
+            text = self._public_line(text)
             if written > self.max_log_bytes:
                 return
             written += len(text)
@@ -513,6 +514,12 @@ class BinderService(LoggingConfigurable):
                 if event["phase"] == "ready":
                     event["url"] = event["url"].rstrip("/") + "/" + request.urlpath
                 yield event
+
+    def _public_line(self, text: str) -> str:
+        """A build log line as users see it: the service's own folders named, not
+        spelled out (the log is shown to every user)."""
+        text = text.rstrip("\n").replace(self.data_dir, "$BINDER_DATA")
+        return text.replace(sys.base_prefix, "$PYTHON") + "\n"
 
     def capacity(self) -> dict[str, Any]:
         return {

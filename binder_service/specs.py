@@ -74,6 +74,16 @@ class RepoSpec:
         return f"https://doi.org/{self.repo}"
 
     @property
+    def label(self) -> str:
+        """The spec for people: ``owner/repo @ main (GitHub)``, ``https://host/r.git @
+        v1``, ``DOI 10.5281/zenodo.123``."""
+        if self.provider in ("gh", "gl"):
+            return f"{self.repo} @ {self.ref} ({PROVIDERS[self.provider]})"
+        if self.provider == "git":
+            return f"{self.repo} @ {self.ref}"
+        return f"DOI {self.repo}"
+
+    @property
     def path(self) -> str:
         """The link's ``v2/...`` path for this spec (the inverse of `parse_launch`)."""
         if self.provider == "gh":

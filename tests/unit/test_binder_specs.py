@@ -117,3 +117,16 @@ def test_a_spec_built_from_odd_but_valid_parts_round_trips():
     spec = RepoSpec("git", "https://host.example/a%25b/c.git", "release/2024.1")
     assert quote(spec.repo, safe="") in spec.path
     assert parse_launch(spec.path).spec == spec
+
+
+@pytest.mark.parametrize(
+    ("link", "label"),
+    [
+        ("v2/gh/org/repo/main", "org/repo @ main (GitHub)"),
+        ("v2/gl/group%2Fsub%2Frepo/v1.0", "group/sub/repo @ v1.0 (GitLab)"),
+        ("v2/git/https%3A%2F%2Fexample.org%2Fr.git/HEAD", "https://example.org/r.git @ HEAD"),
+        ("v2/zenodo/10.5281/zenodo.123", "DOI 10.5281/zenodo.123"),
+    ],
+)
+def test_a_spec_reads_well_for_people(link, label):
+    assert parse_launch(link).spec.label == label
