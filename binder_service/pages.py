@@ -100,7 +100,9 @@ def render_launch(
 ) -> str:  # fmt: skip
     """The progress page of one launch (``GET {base_url}v2/...``): ``link`` is the
     shareable launch link, ``label`` what it launches (shown as text), ``build_url`` the
-    event stream the page opens."""
+    event stream the page opens: at once, or with ``confirm`` (a link not opened from
+    the service's own pages) only after the user has read what will run with their
+    account and pressed Launch."""
     return _render(
         "launch.html",
         base_url=base_url,

@@ -12,6 +12,11 @@
      stream that replays from the start (or honours Last-Event-ID) shows each line once.
      A stream that drops without ready/failed is reopened by the browser ("reconnecting").
    - data-link: the shareable launch link; data-badge-url: the badge (both made absolute).
+   - data-confirm="true" (a link not opened from the service's own pages: another
+     site's, a bookmark, a typed address): the stream is not opened on load. The page
+     shows what will run (#confirm) with a Launch button, focused; pressing it hides
+     #confirm, shows the progress (#progress) and starts exactly as a page without
+     data-confirm does on load. Cancel is a plain link.
    The log keeps the last MAX_LINES lines in the page. */
 "use strict";
 (function () {
@@ -121,7 +126,7 @@
   // ---- the stream ----
   let finished = false;
   let lastId = -1;
-  const stream = new EventSource(main.dataset.buildUrl);
+  let stream = null;
 
   function fail(reason) {
     finished = true;
@@ -165,45 +170,71 @@
     statusLine.textContent = status;
   }
 
-  stream.addEventListener("open", reconnected);
+  function start() {
+    stream = new EventSource(main.dataset.buildUrl);
+    stream.addEventListener("open", reconnected);
 
-  stream.addEventListener("message", (event) => {
-    if (finished) return;
-    if (/^\d+$/.test(event.lastEventId)) {
-      const id = Number(event.lastEventId);
-      if (id <= lastId) return; // replayed after a reconnection
-      lastId = id;
-    }
-    reconnected();
-    let data;
-    try {
-      data = JSON.parse(event.data);
-    } catch (err) {
-      return; // not an event of ours
-    }
-    if (!data || typeof data !== "object") return;
-    const phase = typeof data.phase === "string" ? data.phase : "";
-    const message = typeof data.message === "string" ? data.message : "";
-    appendLog(message);
-    if (phase === "failed") {
-      fail(message.trim() || "The launch failed without a reason.");
-    } else if (phase === "ready") {
-      ready(typeof data.url === "string" ? data.url : "");
-    } else if (phase === "waiting") {
-      advance(phase, ahead(data.position));
-    } else if (phase && !seen.has(phase)) {
-      advance(phase);
-    }
-  });
+    stream.addEventListener("message", (event) => {
+      if (finished) return;
+      if (/^\d+$/.test(event.lastEventId)) {
+        const id = Number(event.lastEventId);
+        if (id <= lastId) return; // replayed after a reconnection
+        lastId = id;
+      }
+      reconnected();
+      let data;
+      try {
+        data = JSON.parse(event.data);
+      } catch (err) {
+        return; // not an event of ours
+      }
+      if (!data || typeof data !== "object") return;
+      const phase = typeof data.phase === "string" ? data.phase : "";
+      const message = typeof data.message === "string" ? data.message : "";
+      appendLog(message);
+      if (phase === "failed") {
+        fail(message.trim() || "The launch failed without a reason.");
+      } else if (phase === "ready") {
+        ready(typeof data.url === "string" ? data.url : "");
+      } else if (phase === "waiting") {
+        advance(phase, ahead(data.position));
+      } else if (phase && !seen.has(phase)) {
+        advance(phase);
+      }
+    });
 
-  stream.addEventListener("error", () => {
-    if (finished) return;
-    if (stream.readyState === EventSource.CLOSED) {
-      // Refused for good (an HTTP error, not an event stream): the browser gives up.
-      fail("The build service refused the progress stream. Try again, or check the link.");
-    } else {
-      reconnecting.hidden = false;
-      statusLine.textContent = "Connection lost: reconnecting…";
-    }
-  });
+    stream.addEventListener("error", () => {
+      if (finished) return;
+      if (stream.readyState === EventSource.CLOSED) {
+        // Refused for good (an HTTP error, not an event stream): the browser gives up.
+        fail("The build service refused the progress stream. Try again, or check the link.");
+      } else {
+        reconnecting.hidden = false;
+        statusLine.textContent = "Connection lost: reconnecting…";
+      }
+    });
+  }
+
+  // ---- a link from another site: ask first ----
+  const confirmBox = document.getElementById("confirm");
+  if (main.dataset.confirm === "true" && confirmBox) {
+    const button = document.getElementById("confirm-launch");
+    button.addEventListener("click", () => {
+      confirmBox.hidden = true;
+      document.getElementById("launch-for").hidden = false;
+      document.getElementById("progress").hidden = false;
+      const title = document.getElementById("launch-title");
+      title.textContent = "Starting a Binder session";
+      const label = document.getElementById("launch-label").textContent;
+      const asked = `Launch ${label}?`;
+      if (document.title.startsWith(asked)) {
+        document.title = `Launching ${label}${document.title.slice(asked.length)}`;
+      }
+      title.focus(); // the button is gone: the heading, then the status, are read next
+      start();
+    }, { once: true });
+    button.focus();
+  } else {
+    start();
+  }
 })();

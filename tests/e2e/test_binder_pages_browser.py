@@ -114,7 +114,22 @@ class Launch(Base):
                 build_url=f"{BASE}build/{path.removeprefix('v2/')}{query}",
                 user="alice",
                 site_name=SITE,
+                # As app.py: a link not opened from the service's own pages asks first.
+                confirm=self.request.headers.get("Sec-Fetch-Site") != "same-origin",
             )
+        )
+
+
+class Elsewhere(web.RequestHandler):
+    """A page of another site (the test opens it as ``localhost``, the pages being at
+    ``127.0.0.1``: another host, so Chromium sends ``Sec-Fetch-Site: cross-site``; another
+    port of the same host would be ``same-site``) with a link to a launch."""
+
+    def get(self, key: str) -> None:
+        target = f"{self.settings['pages_url']}{BASE}v2/{key}"
+        self.write(
+            "<!DOCTYPE html><html lang='en'><head><title>Elsewhere</title></head><body><main>"
+            f"<a id='go' href='{target}'>Run this notebook</a></main></body></html>"
         )
 
 
@@ -221,8 +236,10 @@ class PagesServer:
                 (f"{BASE}v2/(.*)", Launch),
                 (f"{BASE}build/(.*)", BuildStream, {"server": self}),
                 ("/session/(.*)", Session),
+                ("/elsewhere/(.*)", Elsewhere),
                 ("/favicon.ico", NoIcon),  # asked for by the session page
-            ]
+            ],
+            pages_url=self.url,
         )
 
     def gate(self, name: str) -> asyncio.Event:
@@ -444,8 +461,89 @@ def test_progress_follows_the_stream_to_the_session(page, server):
     expect(page.locator("#session")).to_have_text("Session 1")
 
 
+def requested(page: Page, urls: list[str]) -> list[str]:
+    """``urls`` (filled by a request listener) once every request the page made so far
+    has been seen: Playwright delivers request events in order, so a probe request made
+    now comes after all earlier ones."""
+    with page.expect_request(lambda r: r.url.endswith("/favicon.ico?probe")):
+        page.evaluate("fetch('/favicon.ico?probe')")
+    return list(urls)
+
+
+def test_a_link_from_another_site_asks_first_and_starts_on_launch(page, server):
+    """A link followed from another site: the page says what will run and waits; the
+    Launch button (focused) starts the launch as a page without confirmation does."""
+    key = "gh/o/asks/HEAD"
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if f"{BASE}build/" in r.url else None)
+    page.goto(f"{server.url.replace('127.0.0.1', 'localhost')}/elsewhere/{key}")
+    page.click("#go")
+    page.wait_for_url(f"{server.url}{BASE}v2/{key}")
+    confirm = page.locator("#confirm")
+    expect(confirm).to_be_visible()
+    expect(confirm).to_contain_text(
+        "GitHub o/asks at HEAD will run as you, with your storage mounts and your Check-in token."
+        " Launch it only if you trust it."
+    )
+    expect(page.locator("#confirm-launch")).to_be_focused()
+    expect(page.locator("#launch-title")).to_have_text("Launch this environment?")
+    expect(page).to_have_title(f"Launch GitHub o/asks at HEAD? · {SITE} Binder")
+    expect(page.locator("#progress")).to_be_hidden()
+    expect(page.locator("#confirm-cancel")).to_have_attribute("href", BASE)
+    assert requested(page, streams) == [] and server.connections[key] == 0
+    assert_accessible(page)
+    page.click("#theme-toggle")
+    expect(page.locator("html")).to_have_attribute("data-bs-theme", "dark")
+    assert_accessible(page)
+    page.click("#theme-toggle")
+    # The keyboard launches it (the button has the focus).
+    page.locator("#confirm-launch").focus()
+    page.keyboard.press("Enter")
+    expect(confirm).to_be_hidden()
+    expect(page.locator("#launch-title")).to_have_text("Starting a Binder session")
+    expect(page.locator("#launch-title")).to_be_focused()
+    expect(page).to_have_title(f"Launching GitHub o/asks at HEAD · {SITE} Binder")
+    expect(page.locator("#launch-label")).to_be_visible()
+    expect(phase(page, "waiting")).to_have_attribute("data-state", "active")
+    assert requested(page, streams) == [f"{server.url}{BASE}build/{key}"]
+    server.release(f"{key}:queued")
+    server.release(f"{key}:built")
+    page.wait_for_url(f"{server.url}/session/1")
+
+
+def test_cancel_on_the_confirmation_goes_to_the_landing_page(page, server):
+    page.goto(f"{server.url.replace('127.0.0.1', 'localhost')}/elsewhere/gh/o/cancelled/HEAD")
+    page.click("#go")
+    page.click("#confirm-cancel")
+    page.wait_for_url(f"{server.url}{BASE}")
+    expect(page.locator("#repo-input")).to_be_visible()
+    assert server.connections["gh/o/cancelled/HEAD"] == 0
+
+
+def test_a_link_from_this_site_starts_at_once(page, server):
+    """The landing page's Launch, the failed page's Try again (same origin): no question."""
+    make_link(page, server, "https://github.com/o/fails-here")
+    page.click("#launch-button")
+    expect(page.locator("#failure-reason")).to_have_text(FAILURE)
+    expect(page.locator("#confirm")).to_have_count(0)
+    assert server.connections["gh/o/fails-here/HEAD"] == 1
+    with page.expect_navigation():
+        page.click("#try-again")
+    expect(page.locator("#failure-reason")).to_have_text(FAILURE)
+    expect(page.locator("#confirm")).to_have_count(0)
+    assert server.connections["gh/o/fails-here/HEAD"] == 2
+
+
+def open_launch(page: Page, url: str) -> None:
+    """Open a launch link as a typed address does (``Sec-Fetch-Site: none``): the page
+    asks first; Enter on its focused Launch button starts the launch."""
+    page.goto(url)
+    expect(page.locator("#confirm-launch")).to_be_focused()
+    page.keyboard.press("Enter")
+
+
 def test_failed_launch_shows_the_reason_and_closes_the_stream(page, server):
-    page.goto(f"{server.url}{BASE}v2/gh/o/fails/HEAD")
+    open_launch(page, f"{server.url}{BASE}v2/gh/o/fails/HEAD")
     alert = page.locator("#failure-reason")
     expect(alert).to_have_text(FAILURE)
     expect(alert).to_have_attribute("role", "alert")
@@ -462,7 +560,7 @@ def test_failed_launch_shows_the_reason_and_closes_the_stream(page, server):
 
 
 def test_long_log_keeps_its_last_lines_and_follows_the_end(page, server):
-    page.goto(f"{server.url}{BASE}v2/gh/o/flood/HEAD")
+    open_launch(page, f"{server.url}{BASE}v2/gh/o/flood/HEAD")
     expect(page.locator("#failure-reason")).to_have_text("flood over")
     log = page.locator("#build-log")
     expect(page.locator("#log-trimmed")).to_be_visible()
@@ -484,7 +582,7 @@ def test_dropped_stream_reconnects_and_shows_each_line_once(page, server):
         f"{server.url}/session/*", lambda route: (sessions.append(route.request.url),
                                                   route.fulfill(status=204))
     )  # fmt: skip
-    page.goto(f"{server.url}{BASE}v2/{key}")
+    open_launch(page, f"{server.url}{BASE}v2/{key}")
     # The second connection is held unanswered: the page says it is reconnecting.
     expect(page.locator("#reconnecting")).to_be_visible()
     expect(page.locator("#launch-status")).to_have_text("Connection lost: reconnecting…")
@@ -501,7 +599,7 @@ def test_dropped_stream_reconnects_and_shows_each_line_once(page, server):
 
 
 def test_ready_at_a_script_address_is_refused(page, server):
-    page.goto(f"{server.url}{BASE}v2/gh/o/evil/HEAD")
+    open_launch(page, f"{server.url}{BASE}v2/gh/o/evil/HEAD")
     server.release("gh/o/evil/HEAD:queued")
     server.release("gh/o/evil/HEAD:built")
     expect(page.locator("#failure-reason")).to_contain_text("not a web page")

@@ -68,7 +68,12 @@ class Tags(HTMLParser):
         return next(a[name] for _, a in self.tags if a.get("id") == tag_id)
 
 
-PAGES = {"landing": landing, "launch": launch, "error": error}
+PAGES = {
+    "landing": landing,
+    "launch": launch,
+    "confirm": lambda: launch(confirm=True),
+    "error": error,
+}
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -127,6 +132,40 @@ def test_launch_page_lists_the_phases_in_order():
     assert phases == [name for name, _ in PHASES]
     assert phases == ["waiting", "fetching", "building", "built", "launching", "ready"]
     assert page.attr("failure-reason", "role") == "alert"
+
+
+def test_a_link_from_another_site_asks_before_the_launch_starts():
+    """confirm: data-confirm tells launch.js to wait; the page says what will run, with a
+    Launch button and a Cancel link to the landing page; the progress waits hidden."""
+    page = Tags(launch(confirm=True))
+    assert page.attr("main", "data-confirm") == "true"
+    assert page.attr("main", "data-build-url") == f"{BASE}build/gh/o/r/HEAD"
+    assert page.attr("confirm-launch", "type") == "button"
+    assert page.attr("confirm-cancel", "href") == BASE
+    assert "hidden" in dict(next(a for _, a in page.tags if a.get("id") == "progress"))
+    assert "hidden" in dict(next(a for _, a in page.tags if a.get("id") == "launch-for"))
+    html = launch(confirm=True)
+    text = " ".join(re.sub(r"<[^>]+>", "", html).split())
+    assert (
+        "GitHub o/r at HEAD will run as you, with your storage mounts and your Check-in "
+        "token. Launch it only if you trust it." in text
+    )
+    assert "<title>Launch GitHub o/r at HEAD? · Grid Binder</title>" in html
+
+
+def test_a_launch_without_confirm_starts_at_once():
+    page = Tags(launch())
+    assert not any(a.get("id") in ("confirm", "confirm-launch") for _, a in page.tags)
+    assert "data-confirm" not in dict(next(a for _, a in page.tags if a.get("id") == "main"))
+    progress = dict(next(a for _, a in page.tags if a.get("id") == "progress"))
+    assert "hidden" not in progress
+    assert "<title>Launching GitHub o/r at HEAD · Grid Binder</title>" in launch()
+
+
+def test_a_label_with_markup_in_the_confirmation_renders_as_text():
+    html = launch(confirm=True, label=SCRIPT)
+    assert SCRIPT not in html
+    assert html.count("&lt;script&gt;window.__xss=1&lt;/script&gt;") == 3  # title, lead, text
 
 
 def test_a_reason_with_markup_renders_as_text():
