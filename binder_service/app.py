@@ -84,8 +84,10 @@ class BinderHandler(HubOAuthenticated, web.RequestHandler):
         return self.request.path[len(self.prefix) + len(route) :]
 
     def query(self) -> dict[str, str]:
-        """The link's query (``labpath``, ``urlpath``...), without the launch token."""
-        return {k: self.get_argument(k) for k in self.request.query_arguments if k != LAUNCH_TOKEN}
+        """The link's query (``labpath``, ``urlpath``...), without the launch and XSRF
+        tokens."""
+        own = (LAUNCH_TOKEN, "_xsrf")
+        return {k: self.get_argument(k) for k in self.request.query_arguments if k not in own}
 
     def site_name(self) -> str:
         return self.binder.site_name
@@ -141,7 +143,9 @@ class LaunchPageHandler(BinderHandler):
         user = self.current_user["name"]
         suffix = f"?{urlencode(query)}" if query else ""
         token = launch_token(self.settings["launch_key"], user, f"v2/{path}{suffix}")
-        stream_query = urlencode({**query, LAUNCH_TOKEN: token})
+        # _xsrf: a browser's EventSource is a same-origin "cors" fetch, on which the hub's
+        # OAuth login checks the XSRF token before it names the user.
+        stream_query = urlencode({**query, LAUNCH_TOKEN: token, "_xsrf": self.xsrf_token})
         self.finish(
             pages.render_launch(
                 base_url=self.prefix,

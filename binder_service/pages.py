@@ -33,8 +33,8 @@ STATIC_DIR = HERE / "static"
 #: The phases of a launch, in order, as the event stream names them (mybinder's), and
 #: what the progress page calls each one. ``failed`` can end any of them.
 PHASES = (
-    ("waiting", "Waiting for a builder"),
     ("fetching", "Fetching the content"),
+    ("waiting", "Waiting for a builder"),
     ("building", "Building the environment"),
     ("built", "Environment ready"),
     ("launching", "Starting your server"),

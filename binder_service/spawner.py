@@ -165,8 +165,16 @@ class LocalBinderMixin(BinderSpawnerMixin):
         # The environment's commands first in a terminal, its kernel spec found first.
         env = dict(self.environment)
         env["PATH"] = os.pathsep.join([str(Path(python).parent), os.environ.get("PATH", "")])
-        if isinstance(environment.get("jupyter_path"), str):
-            env["JUPYTER_PATH"] = environment["jupyter_path"]
+        paths = [environment.get("jupyter_path")]
+        shared = environment.get("shared_prefix")
+        if isinstance(shared, str):  # JupyterLab is the shared installation's: its files
+            base = Path(shared)
+            paths.append(str(base / "share" / "jupyter"))
+            env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+                filter(None, [env.get("JUPYTER_CONFIG_PATH"), str(base / "etc" / "jupyter")])
+            )
+            env["JUPYTERLAB_DIR"] = str(base / "share" / "jupyter" / "lab")
+        env["JUPYTER_PATH"] = os.pathsep.join(p for p in paths if isinstance(p, str))
         self.environment = env
 
 

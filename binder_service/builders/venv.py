@@ -451,6 +451,8 @@ class VenvBuilder(Builder):
             "python": str(link / "bin" / "python"),
             "jupyter_path": str(link / "share" / "jupyter"),
         }
+        if self.base == "share":  # where the shared JupyterLab's data and config live
+            environment["shared_prefix"] = sys.prefix
         return BuildResult(key, self.name, environment, freeze)
 
     async def remove(self, key: str) -> None:

@@ -179,6 +179,8 @@ class BuildStream(Base):
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.write("retry: 200\n\n")
+        repo_name = repo
+        await self.event(phase="fetching", message=f"Fetching {repo_name}\n")
         await self.event(phase="waiting", position=2, message="Waiting for a build slot\n")
         if "flood" in repo:
             for batch in range(FLOOD // 100):
@@ -188,7 +190,6 @@ class BuildStream(Base):
             return
         if "fails" not in repo and "drops" not in repo:
             await self.server.gate(f"{key}:queued").wait()
-        await self.event(phase="fetching", message=f"Fetching {repo}\n")
         await self.event(phase="building", message="Step 1/2: installing the requirements\n")
         for line in BUILD_LINES:
             await self.event(phase="building", message=line + "\n")
@@ -435,13 +436,14 @@ def test_progress_follows_the_stream_to_the_session(page, server):
     page.click("#launch-button")
     page.wait_for_url(f"{server.url}{BASE}v2/{key}")
     expect(page.locator("#launch-label")).to_have_text("GitHub o/builds at HEAD")
-    # Held in the queue: two launches ahead, nothing fetched yet.
+    # Fetched, then held in the queue: two launches ahead, nothing built yet.
+    expect(phase(page, "fetching")).to_have_attribute("data-state", "done")
     expect(phase(page, "waiting")).to_have_attribute("data-state", "active")
     expect(phase(page, "waiting")).to_contain_text("2 launches ahead of you")
     expect(page.locator("#launch-status")).to_have_text(
         "Waiting for a builder: 2 launches ahead of you"
     )
-    expect(phase(page, "fetching")).to_have_attribute("data-state", "pending")
+    expect(phase(page, "building")).to_have_attribute("data-state", "pending")
     server.release(f"{key}:queued")
     # Building, held before built: the log has the lines so far, in order.
     expect(phase(page, "building")).to_have_attribute("data-state", "active")

@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from egi_hub.names import path_component
 from tests.gitserver import GitServer, start_git_server
 from tests.kernel import run_code_async
 from tests.stackrunner import (
@@ -159,12 +160,20 @@ def test_a_git_repo_launches_into_its_environment_and_a_notebook_commit_needs_no
     assert "/binder/envs/" not in json.dumps(builds)  # no paths of the service's disk
 
     # A commit that changes only a notebook: new content, same environment, no build.
-    git.commit("demo", {"second.ipynb": NOTEBOOK})
-    events = launch(alice, git_spec(git, "demo"))
+    # (by its SHA: "main" stays resolved to the first commit for Resolver.cache_ttl)
+    sha = git.commit("demo", {"second.ipynb": NOTEBOOK})
+    events = launch(alice, git_spec(git, "demo", sha))
     assert "building" not in phases(events) and phases(events)[-1] == "ready", events
     assert any("Reusing environment" in e["message"] for e in events if e["phase"] == "built")
-    assert events[-1]["url"] != ready["url"]
+    assert any(sha[:7] in e["message"] for e in events if e["phase"] == "fetching")
+    second = events[-1]["url"]
+    assert second != ready["url"]
     assert len(alice.get(f"{PREFIX}api/v1/builds").json()["builds"]) == 1
+    # The new session's folder holds the new commit's content.
+    session = stack.data_dir / "users" / "alice" / "binder" / path_component(second.split("/")[3])
+    assert sorted(p.name for p in session.iterdir() if p.suffix == ".ipynb") == [
+        "index.ipynb", "second.ipynb"
+    ]  # fmt: skip
 
 
 def test_a_bad_link_fails_with_its_reason_and_the_service_keeps_serving(

@@ -130,7 +130,7 @@ def test_launch_page_lists_the_phases_in_order():
     page = Tags(launch())
     phases = [a["data-phase"] for tag, a in page.tags if "data-phase" in a]
     assert phases == [name for name, _ in PHASES]
-    assert phases == ["waiting", "fetching", "building", "built", "launching", "ready"]
+    assert phases == ["fetching", "waiting", "building", "built", "launching", "ready"]
     assert page.attr("failure-reason", "role") == "alert"
 
 
