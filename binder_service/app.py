@@ -23,7 +23,7 @@ import json
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
@@ -52,7 +52,9 @@ def launch_token(key: bytes, user: str, path: str, now: float | None = None) -> 
 
 def check_launch_token(key: bytes, token: str, user: str, path: str) -> bool:
     issued, _, _ = token.partition(".")
-    if not issued.isdigit() or time.time() - int(issued) > LAUNCH_TOKEN_TTL:
+    if not (issued.isascii() and issued.isdigit()) or not token.isascii():
+        return False
+    if time.time() - int(issued) > LAUNCH_TOKEN_TTL:
         return False
     return hmac.compare_digest(token, launch_token(key, user, path, now=int(issued)))
 
@@ -154,10 +156,22 @@ class LaunchPageHandler(BinderHandler):
                 build_url=f"{self.prefix}build/{path}?{stream_query}",
                 user=user,
                 site_name=self.site_name(),
-                # Unless the user came from this service's own page, they confirm before
+                # Unless the user came from this service's own pages, they confirm before
                 # code of that repository runs in their account (their data, their token).
-                confirm=self.request.headers.get("Sec-Fetch-Site") != "same-origin",
+                confirm=not self._from_own_pages(),
             )
+        )
+
+    def _from_own_pages(self) -> bool:
+        """A navigation from one of the service's pages (same origin, and a Referer
+        under its prefix: a link in a notebook or on another user's server on the hub's
+        origin is same-origin too, and still asks)."""
+        if self.request.headers.get("Sec-Fetch-Site") != "same-origin":
+            return False
+        referer = urlsplit(self.request.headers.get("Referer", ""))
+        own = f"{self.request.protocol}://{self.request.host}"
+        return f"{referer.scheme}://{referer.netloc}" == own and referer.path.startswith(
+            self.prefix
         )
 
 
@@ -212,8 +226,8 @@ class EventsHandler(BinderHandler):
             await self._stop()
 
     def _from_own_page(self, path: str, user: str) -> bool:
-        if self.request.headers.get("Authorization"):
-            return True  # a token the client holds itself: no browser cookie involved
+        if getattr(self, "_token_authenticated", False):
+            return True  # a token the client holds itself (header), not a browser cookie
         if self.request.headers.get("Sec-Fetch-Site", "same-origin") != "same-origin":
             return False
         query = self.query()
@@ -239,9 +253,6 @@ class CheckHandler(BinderHandler):
             request = parse_launch(path, self.query())
         except BadSpec as e:
             raise web.HTTPError(400, "%s", str(e)) from None
-        why = self.binder.list_refusal(request.spec.path)
-        if why:
-            raise web.HTTPError(403, "%s", why)
         self.finish({"path": request.spec.path, "label": request.spec.label})
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "classify",
     "environment_files",
     "environment_key",
+    "local_paths",
     "local_requirement",
     "names_local_path",
     "requirement_lines",
@@ -213,30 +214,46 @@ def requirement_lines(text: str) -> list[str]:
 
 
 def local_requirement(line: str) -> bool:
-    """Whether a pip requirement line names a local file or folder (``-e .``, ``./pkg``,
-    ``-r other.txt``, ``file://``, an absolute path): repo2docker's rule, plus absolute
-    paths."""
-    line = line.split("#", 1)[0].strip()
-    if not line or line.startswith("--pre"):
-        return False
-    if line.startswith(("-r", "-c", "--requirement", "--constraint")):
-        return True
-    if line.startswith("--") and "=" in line:
-        line = line.split("=", 1)[1]
-    elif line[:2] in ("-e", "-f", "-i") and len(line) > 2 and not line[2].isspace():
-        line = line[2:].lstrip("=")  # "-e." or "-e../x": optparse's attached value
-    elif line.startswith("-"):
-        parts = line.split(None, 1)
-        if len(parts) == 1:
-            return False
-        line = parts[1]
-    if "file:" in line:
-        return True
-    return names_local_path(line.split()[0] if line.split() else "")
+    """Whether a pip requirement line reads anything from the disk (`local_paths`)."""
+    return bool(local_paths(line))
 
 
-#: What pip takes for a local archive when a requirement is a bare file name.
-LOCAL_ARCHIVES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")
+#: pip's options whose value is a path (or a URL): ``-e pkg``, ``-fwheels``, ``-r x.txt``.
+_PATH_OPTIONS = ("-e", "--editable", "-r", "--requirement", "-c", "--constraint",
+                 "-f", "--find-links")  # fmt: skip
+
+
+def local_paths(line: str) -> list[tuple[str, str]]:
+    """The (option, path) pairs a requirement line names locally: the value of a path
+    option (``-e``, ``-r``, ``-c``, ``-f``), a ``file:`` URL anywhere (``pkg @ file:///x``,
+    ``git+file:///x``), a requirement that is a path (``./pkg``, ``/abs``)."""
+    words = line.split("#", 1)[0].split()
+    found = []
+    for i, word in enumerate(words):
+        option, _, value = word.partition("=")
+        if option not in _PATH_OPTIONS and word[:2] in _PATH_OPTIONS:  # "-e../x"
+            option, value = word[:2], word[2:]
+        if option in _PATH_OPTIONS:
+            value = value or (words[i + 1] if i + 1 < len(words) else "")
+        elif i == 0 and names_local_path(word):
+            option, value = "", word
+        elif "file:" in word:
+            option, value = "", word
+        else:
+            continue
+        if "file:" in value:
+            value = value.split("file:", 1)[1]
+            value = "/" + value.lstrip("/") if value.startswith("//") else value
+        elif "://" in value:
+            continue
+        found.append((option, value))
+    return found
+
+
+#: What pip takes for a local archive when a requirement is a bare file name (pip's
+#: ARCHIVE_EXTENSIONS).
+LOCAL_ARCHIVES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz",
+                  ".tlz", ".tar.lz", ".tar.lzma", ".tar")  # fmt: skip
 
 
 def names_local_path(word: str) -> bool:

@@ -29,6 +29,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from traitlets import Enum, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -44,13 +45,26 @@ from .specs import BadSpec, LaunchRequest, parse_launch
 from .store import BuildStore
 from .ticket import sign_ticket
 
-__all__ = ["BUILDERS", "BinderConfigError", "BinderService", "LaunchUser"]
+__all__ = ["BUILDERS", "BinderConfigError", "BinderService", "LaunchUser", "canonical_source"]
 
 BUILDERS = {
     "venv": "egi_hub.binder_service.builders.venv:VenvBuilder",
     "docker": "egi_hub.binder_service.builders.docker:DockerBuilder",
     "kubernetes": "egi_hub.binder_service.builders.kubernetes:KubernetesBuilder",
 }
+
+
+def canonical_source(source: str) -> str:
+    """``host/path`` of a resolved source, one spelling per repository: host in lower
+    case without a trailing dot or a default port, ``//`` collapsed, no trailing ``/``
+    or ``.git`` (``https://GitHub.com.:443//org/repo.git/`` -> ``github.com/org/repo``)."""
+    parts = urlsplit(source)
+    host = (parts.hostname or "").rstrip(".")
+    default = {"https": 443, "http": 80, "git": 9418}.get(parts.scheme)
+    if parts.port and parts.port != default:
+        host = f"{host}:{parts.port}"
+    path = re.sub(r"/{2,}", "/", parts.path).strip("/").removesuffix(".git").rstrip("/")
+    return f"{host}/{path}"
 
 
 class BinderConfigError(Exception):
@@ -141,19 +155,18 @@ class BinderService(LoggingConfigurable):
 
     allowed_specs = PatternList(
         help="""
-        Regular expressions; when given, only links that match one of them launch. Each
-        is searched, ignoring case, in the link's spec (``gh/org/repo/ref``,
-        ``git/<escaped url>/ref``, ``zenodo/10.5281/...``) and in the source it resolves
-        to (``https://github.com/org/repo``, a record's API URL): write
-        ``github\\.com/my-org/`` to catch every spelling of a repository. Default: every
-        spec.
+        Regular expressions; when given, only repositories that match one of them
+        launch. Each must match the start of the canonical ``host/path`` the link
+        resolves to, ignoring case: ``github\\.com/my-org/`` (a GitHub organisation,
+        however a link spells it), ``gitlab\\.example\\.org/``, ``zenodo\\.org/``
+        (records: their API URL's host and path). Default: every repository.
         """,
     ).tag(config=True)
 
     banned_specs = PatternList(
         help="""
-        Regular expressions of links that never launch, matched as ``allowed_specs``
-        (spec and resolved source, ignoring case), checked after it.
+        Regular expressions of repositories that never launch, matched as
+        ``allowed_specs`` (the start of the canonical ``host/path``, ignoring case).
         """,
     ).tag(config=True)
 
@@ -216,20 +229,18 @@ class BinderService(LoggingConfigurable):
 
     # -- checks -----------------------------------------------------------------------
 
-    def list_refusal(self, *names: str) -> str | None:
-        """Why the site's allow and ban lists refuse a launch, or None. Each pattern is
-        searched, ignoring case, in every one of ``names``: the link's spec
-        (``gh/org/repo/ref``) and, once resolved, the source it resolved to
-        (``https://github.com/org/repo``), so a repository spelled another way (another
-        provider prefix, other capitals) meets the same rules."""
-        texts = [n.removeprefix("v2/") for n in names if n]
-
-        def hits(patterns: list[str]) -> bool:
-            return any(re.search(p, t, re.IGNORECASE) for p in patterns for t in texts)
-
-        if self.allowed_specs and not hits(self.allowed_specs):
+    def list_refusal(self, source: str) -> str | None:
+        """Why the site's allow and ban lists refuse the repository a launch resolved to,
+        or None. Each pattern must match the start of its canonical ``host/path``
+        (`canonical_source`: ``github.com/org/repo``), ignoring case: however a link
+        spells a repository (provider prefix, port, capitals, ``.git``, a ref that
+        looks like a path), it meets the same rules."""
+        where = canonical_source(source)
+        if self.allowed_specs and not any(
+            re.match(p, where, re.IGNORECASE) for p in self.allowed_specs
+        ):
             return "this site does not launch this repository (it is not on its allowed list)"
-        if hits(self.banned_specs):
+        if any(re.match(p, where, re.IGNORECASE) for p in self.banned_specs):
             return "this site does not launch this repository (it is on its ban list)"
         return None
 
@@ -240,9 +251,9 @@ class BinderService(LoggingConfigurable):
         (or a second tab) follows the launch already under way, from its first event,
         and one that goes away does not stop it."""
         digest = hashlib.sha256(json.dumps([path, sorted(query.items())]).encode()).hexdigest()
-        mine = f"launch-{user.name}-"
-        key = mine + digest[:24]
-        running = sum(1 for k in self.jobs.running if k.startswith(mine))
+        mine = f"launch-{user.name}"
+        key = f"{mine}-{digest[:24]}"  # (the digest is hex: no "-" in it)
+        running = sum(1 for k in self.jobs.running if k.rsplit("-", 1)[0] == mine)
         if key not in self.jobs.running and running >= self.max_launches_per_user:
 
             async def refuse(job: Job) -> None:
@@ -268,10 +279,6 @@ class BinderService(LoggingConfigurable):
         except BadSpec as e:
             yield _failed(f"bad link: {e}")
             return
-        why = self.list_refusal(request.spec.path)
-        if why:
-            yield _failed(why)
-            return
         unavailable = await asyncio.to_thread(self.build_backend.unavailable)
         if unavailable:
             yield _failed(f"the {self.builder} builder cannot run: {unavailable}")
@@ -292,7 +299,7 @@ class BinderService(LoggingConfigurable):
     ) -> AsyncIterator[dict[str, Any]]:
         yield {"phase": "fetching", "message": f"Resolving {request.spec.label}\n"}
         resolved = await self.resolver.resolve(request.spec)
-        why = self.list_refusal(request.spec.path, resolved.source)
+        why = self.list_refusal(resolved.source)
         if why:
             yield _failed(why)
             return
@@ -483,10 +490,10 @@ class BinderService(LoggingConfigurable):
         self, request: LaunchRequest, resolved: Resolved, record: dict[str, Any],
         content: Path, user: LaunchUser,
     ) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
-        server = session_name(resolved.source, resolved.content_id)
+        server = session_name(canonical_source(resolved.source), resolved.content_id)
         if self.repo_quota:
             running = await self.launcher.count_sessions(
-                repo_prefix(resolved.source), besides=server
+                repo_prefix(canonical_source(resolved.source)), besides=server
             )
             if running >= self.repo_quota:
                 raise LaunchFailed(

@@ -164,7 +164,12 @@ class LocalBinderMixin(BinderSpawnerMixin):
         self.args = [*self.args, *self.binder_args()]
         # The environment's commands first in a terminal, its kernel spec found first.
         env = dict(self.environment)
-        env["PATH"] = os.pathsep.join([str(Path(python).parent), os.environ.get("PATH", "")])
+        bin_dir = str(Path(python).parent)
+        env["PATH"] = os.pathsep.join(filter(None, [bin_dir, os.environ.get("PATH", "")]))
+        # Tools that follow VIRTUAL_ENV (pip, uv) install into the session's environment,
+        # never into the hub's (whose VIRTUAL_ENV the hub passes on otherwise).
+        env["VIRTUAL_ENV"] = str(Path(bin_dir).parent)
+        env["PYTHONPATH"] = ""
         paths = [environment.get("jupyter_path")]
         shared = environment.get("shared_prefix")
         if isinstance(shared, str):  # JupyterLab is the shared installation's: its files
@@ -174,7 +179,8 @@ class LocalBinderMixin(BinderSpawnerMixin):
                 filter(None, [env.get("JUPYTER_CONFIG_PATH"), str(base / "etc" / "jupyter")])
             )
             env["JUPYTERLAB_DIR"] = str(base / "share" / "jupyter" / "lab")
-        env["JUPYTER_PATH"] = os.pathsep.join(p for p in paths if isinstance(p, str))
+        paths.append(env.get("JUPYTER_PATH"))  # the site's own, after the session's
+        env["JUPYTER_PATH"] = os.pathsep.join(p for p in paths if isinstance(p, str) and p)
         self.environment = env
 
 

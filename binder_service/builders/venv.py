@@ -76,8 +76,6 @@ _COPY = (  # symlinks stay links (envkey refused those leaving the content), no 
     "shutil.copytree(*sys.argv[1:], symlinks=True, ignore=shutil.ignore_patterns('.git'))"
 )
 _READ = "import sys, sysconfig as s; print('%d.%d' % sys.version_info[:2], s.get_path('purelib'))"
-_PATH_OPTIONS = ("-e", "--editable", "-r", "--requirement", "-c", "--constraint",
-                 "-f", "--find-links")  # fmt: skip
 
 
 def nolog(line: str) -> None:
@@ -86,33 +84,6 @@ def nolog(line: str) -> None:
 
 def _base_python() -> str:
     return getattr(sys, "_base_executable", "") or sys.executable
-
-
-def _local_paths(line: str) -> list[tuple[str, str]]:
-    """The (option, path) pairs a requirement line names locally: the value of a path
-    option (``-e``, ``-r``, ``-c``, ``-f``), a ``file:`` URL anywhere (``pkg @ file:///x``,
-    ``git+file:///x``), a requirement that is a path (``./pkg``, ``/abs``)."""
-    words = line.split("#", 1)[0].split()
-    found = []
-    for i, word in enumerate(words):
-        option, _, value = word.partition("=")
-        if option not in _PATH_OPTIONS and word[:2] in _PATH_OPTIONS:  # "-e../x"
-            option, value = word[:2], word[2:]
-        if option in _PATH_OPTIONS:
-            value = value or (words[i + 1] if i + 1 < len(words) else "")
-        elif i == 0 and envkey.names_local_path(word):
-            option, value = "", word
-        elif "file:" in word:
-            option, value = "", word
-        else:
-            continue
-        if "file:" in value:
-            value = value.split("file:", 1)[1]
-            value = "/" + value.lstrip("/") if value.startswith("//") else value
-        elif "://" in value:
-            continue
-        found.append((option, value))
-    return found
 
 
 def failure_line(tail: list[str]) -> str:
@@ -145,7 +116,7 @@ def check_requirements(
     path = (root / rel).resolve()
     lines = envkey.requirement_lines(path.read_text(errors="replace"))
     for number, line in enumerate(lines, 1):
-        for option, value in _local_paths(line):
+        for option, value in envkey.local_paths(line):
             nested = option in ("-r", "--requirement", "-c", "--constraint")
             target = ((path.parent if nested else cwd) / value).resolve()
             if value.startswith("/") or not target.is_relative_to(root):
@@ -180,7 +151,7 @@ def _environment_requirements(root: Path, cwd: Path, pip: tuple[str, ...], home:
     stay inside ``root``; ``-r``/``-c`` become absolute (the file is not beside them)."""
     lines = []
     for line in pip:
-        for option, value in _local_paths(line):
+        for option, value in envkey.local_paths(line):
             target = (cwd / value).resolve()
             if value.startswith("/") or not target.is_relative_to(root):
                 raise BuildFailed(

@@ -178,6 +178,25 @@ def _git_failure(stderr: str, where: str) -> ResolveError:
     return ResolveError(f"git could not list the branches and tags of {where}", 502)
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A global unicast address, also inside the IPv6 forms that carry an IPv4 one
+    (mapped, 6to4, Teredo, NAT64), whose IPv4 address must be public too."""
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour
+        if address.teredo:
+            inner = address.teredo[1]
+        if address in _NAT64:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None:
+            return _public(inner)
+    return True
+
+
 async def check_public_host(url: str) -> None:
     """`ResolveError` (403) unless every address ``url``'s host resolves to is public."""
     host = urlsplit(url).hostname or ""
@@ -187,7 +206,7 @@ async def check_public_host(url: str) -> None:
         raise ResolveError(f"the host {host[:80]!r} does not resolve", 404) from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not address.is_global or address.is_multicast:
+        if not _public(address):
             raise ResolveError(
                 f"{host[:80]} is an internal address ({address}): this site launches "
                 "repositories from public hosts only",
@@ -399,6 +418,9 @@ class GitProvider(LoggingConfigurable):
         env.update(
             HOME=home, XDG_CONFIG_HOME=home, GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull,
             GIT_TERMINAL_PROMPT="0", GIT_ALLOW_PROTOCOL=":".join(GIT_SCHEMES), LC_ALL="C",
+            # a redirect never takes ls-remote to another (an internal) host
+            GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.followRedirects",
+            GIT_CONFIG_VALUE_0="false",
         )  # fmt: skip
         return env
 

@@ -263,7 +263,7 @@ def test_a_fifo_in_whole_source_content_is_refused(tmp_path):
         ("--index-url https://pypi.example.org/simple", False),
         ("-e.", True),
         ("-e../x", True),
-        ("-fwheels", False),
+        ("-fwheels", True),  # pip resolves it beside the requirements file
         ("-f./wheels", True),
     ],
 )
@@ -411,3 +411,22 @@ def test_requirements_pip_reads_from_the_disk_count_as_local(line):
 )
 def test_requirement_names_and_urls_are_not_local(line):
     assert not local_requirement(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-f wheels",
+        "--find-links=wheels",
+        "-fwheels",
+        "--no-index --find-links wheels",
+        "-e pkg",
+        "--editable=pkg",
+        "helper-1.0.tbz",
+        "helper-1.0.tar.lzma",
+    ],
+)
+def test_every_option_value_pip_reads_from_the_disk_is_local(line):
+    """A repository cannot share a venv key with another while pip installs its own
+    wheels or package folder: these make the key cover the whole source."""
+    assert local_requirement(line)

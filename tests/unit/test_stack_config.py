@@ -147,7 +147,7 @@ def test_the_binder_service_is_started_with_least_privilege_and_can_be_turned_of
     would let it mint any token of the user's)."""
     c = build_config({}, data_dir=str(tmp_path)).config
     binder = services(c)["binder"]
-    assert binder["oauth_client_allowed_scopes"] == ["servers!user", "read:servers!user"]
+    assert binder["oauth_client_allowed_scopes"] == ["start:servers!user", "read:servers!user"]
     (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "egi-binder"]
     assert role["scopes"] == ["list:users", "read:servers"] and role["services"] == ["binder"]
     secret = (tmp_path / "binder_ticket_secret").read_text()
