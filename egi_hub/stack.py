@@ -42,9 +42,10 @@ IDLE_CULLER = "idle-culler"
 BINDER = "binder"
 #: What the Binder service's login token may do, for the user who logged in only: start
 #: and follow their own servers, never stop or delete them (egi_hub.binder_service
-#: .launcher launches as the user, so the hub's rules apply as to any start). Not ``tokens!user``: the hub checks a new
-#: token's scopes against its owner's, so that would let the service make any token of
-#: the user's, admin ones included; nor ``access:servers``: it never talks to sessions.
+#: .launcher launches as the user, so the hub's rules apply as to any start). Not
+#: ``tokens!user``: the hub checks a new token's scopes against its owner's, so that
+#: would let the service make any token of the user's, admin ones included; nor
+#: ``access:servers``: it never talks to sessions.
 BINDER_OAUTH_SCOPES = ["start:servers!user", "read:servers!user"]
 BINDER_SERVICE_SCOPES = ["list:users", "read:servers"]
 #: Sections of the site file that configure the Binder service (its own process).
