@@ -118,7 +118,8 @@ async def test_file_and_ext_urls_never_reach_git(unit_lane_guard):
 
 
 async def test_a_full_sha_resolves_to_itself_without_a_remote_call():
-    provider = GitProvider()
+    # (no DNS look-up either: the public-host check has its own tests, with addresses)
+    provider = GitProvider(allow_private_hosts=True)
     url = "https://git.example.org/team/repo.git"
     spec = RepoSpec("git", url, A.upper())
     resolved = await provider.resolve(spec)
