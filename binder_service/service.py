@@ -2,8 +2,9 @@
 
 One launch (`BinderService.launch`) goes through the phases mybinder's clients know:
 
-1. the link is parsed and checked against the site's allow and ban lists;
-2. the spec is resolved to immutable content (`Resolver`: a commit, a record version);
+1. the link is parsed;
+2. the spec is resolved to immutable content (`Resolver`: a commit, a record version),
+   whose repository the site's allow and ban lists must admit;
 3. the content is fetched once per content id (``fetching``; shared by every launch of
    it, kept under ``<data_dir>/content``);
 4. its environment key is computed from the environment files only (`envkey`), and the
@@ -36,8 +37,9 @@ from traitlets.config import LoggingConfigurable
 
 from egi_hub.traits import PatternList
 
-from .builders.base import BuildFailed
+from .builders.base import BuildFailed, BuildResult
 from .envkey import EnvironmentRefused, environment_key
+from .fetch import fetch
 from .jobs import Job, Jobs
 from .launcher import HubLauncher, LaunchFailed, repo_prefix, session_name
 from .providers.base import FetchError, Resolved, ResolveError
@@ -318,7 +320,7 @@ class BinderService(LoggingConfigurable):
             yield _failed(reason)
             return
         record = await asyncio.to_thread(self.store.get, key)
-        if not (record and record.get("state") == "built" and self._still_built(record)):
+        if not (record and record.get("state") == "built" and await self._present(record)):
             if key not in self.jobs.running:
                 mine = self.queued_by.setdefault(user.name, set())
                 if len(mine) >= self.max_queued_per_user:
@@ -360,12 +362,15 @@ class BinderService(LoggingConfigurable):
         except (BuildFailed, EnvironmentRefused) as e:
             return "", str(e)
 
-    def _still_built(self, record: dict[str, Any]) -> bool:
-        venv = (record.get("environment") or {}).get("python")
-        return venv is None or Path(venv).is_file()
+    async def _present(self, record: dict[str, Any]) -> bool:
+        """Whether a stored build's environment is still there (the builder knows how:
+        a venv's marker, an image in the engine)."""
+        result = BuildResult(
+            record["key"], record.get("backend", self.builder), record.get("environment") or {}
+        )
+        return await self.build_backend.present(result)
 
     async def _fetch(self, job: Job, resolved: Resolved, content: Path) -> None:
-
         job.emit({"phase": "fetching", "message": f"Fetching {resolved.label}\n"})
         if self._fetch_slots.locked():
             job.emit({"phase": "fetching", "message": "Waiting for a free fetch slot\n"})
@@ -373,8 +378,6 @@ class BinderService(LoggingConfigurable):
             await self._fetch_now(job, resolved, content)
 
     async def _fetch_now(self, job: Job, resolved: Resolved, content: Path) -> None:
-        from .fetch import fetch
-
         settings = None
         if resolved.provider != "git":  # the record sites this site allows, and no others
             settings = self.resolver.provider_for("doi").fetch_settings()
@@ -490,11 +493,10 @@ class BinderService(LoggingConfigurable):
         self, request: LaunchRequest, resolved: Resolved, record: dict[str, Any],
         content: Path, user: LaunchUser,
     ) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
-        server = session_name(canonical_source(resolved.source), resolved.content_id)
+        repository = canonical_source(resolved.source)
+        server = session_name(repository, resolved.content_id)
         if self.repo_quota:
-            running = await self.launcher.count_sessions(
-                repo_prefix(canonical_source(resolved.source)), besides=server
-            )
+            running = await self.launcher.count_sessions(repo_prefix(repository), besides=server)
             if running >= self.repo_quota:
                 raise LaunchFailed(
                     f"this repository already has {running} sessions running, the most this "
