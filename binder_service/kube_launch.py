@@ -69,6 +69,7 @@ from tornado import web
 from traitlets import Dict, Float, Integer, List, Unicode
 
 from egi_hub._version import __version__
+from egi_hub.names import label_value
 
 from .spawner import BinderSpawnerMixin
 
@@ -109,7 +110,6 @@ COPY_SCRIPT = (
 )
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,500}")
-_LABEL = re.compile(r"[^A-Za-z0-9._-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -269,7 +269,7 @@ class KubeBinderMixin(BinderSpawnerMixin):
         self.volume_mounts = _with(self.volume_mounts, "binder", mount)
 
     def binder_labels(self, launch: dict[str, Any]) -> dict[str, str]:
-        key = _LABEL.sub("-", str(launch.get("key") or ""))[:63].strip("-._")
+        key = label_value(str(launch.get("key") or ""))
         labels = {COMPONENT_LABEL: COMPONENT}
         if key:
             labels[KEY_LABEL] = key

@@ -1,11 +1,13 @@
-"""Names derived from usernames that are safe on disk and cannot collide."""
+"""Names derived from user input that are safe where they go: on disk (injective, so they
+cannot collide) and as Kubernetes label values."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 
-__all__ = ["path_component"]
+__all__ = ["label_value", "path_component"]
 
 _SAFE = frozenset(string.ascii_lowercase + string.digits + "_.")
 MAX_COMPONENT = 120  # well under the 255 bytes file systems allow in one name
@@ -35,3 +37,9 @@ def path_component(name: str) -> str:
         digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
         result = f"{result[:100].rstrip('-')}--{digest}"
     return result
+
+
+def label_value(text: str) -> str:
+    """A valid Kubernetes label value (63 characters of ``[A-Za-z0-9._-]``, alnum ends)."""
+    value = re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:63]
+    return value.strip("-._")

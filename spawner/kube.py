@@ -17,7 +17,6 @@ a ResourceQuota is exceeded gives the same kind of clear refusal as the hub's ow
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 
 from egi_hub.binder_service.kube_launch import KubeBinderMixin
+from egi_hub.names import label_value
 from egi_hub.storage_mounts.kube import (
     CREDENTIALS_DIR,
     OWNER_LABELS,
@@ -42,13 +42,7 @@ from .quota import Charge
 from .refusals import resource_quota_refusal
 from .vo_spawning import VOSpawnerMixin
 
-__all__ = ["EGIKubeSpawner", "label_value"]
-
-
-def label_value(text: str) -> str:
-    """A valid Kubernetes label value (63 characters of ``[A-Za-z0-9._-]``, alnum ends)."""
-    value = re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:63]
-    return value.strip("-._")
+__all__ = ["EGIKubeSpawner"]
 
 
 class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
