@@ -26,9 +26,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from egi_hub.names import CONTROL as _CONTROL
+
 __all__ = ["ArchiveError", "Extracted", "check_member_name", "extract_zip"]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 MAX_NAME = 4096  # PATH_MAX: longer names cannot be made anyway
 MAX_SEGMENT = 255  # NAME_MAX

@@ -42,6 +42,8 @@ import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
+from egi_hub.names import CONTROL as _CONTROL
+
 __all__ = [
     "ENVIRONMENT_FILES",
     "MAX_FILE_BYTES",
@@ -85,7 +87,6 @@ MAX_FILE_BYTES = 4 * 2**20  # one environment file (a large Pipfile.lock is ~0.5
 MAX_SOURCE_FILES = 50_000  # whole-source keys: files hashed
 MAX_SOURCE_BYTES = 4 * 2**30
 KEY_VERSION = b"egi-hub binder environment key 1"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class EnvironmentRefused(ValueError):

@@ -69,6 +69,7 @@ from tornado import web
 from traitlets import Dict, Float, Integer, List, Unicode
 
 from egi_hub._version import __version__
+from egi_hub.names import CONTROL as _CONTROL
 from egi_hub.names import label_value
 
 from .spawner import BinderSpawnerMixin
@@ -110,7 +111,6 @@ COPY_SCRIPT = (
 )
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,500}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def session_image(environment: Any) -> str:

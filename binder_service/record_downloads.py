@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +38,8 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 from repo2docker.contentproviders import Dataverse, Figshare, Zenodo
 from repo2docker.utils import deep_get
+
+from egi_hub.names import CONTROL as _CONTROL
 
 from .archives import ArchiveError, check_member_name, extract_zip
 
@@ -55,7 +56,6 @@ MAX_JSON = 8 << 20
 MAX_LINE = 1000
 CHUNK = 1 << 16
 TIMEOUT = (15, 120)  # connect, read (seconds); the whole fetch has the service's deadline
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
 
 

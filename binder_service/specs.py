@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
+from egi_hub.names import CONTROL as _CONTROL
+
 __all__ = ["PROVIDERS", "BadSpec", "LaunchRequest", "RepoSpec", "parse_launch"]
 
 #: Provider prefixes a link may use, and what each one is.
@@ -37,7 +39,6 @@ PROVIDERS = {
 
 MAX_PART = 255  # one name or ref (git refs and GitHub names are far shorter in practice)
 MAX_URL = 2048
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # GitHub owner and repository names: letters, digits, '-', '_' and '.'.
 _GH_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 # git check-ref-format's rules that matter here: no '..', no '@{', no '\', no space,

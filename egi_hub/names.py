@@ -1,5 +1,5 @@
-"""Names derived from user input that are safe where they go: on disk (injective, so they
-cannot collide) and as Kubernetes label values."""
+"""Names from user input, made safe where they go (on disk, injectively, so they cannot
+collide; as Kubernetes label values), and the control characters no name may hold."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import hashlib
 import re
 import string
 
-__all__ = ["label_value", "path_component"]
+__all__ = ["CONTROL", "CONTROL_CHARS", "label_value", "path_component"]
+
+#: C0 and C1 control characters and DEL, as a regex class body: never part of a name, a
+#: path or a link egi-hub accepts (C1 too: some terminals act on them).
+CONTROL_CHARS = "\x00-\x1f\x7f-\x9f"
+CONTROL = re.compile(f"[{CONTROL_CHARS}]")
 
 _SAFE = frozenset(string.ascii_lowercase + string.digits + "_.")
 MAX_COMPONENT = 120  # well under the 255 bytes file systems allow in one name

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from egi_hub.config import TraitPathError, expect
+from egi_hub.names import CONTROL as _CONTROL
 
 from .mounts import Mount, check_https_url, register_kind
 
 __all__ = ["DatahubMount"]
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @register_kind

@@ -35,6 +35,8 @@ import httpx
 from traitlets import Float, Instance, Integer, List, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
+from egi_hub.names import CONTROL as _CONTROL
+
 from ..archives import ArchiveError, check_member_name
 from ..specs import RepoSpec
 from .base import Resolved, ResolveError
@@ -45,7 +47,6 @@ MAX_JSON = 8 << 20  # bytes of a record's JSON (1000 files' entries are well und
 MAX_HANDLE_JSON = 256 << 10  # bytes of a handle record
 MAX_URL = 2048
 MAX_REMEMBERED = 10_000  # DOIs whose mutability `immutable` remembers
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Checksums as the fetch worker verifies them: <hashlib name>:<lower-case hex digest>.
 _CHECKSUM = re.compile(
     r"md5:[0-9a-f]{32}|sha1:[0-9a-f]{40}|sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}"

@@ -61,6 +61,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
+from egi_hub.names import CONTROL, CONTROL_CHARS
 from egi_hub.spaces import AmbiguousSpaceName, match_spaces
 
 SCOPE_TTL = 60.0  # seconds a scope answer is reused (Onedata's own client: 2 s)
@@ -90,8 +91,7 @@ log = logging.getLogger(__name__)
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 # '/' and the control characters (Unicode category Cc: C0, DEL, C1): one regex search,
 # as `plain_name` runs for every entry of every listing (10,000 entries: 2 ms, not 13).
-_CONTROL_CHARS = "\x00-\x1f\x7f-\x9f"
-_NOT_IN_NAME = re.compile(f"[/{_CONTROL_CHARS}]")
+_NOT_IN_NAME = re.compile(f"[/{CONTROL_CHARS}]")
 _KINDS = {"DIR": "directory", "REG": "file"}
 _PORT = re.compile(r"[0-9]{1,5}")
 
@@ -110,7 +110,7 @@ def plain_name(name: Any) -> bool:
 
 
 _ODD_NAMES = frozenset({"", ".", ".."})
-_CONTROL_CHAR = re.compile(f"[{_CONTROL_CHARS}]")  # `_NOT_IN_NAME` without the '/'
+_CONTROL_CHAR = CONTROL  # `_NOT_IN_NAME` without the '/'
 
 
 def _all_plain_names(children: list[Any]) -> list[str] | None:

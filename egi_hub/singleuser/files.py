@@ -27,17 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-import re
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import AuthenticatedFileHandler
 from tornado import web
 
+from egi_hub.names import CONTROL as _CONTROL
+
 __all__ = ["MountsFilesHandler", "content_type"]
 
 CHUNK = 1024 * 1024  # bytes per read: one thread hop per MiB
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def content_type(name: str) -> str:
