@@ -167,6 +167,14 @@ class CryptKeyError(Exception):
     """The data dir's ``crypt_key`` cannot be used: ``egi-hub up`` says so in one line."""
 
 
+def _make_secret(path: Path) -> None:
+    """Write 32 random bytes in hex to ``path`` (0600) unless it exists already."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+
+
 def _crypt_key(data_dir: Path) -> bytes | None:
     """The auth-state encryption key: ``$JUPYTERHUB_CRYPT_KEY``, else one kept in the data dir.
 
@@ -176,10 +184,7 @@ def _crypt_key(data_dir: Path) -> bytes | None:
     if os.environ.get("JUPYTERHUB_CRYPT_KEY"):
         return None  # JupyterHub reads the variable itself
     path = data_dir / "crypt_key"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
+    _make_secret(path)
     advice = (
         "restore it from a backup, set $JUPYTERHUB_CRYPT_KEY, or delete it to make a new "
         "key (users' stored tokens are then lost: they log in again)"
@@ -272,10 +277,7 @@ def _add_idle_culler(c: Config, stack: LocalStack) -> None:
 
 def _secret_file(path: Path) -> str:
     """A secret kept in ``path`` (made once, 0600): the same across restarts."""
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
+    _make_secret(path)
     return path.read_text(encoding="ascii").strip()
 
 
