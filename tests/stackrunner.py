@@ -79,6 +79,24 @@ def processes_in(directory: Path) -> list[int]:
     return found
 
 
+def server_process(data_dir: Path, user_dir: str, server: str | None = None) -> dict[str, Any]:
+    """The command line, environment and working folder (read from /proc) of a
+    single-user server running in ``<data_dir>/users/<user_dir>``: the server named
+    ``server``, or any (None)."""
+    for pid in processes_in(data_dir / "users" / user_dir):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        env = dict(item.partition("=")[::2] for item in environ if "=" in item)
+        named = server is None or env.get("JUPYTERHUB_SERVER_NAME") == server
+        if named and any("singleuser" in part for part in cmdline):
+            return {"cmdline": cmdline, "env": env, "cwd": cwd}
+    raise AssertionError(f"no server process of {user_dir} ({server}) found")
+
+
 def default_site(api_token: str) -> dict[str, Any]:
     """A site file with two dev users in different VOs and an admin service for tests."""
     return {

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from tests.kernel import run_code_async
 from tests.stackrunner import (
     Stack,
     default_site,
-    processes_in,
+    server_process,
     start_stack,
     wait_for,
 )
@@ -263,28 +262,13 @@ def test_a_binder_server_started_again_without_a_ticket_keeps_nothing_of_binder(
     ready = launch(alice, git_spec(git, "restart"))[-1]
     assert ready["phase"] == "ready", ready
     server = ready["url"].split("/")[3]
-    assert server_process(stack, server)["env"].get("MEM_LIMIT") == str(4 * 2**30)
+    assert server_process(stack.data_dir, "alice", server)["env"].get("MEM_LIMIT") == str(4 * 2**30)
     stack.stop_server("alice", server)
     # (a start without options restarts with the last ones, the ticket's: new options)
     r = stack.api.post(f"/users/alice/servers/{server}", json={"user_options": {}})
     assert r.status_code in (201, 202), r.text
     wait_for(lambda: stack.user("alice")["servers"][server]["ready"], 90, "the plain server")
-    plain = server_process(stack, server)
+    plain = server_process(stack.data_dir, "alice", server)
     assert "/binder/envs/" not in " ".join(plain["cmdline"])
     assert "MEM_LIMIT" not in plain["env"] and "/binder/" not in plain["cwd"]
     stack.stop_server("alice", server)
-
-
-def server_process(stack: Stack, server: str) -> dict[str, Any]:
-    """The command line, environment and folder of alice's server ``server``."""
-    for pid in processes_in(stack.data_dir / "users" / "alice"):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-            environ = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        env = dict(item.partition("=")[::2] for item in environ if "=" in item)
-        if env.get("JUPYTERHUB_SERVER_NAME") == server and any("singleuser" in c for c in cmdline):
-            return {"cmdline": cmdline, "env": env, "cwd": cwd}
-    raise AssertionError(f"no process of alice's server {server}")

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.s3server import start_s3_server
-from tests.stackrunner import TEST_SERVICE, processes_in, start_stack, wait_for
+from tests.stackrunner import TEST_SERVICE, server_process, start_stack, wait_for
 
 KEY, SECRET = "scratchkey00001", "scratch-secret-never-logged-0001"
 ENV = {"EGI_TEST_S3_KEY": KEY, "EGI_TEST_S3_SECRET": SECRET}
@@ -110,16 +110,7 @@ def stack(tmp_path_factory, s3):
 
 def server_env(stack, name: str) -> dict[str, str]:
     """The environment the hub gave ``name``'s server process (read from /proc)."""
-    for pid in processes_in(stack.data_dir / "users" / name):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(b"singleuser" in part for part in cmdline):
-            pairs = (item.decode().partition("=") for item in environ if b"=" in item)
-            return {key: value for key, _, value in pairs}
-    raise AssertionError(f"no server process of {name} found")
+    return server_process(stack.data_dir, name)["env"]
 
 
 def mounts(stack, token: str, **params) -> httpx.Response:
