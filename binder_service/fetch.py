@@ -41,6 +41,10 @@ Fetch jobs (``Resolved.fetch``):
   requests and downloads (`binder_service.record_downloads`), each file checked against
   this list. ``settings`` (`RecordProvider.fetch_settings`) names the sites the worker
   may read; without it, the sites in the job.
+
+For git jobs, ``settings`` may hold ``git_ca_file``: the site's CA bundle
+(`GitProvider.ca_bundle`: the system's authorities plus `GitProvider.extra_ca_file`),
+the only CA setting git gets.
 """
 
 from __future__ import annotations

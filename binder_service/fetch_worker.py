@@ -10,7 +10,9 @@ Dataverse installations at start-up):
   commit; then ``git rev-parse HEAD`` must be the resolved SHA. A token for a private
   repository is given to git by a credential helper for that repository's host only,
   reading it from a file in the worker's private home (never in a command line or an
-  environment variable), and only over https (or to a loopback test server);
+  environment variable), and only over https (or to a loopback test server). The
+  settings' ``git_ca_file`` (the site's CA bundle, see `GitProvider.extra_ca_file`) is
+  the only CA setting git gets: the worker reads no user or system config;
 - Zenodo, Figshare and Dataverse: subclasses of repo2docker's providers whose sites
   come from the service's settings and whose ``fetch_file`` and requests are replaced
   (`binder_service.record_downloads` says why: repo2docker's own ``fetch_file`` writes
@@ -52,9 +54,9 @@ TOKEN_FILE = ".egi-binder-git-token"
 # -- git --------------------------------------------------------------------------------
 
 
-def _git_token_config(repo: str, token: str, username: str) -> None:
+def _git_token_config(repo: str, token: str, username: str) -> dict[str, str]:
     """Give git ``token`` for ``repo``'s host only, through a credential helper that reads
-    it from a file in the private home (see the module)."""
+    it from a file in the private home (see the module): the git config that does it."""
     parts = urlsplit(repo)
     if parts.scheme != "https" and parts.hostname not in LOOPBACK:
         raise WorkerError("a token is only sent to a repository over https")
@@ -69,30 +71,35 @@ def _git_token_config(repo: str, token: str, username: str) -> None:
         f"echo username={username}; "
         f'printf "password="; cat "$HOME/{TOKEN_FILE}"; echo; }}; f'
     )
-    origin = f"{parts.scheme}://{parts.netloc}"
-    os.environ.update(
-        GIT_CONFIG_COUNT="2",
-        GIT_CONFIG_KEY_0=f"credential.{origin}.helper",
-        GIT_CONFIG_VALUE_0=helper,
-        GIT_CONFIG_KEY_1="http.followRedirects",  # the token stays with that host
-        GIT_CONFIG_VALUE_1="false",
-    )
+    return {f"credential.{parts.scheme}://{parts.netloc}.helper": helper}
 
 
-def fetch_git(job: dict[str, Any], work: Path, token: str | None) -> Iterator[str]:
+def _git_config(config: dict[str, str]) -> None:
+    os.environ["GIT_CONFIG_COUNT"] = str(len(config))
+    for i, (key, value) in enumerate(config.items()):
+        os.environ[f"GIT_CONFIG_KEY_{i}"] = key
+        os.environ[f"GIT_CONFIG_VALUE_{i}"] = value
+
+
+def fetch_git(
+    job: dict[str, Any], work: Path, token: str | None, settings: dict[str, Any] | None = None
+) -> Iterator[str]:
     repo, sha = job.get("repo"), job.get("ref")
     if not isinstance(repo, str) or urlsplit(repo).scheme not in ("https", "http", "git"):
         raise WorkerError("the fetch job has no https, http or git repository URL")
     if not isinstance(sha, str) or not _SHA.fullmatch(sha):
         raise WorkerError("the fetch job has no full commit SHA")
+    # A redirect never takes the clone to another host (an internal one, or one that
+    # would get the token).
+    config = {"http.followRedirects": "false"}
     if token:
-        _git_token_config(repo, token, job.get("username") or "x-access-token")
-    else:  # a redirect never takes the clone to another host (an internal one)
-        os.environ.update(
-            GIT_CONFIG_COUNT="1",
-            GIT_CONFIG_KEY_0="http.followRedirects",
-            GIT_CONFIG_VALUE_0="false",
-        )
+        config.update(_git_token_config(repo, token, job.get("username") or "x-access-token"))
+    ca_file = (settings or {}).get("git_ca_file")
+    if ca_file:  # the site's CA bundle (GitProvider.extra_ca_file, with the system's)
+        if not isinstance(ca_file, str) or not os.path.isabs(ca_file):
+            raise WorkerError("the fetch job's CA file is not an absolute path")
+        config["http.sslCAInfo"] = ca_file
+    _git_config(config)
     provider = Git()
     last: list[str] = []
     checked_out = False  # past the checkout: what fails now is a submodule
@@ -173,7 +180,7 @@ def run(job: dict[str, Any], token: str | None, emit: Callable[..., None]) -> No
     try:
         provider = spec.get("provider")
         if provider == "git":
-            lines = fetch_git(spec, work, token)
+            lines = fetch_git(spec, work, token, settings)
         else:
             lines = fetch_record(spec, work, scratch, limits, settings)
         for line in lines:

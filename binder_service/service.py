@@ -13,6 +13,17 @@ One launch (`BinderService.launch`) goes through the phases mybinder's clients k
    commit that changes only notebooks starts without a build);
 5. the session starts through the hub as the user (``launching``, then ``ready``).
 
+Private repositories (when the site sets ``Resolver.allow_user_tokens``): a user keeps
+their own token for a git host in `user_tokens` (memory only, see `user_tokens`). A
+launch of a ``gh``, ``gl`` or ``git`` link first resolves as anyone would; only when
+that fails as "not found, or private" (401, 403, 404) and the user has a token for the
+link's host does it resolve, and then fetch, with that token. What a token brought is
+that user's alone: its content folder and its build key carry a keyed hash of the user
+name (`private_mark`), its build record is marked ``private`` with its ``owner`` (the
+API shows it to no one else but admins), so another user's launch of the same link,
+even right after, fails to resolve as it did before and finds nothing of it. A public
+repository stays shared, whoever launches it and whatever tokens they keep.
+
 Any failure ends the stream with ``failed`` and a one-line reason; nothing half-fetched or
 half-built is kept, and the service goes on serving. Fetches and builds run as shared
 `Jobs`: a browser that goes away does not stop them for the others.
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import importlib
 import json
 import os
@@ -32,7 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from traitlets import Enum, Integer, Unicode, default
+from traitlets import Enum, Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from egi_hub.traits import PatternList
@@ -46,6 +58,7 @@ from .providers.base import FetchError, Resolved, ResolveError
 from .specs import BadSpec, LaunchRequest, parse_launch
 from .store import BuildStore
 from .ticket import sign_ticket
+from .user_tokens import UserTokens, token_host
 
 __all__ = ["BUILDERS", "BinderConfigError", "BinderService", "LaunchUser", "canonical_source"]
 
@@ -188,6 +201,17 @@ class BinderService(LoggingConfigurable):
         600, min=10, help="Seconds a session may take to start before its launch fails."
     ).tag(config=True)
 
+    user_token_ttl = Float(
+        8 * 3600,
+        min=60,
+        help="""
+        Seconds the service keeps an access token a user gives for a private repository's
+        host (when ``Resolver.allow_user_tokens`` is on), counted from when it was given.
+        Tokens are kept in memory only: a restart of the service forgets them all, and
+        users give them again. Default: 28800 (8 hours).
+        """,
+    ).tag(config=True)
+
     @default("data_dir")
     def _default_data_dir(self) -> str:
         base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
@@ -228,6 +252,7 @@ class BinderService(LoggingConfigurable):
             service_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
         )
         self.builds_started = 0
+        self.user_tokens = UserTokens(ttl=self.user_token_ttl)
 
     # -- checks -----------------------------------------------------------------------
 
@@ -245,6 +270,46 @@ class BinderService(LoggingConfigurable):
         if any(re.match(p, where, re.IGNORECASE) for p in self.banned_specs):
             return "this site does not launch this repository (it is on its ban list)"
         return None
+
+    # -- private repositories ---------------------------------------------------------
+
+    def token_host_of(self, spec: Any) -> str | None:
+        """The host whose token a launch of ``spec`` may use (`token_host`), or None."""
+        if spec.provider not in ("gh", "gl", "git"):
+            return None
+        git = self.resolver.provider_for(spec.provider)
+        return token_host(spec, github_url=git.github_url, gitlab_url=git.gitlab_url)
+
+    def private_mark(self, user: str) -> str:
+        """A keyed hash of ``user``: what makes a private launch's content folder and
+        build key that user's own (stable across restarts, meaningless elsewhere)."""
+        key = self.ticket_secret.encode()
+        return hmac.new(key, b"binder-private\0" + user.encode(), hashlib.sha256).hexdigest()[:24]
+
+    async def _resolve(self, request: LaunchRequest, user: LaunchUser) -> tuple[Resolved, str]:
+        """The launch's resolution, and the user's token if it took one ("" if not)."""
+        spec = request.spec
+        token = ""
+        host = self.token_host_of(spec) if self.resolver.allow_user_tokens else None
+        if host:
+            token = self.user_tokens.get(user.name, host) or ""
+        try:
+            return await self.resolver.resolve(spec), ""
+        except ResolveError as e:
+            if not token or e.status not in (401, 403, 404):
+                raise
+        resolved = await self.resolver.resolve(spec, token=token)
+        clone = urlsplit(str(resolved.fetch.get("repo", "")))
+        if resolved.provider != "git" or (clone.hostname or "").rstrip(".") != host:
+            # never: a token goes to the host it was given for, and nowhere else
+            raise ResolveError("this repository's content is not on the token's host", 400)
+        if self.builder == "kubernetes":
+            raise ResolveError(
+                "private repositories do not launch with this site's kubernetes builder "
+                "(its build pods fetch without your token)",
+                501,
+            )
+        return resolved, token
 
     # -- the launch -------------------------------------------------------------------
 
@@ -300,22 +365,27 @@ class BinderService(LoggingConfigurable):
         self, request: LaunchRequest, user: LaunchUser
     ) -> AsyncIterator[dict[str, Any]]:
         yield {"phase": "fetching", "message": f"Resolving {request.spec.label}\n"}
-        resolved = await self.resolver.resolve(request.spec)
+        resolved, token = await self._resolve(request, user)
         why = self.list_refusal(resolved.source)
         if why:
             yield _failed(why)
             return
-        yield {"phase": "fetching", "message": f"Resolved to {resolved.label}\n"}
-        content = self.content_dir / resolved.content_id
+        # What a token brought is its user's only (see the module).
+        private = self.private_mark(user.name) if token else ""
+        where = "private: with your token" if token else ""
+        yield {"phase": "fetching", "message": f"Resolved to {resolved.label}"
+               f"{f' ({where})' if where else ''}\n"}  # fmt: skip
+        folder = f"{resolved.content_id}-{private}" if private else resolved.content_id
+        content = self.content_dir / folder
         if not await asyncio.to_thread(content.is_dir):
             job = self.jobs.run(
-                f"fetch-{resolved.content_id}", "fetching",
-                lambda job: self._fetch(job, resolved, content),
+                f"fetch-{folder}", "fetching",
+                lambda job: self._fetch(job, resolved, content, token or None),
             )  # fmt: skip
             async for event in job.follow():
                 yield event
             await job.result()
-        key, reason = await asyncio.to_thread(self._key_and_check, content, resolved)
+        key, reason = await asyncio.to_thread(self._key_and_check, content, resolved, private)
         if reason:
             yield _failed(reason)
             return
@@ -331,9 +401,11 @@ class BinderService(LoggingConfigurable):
                     return
                 mine.add(key)  # reserved now: a burst of launches cannot pass the limit
             name = user.name
+            owner = name if private else None
             job = self.jobs.run(
-                key, "building", lambda job: self._build(job, key, resolved, content, name)
-            )
+                key, "building",
+                lambda job: self._build(job, key, resolved, content, name, owner),
+            )  # fmt: skip
             async for event in job.follow():
                 yield event
             record = await job.result()
@@ -345,19 +417,25 @@ class BinderService(LoggingConfigurable):
         async for event in self._start_session(request, resolved, record, content, user):
             yield event
 
-    def _key_and_check(self, content: Path, resolved: Resolved) -> tuple[str, str | None]:
+    def _key_and_check(
+        self, content: Path, resolved: Resolved, private: str = ""
+    ) -> tuple[str, str | None]:
         """(environment key, None), or ("", why this content cannot be built here).
 
         An image (docker, kubernetes) holds the whole repository it was built from, its
         dotfiles too (``.ipython`` start-up scripts run in every session of the image):
         its key includes the source, so two repositories never share an image. A venv
         holds the environment only (the content is copied beside it per session), so
-        repositories with the same environment files share it."""
+        repositories with the same environment files share it. A ``private`` launch's key
+        holds its user's mark: its environment (built from that user's private files) is
+        theirs alone."""
         try:
             self.build_backend.check(content)
             extra = f"{self.builder}\0{self.build_backend.key_extra()}"
             if self.builder != "venv":
                 extra += f"\0{resolved.source}"
+            if private:
+                extra += f"\0private\0{private}"
             return environment_key(content, extra=extra), None
         except (BuildFailed, EnvironmentRefused) as e:
             return "", str(e)
@@ -370,27 +448,35 @@ class BinderService(LoggingConfigurable):
         )
         return await self.build_backend.present(result)
 
-    async def _fetch(self, job: Job, resolved: Resolved, content: Path) -> None:
+    async def _fetch(
+        self, job: Job, resolved: Resolved, content: Path, token: str | None = None
+    ) -> None:
         job.emit({"phase": "fetching", "message": f"Fetching {resolved.label}\n"})
         if self._fetch_slots.locked():
             job.emit({"phase": "fetching", "message": "Waiting for a free fetch slot\n"})
         async with self._fetch_slots:
-            await self._fetch_now(job, resolved, content)
+            await self._fetch_now(job, resolved, content, token)
 
-    async def _fetch_now(self, job: Job, resolved: Resolved, content: Path) -> None:
-        settings = None
+    async def _fetch_now(
+        self, job: Job, resolved: Resolved, content: Path, token: str | None = None
+    ) -> None:
         if resolved.provider != "git":  # the record sites this site allows, and no others
             settings = self.resolver.provider_for("doi").fetch_settings()
+        else:
+            bundle = await asyncio.to_thread(self.resolver.provider_for("git").ca_bundle)
+            settings = {"git_ca_file": bundle} if bundle else None
         await fetch(
             resolved,
             content,
             on_line=lambda line: job.emit({"phase": "fetching", "message": line.rstrip() + "\n"}),
+            token=token,
             settings=settings,
         )
 
     async def _build(
-        self, job: Job, key: str, resolved: Resolved, content: Path, user: str
-    ) -> dict[str, Any]:
+        self, job: Job, key: str, resolved: Resolved, content: Path, user: str,
+        owner: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """Wait in the queue (first come, first served; followers see their place), then
         build in a free slot."""
         mine = self.queued_by.setdefault(user, set())
@@ -412,7 +498,7 @@ class BinderService(LoggingConfigurable):
             self.queue.remove(key)
             self._notify_queue()
             try:
-                return await self._run_build(job, key, resolved, content)
+                return await self._run_build(job, key, resolved, content, owner)
             finally:
                 self._free_slots += 1
                 self._notify_queue()
@@ -437,8 +523,10 @@ class BinderService(LoggingConfigurable):
             self._queue_event = None
 
     async def _run_build(
-        self, job: Job, key: str, resolved: Resolved, content: Path
+        self, job: Job, key: str, resolved: Resolved, content: Path, owner: str | None = None
     ) -> dict[str, Any]:
+        """Build ``key``; its record is ``private`` to ``owner`` when one is given (a
+        launch with a user's token)."""
         record: dict[str, Any] = {
             "key": key,
             "backend": self.builder,
@@ -449,6 +537,8 @@ class BinderService(LoggingConfigurable):
             "ref": resolved.ref,
             "started": self.store.now(),
         }
+        if owner:
+            record.update(private=True, owner=owner)
         await asyncio.to_thread(self.store.save, record)
         log = await asyncio.to_thread(self.store.start_log, key)
 

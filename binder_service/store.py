@@ -6,6 +6,10 @@ venv's ``pip freeze``, the image digest), and a relaunch of the key runs the sam
 environment. Records are written whole to a temporary file and renamed, so a crash
 never leaves half a record; a record left ``building`` by a service that stopped is
 marked ``failed`` ("the service stopped during the build") when the store opens.
+
+A build made from a private repository (a launch with a user's own token) has
+``"private": true`` and its ``"owner"``: `visible_to` says who may see it (its owner
+and admins): everything in it (label, source, log) is of that repository.
 """
 
 from __future__ import annotations
@@ -17,10 +21,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KEY_PATTERN", "BuildStore"]
+__all__ = ["KEY_PATTERN", "BuildStore", "visible_to"]
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{16,128}")
 MAX_LOG_SHOWN = 2 * 1024 * 1024  # bytes of a log the API returns (its tail)
+
+
+def visible_to(record: dict[str, Any], user: str, *, admin: bool = False) -> bool:
+    """Whether ``user`` may see ``record``: a public build everyone, a private one its
+    owner and admins (a private record without a valid owner: admins only)."""
+    if not record.get("private"):
+        return True
+    owner = record.get("owner")
+    return admin or (isinstance(owner, str) and bool(owner) and owner == user)
 
 
 class BuildStore:

@@ -11,14 +11,22 @@ release, and then see the service resolve and fetch exactly that.
     server.git_url("demo")    # git://127.0.0.1:<port>/demo.git
     server.http_url("demo")   # http://127.0.0.1:<port>/demo.git
     server.stop()
+
+`serve_private_https` adds an HTTPS front for the same repositories, with a certificate
+of a CA made for the test (`make_test_ca`) and HTTP basic auth: repositories whose name
+starts with ``private-`` answer only a request whose password is one of the server's
+tokens (any user name, as GitHub and GitLab take tokens), the others everyone; it
+records every ``Authorization`` header it gets, per repository.
 """
 
 from __future__ import annotations
 
+import base64
 import http.server
 import os
 import shutil
 import socketserver
+import ssl
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -27,7 +35,14 @@ from pathlib import Path
 from egi_hub.procs import free_port
 from tests.stackrunner import stop_process, wait_for
 
-__all__ = ["GitServer", "git_env", "start_git_server"]
+__all__ = [
+    "GitServer",
+    "PrivateHttps",
+    "git_env",
+    "make_test_ca",
+    "serve_private_https",
+    "start_git_server",
+]
 
 AUTHOR = {
     "GIT_AUTHOR_NAME": "Binder Test",
@@ -198,3 +213,107 @@ def start_git_server(tmp: Path) -> GitServer:
 
     wait_for(answers, 30, "git daemon to serve")
     return server
+
+
+# -- HTTPS with basic auth: private repositories ------------------------------------------
+
+
+def make_test_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA made for one test and a certificate it signed for 127.0.0.1 and localhost:
+    ``(ca.pem, server.pem, server.key)`` in ``folder`` (``openssl``; EC keys, 2 days)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    ca_key, ca, key, csr, cert = (folder / n for n in names)
+    ext = folder / "server.ext"
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for args in (
+        ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+         "-subj", "/CN=egi-hub test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "2", "-extfile", ext],
+    ):  # fmt: skip
+        done = subprocess.run(
+            ["openssl", *map(str, args)], capture_output=True, text=True, timeout=60
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"openssl {args[0]} failed: {done.stderr.strip()}")
+    return ca, cert, key
+
+
+@dataclass
+class PrivateHttps:
+    """`serve_private_https`'s server: ``tokens`` it accepts (a test may change them),
+    the ``Authorization`` headers it got per repository name, the CA to trust."""
+
+    port: int
+    ca_file: Path
+    tokens: set[str]
+    seen: dict[str, list[str]]
+    _httpd: socketserver.TCPServer = field(repr=False)
+
+    def url(self, name: str) -> str:
+        return f"https://127.0.0.1:{self.port}/{name}.git"
+
+    def headers_for(self, name: str) -> list[str]:
+        return list(self.seen.get(name, []))
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def serve_private_https(server: GitServer, folder: Path, tokens: set[str]) -> PrivateHttps:
+    """Serve ``server``'s repositories over HTTPS on 127.0.0.1 (see the module): those
+    named ``private-*`` only to a request with one of ``tokens`` as its password."""
+    ca, cert, key = make_test_ca(folder)
+    seen: dict[str, list[str]] = {}
+    base = _http_handler(server.root, server.env)
+
+    class Private(base):  # type: ignore[valid-type, misc]
+        def _cgi(self) -> None:
+            name = self.path.lstrip("/").split("/", 1)[0].removesuffix(".git")
+            auth = self.headers.get("Authorization", "")
+            seen.setdefault(name, []).append(auth)
+            if name.startswith("private-") and not self._allowed(auth):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="private"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            super()._cgi()
+
+        @staticmethod
+        def _allowed(auth: str) -> bool:
+            scheme, _, encoded = auth.partition(" ")
+            if scheme != "Basic":
+                return False
+            try:
+                _, _, password = base64.b64decode(encoded).decode().partition(":")
+            except ValueError:
+                return False
+            return password in tokens
+
+        do_GET = _cgi
+        do_POST = _cgi
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+        def get_request(self):  # type: ignore[no-untyped-def]
+            sock, address = super().get_request()
+            # (the handshake in the request's thread: a slow client holds no other)
+            return context.wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            ), address
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = Server(("127.0.0.1", 0), Private)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    return PrivateHttps(httpd.server_address[1], ca, tokens, seen, httpd)

@@ -14,7 +14,14 @@ the full commit SHA it names now.
 
 Tokens: the site's own (`github_token`, `gitlab_token`) for every call, or a user's own
 (for private repositories, when the Resolver lets it through), which wins. A token goes
-in a header, never in a URL, a reason, a label or the log.
+in a header, never in a URL, a reason, a label or the log. For ``git ls-remote`` a
+user's token reaches git as the worker's clone does (`fetch_worker`): a credential
+helper for that URL's origin reads it from a 0600 file in a private folder removed
+right after, and only over https (or to a loopback test server).
+
+`extra_ca_file`: certificate authorities git trusts besides the system's (a site whose
+git server has a certificate of its own CA; the tests' HTTPS server). Empty by default:
+the system's only.
 
 Remote answers are hostile input: bodies and ``ls-remote`` output are read up to a few
 hundred KiB, every SHA must be full-length hex, JSON must have the documented shape, and
@@ -31,9 +38,11 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import tempfile
 import time
 import weakref
+from shlex import quote as shlex_quote
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -58,6 +67,7 @@ MAX_ANSWER = 256 * 1024  # an API answer (a commit's JSON is a few KiB)
 MAX_REFS = 256 * 1024  # git ls-remote output (two patterns: a handful of lines)
 MAX_REF = 255
 MAX_REFNAME = 1024
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class MaybePrivate(ResolveError):
@@ -161,7 +171,7 @@ async def _read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
     return data
 
 
-def _git_failure(stderr: str, where: str) -> ResolveError:
+def _git_failure(stderr: str, where: str, with_token: bool = False) -> ResolveError:
     """The reason a failed ``git ls-remote`` gives a user (git's own words stay in the log:
     a server's ``remote error:`` text is the server's, not ours to show)."""
     text = stderr.lower()
@@ -172,7 +182,9 @@ def _git_failure(stderr: str, where: str) -> ResolveError:
     if any(s in text for s in ("unable to connect", "failed to connect", "connection refused")):
         return ResolveError(f"cannot reach {where}: the connection was refused or failed", 502)
     if any(s in text for s in ("could not read username", "authentication failed", " 401")):
-        return ResolveError(f"{where} asks for credentials (a private repository?)", 403)
+        if with_token:
+            return ResolveError(f"{where} refused your access token (expired or revoked?)", 403)
+        return MaybePrivate(f"{where} asks for credentials (a private repository?)", 403)
     if any(s in text for s in ("not found", "no such repository", "not appear to be a git")):
         return MaybePrivate(f"{where} is not a git repository (or it is private)", 404)
     return ResolveError(f"git could not list the branches and tags of {where}", 502)
@@ -255,6 +267,15 @@ class GitProvider(LoggingConfigurable):
         git server is internal turns it on. Default: False.
         """,
     ).tag(config=True)
+    extra_ca_file = Unicode(
+        "",
+        help="""
+        A PEM file of certificate authorities that ``git`` (``ls-remote`` and the fetch
+        worker's clones) trusts besides the system's, for a git server whose certificate
+        comes from the site's own CA. It adds to the system's authorities, never replaces
+        them. Default: empty (the system's only).
+        """,
+    ).tag(config=True)
     http = Instance(httpx.AsyncClient, allow_none=True, help="The HTTP client (the Resolver's).")
 
     @default("github_token")
@@ -285,7 +306,7 @@ class GitProvider(LoggingConfigurable):
             url = check_git_url(spec.repo)
             if not self.allow_private_hosts:
                 await check_public_host(url)
-            sha = ref.lower() if is_full_sha(ref) else await self._ls_remote(url, ref)
+            sha = ref.lower() if is_full_sha(ref) else await self._ls_remote(url, ref, token)
             return self._resolved(spec, url, sha, place_of(url))
         raise ResolveError(f"the git provider cannot resolve {spec.provider!r} links", 400)
 
@@ -358,10 +379,10 @@ class GitProvider(LoggingConfigurable):
 
     # --- git ls-remote ------------------------------------------------------------------
 
-    async def _ls_remote(self, url: str, ref: str) -> str:
+    async def _ls_remote(self, url: str, ref: str, token: str | None = None) -> str:
         where = place_of(url)
         patterns = ["HEAD"] if ref == "HEAD" else [ref, f"{ref}^{{}}"]
-        sha = pick_ref(await self.ls_remote(url, patterns), ref)
+        sha = pick_ref(await self.ls_remote(url, patterns, token=token), ref)
         if sha:
             return sha
         if ref == "HEAD":
@@ -373,14 +394,40 @@ class GitProvider(LoggingConfigurable):
             )
         raise ResolveError(f"{where} has no branch or tag {ref!r}")
 
-    async def ls_remote(self, url: str, patterns: list[str]) -> dict[str, str]:
-        """``git ls-remote -- <url> <patterns>`` as {ref name: SHA}. The URL is checked by
-        the caller; git itself is also limited to https, http and git (``GIT_ALLOW_PROTOCOL``)."""
+    async def ls_remote(
+        self, url: str, patterns: list[str], *, token: str | None = None
+    ) -> dict[str, str]:
+        """``git ls-remote -- <url> <patterns>`` as {ref name: SHA}, with a user's
+        ``token`` if given (see the module). The URL is checked by the caller; git
+        itself is also limited to https, http and git (``GIT_ALLOW_PROTOCOL``)."""
+        if not token:
+            return await self._ls_remote_with(url, patterns, self._git_env(), False)
+        parts = urlsplit(url)
+        if parts.scheme != "https" and parts.hostname not in LOOPBACK:
+            raise ResolveError("a token is only sent to a repository over https", 400)
+        secret_dir = tempfile.mkdtemp(prefix="egi-binder-cred-")  # mode 0700
+        try:
+            secret = os.path.join(secret_dir, "token")
+            fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token)
+            helper = (
+                '!f() { test "$1" = get || exit 0; echo username=x-access-token; '
+                f'printf "password="; cat {shlex_quote(secret)}; echo; }}; f'
+            )
+            env = self._git_env({f"credential.{parts.scheme}://{parts.netloc}.helper": helper})
+            return await self._ls_remote_with(url, patterns, env, True)
+        finally:
+            shutil.rmtree(secret_dir, ignore_errors=True)
+
+    async def _ls_remote_with(
+        self, url: str, patterns: list[str], env: dict[str, str], with_token: bool
+    ) -> dict[str, str]:
         where = place_of(url)
         proc = await asyncio.create_subprocess_exec(
             "git", "ls-remote", "--", url, *patterns,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=self._git_env(), start_new_session=True,
+            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
         )  # fmt: skip
         readers = [
             asyncio.ensure_future(_read_capped(proc.stdout, MAX_REFS)),  # type: ignore[arg-type]
@@ -406,23 +453,53 @@ class GitProvider(LoggingConfigurable):
             stderr = err.decode("utf-8", "replace")
             last = _CONTROL.sub(" ", stderr.strip().splitlines()[-1] if stderr.strip() else "")
             self.log.info("git ls-remote %s failed (exit %s): %s", where, code, last[:300])
-            raise _git_failure(stderr, where)
+            raise _git_failure(stderr, where, with_token)
         return parse_ls_remote(out, where)
 
-    def _git_env(self) -> dict[str, str]:
+    def _git_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """No user or system config, no prompt, no askpass, English messages, three
-        transports; the proxy settings of the service pass through."""
+        transports; the proxy settings of the service pass through; ``extra`` config."""
         keep = ("PATH", "http_proxy", "https_proxy", "no_proxy", "all_proxy")
         env = {k: v for k, v in os.environ.items() if k in keep or k.lower() in keep[1:]}
         home = self._home()
         env.update(
             HOME=home, XDG_CONFIG_HOME=home, GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull,
             GIT_TERMINAL_PROMPT="0", GIT_ALLOW_PROTOCOL=":".join(GIT_SCHEMES), LC_ALL="C",
-            # a redirect never takes ls-remote to another (an internal) host
-            GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.followRedirects",
-            GIT_CONFIG_VALUE_0="false",
         )  # fmt: skip
+        # a redirect never takes ls-remote to another (an internal) host
+        config = {"http.followRedirects": "false", **(extra or {})}
+        bundle = self.ca_bundle()
+        if bundle:
+            config["http.sslCAInfo"] = bundle
+        env.update(git_config_env(config))
         return env
+
+    def ca_bundle(self) -> str:
+        """The CA file git uses: the system's authorities and `extra_ca_file`'s, in one
+        file made once (in git's private HOME); "" without `extra_ca_file`."""
+        if not self.extra_ca_file:
+            return ""
+        made = getattr(self, "_ca_bundle", None)
+        if made and os.path.isfile(made):
+            return made
+        try:
+            with open(self.extra_ca_file, encoding="ascii") as f:
+                extra = f.read()
+        except (OSError, UnicodeDecodeError):
+            self.log.error("GitProvider.extra_ca_file %s cannot be read", self.extra_ca_file)
+            raise ResolveError("the site's extra CA file cannot be read (logged)", 500) from None
+        paths = ssl.get_default_verify_paths()
+        system = ""
+        for candidate in (paths.cafile, paths.openssl_cafile):
+            if candidate and os.path.isfile(candidate):
+                with open(candidate, encoding="ascii", errors="replace") as f:
+                    system = f.read()
+                break
+        made = os.path.join(self._home(), "ca-bundle.pem")
+        with open(made, "w", encoding="ascii") as f:
+            f.write(system.rstrip("\n") + "\n" + extra)
+        self._ca_bundle = made
+        return made
 
     def _home(self) -> str:
         home = getattr(self, "_git_home", None)
@@ -439,6 +516,16 @@ class GitProvider(LoggingConfigurable):
         own = getattr(self, "_own_http", None)
         if own is not None:
             await own.aclose()
+
+
+def git_config_env(config: dict[str, str]) -> dict[str, str]:
+    """git config as ``GIT_CONFIG_COUNT``/``KEY_n``/``VALUE_n`` variables (values that are
+    never secrets: a path, a helper that reads a file)."""
+    env = {"GIT_CONFIG_COUNT": str(len(config))}
+    for i, (key, value) in enumerate(config.items()):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
 
 
 def _sha(value: str, where: str) -> str:
