@@ -10,7 +10,10 @@ own token (see `launcher`). Routes, relative to the prefix:
 - ``build/<provider>/<spec>``: the launch's events (EventSource, mybinder's shape).
 - ``api/v1/check/<v2 path>``: is this link valid here (200 with the path, 400 reason).
 - ``api/v1/builds`` (list), ``api/v1/builds/<key>`` (one, with its log; DELETE cancels
-  it), ``api/v1/capacity``.
+  it), ``api/v1/capacity``. A private build (of a launch with a user's own token) is
+  shown to its owner and admins only (`store.visible_to`).
+- ``api/v1/tokens`` and ``api/v1/tokens/<host>``: users' own tokens for private
+  repositories (`token_api`).
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from tornado import web
 
 from . import pages
 from .badge import badge_svg
+from .guests import GUEST_PAGE
 from .service import BinderService, LaunchUser
 from .specs import PROVIDERS, BadSpec, parse_launch
-from .store import KEY_PATTERN
+from .store import KEY_PATTERN, visible_to
+from .token_api import TokenHandler, TokensHandler, landing_tokens
 
 __all__ = ["make_app"]
 
@@ -94,6 +99,17 @@ class BinderHandler(HubOAuthenticated, web.RequestHandler):
     def site_name(self) -> str:
         return self.binder.site_name
 
+    def get_login_url(self) -> str:
+        """Where a visitor who is not logged in goes: the hub's login (its OAuth, which
+        comes back here); for a launch page, when the site lets guests in, the hub's
+        guest page first (it offers the login too), which sends the browser on to that
+        OAuth once it is logged in to the hub, as a guest or not."""
+        login = super().get_login_url()
+        if self.settings.get("guests") and self.request.path.startswith(f"{self.prefix}v2/"):
+            page = self.settings["hub_prefix"] + GUEST_PAGE.lstrip("/")
+            return f"{page}?{urlencode({'next': login})}"
+        return login
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         reason = self._reason
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -122,6 +138,7 @@ class LandingHandler(BinderHandler):
                 hub_url=self.settings["hub_prefix"],
                 site_name=self.site_name(),
                 providers=PROVIDERS,
+                tokens=landing_tokens(self),
             )
         )
 
@@ -257,12 +274,13 @@ class CheckHandler(BinderHandler):
 
 
 _PUBLIC = ("key", "backend", "state", "spec", "label", "source", "ref", "started", "finished",
-           "reason", "resolved")  # fmt: skip
+           "reason", "resolved", "private")  # fmt: skip
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     """A build record as the API shows it (no paths on the service's disk)."""
     out = {k: record.get(k) for k in _PUBLIC}
+    out["private"] = bool(record.get("private"))
     environment = record.get("environment") or {}
     if "image" in environment:
         out["image"] = environment["image"]
@@ -274,6 +292,9 @@ class BuildsHandler(BinderHandler):
     @web.authenticated
     async def get(self) -> None:
         records = await asyncio.to_thread(self.binder.store.records)
+        user = self.current_user
+        admin = bool(user.get("admin"))
+        records = [r for r in records if visible_to(r, user["name"], admin=admin)]
         running = self.binder.jobs.running
         for record in records:
             if record.get("state") == "building" and record.get("key") not in running:
@@ -290,7 +311,8 @@ class BuildHandler(BinderHandler):
     @web.authenticated
     async def get(self, key: str) -> None:
         record = await asyncio.to_thread(self.binder.store.get, self._key(key))
-        if record is None:
+        user = self.current_user
+        if record is None or not visible_to(record, user["name"], admin=bool(user.get("admin"))):
             raise web.HTTPError(404, "no such build")
         out = _public(record)
         out["log"] = await asyncio.to_thread(self.binder.store.log_text, key)
@@ -315,8 +337,12 @@ class CapacityHandler(BinderHandler):
         self.finish(self.binder.capacity())
 
 
-def make_app(binder: BinderService, *, prefix: str, hub_prefix: str = "/hub/") -> web.Application:
-    """The service's application, its routes under ``prefix`` (ending in ``/``)."""
+def make_app(
+    binder: BinderService, *, prefix: str, hub_prefix: str = "/hub/", guests: bool = False
+) -> web.Application:
+    """The service's application, its routes under ``prefix`` (ending in ``/``);
+    ``guests``: send visitors of launch pages who are not logged in to the hub's guest
+    page (`BinderGuests.enabled`)."""
     # SameSite=Lax: other sites' requests (images, scripts, event streams) carry no login.
     auth = HubOAuth(cache_max_age=60, cookie_options={"samesite": "Lax"})
     p = prefix
@@ -332,12 +358,15 @@ def make_app(binder: BinderService, *, prefix: str, hub_prefix: str = "/hub/") -
         (rf"{p}api/v1/builds", BuildsHandler),
         (rf"{p}api/v1/builds/([^/]+)", BuildHandler),
         (rf"{p}api/v1/capacity", CapacityHandler),
+        (rf"{p}api/v1/tokens", TokensHandler),
+        (rf"{p}api/v1/tokens/([^/]+)", TokenHandler),
     ]
     return web.Application(
         routes,
         binder=binder,
         prefix=prefix,
         hub_prefix=hub_prefix,
+        guests=guests,
         hub_auth=auth,
         cookie_secret=secrets.token_bytes(32),  # a restart asks browsers to log in again
         login_url=auth.login_url,

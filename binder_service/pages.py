@@ -81,9 +81,12 @@ def render_landing(
     hub_url: str,
     site_name: str,
     providers: Mapping[str, str],
+    tokens: Mapping[str, str] | None = None,
 ) -> str:
     """The landing page (``GET {base_url}``): paste a repository or DOI, get the link,
-    the badge and a launch button. ``user`` is None for a visitor not signed in."""
+    the badge and a launch button. ``user`` is None for a visitor not signed in.
+    ``tokens`` (`token_api.landing_tokens`), when the site takes users' own tokens: the
+    page offers to keep one for the host of a git repository (``static/tokens.js``)."""
     return _render(
         "landing.html",
         base_url=base_url,
@@ -91,6 +94,7 @@ def render_landing(
         user=user,
         hub_url=hub_url,
         providers=dict(providers),
+        tokens=dict(tokens) if tokens else None,
     )
 
 

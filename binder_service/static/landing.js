@@ -14,7 +14,10 @@
      gh      v2/gh/<owner>/<repo>/<ref, percent-quoted, "/" kept>
      gl/git  v2/<provider>/<repository, percent-quoted, "/" too>/<ref, "/" kept>
      zenodo/doi  v2/<provider>/<doi>
-   with Python's quote() rules (only letters, digits and "_.-~" are left as they are). */
+   with Python's quote() rules (only letters, digits and "_.-~" are left as they are).
+
+   Each link shown is announced as a "binder-link" event on <main> ({provider, repo}),
+   and a link hidden again as one with a null detail (tokens.js listens). */
 "use strict";
 (function () {
   const main = document.getElementById("main");
@@ -177,7 +180,11 @@
     return text.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
   }
 
-  function showResult(link, label) {
+  function announce(detail) {
+    main.dispatchEvent(new CustomEvent("binder-link", { detail }));
+  }
+
+  function showResult(link, label, spec) {
     document.getElementById("result-label").textContent = label;
     document.getElementById("link-output").value = link;
     document.getElementById("launch-button").href = link;
@@ -187,6 +194,7 @@
     document.getElementById("badge-html").value =
       `<a href="${htmlAttr(link)}"><img src="${htmlAttr(BADGE)}" alt="Binder"></a>`;
     result.hidden = false;
+    announce({ provider: spec.provider, repo: spec.repo });
     fitTextareas();
     formStatus.textContent = `Launch link ready: ${label}.`;
   }
@@ -206,6 +214,7 @@
     const mine = ++attempt;
     clearErrors();
     result.hidden = true;
+    announce(null);
     formStatus.textContent = "";
     let spec;
     try {
@@ -246,7 +255,7 @@
     if (answer && answer.ok && body && typeof body.path === "string") {
       const canonical = body.path.replace(/^\/+/, "");
       const link = window.location.origin + BASE + (canonical.includes("?") ? canonical : canonical + query);
-      return showResult(link, typeof body.label === "string" ? body.label : canonical);
+      return showResult(link, typeof body.label === "string" ? body.label : canonical, spec);
     }
     if (answer && body && typeof body.reason === "string") {
       return showError(body.reason, fieldOf(body.reason));
@@ -264,6 +273,7 @@
     input.addEventListener("input", () => {
       if (!result.hidden) {
         result.hidden = true;
+        announce(null);
         formStatus.textContent = "The form changed: get the link again.";
       }
     });
