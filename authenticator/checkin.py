@@ -225,12 +225,15 @@ class CheckinAuthenticator(TokenExchangeMixin, RefreshMixin, VOAccessMixin, Auth
         return self._provider
 
     def get_handlers(self, app: Any) -> list[tuple[str, type]]:
+        from egi_hub.binder_service.guests import guest_handlers
+
         return [
             (r"/api/egi/token", AccessTokenHandler),
             (r"/api/egi/token-exchange", TokenExchangeHandler),
             (r"/oauth_login", CheckinLoginHandler),
             (r"/oauth_callback", CheckinCallbackHandler),
             (r"/logout", CheckinLogoutHandler),
+            *guest_handlers(app),  # the Binder guest page, when the site lets guests in
         ]
 
     def login_url(self, base_url: str) -> str:

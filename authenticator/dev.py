@@ -159,8 +159,11 @@ class DevAuthenticator(Authenticator):
         return _LOGIN_FORM
 
     def get_handlers(self, app: Any) -> list[tuple[str, type]]:
-        """The login page, with `DevLoginHandler`'s answer to an empty username."""
-        return [("/login", DevLoginHandler)]
+        """The login page, with `DevLoginHandler`'s answer to an empty username; the
+        Binder guest page when the site lets guests in."""
+        from egi_hub.binder_service.guests import guest_handlers
+
+        return [("/login", DevLoginHandler), *guest_handlers(app)]
 
     @property
     def dev_usernames(self) -> list[str]:

@@ -21,6 +21,8 @@ from traitlets.config import Config
 from traitlets.config.loader import JSONFileConfigLoader
 
 from .app import make_app
+from .guest_reaper import launching_users, reap_forever
+from .guests import BinderGuests
 from .service import BinderConfigError, BinderService
 
 
@@ -37,11 +39,23 @@ async def serve() -> None:
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8890"))
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/binder/")
     hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/"
-    binder = BinderService(config=load_config())
-    app = make_app(binder, prefix=prefix, hub_prefix=hub_prefix)
+    config = load_config()
+    binder = BinderService(config=config)
+    guests = BinderGuests(config=config)
+    app = make_app(binder, prefix=prefix, hub_prefix=hub_prefix, guests=guests.enabled)
     app.listen(url.port or 8890, url.hostname or "127.0.0.1", xheaders=True)
     logging.getLogger().info("Binder service at %s%s (builder: %s)", url.geturl(), prefix,
                              binder.builder)  # fmt: skip
+    background = []  # kept referenced: these run as long as the service
+    if guests.enabled:
+        background.append(asyncio.ensure_future(
+            reap_forever(
+                binder.launcher.service_client,
+                grace=guests.grace,
+                every=guests.reap_interval,
+                busy=lambda: launching_users(binder.jobs.running),
+            )
+        ))  # fmt: skip
     await asyncio.Event().wait()
 
 

@@ -73,7 +73,7 @@ class HubLauncher:
         running or starting sessions), ``besides`` left out. Needs the service's role
         (``list:users``, ``read:servers``)."""
         count = 0
-        async with self._client(self.service_token) as hub:
+        async with self.service_client() as hub:
             offset = 0
             while True:
                 r = await hub.get("users", params={"state": "active", "offset": offset,
@@ -88,6 +88,10 @@ class HubLauncher:
                 if len(users) < 200:
                     return count
                 offset += len(users)
+
+    def service_client(self) -> httpx.AsyncClient:
+        """A client of the hub API with the service's own token (its role's scopes)."""
+        return self._client(self.service_token)
 
     def _client(self, token: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(

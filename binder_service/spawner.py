@@ -27,12 +27,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from jupyterhub.utils import maybe_future
 from tornado import web
 from traitlets import Dict, HasTraits, Integer, Unicode
 
 from egi_hub.context import UserContext
 from egi_hub.names import path_component
 
+from .guests import is_guest
 from .ticket import TicketError, verify_ticket
 
 __all__ = ["BINDER_OPTION", "DEFAULT_BINDER_PROFILE", "BinderSpawnerMixin"]
@@ -109,8 +111,28 @@ class BinderSpawnerMixin(HasTraits):
             self.log.warning("%s: Binder start refused: %s", self._log_name, e)
             raise web.HTTPError(403, "%s", f"Binder session refused: {e}") from None
 
+    @property
+    def egi_guest(self) -> bool:
+        """Whether this server's user is a Binder guest (`guests`): no mounts, no
+        other server, Binder sessions only."""
+        return is_guest(self.user)
+
+    def _guest_refusal(self, launch: dict[str, Any] | None) -> str | None:
+        if not self.egi_guest:
+            return None
+        if launch is None:
+            return "a guest account runs Binder sessions only: sign in to start a server"
+        others = [s for s in self.user.spawners.values() if s is not self and s.active]
+        if others:
+            return "a guest account runs one Binder session at a time"
+        return None
+
     async def load_profile(self) -> Any:
         launch = self.binder_launch()
+        refusal = self._guest_refusal(launch)
+        if refusal:
+            self._egi_failed_start = True
+            raise web.HTTPError(403, "%s", refusal)
         if launch is None:
             self._egi_binder = None
             return await super().load_profile()
@@ -151,6 +173,14 @@ class LocalBinderMixin(BinderSpawnerMixin):
     def binder_root(self) -> Path:
         return Path(self.work_dir) / "binder" / path_component(self.name or "default")
 
+    async def delete_forever(self) -> None:
+        """A deleted Binder session's folder goes with it; a deleted guest's whole work
+        folder (nothing of a guest outlives it). Called by the hub once the server is
+        stopped, when the server or its user is deleted."""
+        await maybe_future(super().delete_forever())
+        target = Path(self.work_dir) if self.egi_guest else self.binder_root()
+        await asyncio.to_thread(_remove_folder, target, Path(self.work_dir_root))
+
     async def apply_binder(self, launch: dict[str, Any]) -> None:
         environment = launch.get("environment") or {}
         python, content = environment.get("python"), (launch.get("content") or {}).get("path")
@@ -182,6 +212,15 @@ class LocalBinderMixin(BinderSpawnerMixin):
         paths.append(env.get("JUPYTER_PATH"))  # the site's own, after the session's
         env["JUPYTER_PATH"] = os.pathsep.join(p for p in paths if isinstance(p, str) and p)
         self.environment = env
+
+
+def _remove_folder(target: Path, root: Path) -> None:
+    """Remove ``target``, a real folder under ``root``: never when a symlink on the way
+    (one a user made in their own folder) points anywhere else, another user's files."""
+    target, root = Path(os.path.abspath(target)), Path(os.path.abspath(root))
+    inside = target.is_relative_to(root) and target != root
+    if inside and target.resolve() == root.resolve() / target.relative_to(root):
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def _prepare_content(python: Path, source: Path, target: Path) -> None:

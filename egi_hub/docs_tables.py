@@ -62,6 +62,7 @@ CLASSES = {
     "MountCredentials": "egi_hub.storage_mounts.credentials:MountCredentials",
     "KubeMounts": "egi_hub.storage_mounts.kube:KubeMounts",
     "BinderService": "egi_hub.binder_service.service:BinderService",
+    "BinderGuests": "egi_hub.binder_service.guests:BinderGuests",
     "Resolver": "egi_hub.binder_service.resolver:Resolver",
     "GitProvider": "egi_hub.binder_service.providers.git:GitProvider",
     "RecordProvider": "egi_hub.binder_service.providers.records:RecordProvider",

@@ -48,8 +48,13 @@ BINDER = "binder"
 #: ``access:servers``: it never talks to sessions.
 BINDER_OAUTH_SCOPES = ["start:servers!user", "read:servers!user"]
 BINDER_SERVICE_SCOPES = ["list:users", "read:servers"]
+#: With guests on (``BinderGuests.enabled``): read and delete guest accounts, no others
+#: (egi_hub.binder_service.guest_reaper deletes those whose session ended); each scope
+#: is filtered to the guests' group.
+BINDER_GUEST_SCOPES = ("read:groups", "read:users", "delete:users")
 #: Sections of the site file that configure the Binder service (its own process).
 BINDER_SECTIONS = (
+    "BinderGuests",
     "BinderService",
     "Resolver",
     "GitProvider",
@@ -319,7 +324,12 @@ def _add_binder_service(
     roles = [dict(r) for r in c.JupyterHub.get("load_roles", [])]
     # The service's own token reads server names only (BinderService.repo_quota counts
     # a repository's sessions); it launches with each user's own login token.
-    roles.append({"name": "egi-binder", "scopes": BINDER_SERVICE_SCOPES, "services": [BINDER]})
+    scopes = list(BINDER_SERVICE_SCOPES)
+    if settings["BinderGuests"].get("enabled"):
+        from .binder_service.guests import GUEST_GROUP
+
+        scopes += [f"{scope}!group={GUEST_GROUP}" for scope in BINDER_GUEST_SCOPES]
+    roles.append({"name": "egi-binder", "scopes": scopes, "services": [BINDER]})
     user_role = next(r for r in roles if r.get("name") == "user")
     user_role["scopes"] = [*user_role.get("scopes", []), f"access:services!service={BINDER}"]
     c.JupyterHub.load_roles = roles

@@ -183,8 +183,7 @@ class StorageSpawnerMixin(HasTraits):
 
     async def admit(self) -> Any:
         charge = await super().admit()
-        context = await self.user_context()
-        mounts = self.storage.for_user(context, charge.vo, charge.profile or None)
+        mounts = await self._egi_resolve_mounts(charge)
         self._egi_admitted = charge
         self._egi_mounts = tuple(mounts)
         self._egi_mount_names = tuple(m.name for m in mounts)
@@ -205,10 +204,18 @@ class StorageSpawnerMixin(HasTraits):
         charge = getattr(self, "_egi_charge", None)
         if not names or charge is None:
             return ()
-        context = await self.user_context()
-        mounts = self.storage.for_user(context, charge.vo, charge.profile or None)
+        mounts = await self._egi_resolve_mounts(charge)
         self._egi_mounts = tuple(m for m in mounts if m.name in names)
         return self._egi_mounts
+
+    async def _egi_resolve_mounts(self, charge: Any) -> list[ResolvedMount]:
+        """The mounts of a server charged as ``charge``: none for a Binder guest (a
+        temporary account, see `egi_hub.binder_service.guests`), whom no site mount is
+        for, even one open to every user."""
+        if getattr(self, "egi_guest", False):
+            return []
+        context = await self.user_context()
+        return list(self.storage.for_user(context, charge.vo, charge.profile or None))
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
