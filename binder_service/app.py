@@ -37,7 +37,7 @@ from .guests import GUEST_PAGE
 from .service import BinderService, LaunchUser
 from .specs import PROVIDERS, BadSpec, parse_launch
 from .store import KEY_PATTERN, visible_to
-from .token_api import TokenHandler, TokensHandler, landing_tokens
+from .token_api import TokenHandler, TokenLoginHandler, TokensHandler, landing_tokens
 
 __all__ = ["make_app"]
 
@@ -360,6 +360,7 @@ def make_app(
         (rf"{p}api/v1/capacity", CapacityHandler),
         (rf"{p}api/v1/tokens", TokensHandler),
         (rf"{p}api/v1/tokens/([^/]+)", TokenHandler),
+        (rf"{p}tokens/login", TokenLoginHandler),
     ]
     return web.Application(
         routes,

@@ -6,7 +6,9 @@ Routes (relative to the service's prefix; `binder_service.app` adds them):
   hosts the logged-in user keeps a token for and when each expires (never a token);
 - ``PUT api/v1/tokens/<host>`` with ``{"token": "..."}``: keep it (`UserTokens.put`)
   for `BinderService.user_token_ttl` seconds; answers the host and its expiry;
-- ``DELETE api/v1/tokens/<host>``: forget it (204; 404 if there was none).
+- ``DELETE api/v1/tokens/<host>``: forget it (204; 404 if there was none);
+- ``tokens/login``: a page that logs a visitor in (hub OAuth), then goes back to the
+  landing page (whose private-repository part offers it to visitors not logged in).
 
 All of it answers 404 with the reason when the site does not let users launch private
 repositories (``Resolver.allow_user_tokens`` off). A token is a secret that launches
@@ -30,7 +32,7 @@ from tornado import web
 
 from .user_tokens import BadToken, check_host
 
-__all__ = ["MAX_BODY", "TokenHandler", "TokensHandler", "landing_tokens"]
+__all__ = ["MAX_BODY", "TokenHandler", "TokenLoginHandler", "TokensHandler", "landing_tokens"]
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +40,30 @@ MAX_BODY = 4096  # bytes of a PUT body (a token is at most 512 characters)
 
 
 def landing_tokens(handler: Any) -> dict[str, Any] | None:
-    """What the landing page's private-repository form needs, or None when the site
-    takes no user tokens or nobody is logged in: the API URL, the page's XSRF token,
-    how many hours a token is kept, and the GitHub and GitLab hosts of the site."""
+    """What the landing page's private-repository part needs, or None when the site
+    takes no user tokens: how many hours a token is kept, the GitHub and GitLab hosts
+    of the site, and either the API URL and the page's XSRF token (a user logged in) or
+    ``login``, where a visitor logs in first."""
     binder = handler.settings["binder"]
-    user = handler.get_current_user()
-    if not binder.resolver.allow_user_tokens or not user:
+    if not binder.resolver.allow_user_tokens:
         return None
     git = binder.resolver.provider_for("gh")
-    xsrf = handler.xsrf_token
-    return {
-        "api": f"{handler.settings['prefix']}api/v1/tokens",
-        "xsrf": xsrf.decode() if isinstance(xsrf, bytes) else str(xsrf),
+    prefix = handler.settings["prefix"]
+    out = {
         "hours": f"{binder.user_token_ttl / 3600:g}",
         "github": urlsplit(git.github_url).hostname or "",
         "gitlab": urlsplit(git.gitlab_url).hostname or "",
+        "api": "",
+        "xsrf": "",
+        "login": "",
+    }
+    if not handler.get_current_user():
+        return {**out, "login": f"{prefix}tokens/login"}
+    xsrf = handler.xsrf_token
+    return {
+        **out,
+        "api": f"{prefix}api/v1/tokens",
+        "xsrf": xsrf.decode() if isinstance(xsrf, bytes) else str(xsrf),
     }
 
 
@@ -150,3 +161,11 @@ class TokenHandler(_TokenAPI):
         log.info("Binder: %s removed the token for %s", user, host)
         self.set_status(204)
         self.finish()
+
+
+class TokenLoginHandler(HubOAuthenticated, web.RequestHandler):
+    """``tokens/login``: log in through the hub, then back to the landing page."""
+
+    @web.authenticated
+    def get(self) -> None:
+        self.redirect(self.settings["prefix"])

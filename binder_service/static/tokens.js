@@ -7,6 +7,8 @@
      {"token": "..."} -> {"host", "expires"} or 400 {"reason"}; DELETE <api>/<host>.
      Writes send the page's XSRF token (data-xsrf) in the X-XSRFToken header.
    - data-github, data-gitlab: the hosts of gh and gl links on this site.
+   For a visitor not logged in, data-api is empty and the part only says where to sign
+   in (the host shown, no form).
    The token is never kept by the page: the field is emptied once it is saved. */
 "use strict";
 (function () {
@@ -73,9 +75,10 @@
     part.hidden = !host;
     if (!host) return;
     for (const el of part.querySelectorAll(".token-host")) el.textContent = host;
-    refresh();
+    if (API) refresh();
   });
 
+  if (!API) return; // not logged in: no form
   save.addEventListener("click", async () => {
     if (!host) return;
     const token = input.value.trim();
