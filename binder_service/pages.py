@@ -100,13 +100,13 @@ def render_landing(
 
 def render_launch(
     *, base_url: str, link: str, label: str, build_url: str, user: str, site_name: str,
-    confirm: bool = False,
+    confirm: bool = False, guest: bool = False,
 ) -> str:  # fmt: skip
     """The progress page of one launch (``GET {base_url}v2/...``): ``link`` is the
     shareable launch link, ``label`` what it launches (shown as text), ``build_url`` the
     event stream the page opens: at once, or with ``confirm`` (a link not opened from
     the service's own pages) only after the user has read what will run with their
-    account and pressed Launch."""
+    account and pressed Launch (``guest``: a Binder guest's, said so)."""
     return _render(
         "launch.html",
         base_url=base_url,
@@ -118,6 +118,7 @@ def render_launch(
         build_url=build_url,
         phases=PHASES,
         confirm=confirm,
+        guest=guest,
     )
 
 

@@ -89,7 +89,8 @@ class Resolver(LoggingConfigurable):
         "GitLab token. Default: off (public repositories only, with the site's token).",
     ).tag(config=True)
     user_token_hint = Unicode(
-        "to launch a private repository, give your own access token with the link",
+        "to launch a private repository, save an access token for its host on the Binder "
+        "page (Private repository), then launch again",
         help="What a user is told to do when a repository may be private and "
         "`allow_user_tokens` is on. Default: a sentence saying to give a token.",
     ).tag(config=True)

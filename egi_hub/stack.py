@@ -45,8 +45,9 @@ BINDER = "binder"
 #: .launcher launches as the user, so the hub's rules apply as to any start). Not
 #: ``tokens!user``: the hub checks a new token's scopes against its owner's, so that
 #: would let the service make any token of the user's, admin ones included; nor
-#: ``access:servers``: it never talks to sessions.
-BINDER_OAUTH_SCOPES = ["start:servers!user", "read:servers!user"]
+#: ``access:servers``: it never talks to sessions. The user's own groups: the launch page
+#: tells a Binder guest (group ``binder-guests``) what a guest session is.
+BINDER_OAUTH_SCOPES = ["start:servers!user", "read:servers!user", "read:users:groups!user"]
 BINDER_SERVICE_SCOPES = ["list:users", "read:servers"]
 #: With guests on (``BinderGuests.enabled``): read and delete guest accounts, no others
 #: (egi_hub.binder_service.guest_reaper deletes those whose session ended); each scope

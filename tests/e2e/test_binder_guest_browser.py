@@ -79,6 +79,8 @@ def test_a_visitor_continues_as_a_guest_and_lands_in_jupyterlab(
 
     page.click("#egi-guest-button")
     expect(page.locator("#confirm")).to_be_visible()
+    expect(page.locator("#confirm-text")).to_contain_text("will run in your guest session")
+    save_screenshot(page, "binder-guest-confirm")
     page.click("#confirm-launch")
     page.wait_for_url(GUEST_LAB, timeout=180_000)
     expect(page.locator(".jp-Notebook").first).to_be_visible(timeout=120_000)

@@ -176,7 +176,7 @@ def test_guest_caps_per_address_and_for_the_site(stack: Stack):
         stack.api.delete(f"/users/{name}")
 
 
-def test_without_guests_the_page_does_not_exist_and_links_ask_for_a_login(
+def test_without_guests_the_page_does_not_exist_and_links_ask_for_a_login_and_no_user_tokens(
     tmp_path: Path, stack: Stack
 ):
     # (This stack has guests on; a plain one is the default site of test_binder_local.)
@@ -190,5 +190,12 @@ def test_without_guests_the_page_does_not_exist_and_links_ask_for_a_login(
         assert where.path.endswith("/oauth2/authorize") or "login" in where.path, where
         assert "binder-guest" not in r.headers["location"]
         assert parse_qs(where.query) is not None
+        # (A site default too: no user tokens for private repositories.)
+        alice = plain.dev_login("alice")
+        alice.follow_redirects = True
+        r = alice.put(f"{PREFIX}api/v1/tokens/github.com", json={"token": "t"})
+        assert r.status_code in (403, 404), r.text
+        r = alice.get(f"{PREFIX}api/v1/tokens")
+        assert r.status_code == 404 and "does not launch private repositories" in r.text
     finally:
         plain.stop()

@@ -147,9 +147,18 @@ def test_the_binder_service_is_started_with_least_privilege_and_can_be_turned_of
     would let it mint any token of the user's)."""
     c = build_config({}, data_dir=str(tmp_path)).config
     binder = services(c)["binder"]
-    assert binder["oauth_client_allowed_scopes"] == ["start:servers!user", "read:servers!user"]
+    assert binder["oauth_client_allowed_scopes"] == [
+        "start:servers!user", "read:servers!user", "read:users:groups!user",
+    ]  # fmt: skip
     (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "egi-binder"]
     assert role["scopes"] == ["list:users", "read:servers"] and role["services"] == ["binder"]
+    # Guests on: it may also read and delete guests, and no one else.
+    guests = build_config({"BinderGuests": {"enabled": True}}, data_dir=str(tmp_path / "g"))
+    (role,) = [r for r in guests.config.JupyterHub.load_roles if r["name"] == "egi-binder"]
+    assert role["scopes"][2:] == [
+        "read:groups!group=binder-guests", "read:users!group=binder-guests",
+        "delete:users!group=binder-guests",
+    ]  # fmt: skip
     secret = (tmp_path / "binder_ticket_secret").read_text()
     assert c.EGILocalSpawner.binder_ticket_secret == secret and len(secret) >= 32
     config_file = tmp_path / "binder" / "config.json"
