@@ -172,7 +172,7 @@ class VOAccessMixin(LoggingConfigurable):
         return {
             "name": username,
             "admin": self.admin_for(username, context),
-            "groups": list(context.vos),
+            "groups": context.hub_groups,
             "auth_state": {
                 **auth_state,
                 "iss": issuer,

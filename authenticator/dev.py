@@ -204,6 +204,6 @@ class DevAuthenticator(Authenticator):
         context = self.user_context(username)
         return {
             "name": username,
-            "groups": list(context.vos),
+            "groups": context.hub_groups,
             "auth_state": context.to_auth_state(),
         }

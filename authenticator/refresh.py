@@ -29,7 +29,7 @@ from typing import Any
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
-from egi_hub.context import UserContext
+from egi_hub.context import UserContext, is_guest
 
 from .errors import InvalidGrantError, OIDCError
 from .tokens import finite_number, merge_userinfo
@@ -102,7 +102,7 @@ class RefreshMixin(LoggingConfigurable):
         admin = self.admin_for(user.name, context)
         if admin is None or admin == bool(user.admin):
             return True
-        return {"name": user.name, "admin": admin, "groups": list(context.vos)}
+        return {"name": user.name, "admin": admin, "groups": context.hub_groups}
 
     async def _refuse(self, user: Any, auth_state: dict[str, Any], handler: Any) -> None:
         await self.refuse_user(user, "no longer a member of an allowed VO", handler)
@@ -162,6 +162,8 @@ class RefreshMixin(LoggingConfigurable):
         return await self._apply_rules(user, auth_state, handler)
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool | dict[str, Any]:
+        if is_guest(user):  # a Binder guest has no Check-in session to refresh: as it is
+            return True
         auth_state = await user.get_auth_state() or {}
         if not self._refresh_due(auth_state):
             return await self._as_it_stands(user, auth_state, handler)

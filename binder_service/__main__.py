@@ -52,6 +52,7 @@ async def serve() -> None:
             reap_forever(
                 binder.launcher.service_client,
                 grace=guests.grace,
+                max_age=guests.max_age,
                 every=guests.reap_interval,
                 busy=lambda: launching_users(binder.jobs.running),
             )

@@ -33,7 +33,7 @@ from tornado import web
 
 from . import pages
 from .badge import badge_svg
-from .guests import GUEST_GROUP, GUEST_PAGE
+from .guests import GUEST_PAGE, is_guest
 from .service import BinderService, LaunchUser
 from .specs import PROVIDERS, BadSpec, parse_launch
 from .store import KEY_PATTERN, visible_to
@@ -176,7 +176,7 @@ class LaunchPageHandler(BinderHandler):
                 # Unless the user came from this service's own pages, they confirm before
                 # code of that repository runs in their account (their data, their token).
                 confirm=not self._from_own_pages(),
-                guest=GUEST_GROUP in (self.current_user.get("groups") or ()),
+                guest=is_guest(self.current_user),
             )
         )
 

@@ -4,8 +4,10 @@ A guest (`egi_hub.binder_service.guests`) exists for one session. The service, w
 knows which launches are under way, deletes through the hub API every guest that has no
 running or starting server, no launch under way in this service, and no activity for
 ``guest_grace`` seconds (the hub then calls the spawner's ``delete_forever``: the
-guest's files go too). Its role allows exactly that and no more: read and delete the
-users of the group ``binder-guests`` (`egi_hub.stack.BINDER_GUEST_SCOPES`).
+guest's files go too). A guest older than ``max_age`` has its session stopped and is
+deleted whatever its activity. Its role allows exactly that and no more: read, stop and
+delete the users of the group ``binder-guests`` (`egi_hub.stack.BINDER_GUEST_SCOPES`),
+and it deletes only those that are guests by their name too (`egi_hub.context.is_guest`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .guests import GUEST_GROUP
+from egi_hub.context import GUEST_GROUP, is_guest
 
 __all__ = ["launching_users", "reap_forever", "reap_guests"]
 
@@ -45,6 +47,10 @@ def _age(stamp: str | None, now: datetime) -> float:
     return (now - when).total_seconds()
 
 
+def _too_old(user: dict[str, Any], max_age: float, now: datetime) -> bool:
+    return _age(user.get("created"), now) > max_age
+
+
 def _idle(user: dict[str, Any], grace: float, now: datetime) -> bool:
     if user.get("servers"):  # running or starting (the API lists active servers only)
         return False
@@ -52,10 +58,16 @@ def _idle(user: dict[str, Any], grace: float, now: datetime) -> bool:
 
 
 async def reap_guests(
-    hub: httpx.AsyncClient, *, grace: float, busy: Collection[str] = ()
+    hub: httpx.AsyncClient,
+    *,
+    grace: float,
+    max_age: float = float("inf"),
+    busy: Callable[[], Collection[str]] = tuple,
 ) -> list[str]:
-    """Delete the idle guests (see the module); returns their names. ``hub`` is a client
-    of the hub API with the service's token; ``busy``: guests with a launch under way."""
+    """Delete the idle guests, and stop the sessions of those older than ``max_age``
+    (deleted at the next round), see the module; returns the names deleted. ``hub`` is
+    a client of the hub API with the service's token; ``busy()``: the guests with a
+    launch under way (asked again just before each deletion)."""
     r = await hub.get(f"groups/{GUEST_GROUP}")
     if r.status_code == 404:
         return []  # no guest was ever made
@@ -63,15 +75,22 @@ async def reap_guests(
     now = datetime.now(UTC)
     gone = []
     for name in r.json().get("users") or []:
-        if name in busy:
-            continue
-        r = await hub.get(f"users/{quote(name, safe='')}")
+        path = f"users/{quote(str(name), safe='')}"
+        r = await hub.get(path)
         if r.status_code == 404:
             continue
         r.raise_for_status()
-        if not _idle(r.json(), grace, now):
+        user = r.json()
+        if not is_guest(user):  # a guest's name and group, both: no one else, ever
             continue
-        r = await hub.delete(f"users/{quote(name, safe='')}")
+        if _too_old(user, max_age, now):
+            for server in user.get("servers") or {}:
+                await hub.delete(f"{path}/servers/{quote(server, safe='')}")
+            if user.get("servers"):
+                continue  # deleted once stopped, at a next round
+        elif name in busy() or not _idle(user, grace, now):
+            continue
+        r = await hub.delete(path)
         if r.status_code in (204, 404):
             gone.append(name)
         else:  # e.g. 400: a server started since (the next round sees it)
@@ -83,17 +102,20 @@ async def reap_forever(
     client: Callable[[], httpx.AsyncClient],
     *,
     grace: float,
+    max_age: float,
     busy: Callable[[], Collection[str]],
     every: float = 60,
 ) -> None:
-    """`reap_guests` every ``every`` seconds until cancelled; a failed round is logged
-    and the next one tries again."""
+    """`reap_guests` every ``every`` seconds until cancelled; a failed round, whatever
+    the cause, is logged and the next one tries again (guests must never pile up)."""
     while True:
         try:
             async with client() as hub:
-                gone = await reap_guests(hub, grace=grace, busy=busy())
+                gone = await reap_guests(hub, grace=grace, max_age=max_age, busy=busy)
             if gone:
                 log.info("Deleted %d Binder guests whose sessions ended", len(gone))
-        except (httpx.HTTPError, ValueError) as e:
-            log.warning("Deleting ended Binder guests failed: %s", e)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("Deleting ended Binder guests failed: %s: %s", type(e).__name__, e)
         await asyncio.sleep(every)

@@ -19,11 +19,14 @@ Why the hub's cookie and not a token in the session's URL (BinderHub's way): the
 is then a hub user like any other, so the service, the spawner and the proxy need no
 second path, and no credential ever travels in a URL. A guest account name never meets a
 Check-in user's (`egi_hub.authenticator.usernames`: a name with ``--`` ends in 16 hex
-digits there, in 12 here); group membership, not the name, is what marks a guest.
+digits there, in 12 here). A guest is both, its name and the group
+(`egi_hub.context.is_guest`): the authenticators never give a user the guests' group
+from a VO, and the service deletes no one else.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from typing import Any
 
@@ -34,6 +37,8 @@ from tornado.httputil import url_concat
 from traitlets import Bool, Integer
 from traitlets.config import SingletonConfigurable
 
+from egi_hub.context import GUEST_GROUP, is_guest
+
 __all__ = [
     "GUEST_GROUP",
     "BinderGuests",
@@ -43,8 +48,6 @@ __all__ = [
     "new_guest_name",
 ]
 
-#: The hub group of guest accounts (what the spawner and the service's scopes go by).
-GUEST_GROUP = "binder-guests"
 GUEST_PREFIX = "guest--"
 GUEST_PAGE = "/binder-guest"
 
@@ -77,8 +80,29 @@ class BinderGuests(SingletonConfigurable):
         2,
         min=1,
         help="""
-        How many guest accounts one client address may hold at once (as the hub sees
-        it, behind its proxy). Counted in the hub's memory: a hub restart forgets it.
+        How many guest accounts one client address may hold at once (an IPv6 address
+        counts by its /64). Counted in the hub's memory: a hub restart forgets it.
+        """,
+    ).tag(config=True)
+
+    trusted_proxies = Integer(
+        1,
+        min=0,
+        help="""
+        How many proxies in front of the hub add the address they saw to
+        ``X-Forwarded-For``: the hub's own proxy (1, the local stack), plus one for
+        each ingress or load balancer before it. The visitor's address is the entry
+        that many places from the end (what a visitor writes in the header is before
+        it, and ``X-Real-Ip`` is never read). 0: the address the hub's socket sees.
+        """,
+    ).tag(config=True)
+
+    max_age = Integer(
+        14400,
+        min=60,
+        help="""
+        Seconds a guest may exist at most, active or not: then the Binder service
+        stops its session and deletes it. Default: 4 hours.
         """,
     ).tag(config=True)
 
@@ -99,13 +123,26 @@ class BinderGuests(SingletonConfigurable):
     ).tag(config=True)
 
 
-def is_guest(user: Any) -> bool:
-    """Whether a hub user (orm or wrapper) is a guest account."""
-    return any(group.name == GUEST_GROUP for group in getattr(user, "groups", None) or ())
-
-
 def new_guest_name() -> str:
     return GUEST_PREFIX + secrets.token_hex(6)
+
+
+def client_address(forwarded: str, peer: str, trusted_proxies: int) -> str:
+    """The visitor's address, for the per-address cap: from ``X-Forwarded-For``
+    (``forwarded``, all its values joined), the entry ``trusted_proxies`` places from
+    the end; ``peer`` (the socket's) when there are fewer or none. An IPv6 address
+    counts by its /64 (one machine can hold a whole /64)."""
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    address = hops[-trusted_proxies] if 0 < trusted_proxies <= len(hops) else peer
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class GuestLoginHandler(BaseHandler):
@@ -157,20 +194,29 @@ class GuestLoginHandler(BaseHandler):
             self.db.add(group)
         user.orm_user.groups.append(group)
         self.db.commit()
-        self._by_address.setdefault(self.request.remote_ip or "", set()).add(name)
+        self._by_address.setdefault(self._address(), set()).add(name)
         self.log.info("Binder guest %s made for a visitor", name)
         self.set_login_cookie(user)
         self.redirect(self._next())
+
+    def _address(self) -> str:
+        forwarded = ",".join(self.request.headers.get_list("X-Forwarded-For"))
+        # The socket's own peer: tornado's remote_ip may come from a visitor's X-Real-Ip.
+        peer = getattr(self.request.connection.context, "address", None)
+        peer_ip = peer[0] if isinstance(peer, tuple) and peer else ""
+        return client_address(forwarded, str(peer_ip), self.guests.trusted_proxies)
 
     def _full(self) -> str | None:
         """Why no guest can be made now (None: one can)."""
         group = orm.Group.find(self.db, GUEST_GROUP)
         members = {u.name for u in group.users} if group is not None else set()
+        for address in list(self._by_address):  # forget guests that are gone
+            self._by_address[address] &= members
+            if not self._by_address[address]:
+                del self._by_address[address]
         if len(members) >= self.guests.max_guests:
             return "all guest places of this site are taken: try again later, or log in"
-        address = self.request.remote_ip or ""
-        mine = self._by_address.get(address, set()) & members
-        self._by_address[address] = mine
+        mine = self._by_address.get(self._address(), set())
         if len(mine) >= self.guests.max_guests_per_address:
             return f"this address already has {len(mine)} guest sessions: end one, or log in"
         return None

@@ -174,11 +174,21 @@ class LocalBinderMixin(BinderSpawnerMixin):
         return Path(self.work_dir) / "binder" / path_component(self.name or "default")
 
     async def delete_forever(self) -> None:
-        """A deleted Binder session's folder goes with it; a deleted guest's whole work
-        folder (nothing of a guest outlives it). Called by the hub once the server is
-        stopped, when the server or its user is deleted."""
+        """A deleted Binder session's folder goes with it (a server the service named
+        ``binder-...``); a deleted guest's whole work folder and its server's log
+        (nothing of a guest outlives it), unless another server of the guest is
+        running. Called by the hub once the server is stopped, when the server or its
+        user is deleted."""
         await maybe_future(super().delete_forever())
-        target = Path(self.work_dir) if self.egi_guest else self.binder_root()
+        if self.egi_guest:
+            if any(s.active for s in self.user.spawners.values() if s is not self):
+                return
+            await asyncio.to_thread(self.log_path.unlink, missing_ok=True)
+            target = Path(self.work_dir)
+        elif (self.name or "").startswith("binder-"):
+            target = self.binder_root()
+        else:
+            return
         await asyncio.to_thread(_remove_folder, target, Path(self.work_dir_root))
 
     async def apply_binder(self, launch: dict[str, Any]) -> None:

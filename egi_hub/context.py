@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .vo import Entitlement, EntitlementError, VORule, parse_entitlement, parse_rule
 
-__all__ = ["UserContext", "parse_entitlements"]
+__all__ = ["GUEST_GROUP", "UserContext", "is_guest", "parse_entitlements"]
 
 log = logging.getLogger(__name__)
+
+#: The hub group of Binder guests (egi_hub.binder_service.guests): temporary accounts.
+GUEST_GROUP = "binder-guests"
+#: A guest's name: never a Check-in user's (egi_hub.authenticator.usernames: a name with
+#: ``--`` ends in 16 hex digits there) and never a VO's group.
+GUEST_NAME = re.compile(r"guest--[0-9a-f]{12}")
+
+
+def is_guest(user: Any) -> bool:
+    """Whether a hub user (orm, wrapper or API model) is a Binder guest: a guest's name
+    and the guests' group, both (a group alone could come from somewhere else)."""
+    groups = getattr(user, "groups", None)
+    if groups is None and isinstance(user, Mapping):
+        groups = user.get("groups")
+    names = {g if isinstance(g, str) else getattr(g, "name", None) for g in groups or ()}
+    name = user.get("name") if isinstance(user, Mapping) else getattr(user, "name", None)
+    return GUEST_GROUP in names and isinstance(name, str) and bool(GUEST_NAME.fullmatch(name))
 
 
 def parse_entitlements(
@@ -81,6 +99,12 @@ class UserContext:
     def vos(self) -> tuple[str, ...]:
         """The user's VOs, each once, in the order of their first entitlement."""
         return self._vos
+
+    @property
+    def hub_groups(self) -> list[str]:
+        """The hub groups of a user with this context: the VOs, never the Binder
+        guests' group (a VO of that name must not make its members guests)."""
+        return [vo for vo in self._vos if vo != GUEST_GROUP]
 
     @property
     def primary_vo(self) -> str | None:

@@ -23,6 +23,7 @@ from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Config, Configurable
 
 from .config import ConfigIssue, SiteConfigError, check_site, configurable_classes, site_to_config
+from .context import GUEST_GROUP
 from .pages import add_template_vars, hub_page_config
 from .procs import check_port_free, free_port
 from .proxy import check_proxy, proxy_command
@@ -49,10 +50,10 @@ BINDER = "binder"
 #: tells a Binder guest (group ``binder-guests``) what a guest session is.
 BINDER_OAUTH_SCOPES = ["start:servers!user", "read:servers!user", "read:users:groups!user"]
 BINDER_SERVICE_SCOPES = ["list:users", "read:servers"]
-#: With guests on (``BinderGuests.enabled``): read and delete guest accounts, no others
-#: (egi_hub.binder_service.guest_reaper deletes those whose session ended); each scope
-#: is filtered to the guests' group.
-BINDER_GUEST_SCOPES = ("read:groups", "read:users", "delete:users")
+#: With guests on (``BinderGuests.enabled``): read, stop and delete guest accounts, no
+#: others (egi_hub.binder_service.guest_reaper deletes those whose session ended, and
+#: stops those past their ``max_age``); each scope is filtered to the guests' group.
+BINDER_GUEST_SCOPES = ("read:groups", "read:users", "delete:servers", "delete:users")
 #: Sections of the site file that configure the Binder service (its own process).
 BINDER_SECTIONS = (
     "BinderGuests",
@@ -327,8 +328,6 @@ def _add_binder_service(
     # a repository's sessions); it launches with each user's own login token.
     scopes = list(BINDER_SERVICE_SCOPES)
     if settings["BinderGuests"].get("enabled"):
-        from .binder_service.guests import GUEST_GROUP
-
         scopes += [f"{scope}!group={GUEST_GROUP}" for scope in BINDER_GUEST_SCOPES]
     roles.append({"name": "egi-binder", "scopes": scopes, "services": [BINDER]})
     user_role = next(r for r in roles if r.get("name") == "user")

@@ -29,7 +29,8 @@ from tests.integration.test_binder_local import (
     launch,
     phases,
 )
-from tests.stackrunner import Stack, server_process, start_stack, wait_for
+from tests.oidcprovider import CLIENT_SECRET, checkin_site, start_provider
+from tests.stackrunner import Stack, free_port, server_process, start_stack, wait_for
 from tests.wheels import make_wheel
 
 GUEST_PAGE = "/hub/binder-guest"
@@ -164,7 +165,9 @@ def test_guest_caps_per_address_and_for_the_site(stack: Stack):
         xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)[1]
         assert client.post(GUEST_PAGE, data={"_xsrf": xsrf}).status_code == 302
         made.append(client.get("/hub/api/user").json()["name"])
+    # A visitor's own X-Real-Ip or X-Forwarded-For changes nothing: the proxy's entry counts.
     third = visitor(stack)
+    third.headers.update({"X-Real-Ip": "10.9.8.7", "X-Forwarded-For": "10.9.8.6"})
     page = third.get(GUEST_PAGE)
     assert page.status_code == 503
     assert "this address already has 2 guest sessions" in page.text
@@ -174,6 +177,25 @@ def test_guest_caps_per_address_and_for_the_site(stack: Stack):
     assert third.get("/hub/api/user").status_code in (401, 403)
     for name in made:  # (the service deletes idle guests anyway, after its grace)
         stack.api.delete(f"/users/{name}")
+
+
+def test_a_guest_stays_logged_in_on_a_checkin_hub(tmp_path: Path):
+    """The production login: Check-in (the tests' real OIDC provider standing in for
+    Check-in itself). A guest has no Check-in session to refresh, and keeps its login."""
+    port = free_port()
+    provider = start_provider(tmp_path / "oidc", f"http://127.0.0.1:{port}")
+    try:
+        site = {**checkin_site(provider.issuer), "BinderGuests": {"enabled": True}}
+        hub = start_stack(tmp_path / "hub", site, port=port,
+                          env={"EGI_CHECKIN_CLIENT_SECRET": CLIENT_SECRET})  # fmt: skip
+        try:
+            client, name = become_guest(hub, "gh/owner/repo/HEAD")
+            assert client.get("/hub/api/user").json()["name"] == name
+            assert "binder-guests" in hub.user(name)["groups"]  # not dropped by a refresh
+        finally:
+            hub.stop()
+    finally:
+        provider.stop()
 
 
 def test_without_guests_the_page_does_not_exist_and_links_ask_for_a_login_and_no_user_tokens(

@@ -157,7 +157,7 @@ def test_the_binder_service_is_started_with_least_privilege_and_can_be_turned_of
     (role,) = [r for r in guests.config.JupyterHub.load_roles if r["name"] == "egi-binder"]
     assert role["scopes"][2:] == [
         "read:groups!group=binder-guests", "read:users!group=binder-guests",
-        "delete:users!group=binder-guests",
+        "delete:servers!group=binder-guests", "delete:users!group=binder-guests",
     ]  # fmt: skip
     secret = (tmp_path / "binder_ticket_secret").read_text()
     assert c.EGILocalSpawner.binder_ticket_secret == secret and len(secret) >= 32
