@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.gitserver import GitServer, start_git_server
 from tests.oidcprovider import Provider, start_checkin_hub
 from tests.stackrunner import TEST_SERVICE, Stack, start_stack
 
@@ -127,3 +128,14 @@ def page(browser):
     page.set_default_timeout(60_000)
     yield page
     context.close()
+
+
+@pytest.fixture(scope="module")
+def git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    """Real git for Binder tests: bare repositories served on 127.0.0.1 by ``git daemon``
+    and ``git http-backend`` (`tests.gitserver`), one server per test module."""
+    server = start_git_server(tmp_path_factory.mktemp("git"))
+    try:
+        yield server
+    finally:
+        server.stop()

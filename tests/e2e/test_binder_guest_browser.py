@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.a11y import assert_accessible
-from tests.gitserver import GitServer, start_git_server
+from tests.gitserver import GitServer
 from tests.integration.test_binder_local import binder_site
 from tests.screens import save_screenshot
 from tests.stackrunner import Stack, start_stack
@@ -29,15 +29,6 @@ pytestmark = pytest.mark.browser
 PREFIX = "/services/binder/"
 NOTEBOOK = json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
 GUEST_LAB = re.compile(r"^http://127\.0\.0\.1:\d+/user/guest--[0-9a-f]{12}/binder-[0-9a-f-]+/lab")
-
-
-@pytest.fixture(scope="module")
-def git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    server = start_git_server(tmp_path_factory.mktemp("git"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

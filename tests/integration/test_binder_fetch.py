@@ -27,18 +27,11 @@ from egi_hub.binder_service.fetch import WORKER, FetchLimits, fetch
 from egi_hub.binder_service.providers.base import FetchError, Resolved
 from egi_hub.binder_service.providers.records import RecordProvider
 from egi_hub.binder_service.specs import RepoSpec
-from tests.gitserver import _http_handler, start_git_server
+from tests.gitserver import _http_handler
 from tests.stackrunner import wait_for
 from tests.zenodo_standin import ZenodoStandin, start_zenodo_standin
 
 TOKEN = "glpat-never-shown-0123456789"
-
-
-@pytest.fixture(scope="module")
-def git(tmp_path_factory):
-    server = start_git_server(tmp_path_factory.mktemp("git"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

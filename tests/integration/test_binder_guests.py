@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from egi_hub.names import path_component
-from tests.gitserver import GitServer, start_git_server
+from tests.gitserver import GitServer
 from tests.integration.test_binder_local import (
     NOTEBOOK,
     PREFIX,
@@ -34,15 +34,6 @@ from tests.stackrunner import Stack, free_port, server_process, start_stack, wai
 from tests.wheels import make_wheel
 
 GUEST_PAGE = "/hub/binder-guest"
-
-
-@pytest.fixture(scope="module")
-def git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    server = start_git_server(tmp_path_factory.mktemp("git"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

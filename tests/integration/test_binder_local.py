@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from egi_hub.names import path_component
-from tests.gitserver import GitServer, start_git_server
+from tests.gitserver import GitServer
 from tests.kernel import run_code_async
 from tests.stackrunner import (
     Stack,
@@ -52,15 +52,6 @@ def binder_site(wheels: Path) -> dict[str, Any]:
             "kubespawner_override": {"mem_limit": "4G", "cpu_limit": 1},
         }},
     }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    server = start_git_server(tmp_path_factory.mktemp("git"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
