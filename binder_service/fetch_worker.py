@@ -10,7 +10,7 @@ Dataverse installations at start-up):
   commit; then ``git rev-parse HEAD`` must be the resolved SHA. A token for a private
   repository is given to git by a credential helper for that repository's host only,
   reading it from a file in the worker's private home (never in a command line or an
-  environment variable), and only over https (or to a loopback test server). The
+  environment variable), and only over https (never in clear, not even to loopback). The
   settings' ``git_ca_file`` (the site's CA bundle, see `GitProvider.extra_ca_file`) is
   the only CA setting git gets: the worker reads no user or system config;
 - Zenodo, Figshare and Dataverse: subclasses of repo2docker's providers whose sites
@@ -47,7 +47,6 @@ __all__ = ["WorkerError", "check_tree", "fetch_git", "main", "run"]
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _USERNAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TOKEN_FILE = ".egi-binder-git-token"
 
 
@@ -58,7 +57,7 @@ def _git_token_config(repo: str, token: str, username: str) -> dict[str, str]:
     """Give git ``token`` for ``repo``'s host only, through a credential helper that reads
     it from a file in the private home (see the module): the git config that does it."""
     parts = urlsplit(repo)
-    if parts.scheme != "https" and parts.hostname not in LOOPBACK:
+    if parts.scheme != "https":  # a token never travels in clear, not even to loopback
         raise WorkerError("a token is only sent to a repository over https")
     if not _USERNAME.fullmatch(username):
         raise WorkerError("the fetch job's username is not a plain name")

@@ -17,7 +17,7 @@ Tokens: the site's own (`github_token`, `gitlab_token`) for every call, or a use
 in a header, never in a URL, a reason, a label or the log. For ``git ls-remote`` a
 user's token reaches git as the worker's clone does (`fetch_worker`): a credential
 helper for that URL's origin reads it from a 0600 file in a private folder removed
-right after, and only over https (or to a loopback test server).
+right after, and only over https (never in clear, not even to loopback).
 
 `extra_ca_file`: certificate authorities git trusts besides the system's (a site whose
 git server has a certificate of its own CA; the tests' HTTPS server). Empty by default:
@@ -67,7 +67,6 @@ MAX_ANSWER = 256 * 1024  # an API answer (a commit's JSON is a few KiB)
 MAX_REFS = 256 * 1024  # git ls-remote output (two patterns: a handful of lines)
 MAX_REF = 255
 MAX_REFNAME = 1024
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class MaybePrivate(ResolveError):
@@ -403,7 +402,7 @@ class GitProvider(LoggingConfigurable):
         if not token:
             return await self._ls_remote_with(url, patterns, self._git_env(), False)
         parts = urlsplit(url)
-        if parts.scheme != "https" and parts.hostname not in LOOPBACK:
+        if parts.scheme != "https":  # a token never travels in clear, not even to loopback
             raise ResolveError("a token is only sent to a repository over https", 400)
         secret_dir = tempfile.mkdtemp(prefix="egi-binder-cred-")  # mode 0700
         try:

@@ -9,15 +9,12 @@ in an environment, in the progress lines or in the log."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import logging
 import os
 import subprocess
-import threading
 import zipfile
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -27,7 +24,7 @@ from egi_hub.binder_service.fetch import WORKER, FetchLimits, fetch
 from egi_hub.binder_service.providers.base import FetchError, Resolved
 from egi_hub.binder_service.providers.records import RecordProvider
 from egi_hub.binder_service.specs import RepoSpec
-from tests.gitserver import _http_handler
+from tests.gitserver import serve_private_https
 from tests.stackrunner import wait_for
 from tests.zenodo_standin import ZenodoStandin, start_zenodo_standin
 
@@ -205,52 +202,37 @@ async def test_a_repository_over_the_limits_is_refused(git, tmp_path):
 
 
 @pytest.fixture
-def private_git(git):
-    """``git http-backend`` behind HTTP basic auth: a private repository."""
-    seen: list[str] = []
-    base = _http_handler(git.root, git.env)
-
-    class Private(base):
-        def _cgi(self) -> None:
-            auth = self.headers.get("Authorization", "")
-            seen.append(auth)
-            expected = "Basic " + base64.b64encode(f"oauth2:{TOKEN}".encode()).decode()
-            if auth != expected:
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="private"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            super()._cgi()
-
-        do_GET = _cgi
-        do_POST = _cgi
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Private)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-    server.server_close()
+def private_git(git, tmp_path):
+    """``git http-backend`` over HTTPS with basic auth (`tests.gitserver`): repositories
+    named ``private-*`` are private; a token travels over https only."""
+    server = serve_private_https(git, tmp_path / "tls", {TOKEN})
+    yield server
+    server.stop()
 
 
 async def test_a_private_repository_with_and_without_the_token(git, private_git, tmp_path, caplog):
-    sha = git.commit("secret", {"requirements.txt": "six\n"})
-    base, seen = private_git
-    url = f"{base}/secret.git"
-    job = git_job(url, sha, username="oauth2")
+    sha = git.commit("private-secret", {"requirements.txt": "six\n"})
+    job = git_job(private_git.url("private-secret"), sha, username="oauth2")
+    settings = {"git_ca_file": str(private_git.ca_file)}
     with pytest.raises(FetchError, match="could not clone"):  # no prompt, no hang
-        await fetch(job, tmp_path / "a", on_line=lambda _: None)
+        await fetch(job, tmp_path / "a", on_line=lambda _: None, settings=settings)
     assert not (tmp_path / "a").exists()
     lines: list[str] = []
     caplog.set_level(logging.DEBUG)
-    await fetch(job, tmp_path / "b", on_line=lines.append, token=TOKEN)
+    await fetch(job, tmp_path / "b", on_line=lines.append, token=TOKEN, settings=settings)
     assert (tmp_path / "b" / "requirements.txt").read_text() == "six\n"
-    assert any(s.startswith("Basic ") for s in seen)
+    assert any(s.startswith("Basic ") for s in private_git.seen["private-secret"])
     assert TOKEN not in "\n".join(lines) + caplog.text
     git_config = (tmp_path / "b" / ".git" / "config").read_text()
     assert TOKEN not in git_config and "Basic" not in git_config
     assert not list(tmp_path.glob(".b.*"))
+
+
+async def test_a_token_is_not_sent_over_plain_http_even_to_loopback(git, tmp_path):
+    sha = git.commit("plain", {"requirements.txt": "six\n"})
+    job = git_job(git.http_url("plain"), sha)
+    with pytest.raises(FetchError, match="only sent to a repository over https"):
+        await fetch(job, tmp_path / "d", on_line=lambda _: None, token=TOKEN)
 
 
 async def test_a_token_is_not_sent_over_plain_http_to_another_host(tmp_path):
