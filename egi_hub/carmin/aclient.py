@@ -1,0 +1,308 @@
+"""`AsyncCarminClient`: the CARMIN API without blocking the event loop.
+
+Why a twin: the magics follow executions while the kernel stays free, so they need
+``await``. This is `egi_hub.carmin.client` line for line with ``httpx.AsyncClient``:
+the same plans (`egi_hub.carmin.protocol`), transfer state (`egi_hub.carmin.transfer`)
+and retry policy (its ``asleep``). Local file reads and writes of transfers stay
+synchronous: a chunk at a time, they are short next to the network.
+
+Redirects are not followed (the API key is a custom header httpx would carry to another
+host); a redirect becomes an error naming the address to use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from pathlib import Path as LocalPath
+from typing import Any, TypeVar
+
+import httpx
+
+from egi_hub.carmin.client import DEFAULT_TIMEOUT, USER_AGENT, source_request
+from egi_hub.carmin.credentials import TokenSource, platform_url, resolve_credentials
+from egi_hub.carmin.errors import CarminError, error_from_response
+from egi_hub.carmin.models import Execution, Path, Pipeline, Platform
+from egi_hub.carmin.protocol import Calls, Plan, Request, Response
+from egi_hub.carmin.retry import Incomplete, RetryPolicy, give_up
+from egi_hub.carmin.transfer import Download, Progress, Upload
+
+__all__ = ["AsyncCarminClient"]
+
+T = TypeVar("T")
+
+
+async def _aiter(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+class AsyncCarminClient:
+    """A CARMIN 0.3.1 platform (VIP's dialect too), awaitable calls (see `CarminClient`).
+
+    ``url``: the platform's base URL (else ``$CARMIN_URL``, else VIP's). Credentials: see
+    `egi_hub.carmin.credentials`. ``dialect``: ``"auto"`` (asks ``/platform``),
+    ``"carmin"`` or ``"vip"``. ``timeout``: seconds per network operation. ``retries``:
+    further attempts after a transient failure (``policy`` gives the whole policy).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        api_key_file: str | os.PathLike[str] | None = None,
+        token: TokenSource = None,
+        dialect: str = "auto",
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = 3,
+        policy: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        credentials = resolve_credentials(api_key, api_key_file, token)
+        self.calls = Calls(platform_url(url), credentials, dialect)
+        self.policy = policy or RetryPolicy(attempts=max(1, retries + 1))
+        self._http = httpx.AsyncClient(
+            timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}
+        )
+
+    def __repr__(self) -> str:
+        dialect = self.calls.dialect.name if self.calls.dialect else "auto"
+        return f"AsyncCarminClient({self.url!r}, dialect={dialect}, {self.calls.credentials!r})"
+
+    @property
+    def url(self) -> str:
+        return self.calls.url
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncCarminClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- transport --------------------------------------------------------------------
+
+    async def _exchange(
+        self, method: str, send: Callable[[], Awaitable[httpx.Response]]
+    ) -> httpx.Response:
+        """``send()`` until it gives an answer worth keeping, by the retry policy."""
+        failures = 0
+        while True:
+            try:
+                r = await send()
+            except httpx.TransportError as e:
+                failures += 1
+                wait = self.policy.after_error(method, e, failures)
+                if wait is None:
+                    raise give_up(e, failures, self.url) from None
+                await self.policy.asleep(wait)
+                continue
+            wait = self.policy.after_status(
+                method, r.status_code, failures, r.headers.get("retry-after")
+            )
+            if wait is None:
+                return r
+            failures += 1
+            await r.aclose()
+            await self.policy.asleep(wait)
+
+    async def _send(self, request: Request) -> Response:
+        r = await self._exchange(
+            request.method,
+            lambda: self._http.request(
+                request.method,
+                self.calls.target(request),
+                params=request.params,
+                json=request.json,
+                headers=self.calls.headers(request),
+            ),
+        )
+        return Response(r.status_code, r.headers, r.content)
+
+    async def _run(self, plan: Plan[T]) -> T:
+        """Drive a plan: send what it yields, give it the answers (or the errors)."""
+        try:
+            request = next(plan)
+            while True:
+                try:
+                    response = await self._send(request)
+                except CarminError as e:
+                    request = plan.throw(e)
+                else:
+                    request = plan.send(response)
+        except StopIteration as done:
+            return done.value
+
+    # -- platform -----------------------------------------------------------------------
+
+    async def platform(self) -> Platform:
+        return await self._run(self.calls.platform())
+
+    async def authenticate(self, username: str, password: str) -> tuple[str, str]:
+        return await self._run(self.calls.authenticate(username, password))
+
+    async def detect_dialect(self) -> str:
+        """``"carmin"`` or ``"vip"`` (asks the platform once when auto-detecting)."""
+        return (await self._run(self.calls.ensure_dialect())).name
+
+    # -- pipelines --------------------------------------------------------------------
+
+    async def pipelines(
+        self, study: str | None = None, prop: str | None = None, value: str | None = None
+    ) -> list[Pipeline]:
+        return await self._run(self.calls.pipelines(study, prop, value))
+
+    async def pipeline(self, identifier: str) -> Pipeline:
+        return await self._run(self.calls.pipeline(identifier))
+
+    async def boutiques(self, identifier: str) -> dict[str, Any]:
+        return await self._run(self.calls.boutiques(identifier))
+
+    # -- executions -------------------------------------------------------------------
+
+    async def executions(
+        self, study: str | None = None, offset: int | None = None, limit: int | None = None
+    ) -> list[Execution]:
+        return await self._run(self.calls.executions(study, offset, limit))
+
+    async def count_executions(self, study: str | None = None) -> int:
+        return await self._run(self.calls.count_executions(study))
+
+    async def execution(self, identifier: str) -> Execution:
+        return await self._run(self.calls.execution(identifier))
+
+    async def create_execution(
+        self, pipeline: str, inputs: Mapping[str, Any], name: str | None = None, **kw: Any
+    ) -> Execution:
+        """Launch ``pipeline``; keywords: ``timeout``, ``study``, ``results_location``,
+        ``play`` (default True: play it when the platform left it Initializing)."""
+        return await self._run(self.calls.create_execution(pipeline, inputs, name, **kw))
+
+    async def update_execution(
+        self,
+        identifier: str,
+        *,
+        name: str | None = None,
+        timeout: int | None = None,  # noqa: ASYNC109 (the execution's, in seconds)
+    ) -> None:
+        return await self._run(self.calls.update_execution(identifier, name=name, timeout=timeout))
+
+    async def play(self, identifier: str) -> None:
+        return await self._run(self.calls.play(identifier))
+
+    async def kill(self, identifier: str) -> None:
+        return await self._run(self.calls.kill(identifier))
+
+    async def delete_execution(self, identifier: str, delete_files: bool = False) -> None:
+        return await self._run(self.calls.delete_execution(identifier, delete_files))
+
+    async def results(self, identifier: str) -> list[Path]:
+        return await self._run(self.calls.results(identifier))
+
+    async def stdout(self, identifier: str) -> str:
+        return await self._run(self.calls.stdout(identifier))
+
+    async def stderr(self, identifier: str) -> str:
+        return await self._run(self.calls.stderr(identifier))
+
+    # -- data -------------------------------------------------------------------------
+
+    async def list(self, path: str) -> list[Path]:
+        return await self._run(self.calls.list(path))
+
+    async def exists(self, path: str) -> bool:
+        return await self._run(self.calls.exists(path))
+
+    async def properties(self, path: str) -> Path:
+        return await self._run(self.calls.properties(path))
+
+    async def md5(self, path: str) -> str:
+        return await self._run(self.calls.md5(path))
+
+    async def content(self, path: str) -> bytes:
+        return await self._run(self.calls.content(path))
+
+    async def mkdir(self, path: str) -> None:
+        return await self._run(self.calls.mkdir(path))
+
+    async def delete(self, path: str) -> None:
+        return await self._run(self.calls.delete(path))
+
+    async def _md5_or_none(self, path: str) -> str | None:
+        try:
+            return await self.md5(path)
+        except CarminError:
+            return None  # the md5 action is optional in CARMIN (and VIP's is unreliable)
+
+    async def download(
+        self,
+        source: str | Path,
+        dest: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+        verify: bool = True,
+    ) -> LocalPath:
+        """Stream a platform path (or a returned file's URL) to the file ``dest``."""
+        await self._run(self.calls.ensure_dialect())
+        url, params, platform_path = source_request(self.calls, source)
+        state = Download(dest, progress)
+        try:
+            while True:
+                request = Request("GET", "", params=params, headers=state.headers(), about="path")
+                try:
+                    async with self._http.stream(
+                        "GET", url, params=params, headers=self.calls.headers(request, url)
+                    ) as r:
+                        if r.status_code not in (200, 206):
+                            if not state.retry_status(r.status_code, self.policy):
+                                await r.aread()
+                                raise error_from_response(r.status_code, r.content, "path")
+                            raise Incomplete(f"HTTP {r.status_code}")
+                        state.start(r.status_code, r.headers)
+                        async for chunk in r.aiter_raw(1 << 16):
+                            state.write(chunk)
+                        state.end()
+                    break
+                except (httpx.TransportError, Incomplete) as e:
+                    await self.policy.asleep(state.failed(e, self.policy, self.url))
+            expected = await self._md5_or_none(platform_path) if verify and platform_path else None
+            return state.finish(expected)
+        except BaseException:
+            state.abort()
+            raise
+
+    async def upload(
+        self,
+        source: str | os.PathLike[str],
+        path: str,
+        *,
+        progress: Progress | None = None,
+        verify: bool = True,
+    ) -> Path | None:
+        """Stream the local file ``source`` to the platform ``path`` (replacing it)."""
+        await self._run(self.calls.ensure_dialect())
+        upload = Upload(source, progress)
+        request = self.calls.path_request("PUT", path)
+        url = self.calls.target(request)
+        r = await self._exchange(
+            "PUT",
+            lambda: self._http.put(
+                url,
+                content=_aiter(upload.chunks()),
+                headers={**self.calls.headers(request), **upload.headers()},
+            ),
+        )
+        result = self.calls.uploaded(Response(r.status_code, r.headers, r.content))
+        if verify:
+            remote = await self._md5_or_none(path)
+            if remote and upload.md5 and remote != upload.md5:
+                raise CarminError(
+                    None,
+                    None,
+                    f"{path}: the platform's md5 differs from the file sent",
+                    "upload it again",
+                )
+        return result
