@@ -42,6 +42,13 @@ again from the image's folder, copies again); the image needs ``sh`` and ``cp``
 (repo2docker images have them); and a ``Dockerfile`` build that puts the sources
 elsewhere gets them in `binder_repo_dir` only.
 
+**Private repositories** (a launch with a user's own token: the ticket says
+``private``). The init container has no token and never gets one (``user_options`` and
+the spawner's state are kept in the hub's database), so a private launch's content is
+never fetched here: the service's key of a private build holds its commit, its image
+holds that exact commit, and its ticket carries no fetch job. A private ticket whose
+ref is not the image's is refused (400) rather than fetched.
+
 The init container runs non-root (`binder_fetch_uid`), with no privilege escalation,
 every capability dropped, the runtime's seccomp profile, a read-only root filesystem
 (its ``/tmp`` is a small ``emptyDir``), resource requests and limits
@@ -252,6 +259,12 @@ class KubeBinderMixin(BinderSpawnerMixin):
     _egi_binder_starting = False
 
     async def apply_binder(self, launch: dict[str, Any]) -> None:
+        if launch.get("private") and needs_content(launch):
+            # (the service never signs one: a private build's key holds its commit)
+            raise web.HTTPError(
+                400, "%s", "a private Binder session runs only the image built from its exact "
+                "commit (its content is never fetched in the pod, which has no token)"
+            )  # fmt: skip
         self.image = session_image(launch.get("environment"))
         self.image_pull_policy = self.binder_image_pull_policy
         self.extra_labels = {**self.extra_labels, **self.binder_labels(launch)}

@@ -22,7 +22,11 @@ that user's alone: its content folder and its build key carry a keyed hash of th
 name (`private_mark`), its build record is marked ``private`` with its ``owner`` (the
 API shows it to no one else but admins), so another user's launch of the same link,
 even right after, fails to resolve as it did before and finds nothing of it. A public
-repository stays shared, whoever launches it and whatever tokens they keep.
+repository stays shared, whoever launches it and whatever tokens they keep. With the
+``kubernetes`` builder the build pod clones with the token (`KubernetesBuilder`: a
+Secret of the pod's own), and a private launch's key holds its commit, so its session
+starts from an image holding that exact commit and never fetches content in its pod
+(which has no token): one image per commit of a private repository.
 
 Any failure ends the stream with ``failed`` and a one-line reason; nothing half-fetched or
 half-built is kept, and the service goes on serving. Fetches and builds run as shared
@@ -303,12 +307,9 @@ class BinderService(LoggingConfigurable):
         if resolved.provider != "git" or (clone.hostname or "").rstrip(".") != host:
             # never: a token goes to the host it was given for, and nowhere else
             raise ResolveError("this repository's content is not on the token's host", 400)
-        if self.builder == "kubernetes":
-            raise ResolveError(
-                "private repositories do not launch with this site's kubernetes builder "
-                "(its build pods fetch without your token)",
-                501,
-            )
+        if self.builder == "kubernetes" and clone.scheme != "https":
+            # its build pod clones with the token: over https only
+            raise ResolveError("a token is only sent to a repository over https", 400)
         return resolved, token
 
     # -- the launch -------------------------------------------------------------------
@@ -404,7 +405,7 @@ class BinderService(LoggingConfigurable):
             owner = name if private else None
             job = self.jobs.run(
                 key, "building",
-                lambda job: self._build(job, key, resolved, content, name, owner),
+                lambda job: self._build(job, key, resolved, content, name, owner, token or None),
             )  # fmt: skip
             async for event in job.follow():
                 yield event
@@ -414,7 +415,9 @@ class BinderService(LoggingConfigurable):
                 "phase": "built",
                 "message": f"Reusing environment {key[:12]} (built for {record.get('label')})\n",
             }
-        async for event in self._start_session(request, resolved, record, content, user):
+        async for event in self._start_session(
+            request, resolved, record, content, user, private=bool(private)
+        ):
             yield event
 
     def _key_and_check(
@@ -428,7 +431,12 @@ class BinderService(LoggingConfigurable):
         holds the environment only (the content is copied beside it per session), so
         repositories with the same environment files share it. A ``private`` launch's key
         holds its user's mark: its environment (built from that user's private files) is
-        theirs alone."""
+        theirs alone; with an image builder, it holds the content id (the commit) too, so
+        the image holds that exact commit and its session never fetches content (a
+        session's pod has no token: on Kubernetes, newer content is fetched by the pod's
+        init container, without one). The cost: one image per commit of a private
+        repository, where a public one's commits share an image while the environment
+        files stay the same."""
         try:
             self.build_backend.check(content)
             extra = f"{self.builder}\0{self.build_backend.key_extra()}"
@@ -436,6 +444,8 @@ class BinderService(LoggingConfigurable):
                 extra += f"\0{resolved.source}"
             if private:
                 extra += f"\0private\0{private}"
+                if self.builder != "venv":
+                    extra += f"\0content\0{resolved.content_id}"
             return environment_key(content, extra=extra), None
         except (BuildFailed, EnvironmentRefused) as e:
             return "", str(e)
@@ -475,10 +485,10 @@ class BinderService(LoggingConfigurable):
 
     async def _build(
         self, job: Job, key: str, resolved: Resolved, content: Path, user: str,
-        owner: str | None = None,
+        owner: str | None = None, token: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         """Wait in the queue (first come, first served; followers see their place), then
-        build in a free slot."""
+        build in a free slot (with ``owner``'s ``token`` for a private launch)."""
         mine = self.queued_by.setdefault(user, set())
         mine.add(key)  # (reserved already by the launch that started this build)
         self.queue.append(key)
@@ -498,7 +508,7 @@ class BinderService(LoggingConfigurable):
             self.queue.remove(key)
             self._notify_queue()
             try:
-                return await self._run_build(job, key, resolved, content, owner)
+                return await self._run_build(job, key, resolved, content, owner, token)
             finally:
                 self._free_slots += 1
                 self._notify_queue()
@@ -523,10 +533,12 @@ class BinderService(LoggingConfigurable):
             self._queue_event = None
 
     async def _run_build(
-        self, job: Job, key: str, resolved: Resolved, content: Path, owner: str | None = None
-    ) -> dict[str, Any]:
+        self, job: Job, key: str, resolved: Resolved, content: Path, owner: str | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """Build ``key``; its record is ``private`` to ``owner`` when one is given (a
-        launch with a user's token)."""
+        launch with a user's token, which the builder gets: the kubernetes builder's pod
+        clones with it; the others build the content fetched with it already)."""
         record: dict[str, Any] = {
             "key": key,
             "backend": self.builder,
@@ -558,7 +570,7 @@ class BinderService(LoggingConfigurable):
         self.builds_started += 1
         job.emit({"phase": "building", "message": f"Building environment {key[:12]}\n"})
         try:
-            result = await self.build_backend.build(key, content, resolved, line)
+            result = await self.build_backend.build(key, content, resolved, line, token=token)
         except BuildFailed as e:
             record.update(state="failed", reason=str(e), finished=self.store.now())
             raise
@@ -581,8 +593,17 @@ class BinderService(LoggingConfigurable):
 
     async def _start_session(
         self, request: LaunchRequest, resolved: Resolved, record: dict[str, Any],
-        content: Path, user: LaunchUser,
+        content: Path, user: LaunchUser, *, private: bool = False,
     ) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
+        """Start the session through the hub with a signed ticket. A ``private`` launch's
+        ticket says so and carries no fetch job: its image (or the service's folder)
+        holds the exact content, and nothing fetches it again without the token."""
+        if private and self.builder != "venv" and record.get("ref") != resolved.ref:
+            # never: the key of a private launch holds its commit (`_key_and_check`)
+            raise LaunchFailed(
+                "this private environment was not built from the launched commit, and its "
+                "session cannot fetch it without your token"
+            )
         repository = canonical_source(resolved.source)
         server = session_name(repository, resolved.content_id)
         if self.repo_quota:
@@ -592,16 +613,21 @@ class BinderService(LoggingConfigurable):
                     f"this repository already has {running} sessions running, the most this "
                     "site allows at once: try again later"
                 )
-        launch = {
+        # On one machine the fetched folder; in Kubernetes the content is fetched again in
+        # the pod when its image was built from another ref (never for a private launch).
+        where: dict[str, Any] = {"path": str(content), "ref": resolved.ref}
+        if not private:
+            where["fetch"] = resolved.fetch
+        launch: dict[str, Any] = {
             "key": record["key"],
             "spec": request.spec.path,
             "label": resolved.label,
             "environment": record.get("environment") or {},
-            # On one machine the fetched folder; in Kubernetes the content is fetched
-            # again in the pod (its image holds the environment's first build).
-            "content": {"path": str(content), "fetch": resolved.fetch, "ref": resolved.ref},
+            "content": where,
             "built_from": record.get("ref"),
         }
+        if private:
+            launch["private"] = True
         ticket = sign_ticket(
             self.ticket_secret, user=user.name, server=server, launch=launch, ttl=self.ticket_ttl
         )

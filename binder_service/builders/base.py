@@ -192,11 +192,18 @@ class Builder(LoggingConfigurable):
         build, before any work."""
 
     async def build(
-        self, key: str, content: Path, source: Resolved, log: Callable[[str], None]
-    ) -> BuildResult:
+        self, key: str, content: Path, source: Resolved, log: Callable[[str], None],
+        *, token: str | None = None,
+    ) -> BuildResult:  # fmt: skip
         """Build the environment of ``content`` (fetched from ``source``) under ``key``;
         pass log lines to ``log`` as they come. Raises `BuildFailed` with the reason;
-        on failure, timeout or cancellation nothing is left under ``key``."""
+        on failure, timeout or cancellation nothing is left under ``key``.
+
+        ``token``: a user's access token for ``source``'s git host, given for a private
+        repository, for a backend that fetches the source itself (``kubernetes``: its
+        build pod clones). Backends that build ``content``, which the service fetched
+        with the token already (``venv``, ``docker``), ignore it. A backend never writes
+        it to a log, a record, a command line or a result."""
         raise NotImplementedError
 
     async def remove(self, key: str) -> None:

@@ -202,8 +202,9 @@ class DockerBuilder(Builder):
         return env
 
     async def build(
-        self, key: str, content: Path, source: Resolved, log: Callable[[str], None]
-    ) -> BuildResult:
+        self, key: str, content: Path, source: Resolved, log: Callable[[str], None],
+        *, token: str | None = None,
+    ) -> BuildResult:  # fmt: skip
         if why := await asyncio.to_thread(self.unavailable):
             raise BuildFailed(f"the docker builder cannot run here: {why}")
         parsed = Repo2dockerLog()

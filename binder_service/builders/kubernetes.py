@@ -22,11 +22,36 @@ parsed as the docker backend does), waits for Succeeded or Failed, and deletes t
 afterwards: on success, on failure, on timeout and when cancelled (with the pod's uid
 as a precondition, so a newer pod of the same name is never deleted). A leftover build
 pod of the same key (a service restarted mid-build) is deleted and made again.
+
+**Private repositories** (a user's own token, `BinderService` passes it as ``token``):
+the pod clones, so it needs the token, and gets it as follows, and in no other way:
+
+- a Secret of its own (`token_secret_name`: the pod's name + ``-git-token``, the pod's
+  labels, type Opaque, the token as its only key), created right after the pod with an
+  ``ownerReferences`` entry naming the pod (its uid): Kubernetes' garbage collector
+  removes it with the pod, even if this service dies; the build deletes it explicitly
+  as soon as it ends (success, failure, timeout, cancellation), before the pod. Until
+  the Secret exists the kubelet holds the pod in ContainerCreating (a secret volume
+  that is not there yet is retried), so the Secret never exists without an owner;
+- mounted read-only (mode 0400) into the ``builder`` container only, at
+  `TOKEN_MOUNT`. The container runs as root, which owns the file (no fsGroup is set):
+  that is the user git runs as there;
+- git reads it through a credential helper set by environment config
+  (``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_n``/``GIT_CONFIG_VALUE_n``) for the source's
+  ``https://<host>`` only, which prints ``username=`` (``x-access-token``, or the
+  provider's, e.g. ``oauth2``) and ``password=`` from the file; with
+  ``http.followRedirects=false``, a redirect never takes the token elsewhere. Only
+  ``https`` sources take a token. The token is never in the pod's arguments, its
+  environment's values, its labels or annotations, a log line or a result.
+
+The image then holds that exact commit (the service's key for a private launch
+includes it), so its session never fetches content in the pod (which has no token).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -42,10 +67,19 @@ from packaging.version import Version
 from traitlets import Dict, Float, Integer, List, TraitError, Unicode, default, validate
 
 from ..providers.base import Resolved
+from ..user_tokens import BadToken, check_token
 from .base import Builder, BuildFailed, BuildResult, LineSplitter
 from .docker import Repo2dockerLog, check_image_prefix, repo2docker_version
 
-__all__ = ["COMPONENT", "KEY_LABEL", "KubernetesBuilder", "pod_name", "repo2docker_target"]
+__all__ = [
+    "COMPONENT",
+    "KEY_LABEL",
+    "TOKEN_MOUNT",
+    "KubernetesBuilder",
+    "pod_name",
+    "repo2docker_target",
+    "token_secret_name",
+]
 
 COMPONENT = "binder-build"
 KEY_LABEL = "egi-hub.eu/build-key"
@@ -53,12 +87,43 @@ SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 STUCK = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
          "CreateContainerError"}  # fmt: skip
 _ZENODO = {"zenodo.org", "sandbox.zenodo.org"}
+#: Where the builder container finds a private build's token (a file named ``token``).
+TOKEN_MOUNT = "/etc/egi-binder-git"
+TOKEN_VOLUME = "git-token"
+TOKEN_MODE = 0o400
+_NETLOC = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?")
+_USERNAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 def pod_name(key: str) -> str:
     """The build pod of ``key``: a DNS-1123 label of at most 63 characters."""
     clean = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
     return f"binder-build-{clean}"[:63].rstrip("-")
+
+
+def token_secret_name(key: str) -> str:
+    """The Secret holding the token of ``key``'s build pod (a DNS-1123 subdomain)."""
+    return f"{pod_name(key)}-git-token"
+
+
+def git_credential_config(source: Resolved) -> dict[str, str]:
+    """The git config that gives the token in `TOKEN_MOUNT` to ``source``'s https host
+    only (see the module); `BuildFailed` for a source that may not take a token."""
+    parts = urlsplit(source.source)
+    netloc = parts.netloc.lower()
+    if source.provider != "git" or parts.scheme != "https":
+        raise BuildFailed("a token is only sent to a git repository over https")
+    if parts.username or parts.password or not _NETLOC.fullmatch(netloc):
+        raise BuildFailed("the repository's address cannot take a token")
+    username = str(source.fetch.get("username") or "x-access-token")
+    if not _USERNAME.fullmatch(username):
+        raise BuildFailed("the repository's token user name is not a plain name")
+    # No "$(" anywhere: the kubelet would read it as a reference to a variable.
+    helper = (
+        f'!f() {{ test "$1" = get || exit 0; echo username={username}; '
+        f'printf "password="; cat {TOKEN_MOUNT}/token; echo; }}; f'
+    )
+    return {f"credential.https://{netloc}.helper": helper, "http.followRedirects": "false"}
 
 
 def repo2docker_target(source: Resolved) -> list[str]:
@@ -187,8 +252,18 @@ class KubernetesBuilder(Builder):
         cmd += ["--label", f"eu.egi-hub.binder.key={key}", *self.extra_args]
         return cmd + repo2docker_target(source)
 
-    def pod_manifest(self, key: str, source: Resolved) -> dict[str, Any]:
-        """The build pod of ``key`` for ``source`` (JSON-safe, as the API takes it)."""
+    def labels(self, key: str) -> dict[str, str]:
+        """The labels of ``key``'s build pod (and of its token's Secret)."""
+        return {
+            "app.kubernetes.io/name": "egi-hub",
+            "app.kubernetes.io/component": COMPONENT,
+            "app.kubernetes.io/managed-by": "egi-hub",
+            KEY_LABEL: key[:63],
+        }
+
+    def pod_manifest(self, key: str, source: Resolved, *, private: bool = False) -> dict[str, Any]:
+        """The build pod of ``key`` for ``source`` (JSON-safe, as the API takes it);
+        ``private``: it clones with the token in `token_secret_name` (never in here)."""
         mounts = [{"name": "docker-socket", "mountPath": "/var/run/docker.sock"}]
         volumes: list[dict[str, Any]] = [
             {"name": "docker-socket", "hostPath": {"path": self.docker_socket, "type": "Socket"}}
@@ -202,11 +277,21 @@ class KubernetesBuilder(Builder):
                     "secret": {"secretName": self.push_secret, "items": items},
                 }
             )
+        env = [{"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"}]
+        if private:
+            config = git_credential_config(source)
+            env.append({"name": "GIT_CONFIG_COUNT", "value": str(len(config))})
+            for i, (name, value) in enumerate(config.items()):
+                env.append({"name": f"GIT_CONFIG_KEY_{i}", "value": name})
+                env.append({"name": f"GIT_CONFIG_VALUE_{i}", "value": value})
+            mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_MOUNT, "readOnly": True})
+            secret = {"secretName": token_secret_name(key), "defaultMode": TOKEN_MODE}
+            volumes.append({"name": TOKEN_VOLUME, "secret": secret})
         container = {
             "name": "builder",
             "image": self.image,
             "args": self.command(key, source),
-            "env": [{"name": "DOCKER_HOST", "value": "unix:///var/run/docker.sock"}],
+            "env": env,
             "resources": self.resources,
             "securityContext": {
                 "allowPrivilegeEscalation": False,
@@ -232,18 +317,32 @@ class KubernetesBuilder(Builder):
             spec["tolerations"] = list(self.tolerations)
         if self.image_pull_secrets:
             spec["imagePullSecrets"] = [{"name": s} for s in self.image_pull_secrets]
-        labels = {
-            "app.kubernetes.io/name": "egi-hub",
-            "app.kubernetes.io/component": COMPONENT,
-            "app.kubernetes.io/managed-by": "egi-hub",
-            KEY_LABEL: key[:63],
-        }
         annotations = {"egi-hub.eu/source": source.source[:2048], "egi-hub.eu/ref": source.ref}
         return {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": pod_name(key), "labels": labels, "annotations": annotations},
+            "metadata": {
+                "name": pod_name(key),
+                "labels": self.labels(key),
+                "annotations": annotations,
+            },
             "spec": spec,
+        }
+
+    def secret_manifest(self, key: str, token: str, pod_uid: str) -> dict[str, Any]:
+        """The Secret holding ``token`` for ``key``'s build pod, owned by that pod (its
+        uid ``pod_uid``): removed with it by Kubernetes' garbage collector."""
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": pod_name(key), "uid": pod_uid}
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": token_secret_name(key),
+                "labels": self.labels(key),
+                "ownerReferences": [owner],
+            },
+            "type": "Opaque",
+            "data": {"token": base64.b64encode(token.encode()).decode()},
         }
 
     async def _api(self) -> Any:
@@ -253,17 +352,30 @@ class KubernetesBuilder(Builder):
         return shared_client("CoreV1Api")
 
     async def build(
-        self, key: str, content: Path, source: Resolved, log: Callable[[str], None]
-    ) -> BuildResult:
-        manifest = self.pod_manifest(key, source)
+        self, key: str, content: Path, source: Resolved, log: Callable[[str], None],
+        *, token: str | None = None,
+    ) -> BuildResult:  # fmt: skip
+        if token is not None:
+            try:
+                check_token(token)
+            except BadToken as e:
+                raise BuildFailed(f"the access token cannot be used: {e}") from None
+        manifest = self.pod_manifest(key, source, private=token is not None)
         name = manifest["metadata"]["name"]
         api = await self._api()
         parsed = Repo2dockerLog()
-        uid = ""
+        uid = secret_uid = ""
         try:
             async with asyncio.timeout(self.timeout):
+                if token is not None:
+                    await self._remove_leftover_secret(api, token_secret_name(key))
                 uid = await self._create(api, manifest)
                 log(f"build pod {name} created in namespace {self.namespace}")
+                if token is not None:
+                    secret_uid = await self._create_secret(
+                        api, self.secret_manifest(key, token, uid)
+                    )
+                    log("your token is in a Secret of its own, deleted after the build")
                 await self._wait(api, name, ("Running", "Succeeded", "Failed"), log)
                 await self._follow(api, name, parsed, log)
                 pod = await self._wait(api, name, ("Succeeded", "Failed"), log)
@@ -272,6 +384,8 @@ class KubernetesBuilder(Builder):
         except (ApiException, aiohttp.ClientError) as e:
             raise BuildFailed(f"the Kubernetes API failed: {_api_problem(e)}") from None
         finally:
+            if secret_uid:  # the token first, then the pod
+                await asyncio.shield(self._delete_secret(api, token_secret_name(key), secret_uid))
             if uid:
                 await asyncio.shield(self._delete(api, name, uid))
         if pod.status.phase != "Succeeded":
@@ -304,6 +418,38 @@ class KubernetesBuilder(Builder):
                     break
                 await asyncio.sleep(self.poll_interval)
         raise AssertionError("unreachable")
+
+    async def _create_secret(self, api: Any, manifest: dict) -> str:
+        """Create the token's Secret; its uid."""
+        try:
+            secret = await api.create_namespaced_secret(self.namespace, manifest)
+        except ApiException as e:
+            problem = _api_problem(e)
+            raise BuildFailed(f"the build's Secret could not be created: {problem}") from None
+        return secret.metadata.uid
+
+    async def _remove_leftover_secret(self, api: Any, name: str) -> None:
+        """Delete a token Secret of an earlier build pod of the key (a service restarted
+        mid-build, the garbage collector not done yet), before the new pod could mount
+        it; `BuildFailed` if a Secret of that name is not a build pod's."""
+        try:
+            old = await api.read_namespaced_secret(name, self.namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return
+            raise
+        labels = old.metadata.labels or {}
+        if labels.get("app.kubernetes.io/component") != COMPONENT:
+            raise BuildFailed(f"a Secret named {name} exists and is not a build pod's")
+        await self._delete_secret(api, name, old.metadata.uid)
+
+    async def _delete_secret(self, api: Any, name: str, uid: str) -> None:
+        body = {"preconditions": {"uid": uid}}
+        try:
+            await api.delete_namespaced_secret(name, self.namespace, body=body)
+        except ApiException as e:
+            if e.status not in (404, 409):
+                self.log.warning("Secret %s not deleted: %s %s", name, e.status, e.reason)
 
     async def _read(self, api: Any, name: str) -> Any:
         try:

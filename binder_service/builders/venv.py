@@ -335,8 +335,9 @@ class VenvBuilder(Builder):
             shutil.rmtree(old, ignore_errors=True)
 
     async def build(
-        self, key: str, content: Path, source: Resolved, log: Callable[[str], None]
-    ) -> BuildResult:
+        self, key: str, content: Path, source: Resolved, log: Callable[[str], None],
+        *, token: str | None = None,
+    ) -> BuildResult:  # fmt: skip
         plan = await asyncio.to_thread(self.plan, content)
         link, venv, home = await asyncio.to_thread(self._prepare, key)
         published = False

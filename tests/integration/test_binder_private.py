@@ -17,20 +17,26 @@ or its log.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
+from kmock import ResourceInfo
+from kubernetes_asyncio.client import Configuration
 from traitlets.config import Config
 
 from egi_hub.binder_service.service import BinderService, LaunchUser
 from egi_hub.binder_service.store import visible_to
 from egi_hub.binder_service.ticket import verify_ticket
 from tests.gitserver import GitServer, PrivateHttps, serve_private_https, start_git_server
+from tests.kube import kubernetes
 from tests.wheels import make_wheel
 
 SECRET = "t" * 40
@@ -219,17 +225,110 @@ async def test_a_token_for_another_host_is_not_sent(binder, https, git):
     assert all(h == "" for h in https.headers_for("private-other-host"))
 
 
-async def test_the_kubernetes_builder_refuses_a_private_launch(tmp_path, https, git):
-    git.commit("private-kube", {"README.md": "private\n"})
+class BuildPods:
+    """The kubelet's part for every build pod, played by the test against kmock (a
+    Kubernetes API stand-in, tests.kube): a pod's log (repo2docker's JSON lines, with
+    the pushed image's digest), then its phase Succeeded. What each build pod had: its
+    repo2docker arguments and, if any, the token in its Secret."""
+
+    def __init__(self, api) -> None:
+        self.api = api
+        self.seen: list[dict[str, Any]] = []
+        api[re.compile(r"/api/v1/namespaces/default/pods/[^/]+/log")] << self.log
+
+    async def log(self, request) -> AsyncIterator[bytes]:
+        name = request.url.path.split("/")[-2]
+        (pod,) = [o for (r, _, n), o in self.api.objects.items()
+                  if r.plural == "pods" and n == name and not o.deleted]  # fmt: skip
+        secrets = [o for (r, _, _), o in self.api.objects.items()
+                   if r.plural == "secrets" and not o.deleted]  # fmt: skip
+        args = pod["spec"]["containers"][0]["args"]
+        image = args[args.index("--image-name") + 1]
+        self.seen.append({
+            "pod": json.loads(json.dumps(pod.raw)),
+            "tokens": [base64.b64decode(x["data"]["token"]).decode() for x in secrets],
+        })  # fmt: skip
+        yield b""
+        for message in (
+            "Using PythonBuildPack builder\n",
+            f"#12 pushing manifest for {image}@sha256:{'cd' * 32} 0.2s done\n",
+        ):
+            yield (json.dumps({"message": message, "phase": "building"}) + "\n").encode()
+        base = Configuration.get_default_copy().host.rstrip("/")
+        done = {"status": {"phase": "Succeeded"}}
+        async with aiohttp.ClientSession() as session:
+            url = f"{base}/api/v1/namespaces/default/pods/{name}"
+            headers = {"Content-Type": "application/merge-patch+json"}
+            async with session.patch(url, json=done, headers=headers) as r:
+                assert r.status == 200
+
+
+async def test_the_kubernetes_builder_gets_the_token_and_a_key_per_commit_kmock_stand_in(
+    tmp_path, https, git
+):
+    """The kubernetes builder against kmock (a Kubernetes API stand-in): alice's private
+    launch gives her token to the build pod (in its Secret, removed after), and its key
+    holds the commit, so a notebook-only commit builds again and every session's ticket
+    says its image holds that commit (no fetch job); a public repository's notebook-only
+    commit reuses its image, with no Secret."""
+    git.commit("private-kube", {"requirements.txt": "numpy\n", "a.ipynb": "{}"})
+    git.commit("public-kube", {"requirements.txt": "numpy\n", "a.ipynb": "{}"})
     config = Config()
     config.Resolver.allow_user_tokens = True
     config.GitProvider.allow_private_hosts = True
     config.GitProvider.extra_ca_file = str(https.ca_file)
-    binder = BinderService(
-        config=config, data_dir=str(tmp_path), ticket_secret=SECRET, builder="kubernetes"
-    )
-    binder.build_backend.unavailable = lambda: None  # (no cluster needed to refuse)
-    binder.user_tokens.put("alice", "127.0.0.1", ALICE_TOKEN)
-    events = await launch(binder, spec(https, "private-kube"), "alice")
-    assert events[-1]["phase"] == "failed" and "kubernetes builder" in events[-1]["message"]
-    assert not list((tmp_path / "content").iterdir())
+    config.KubernetesBuilder.namespace = "default"
+    config.KubernetesBuilder.image_prefix = "registry.example.org/binder/env:"
+    config.KubernetesBuilder.poll_interval = 0.05
+    async with kubernetes(tmp_path) as api:
+        api.resources["v1/secrets"] = ResourceInfo(
+            namespaced=True, kind="Secret", verbs={"get", "create", "delete", "list"}
+        )
+        builds = BuildPods(api)
+        binder = BinderService(
+            config=config, data_dir=str(tmp_path / "binder"), ticket_secret=SECRET,
+            builder="kubernetes",
+        )  # fmt: skip
+        binder.build_backend.unavailable = lambda: None  # (kmock's kubeconfig is in tmp)
+        binder.launcher = StandinLauncher()  # type: ignore[assignment]
+        binder.user_tokens.put("alice", "127.0.0.1", ALICE_TOKEN)
+        keys = []
+        for n in range(2):  # a second commit that changes a notebook only (by a tag: the
+            ref = "main"  # branch's resolution is cached)
+            if n:
+                ref = "v2"
+                git.commit(
+                    "private-kube", {"requirements.txt": "numpy\n", "a.ipynb": "{1}"}, tag=ref
+                )
+            events = await launch(binder, spec(https, "private-kube", ref), "alice")
+            assert events[-1]["phase"] == "ready", events[-3:]
+            assert "Reusing environment" not in text(events)
+            seen = builds.seen[-1]
+            assert seen["tokens"] == [ALICE_TOKEN]
+            assert ALICE_TOKEN not in json.dumps(seen["pod"])
+            ticket = binder.launcher.launches[-1]["launch"]
+            assert ticket["private"] is True and "fetch" not in ticket["content"]
+            assert ticket["built_from"] == ticket["content"]["ref"]  # no fetch in the pod
+            keys.append(ticket["key"])
+            assert not [o for (r, _, _), o in api.objects.items()
+                        if r.plural in ("secrets", "pods") and not o.deleted]  # fmt: skip
+        assert len(set(keys)) == 2 and len(builds.seen) == 2
+
+        keys = []
+        for n in range(2):
+            ref = "main"
+            if n:
+                ref = "v2"
+                git.commit(
+                    "public-kube", {"requirements.txt": "numpy\n", "a.ipynb": "{1}"}, tag=ref
+                )
+            events = await launch(binder, spec(https, "public-kube", ref), "alice")
+            assert events[-1]["phase"] == "ready", events[-3:]
+            ticket = binder.launcher.launches[-1]["launch"]
+            assert "private" not in ticket and ticket["content"]["fetch"]["provider"] == "git"
+            keys.append(ticket["key"])
+        assert "Reusing environment" in text(events)
+        assert keys[0] == keys[1] and len(builds.seen) == 3
+        assert builds.seen[-1]["tokens"] == []
+        assert "GIT_CONFIG" not in json.dumps(builds.seen[-1]["pod"])
+        assert ticket["built_from"] != ticket["content"]["ref"]  # fetched in the pod

@@ -231,6 +231,22 @@ async def test_a_launch_without_a_fetch_job_for_newer_content_is_a_400():
     assert info.value.status_code == 400
 
 
+async def test_a_private_launch_runs_its_image_and_is_never_fetched_in_the_pod():
+    """A private launch (a user's token: the init container would have none) starts
+    only from the image built from its exact commit; another ref is a 400, never a
+    fetch, even with a fetch job in the ticket."""
+    own = launch(OLD, OLD, private=True)
+    own["content"].pop("fetch")  # (the service sends none for a private launch)
+    pod = await pod_of(spawner(), ticket(own))
+    assert "initContainers" not in pod["spec"]
+    assert notebook(pod)["image"] == f"registry.example.org/env:{KEY}@{DIGEST}"
+    for data in (launch(NEW, OLD, private=True), launch(NEW, None, private=True)):
+        with pytest.raises(web.HTTPError) as info:
+            await pod_of(spawner(), ticket(data))
+        assert info.value.status_code == 400
+        assert "never fetched in the pod" in info.value.log_message % info.value.args
+
+
 async def test_a_forged_ticket_is_a_403():
     forged = sign_ticket("f" * 40, user="alice", server=SERVER, launch=launch())
     with pytest.raises(web.HTTPError) as info:
