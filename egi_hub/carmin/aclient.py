@@ -262,11 +262,13 @@ class AsyncCarminClient:
                                 raise error_from_response(r.status_code, r.content, "path")
                             raise Incomplete(f"HTTP {r.status_code}")
                         state.start(r.status_code, r.headers)
-                        async for chunk in r.aiter_raw(1 << 16):
+                        async for chunk in r.aiter_bytes():
                             state.write(chunk)
                         state.end()
                     break
                 except (httpx.TransportError, Incomplete) as e:
+                    if state.complete:
+                        break
                     await self.policy.asleep(state.failed(e, self.policy, self.url))
             expected = await self._md5_or_none(platform_path) if verify and platform_path else None
             return state.finish(expected)

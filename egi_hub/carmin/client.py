@@ -263,11 +263,13 @@ class CarminClient:
                                 raise error_from_response(r.status_code, r.content, "path")
                             raise Incomplete(f"HTTP {r.status_code}")
                         state.start(r.status_code, r.headers)
-                        for chunk in r.iter_raw(1 << 16):
+                        for chunk in r.iter_bytes():
                             state.write(chunk)
                         state.end()
                     break
                 except (httpx.TransportError, Incomplete) as e:
+                    if state.complete:
+                        break
                     self.policy.sleep(state.failed(e, self.policy, self.url))
             expected = self._md5_or_none(platform_path) if verify and platform_path else None
             return state.finish(expected)

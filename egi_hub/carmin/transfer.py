@@ -57,8 +57,17 @@ class Download:
                 headers["If-Range"] = self.validator
         return headers
 
+    @property
+    def complete(self) -> bool:
+        """All the announced bytes are in (a cut right after the last one loses nothing)."""
+        return self._file is not None and self.total is not None and self.received == self.total
+
     def retry_status(self, status: int, policy: RetryPolicy) -> bool:
-        """Whether an attempt answered with ``status`` (not 200/206) is worth another."""
+        """Whether an attempt answered with ``status`` (not 200/206) is worth another;
+        a 416 to our ``Range`` means the file changed: start over."""
+        if status == 416 and self.received:
+            self.received, self.validator = 0, None
+            return True
         return policy.after_status("GET", status, self._failures) is not None
 
     def failed(self, error: BaseException, policy: RetryPolicy, url: str) -> float:
@@ -91,7 +100,9 @@ class Download:
         else:
             self._restart()
             length = headers.get("content-length", "")
-            self.total = int(length) if status == 200 and length.isdigit() else None
+            encoded = headers.get("content-encoding", "identity").lower() not in ("", "identity")
+            known = status == 200 and length.isdigit() and not encoded
+            self.total = int(length) if known else None
         self.validator = validator if validator and not validator.startswith("W/") else None
         self._report()
 
