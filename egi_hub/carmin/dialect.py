@@ -26,18 +26,19 @@ __all__ = ["CARMIN", "DIALECTS", "VIP", "Dialect", "detect"]
 @dataclass(frozen=True)
 class Dialect:
     """What differs between platforms: the API key's header, the date unit, where a
-    pipeline's Boutiques descriptor is served, and whether ``POST /executions`` starts
-    the execution at once."""
+    pipeline's Boutiques descriptor is served, whether ``POST /executions`` starts the
+    execution at once, and how an execution is deleted."""
 
     name: str
     key_header: str
     dates_in_ms: bool | None  # None: guess from the size
     boutiques_as_query: bool  # VIP: /pipelines/{id}?format=boutiques
     starts_on_create: bool
+    delete_with_put: bool  # VIP's portal: PUT /executions/{id}/delete {"deleteFiles": ...}
 
 
-CARMIN = Dialect("carmin", "apiKey", None, False, False)
-VIP = Dialect("vip", "apikey", True, True, True)
+CARMIN = Dialect("carmin", "apiKey", None, False, False, False)
+VIP = Dialect("vip", "apikey", True, True, True, True)
 DIALECTS = {"carmin": CARMIN, "spec": CARMIN, "vip": VIP}
 
 _VIP_NAME = re.compile(r"\bvip\b|virtual imaging platform", re.IGNORECASE)

@@ -26,14 +26,18 @@ KEY_HINT = (
     "file ~/.egi/carmin_api_key (chmod 600)"
 )
 TOO_MANY_HINT = "too many running executions: wait for one to finish or kill one"
+PIPELINES_HINT = "list them with %carmin pipelines"
+EXECUTIONS_HINT = "list them with %carmin history"
 _HINTS_BY_CODE = {
     2000: TOO_MANY_HINT,
     2001: TOO_MANY_HINT,
+    8007: PIPELINES_HINT,  # VIP: no such pipeline
+    8015: EXECUTIONS_HINT,  # VIP: no such execution
     40101: KEY_HINT,
 }
 _NOT_FOUND_HINTS = {
-    "pipeline": "list them with %carmin pipelines",
-    "execution": "list them with %carmin history",
+    "pipeline": PIPELINES_HINT,
+    "execution": EXECUTIONS_HINT,
     "path": "check the path (list a folder with CarminClient.list)",
 }
 MAX_MESSAGE = 300  # characters of a platform's message shown; bodies can be whole pages
