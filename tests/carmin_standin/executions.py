@@ -167,6 +167,8 @@ class Engine:
                 start_new_session=True,
             )
             log.close()
+            if ex.kill_requested:  # killed while its inputs were staged
+                self._signal(ex)
         except (DataError, OSError) as e:
             (ex.workdir / "run").mkdir(parents=True, exist_ok=True)
             (ex.workdir / "run" / "stderr.txt").write_text(f"input staging failed: {e}\n")
