@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def notebook_side(module: str) -> bool:
-    return module in ("egi_hub.singleuser", "egi_hub.token") or module.startswith(
-        "egi_hub.singleuser."
+    return module in ("egi_hub.singleuser", "egi_hub.token", "egi_hub.carmin") or (
+        module.startswith(("egi_hub.singleuser.", "egi_hub.carmin."))
     )
 
 
