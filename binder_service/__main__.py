@@ -24,6 +24,7 @@ from .app import make_app
 from .guest_reaper import launching_users, reap_forever
 from .guests import BinderGuests
 from .service import BinderConfigError, BinderService
+from .token_api import MAX_REQUEST_BODY
 
 
 def load_config() -> Config:
@@ -43,7 +44,11 @@ async def serve() -> None:
     binder = BinderService(config=config)
     guests = BinderGuests(config=config)
     app = make_app(binder, prefix=prefix, hub_prefix=hub_prefix, guests=guests.enabled)
-    app.listen(url.port or 8890, url.hostname or "127.0.0.1", xheaders=True)
+    # No request of the service has a large body: refuse one before tornado buffers it.
+    app.listen(
+        url.port or 8890, url.hostname or "127.0.0.1", xheaders=True,
+        max_body_size=MAX_REQUEST_BODY,
+    )  # fmt: skip
     logging.getLogger().info("Binder service at %s%s (builder: %s)", url.geturl(), prefix,
                              binder.builder)  # fmt: skip
     background = []  # kept referenced: these run as long as the service

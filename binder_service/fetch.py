@@ -16,13 +16,18 @@ What the worker gets, and how:
   line (any user of the machine can read it with ``ps``) nor in the environment;
 - an environment of its own: only ``PATH``, locale, proxy and CA settings pass (never
   the service's own secrets, never a ``GIT_*`` variable), plus ``HOME`` set to a fresh
-  private directory (no user ``.gitconfig`` or ``.netrc`` is read), ``GIT_CONFIG_NOSYSTEM``,
+  private directory (no user ``.gitconfig`` or ``.netrc`` is read; the worker keeps a
+  token's file there while git clones), made under ``temp_dir`` (the service's own
+  ``<data_dir>/tmp``, which it empties when it starts: a crash leaves no token file in
+  the machine's shared /tmp) and removed when the worker ends, ``GIT_CONFIG_NOSYSTEM``,
   ``GIT_TERMINAL_PROMPT=0`` (a private repository fails instead of waiting for a
   password) and ``GIT_ALLOW_PROTOCOL=https:http:git`` (a submodule can never be
   ``file://``, ``ssh://`` or ``ext::``).
 
 The worker answers one JSON object per line on stdout: ``{"line": ...}`` for progress,
-then ``{"done": true}`` or ``{"error": "<one line>"}``. It fetches into
+then ``{"done": true}`` or ``{"error": "<one line>"}``, with ``"kind": "credentials"``
+when the git server asked for credentials the worker did not have or that it refused
+(`FetchNeedsCredentials`: the service may try again with the user's token). It fetches into
 ``<dest parent>/.<name>.partial-<random>`` (downloads wait in ``.<name>.scratch-<random>``)
 and renames that to ``dest`` only when everything was fetched and checked: nothing half
 fetched is ever at ``dest``.
@@ -67,7 +72,7 @@ from typing import Any
 
 from .providers.base import FetchError, Resolved
 
-__all__ = ["WORKER", "FetchLimits", "fetch", "worker_env"]
+__all__ = ["WORKER", "FetchLimits", "FetchNeedsCredentials", "fetch", "worker_env"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +98,11 @@ PASS_ENV = (
     "SSL_CERT_DIR",
     "REQUESTS_CA_BUNDLE",
 )
+
+
+class FetchNeedsCredentials(FetchError):
+    """The git server asked for credentials (a private repository): the worker said so
+    (``"kind": "credentials"``), not guessed from the reason's words."""
 
 
 @dataclass(frozen=True)
@@ -131,10 +141,13 @@ async def fetch(
     token: str | None = None,
     limits: FetchLimits | None = None,
     settings: dict[str, Any] | None = None,
+    temp_dir: Path | str | None = None,
 ) -> None:
     """Fetch ``resolved`` into the new directory ``dest`` (see the module), calling
     ``on_line`` with each progress line as it comes; `FetchError` with a one-line
-    reason if it cannot (then nothing is left at ``dest`` or beside it)."""
+    reason if it cannot (then nothing is left at ``dest`` or beside it), and
+    `FetchNeedsCredentials` when the git server asked for credentials. The worker's
+    private home is made under ``temp_dir`` (default: the system's temporary folder)."""
     limits = limits or FetchLimits()
     dest = Path(dest)
     if dest.exists():
@@ -143,7 +156,7 @@ async def fetch(
     tag = secrets.token_hex(8)
     work = dest.parent / f".{dest.name}.partial-{tag}"
     scratch = dest.parent / f".{dest.name}.scratch-{tag}"
-    home = Path(tempfile.mkdtemp(prefix="egi-binder-fetch-"))  # mode 0700
+    home = Path(tempfile.mkdtemp(prefix="egi-binder-fetch-", dir=temp_dir))  # mode 0700
     job = {
         "fetch": resolved.fetch,
         "label": resolved.label,
@@ -186,6 +199,8 @@ async def fetch(
         else:
             await asyncio.to_thread(_remove, scratch)
     if "error" in result:
+        if result.get("kind") == "credentials":
+            raise FetchNeedsCredentials(result["error"])
         raise FetchError(result["error"])
     if proc.returncode != 0 or "done" not in result or not dest.is_dir():
         log.warning(
@@ -238,6 +253,8 @@ async def _talk(
                 result["done"] = True
             elif isinstance(event.get("error"), str):
                 result["error"] = event["error"].splitlines()[0][:500] if event["error"] else "?"
+                if event.get("kind") == "credentials":
+                    result["kind"] = "credentials"
 
     await asyncio.gather(send(), errors(), events())
     await proc.wait()

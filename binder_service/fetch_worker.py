@@ -8,9 +8,14 @@ Dataverse installations at start-up):
 
 - git: ``repo2docker.contentproviders.Git`` clones the repository and checks out the
   commit; then ``git rev-parse HEAD`` must be the resolved SHA. A token for a private
-  repository is given to git by a credential helper for that repository's host only,
-  reading it from a file in the worker's private home (never in a command line or an
-  environment variable), and only over https (never in clear, not even to loopback). The
+  repository is given to git by a credential helper for that repository's https origin
+  only, reading it from a 0600 file in the worker's private home (under the service's
+  ``<data_dir>/tmp``; never in a command line or an environment variable), removed when
+  the fetch ends, and only over https (never in clear, not even to loopback). A clone
+  the server refuses for want of credentials (git's ``could not read Username``,
+  ``Authentication failed``, an HTTP 401 or 403) is reported as such
+  (`NeedsCredentials`, ``"kind": "credentials"``), so the service may try again with
+  the user's token. The
   settings' ``git_ca_file`` (the site's CA bundle, see `GitProvider.extra_ca_file`) is
   the only CA setting git gets: the worker reads no user or system config;
 - Zenodo, Figshare and Dataverse: subclasses of repo2docker's providers whose sites
@@ -43,11 +48,22 @@ from repo2docker.contentproviders.base import ContentProviderException
 
 from .record_downloads import WorkerError, clean_line, fetch_record
 
-__all__ = ["WorkerError", "check_tree", "fetch_git", "main", "run"]
+__all__ = ["NeedsCredentials", "WorkerError", "check_tree", "fetch_git", "main", "run"]
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _USERNAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 TOKEN_FILE = ".egi-binder-git-token"
+# What git says when a server wants credentials it was not given, or refused them
+# (prompts are off: GIT_TERMINAL_PROMPT=0, no askpass, no credential store).
+_CREDENTIALS = re.compile(
+    r"could not read (username|password)|authentication failed|terminal prompts disabled"
+    r"|requested url returned error: 40[13]\b|http basic: access denied",
+    re.IGNORECASE,
+)
+
+
+class NeedsCredentials(WorkerError):
+    """The git server asked for credentials (or refused the ones given)."""
 
 
 # -- git --------------------------------------------------------------------------------
@@ -116,6 +132,9 @@ def fetch_git(
                 del last[:-5]
                 yield line
     except ContentProviderException:
+        if any(_CREDENTIALS.search(line) for line in last):
+            what = "refused the token" if token else "asks for credentials (a private repository?)"
+            raise NeedsCredentials(f"could not clone {repo}: the server {what}") from None
         raise WorkerError(f"could not clone {repo}{why()}") from None
     except (ValueError, subprocess.CalledProcessError):
         if checked_out:
@@ -216,7 +235,8 @@ def main() -> int:
         secret = json.loads(sys.stdin.readline() or "{}").get("token")
         run(job, secret if isinstance(secret, str) and secret else None, emit)
     except WorkerError as e:
-        emit(error=clean_line(str(e)) or "the fetch failed")
+        kind = {"kind": "credentials"} if isinstance(e, NeedsCredentials) else {}
+        emit(error=clean_line(str(e)) or "the fetch failed", **kind)
         return 1
     except Exception as e:
         traceback.print_exc()  # to stderr: the service logs its tail

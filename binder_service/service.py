@@ -14,19 +14,32 @@ One launch (`BinderService.launch`) goes through the phases mybinder's clients k
 5. the session starts through the hub as the user (``launching``, then ``ready``).
 
 Private repositories (when the site sets ``Resolver.allow_user_tokens``): a user keeps
-their own token for a git host in `user_tokens` (memory only, see `user_tokens`). A
-launch of a ``gh``, ``gl`` or ``git`` link first resolves as anyone would; only when
-that fails as "not found, or private" (401, 403, 404) and the user has a token for the
-link's host does it resolve, and then fetch, with that token. What a token brought is
-that user's alone: its content folder and its build key carry a keyed hash of the user
-name (`private_mark`), its build record is marked ``private`` with its ``owner`` (the
-API shows it to no one else but admins), so another user's launch of the same link,
-even right after, fails to resolve as it did before and finds nothing of it. A public
-repository stays shared, whoever launches it and whatever tokens they keep. With the
-``kubernetes`` builder the build pod clones with the token (`KubernetesBuilder`: a
-Secret of the pod's own), and a private launch's key holds its commit, so its session
-starts from an image holding that exact commit and never fetches content in its pod
-(which has no token): one image per commit of a private repository.
+their own token for a git server's https origin (``host[:port]``) in `user_tokens` (in
+memory, see `user_tokens`). A launch of a ``gh``, ``gl`` or ``git`` link first resolves
+and fetches as anyone would; only when the resolution fails as "not found, or private"
+(401, 403, 404), or the fetch fails because the server asks for credentials (a full
+commit SHA needs no remote call to resolve; the site's own token may see a repository
+that git cannot clone without credentials), and the user has a token for the link's
+origin, does it resolve, and then fetch, with that token. The token goes only to a clone
+URL over https whose host and port are the token's origin, and to the site's GitHub or
+GitLab API only when that API is https (`token_host_of`). What a token brought is that
+user's alone: its content folder and its build key carry a keyed hash of the user name
+(`private_mark`), its build record is marked ``private`` with its ``owner`` (the API
+shows it to no one else but admins), so another user's launch of the same link, even
+right after, fails as it did before and finds nothing of it. A public repository stays
+shared, whoever launches it and whatever tokens they keep. With the ``kubernetes``
+builder the build pod clones with the token (`KubernetesBuilder`: a Secret of the pod's
+own), and a private launch's key holds its commit, so its session starts from an image
+holding that exact commit and never fetches content in its pod (which has no token):
+one image per commit of a private repository.
+
+Where private launches are refused (`private_refusal`, with the setting to change): the
+``venv`` builder runs every build and session as this service's OS user, so another
+user's build or notebook could read private content (and a token file during a clone):
+private launches need `private_repos_on_shared_machine`. A builder that pushes images
+(``kubernetes``; ``docker`` with ``push``) needs a ``private_image_prefix``, a
+repository only the site can pull from, since anyone who can pull from the public
+prefix would get the private repository inside its image.
 
 Any failure ends the stream with ``failed`` and a one-line reason; nothing half-fetched or
 half-built is kept, and the service goes on serving. Fetches and builds run as shared
@@ -42,27 +55,28 @@ import importlib
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from traitlets import Enum, Float, Integer, Unicode, default
+from traitlets import Bool, Enum, Float, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from egi_hub.traits import PatternList
 
 from .builders.base import BuildFailed, BuildResult
 from .envkey import EnvironmentRefused, environment_key
-from .fetch import fetch
+from .fetch import FetchNeedsCredentials, fetch
 from .jobs import Job, Jobs
 from .launcher import HubLauncher, LaunchFailed, repo_prefix, session_name
 from .providers.base import FetchError, Resolved, ResolveError
 from .specs import BadSpec, LaunchRequest, parse_launch
 from .store import BuildStore
 from .ticket import sign_ticket
-from .user_tokens import UserTokens, token_host
+from .user_tokens import UserTokens, origin_of_url, token_origin
 
 __all__ = ["BUILDERS", "BinderConfigError", "BinderService", "LaunchUser", "canonical_source"]
 
@@ -211,8 +225,22 @@ class BinderService(LoggingConfigurable):
         help="""
         Seconds the service keeps an access token a user gives for a private repository's
         host (when ``Resolver.allow_user_tokens`` is on), counted from when it was given.
-        Tokens are kept in memory only: a restart of the service forgets them all, and
-        users give them again. Default: 28800 (8 hours).
+        Tokens are kept in the service's memory (git reads one from a 0600 file only while
+        it clones): a restart of the service forgets them all, and users give them again.
+        Default: 28800 (8 hours).
+        """,
+    ).tag(config=True)
+
+    private_repos_on_shared_machine = Bool(
+        False,
+        help="""
+        Let users launch private repositories with their own tokens
+        (``Resolver.allow_user_tokens``) on the ``venv`` builder. That builder runs every
+        build (a repository's ``setup.py``) and every session as this service's one OS
+        user, so another user's build or notebook can read a private repository's fetched
+        content, and a token's file while git clones with it. Turn it on only where all
+        users trust each other. Off: private launches on the venv builder are refused,
+        saying so. Default: False.
         """,
     ).tag(config=True)
 
@@ -237,8 +265,12 @@ class BinderService(LoggingConfigurable):
         root = Path(self.data_dir)
         self.content_dir = root / "content"
         self.content_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.tmp_dir = self._clean_tmp(root / "tmp")
         self.store = BuildStore(root / "builds")
         self.resolver = Resolver(parent=self)
+        git = self.resolver.provider_for("git")
+        if hasattr(git, "temp_dir"):  # its token files go under tmp_dir, not the shared /tmp
+            git.temp_dir = str(self.tmp_dir)
         module, _, name = BUILDERS[self.builder].partition(":")
         builder_class = getattr(importlib.import_module(module), name)
         extra = {"envs_dir": str(root / "envs")} if self.builder == "venv" else {}
@@ -257,6 +289,20 @@ class BinderService(LoggingConfigurable):
         )
         self.builds_started = 0
         self.user_tokens = UserTokens(ttl=self.user_token_ttl)
+
+    @staticmethod
+    def _clean_tmp(tmp: Path) -> Path:
+        """The service's own temporary folder (0700): where git's token files live while
+        a clone runs. What a crash left there (a token file too) is removed now: the
+        folder is this service's alone, unlike the machine's /tmp, which is never swept."""
+        tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(tmp, 0o700)
+        for left in tmp.iterdir():
+            if left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                left.unlink(missing_ok=True)
+        return tmp
 
     # -- checks -----------------------------------------------------------------------
 
@@ -277,12 +323,37 @@ class BinderService(LoggingConfigurable):
 
     # -- private repositories ---------------------------------------------------------
 
+    def private_refusal(self) -> str | None:
+        """Why this site's builder settings refuse private launches (the setting to
+        change named), or None (see the module)."""
+        if self.builder == "venv" and not self.private_repos_on_shared_machine:
+            return (
+                "this site does not launch private repositories: its venv builder runs "
+                "every user's builds and sessions as one user of one machine "
+                "(BinderService.private_repos_on_shared_machine is off)"
+            )
+        refusal = getattr(self.build_backend, "private_refusal", None)
+        return refusal() if refusal is not None else None
+
     def token_host_of(self, spec: Any) -> str | None:
-        """The host whose token a launch of ``spec`` may use (`token_host`), or None."""
+        """The https origin (``host[:port]``) whose token a launch of ``spec`` may use
+        (`token_origin`), or None: not a git link, or a ``gh``/``gl`` link whose site API
+        is not https (the API gets the token saved for the web origin)."""
         if spec.provider not in ("gh", "gl", "git"):
             return None
         git = self.resolver.provider_for(spec.provider)
-        return token_host(spec, github_url=git.github_url, gitlab_url=git.gitlab_url)
+        api = {"gh": getattr(git, "github_api_url", ""), "gl": git.gitlab_url}.get(spec.provider)
+        if api is not None and urlsplit(api).scheme.lower() != "https":
+            return None  # never a token over http
+        return token_origin(spec, github_url=git.github_url, gitlab_url=git.gitlab_url)
+
+    def _user_token(self, spec: Any, user: LaunchUser) -> tuple[str, str]:
+        """(origin, the user's token for it), or ("", "") where none may be used."""
+        if not self.resolver.allow_user_tokens:
+            return "", ""
+        origin = self.token_host_of(spec)
+        token = self.user_tokens.get(user.name, origin) if origin else None
+        return (origin, token) if origin and token else ("", "")
 
     def private_mark(self, user: str) -> str:
         """A keyed hash of ``user``: what makes a private launch's content folder and
@@ -292,25 +363,27 @@ class BinderService(LoggingConfigurable):
 
     async def _resolve(self, request: LaunchRequest, user: LaunchUser) -> tuple[Resolved, str]:
         """The launch's resolution, and the user's token if it took one ("" if not)."""
-        spec = request.spec
-        token = ""
-        host = self.token_host_of(spec) if self.resolver.allow_user_tokens else None
-        if host:
-            token = self.user_tokens.get(user.name, host) or ""
+        origin, token = self._user_token(request.spec, user)
         try:
-            return await self.resolver.resolve(spec), ""
+            return await self.resolver.resolve(request.spec), ""
         except ResolveError as e:
             if not token or e.status not in (401, 403, 404):
                 raise
-        resolved = await self.resolver.resolve(spec, token=token)
-        clone = urlsplit(str(resolved.fetch.get("repo", "")))
-        if resolved.provider != "git" or (clone.hostname or "").rstrip(".") != host:
-            # never: a token goes to the host it was given for, and nowhere else
-            raise ResolveError("this repository's content is not on the token's host", 400)
-        if self.builder == "kubernetes" and clone.scheme != "https":
-            # its build pod clones with the token: over https only
-            raise ResolveError("a token is only sent to a repository over https", 400)
-        return resolved, token
+        return await self._resolve_private(request, origin, token), token
+
+    async def _resolve_private(self, request: LaunchRequest, origin: str, token: str) -> Resolved:
+        """The resolution with the user's ``token`` for ``origin``, checked: the site
+        launches private repositories, and the content's clone URL is over https at
+        that very origin (host and port)."""
+        refusal = self.private_refusal()
+        if refusal:
+            raise ResolveError(refusal, 403)
+        resolved = await self.resolver.resolve(request.spec, token=token)
+        clone = str(resolved.fetch.get("repo", ""))
+        if resolved.provider != "git" or origin_of_url(clone) != origin:
+            # never: a token goes to the origin it was given for, over https, and nowhere else
+            raise ResolveError("this repository's content is not at the token's https origin", 400)
+        return resolved
 
     # -- the launch -------------------------------------------------------------------
 
@@ -371,21 +444,33 @@ class BinderService(LoggingConfigurable):
         if why:
             yield _failed(why)
             return
-        # What a token brought is its user's only (see the module).
-        private = self.private_mark(user.name) if token else ""
         where = "private: with your token" if token else ""
         yield {"phase": "fetching", "message": f"Resolved to {resolved.label}"
                f"{f' ({where})' if where else ''}\n"}  # fmt: skip
-        folder = f"{resolved.content_id}-{private}" if private else resolved.content_id
-        content = self.content_dir / folder
-        if not await asyncio.to_thread(content.is_dir):
-            job = self.jobs.run(
-                f"fetch-{folder}", "fetching",
-                lambda job: self._fetch(job, resolved, content, token or None),
-            )  # fmt: skip
-            async for event in job.follow():
+        try:
+            async for event in self._content(resolved, user, token):
                 yield event
-            await job.result()
+        except FetchNeedsCredentials as e:
+            origin, mine = ("", "") if token else self._user_token(request.spec, user)
+            if not mine:  # already with a token, or none to try
+                hint = self.resolver.user_token_hint
+                if token or not self.resolver.allow_user_tokens or self.private_refusal():
+                    raise
+                raise FetchError(f"{e}; {hint}") from None
+            # Public resolution, private content (a full SHA; what the site's own token
+            # sees): resolve again with the user's token, and fetch it as theirs.
+            resolved, token = await self._resolve_private(request, origin, mine), mine
+            why = self.list_refusal(resolved.source)
+            if why:
+                yield _failed(why)
+                return
+            yield {"phase": "fetching", "message": "The repository asks for credentials: "
+                   "fetching it with your token (private)\n"}  # fmt: skip
+            async for event in self._content(resolved, user, token):
+                yield event
+        # What a token brought is its user's only (see the module).
+        private = self.private_mark(user.name) if token else ""
+        content = self._content_dir(resolved, private)
         key, reason = await asyncio.to_thread(self._key_and_check, content, resolved, private)
         if reason:
             yield _failed(reason)
@@ -420,6 +505,30 @@ class BinderService(LoggingConfigurable):
         ):
             yield event
 
+    def _content_dir(self, resolved: Resolved, private: str) -> Path:
+        """Where ``resolved``'s content is fetched to: its content id, plus the user's
+        mark for a ``private`` launch."""
+        return self.content_dir / (f"{resolved.content_id}-{private}" if private else
+                                   resolved.content_id)  # fmt: skip
+
+    async def _content(
+        self, resolved: Resolved, user: LaunchUser, token: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Fetch ``resolved`` (once per folder, shared) unless it is there: with ``token``
+        into the user's own folder. `FetchNeedsCredentials` when the server asked for
+        credentials."""
+        private = self.private_mark(user.name) if token else ""
+        content = self._content_dir(resolved, private)
+        if await asyncio.to_thread(content.is_dir):
+            return
+        job = self.jobs.run(
+            f"fetch-{content.name}", "fetching",
+            lambda job: self._fetch(job, resolved, content, token or None),
+        )  # fmt: skip
+        async for event in job.follow():
+            yield event
+        await job.result()
+
     def _key_and_check(
         self, content: Path, resolved: Resolved, private: str = ""
     ) -> tuple[str, str | None]:
@@ -445,7 +554,8 @@ class BinderService(LoggingConfigurable):
             if private:
                 extra += f"\0private\0{private}"
                 if self.builder != "venv":
-                    extra += f"\0content\0{resolved.content_id}"
+                    prefix = getattr(self.build_backend, "private_image_prefix", "")
+                    extra += f"\0content\0{resolved.content_id}\0{prefix}"
             return environment_key(content, extra=extra), None
         except (BuildFailed, EnvironmentRefused) as e:
             return "", str(e)
@@ -481,6 +591,7 @@ class BinderService(LoggingConfigurable):
             on_line=lambda line: job.emit({"phase": "fetching", "message": line.rstrip() + "\n"}),
             token=token,
             settings=settings,
+            temp_dir=self.tmp_dir,
         )
 
     async def _build(

@@ -3,21 +3,28 @@
 Routes (relative to the service's prefix; `binder_service.app` adds them):
 
 - ``GET api/v1/tokens``: ``{"tokens": [{"host", "expires"}...], "ttl": seconds}``, the
-  hosts the logged-in user keeps a token for and when each expires (never a token);
+  https origins (``host`` or ``host:port``) the logged-in user keeps a token for and
+  when each expires (never a token);
 - ``PUT api/v1/tokens/<host>`` with ``{"token": "..."}``: keep it (`UserTokens.put`)
-  for `BinderService.user_token_ttl` seconds; answers the host and its expiry;
+  for `BinderService.user_token_ttl` seconds, for that origin only (``host`` alone is
+  port 443); answers the origin and its expiry;
 - ``DELETE api/v1/tokens/<host>``: forget it (204; 404 if there was none);
 - ``tokens/login``: a page that logs a visitor in (hub OAuth), then goes back to the
   landing page (whose private-repository part offers it to visitors not logged in).
 
 All of it answers 404 with the reason when the site does not let users launch private
-repositories (``Resolver.allow_user_tokens`` off). A token is a secret that launches
+repositories (``Resolver.allow_user_tokens`` off, or its builder's settings refuse
+them: `BinderService.private_refusal`), and 403 to a Binder guest (a temporary account,
+deleted with its session: it has no private repositories to launch). A token is a secret
+that launches
 will send to a git host, so writes are guarded as the hub guards its own API: a
 browser's request (cookie login) must carry the page's XSRF token (the hub's OAuth
 login checks it: without it there is no user, and the answer is 403) and come from the
 service's own origin (``Origin``, ``Sec-Fetch-Site``); an API client sends its own hub
 token in ``Authorization`` instead. A bad host or token, a body that is not a small
-JSON object, are 400 with the reason, which never quotes the token.
+JSON object, are 400 with the reason, which never quotes the token. The service's HTTP
+server takes bodies of `MAX_REQUEST_BODY` bytes at most (``__main__``), so a large body
+is refused before it is read whole.
 """
 
 from __future__ import annotations
@@ -30,13 +37,33 @@ from urllib.parse import urlsplit
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
-from .user_tokens import BadToken, check_host
+from egi_hub.context import GUEST_NAME, is_guest
 
-__all__ = ["MAX_BODY", "TokenHandler", "TokenLoginHandler", "TokensHandler", "landing_tokens"]
+from .specs import RepoSpec
+from .user_tokens import BadToken, check_origin
+
+__all__ = [
+    "MAX_BODY",
+    "MAX_REQUEST_BODY",
+    "TokenHandler",
+    "TokenLoginHandler",
+    "TokensHandler",
+    "landing_tokens",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 4096  # bytes of a PUT body (a token is at most 512 characters)
+#: The most bytes of any request body the service's HTTP server reads (it takes no large
+#: bodies; tornado's default would buffer 100 MB before a handler could refuse it).
+MAX_REQUEST_BODY = 64 * 1024
+
+
+def guest(user: Any) -> bool:
+    """A Binder guest: by the hub's model (name and group), or by a guest's name alone (a
+    token without the scope to read groups still names the user)."""
+    name = user.get("name") if isinstance(user, dict) else None
+    return is_guest(user) or (isinstance(name, str) and bool(GUEST_NAME.fullmatch(name)))
 
 
 def landing_tokens(handler: Any) -> dict[str, Any] | None:
@@ -45,20 +72,23 @@ def landing_tokens(handler: Any) -> dict[str, Any] | None:
     of the site, and either the API URL and the page's XSRF token (a user logged in) or
     ``login``, where a visitor logs in first."""
     binder = handler.settings["binder"]
-    if not binder.resolver.allow_user_tokens:
+    if not binder.resolver.allow_user_tokens or binder.private_refusal():
         return None
-    git = binder.resolver.provider_for("gh")
     prefix = handler.settings["prefix"]
     out = {
         "hours": f"{binder.user_token_ttl / 3600:g}",
-        "github": urlsplit(git.github_url).hostname or "",
-        "gitlab": urlsplit(git.gitlab_url).hostname or "",
+        # the origins of gh and gl links, empty where no token may be sent (not https)
+        "github": binder.token_host_of(RepoSpec("gh", "")) or "",
+        "gitlab": binder.token_host_of(RepoSpec("gl", "")) or "",
         "api": "",
         "xsrf": "",
         "login": "",
     }
-    if not handler.get_current_user():
+    user = handler.get_current_user()
+    if not user:
         return {**out, "login": f"{prefix}tokens/login"}
+    if guest(user):
+        return None
     xsrf = handler.xsrf_token
     return {
         **out,
@@ -91,12 +121,21 @@ class _TokenAPI(HubOAuthenticated, web.RequestHandler):
         binder = self.settings["binder"]
         if not binder.resolver.allow_user_tokens:
             raise web.HTTPError(404, "this site does not launch private repositories")
+        refusal = binder.private_refusal()
+        if refusal:
+            raise web.HTTPError(404, "%s", refusal)
         user = self.current_user
         if not user:
             raise web.HTTPError(
                 403,
                 "log in to the hub first (a page's request must carry its XSRF token; "
                 "an API client sends its hub token in the Authorization header)",
+            )
+        if guest(user):
+            raise web.HTTPError(
+                403,
+                "a guest session cannot use access tokens: sign in with your account to "
+                "launch a private repository",
             )
         if write and not getattr(self, "_token_authenticated", False):
             self._same_origin()
@@ -130,7 +169,7 @@ class TokenHandler(_TokenAPI):
 
     def _host(self, raw: str) -> str:
         try:
-            return check_host(raw)
+            return check_origin(raw)
         except BadToken as e:
             raise web.HTTPError(400, "%s", str(e)) from None
 

@@ -1,20 +1,26 @@
 """`UserTokens`: the access tokens users give for their private repositories, in memory.
 
 A user who launches a private repository gives the service their own token for that
-repository's git host (``github.com``, ``gitlab.com``, a site's own GitLab). The
+repository's git server (``github.com``, ``gitlab.com``, a site's own GitLab). The
 service keeps it only as long as it must, and only where it must:
 
-- **In memory only**, per (hub user, host), for `ttl` seconds after it was given (a
-  service restart forgets every token; the user gives it again). Never written to disk,
-  never logged, never put in a URL, an event, a build record or an error: `UserTokens`
-  has no way to list tokens, only hosts and expiry times, and its ``repr`` holds none.
-- **Checked on the way in** (`check_token`, `check_host`): a token is a short run of
-  printable ASCII (what GitHub and GitLab issue), a host a plain DNS name or IPv4
-  address (lower case, no port, no path), so nothing odd reaches a header, git's
+- **Kept in memory**, per (hub user, https origin), for `ttl` seconds after it was given
+  (a service restart forgets every token; the user gives it again). It is never logged,
+  never put in a URL, an event, a build record or an error: `UserTokens` has no way to
+  list tokens, only origins and expiry times, and its ``repr`` holds none. It touches a
+  disk only while git uses it: git reads it from a 0600 file in a 0700 folder under the
+  service's ``<data_dir>/tmp``, for the duration of one ``ls-remote`` or clone, removed
+  right after (and, after a crash, when the service starts again); on the kubernetes
+  builder it is in a Secret of the build pod while that build runs.
+- **Checked on the way in** (`check_token`, `check_origin`): a token is a short run of
+  printable ASCII (what GitHub and GitLab issue); an origin is a plain DNS name or IPv4
+  address with an optional port (``git.example.org:8443``; 443, https' own, is left
+  out), lower case, without a trailing dot, so nothing odd reaches a header, git's
   credential helper or a log line.
-- **Used for its own user and host only**: `get(user, host)`; a launch of another user,
-  or of another host, never sees it (`token_host` says which host a spec's content comes
-  from).
+- **Used for its own user and origin only**: `get(user, origin)`; a launch of another
+  user, or of another origin (another host, or another port of the same host), never
+  sees it. `token_origin` and `origin_of_url` say which origin a spec's content, or a
+  clone URL, comes from: only ``https`` URLs have one (a token never travels in clear).
 """
 
 from __future__ import annotations
@@ -27,16 +33,26 @@ from urllib.parse import urlsplit
 
 from .specs import RepoSpec
 
-__all__ = ["MAX_TOKEN", "BadToken", "UserTokens", "check_host", "check_token", "token_host"]
+__all__ = [
+    "MAX_TOKEN",
+    "BadToken",
+    "UserTokens",
+    "check_origin",
+    "check_token",
+    "origin_of_url",
+    "token_origin",
+]
 
 MAX_TOKEN = 512  # GitHub's tokens are 40-93 characters, GitLab's about 26
 MAX_HOSTS_PER_USER = 20
+HTTPS_PORT = 443
 _TOKEN = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 class BadToken(ValueError):
-    """A token or host refused; ``str()`` is the one-line reason (it never quotes a token)."""
+    """A token or origin refused; ``str()`` is the one-line reason (it never quotes a token)."""
 
 
 def check_token(token: object) -> str:
@@ -50,29 +66,57 @@ def check_token(token: object) -> str:
     return token
 
 
-def check_host(host: object) -> str:
-    """``host`` in lower case if it is a plain host name or IPv4 address (no port, no
-    trailing dot, no ``..``); else `BadToken`."""
-    bad = BadToken("not a host name (such as github.com or gitlab.example.org)")
-    if not isinstance(host, str) or not 0 < len(host) <= 253 or not host.isascii():
-        raise bad
+def _origin(host: str, port: int | None) -> str:
+    """``host[:port]`` in its one spelling (see `check_origin`); `BadToken` if it is not one."""
+    bad = BadToken(
+        "not a host name with an optional port (such as github.com or git.example.org:8443)"
+    )
     host = host.lower()
+    if host.endswith("."):
+        host = host[:-1]
+    if not 0 < len(host) <= 253 or not host.isascii():
+        raise bad
     if not all(_LABEL.fullmatch(label) for label in host.split(".")):
         raise bad
-    return host
+    if port is None or port == HTTPS_PORT:
+        return host
+    if not 0 < port < 65536:
+        raise bad
+    return f"{host}:{port}"
 
 
-def token_host(spec: RepoSpec, *, github_url: str, gitlab_url: str) -> str | None:
-    """The git host a spec's content is fetched from (``gh``: the site's GitHub, ``gl``:
-    its GitLab, ``git``: the URL's host), or None (records, or no usable host)."""
-    url = {"gh": github_url, "gl": gitlab_url, "git": spec.repo}.get(spec.provider)
-    if url is None:
-        return None
+def check_origin(origin: object) -> str:
+    """The https origin ``origin`` names, as ``host`` or ``host:port``: lower case, no
+    trailing dot, no port when it is 443 (``GitHub.com.:443`` -> ``github.com``); else
+    `BadToken` (a path, credentials, ``..``, an IPv6 address, a port out of range)."""
+    bad = BadToken(
+        "not a host name with an optional port (such as github.com or git.example.org:8443)"
+    )
+    if not isinstance(origin, str) or not 0 < len(origin) <= 260 or not origin.isascii():
+        raise bad
+    host, colon, port = origin.partition(":")
+    if colon and not _PORT.fullmatch(port):
+        raise bad
+    return _origin(host, int(port) if colon else None)
+
+
+def origin_of_url(url: str) -> str | None:
+    """The origin (`check_origin`'s form) of an ``https`` URL, or None: any other scheme
+    (a token is never sent in clear), credentials in it, or no usable host."""
     try:
-        host = (urlsplit(url).hostname or "").rstrip(".")
-        return check_host(host)
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "https" or parts.username or parts.password:
+            return None
+        return _origin(parts.hostname or "", parts.port)
     except (ValueError, BadToken):
         return None
+
+
+def token_origin(spec: RepoSpec, *, github_url: str, gitlab_url: str) -> str | None:
+    """The https origin a spec's content is fetched from (``gh``: the site's GitHub,
+    ``gl``: its GitLab, ``git``: the URL's), or None (records, or not over https)."""
+    url = {"gh": github_url, "gl": gitlab_url, "git": spec.repo}.get(spec.provider)
+    return None if url is None else origin_of_url(url)
 
 
 @dataclass
@@ -85,7 +129,8 @@ class _Held:
 
 
 class UserTokens:
-    """Tokens by (user, host), each for `ttl` seconds (see the module)."""
+    """Tokens by (user, origin), each for `ttl` seconds (see the module). Every access
+    first drops the expired tokens of all users (a handful per user: cheap)."""
 
     def __init__(self, ttl: float, clock: Callable[[], float] = time.time) -> None:
         self.ttl = ttl
@@ -105,10 +150,10 @@ class UserTokens:
                 del self._held[user]
 
     def put(self, user: str, host: str, token: str) -> float:
-        """Keep ``token`` for ``user`` at ``host`` (replacing one given before); when it
-        expires (wall-clock seconds). `BadToken` for a bad host or token, or too many
-        hosts for one user."""
-        host, token = check_host(host), check_token(token)
+        """Keep ``token`` for ``user`` at the origin ``host`` (``host[:port]``, replacing
+        one given before); when it expires (wall-clock seconds). `BadToken` for a bad
+        origin or token, or too many origins for one user."""
+        host, token = check_origin(host), check_token(token)
         self._purge()
         mine = self._held.setdefault(user, {})
         if host not in mine and len(mine) >= MAX_HOSTS_PER_USER:
@@ -118,17 +163,14 @@ class UserTokens:
         return expires
 
     def get(self, user: str, host: str) -> str | None:
-        """``user``'s token for ``host``, or None (none given, or expired)."""
+        """``user``'s token for the origin ``host`` (`check_origin`'s form), or None
+        (none given, or expired)."""
+        self._purge()
         held = self._held.get(user, {}).get(host)
-        if held is None:
-            return None
-        if held.expires <= self.clock():
-            self._purge()
-            return None
-        return held.token
+        return None if held is None else held.token
 
     def delete(self, user: str, host: str) -> bool:
-        """Forget ``user``'s token for ``host``; whether there was one."""
+        """Forget ``user``'s token for the origin ``host``; whether there was one."""
         self._purge()
         mine = self._held.get(user, {})
         found = mine.pop(host, None) is not None
@@ -137,7 +179,8 @@ class UserTokens:
         return found
 
     def hosts(self, user: str) -> list[dict[str, float | str]]:
-        """``user``'s hosts with a token, and when each expires: never the tokens."""
+        """``user``'s origins with a token (as ``host``), and when each expires: never
+        the tokens."""
         self._purge()
         mine = self._held.get(user, {})
         return [{"host": h, "expires": mine[h].expires} for h in sorted(mine)]

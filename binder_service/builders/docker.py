@@ -2,7 +2,11 @@
 
 It builds every kind of repository repo2docker knows (apt.txt, R, Julia, conda, a
 Dockerfile...) into an image named `DockerBuilder.image_prefix` + key, pushed when the
-prefix names a registry (`DockerBuilder.push`).
+prefix names a registry (`DockerBuilder.push`). An image of a private launch (a user's
+own token) holds the private repository: with `push` it goes to
+`DockerBuilder.private_image_prefix` (a repository only the site can pull from), and
+without one private launches are refused (`private_refusal`); without `push` it stays
+in the local engine.
 
 repo2docker builds the *fetched content* (a local folder), not the source URL: the
 image holds exactly the bytes the environment key was computed over, nothing is fetched
@@ -130,6 +134,22 @@ class DockerBuilder(Builder):
         help="Push each image (image_prefix names a registry this engine is logged in to).",
     ).tag(config=True)
 
+    private_image_prefix = Unicode(
+        "",
+        help="""Where images of private launches (a user's own token) go: this + the
+        environment key, in a repository only the site can pull from (an image holds its
+        repository: whoever may pull or list image_prefix's registry would get a private
+        one). Empty: with push, private launches are refused; without push, their
+        images stay in the local engine under image_prefix.""",
+    ).tag(config=True)
+
+    @validate("private_image_prefix")
+    def _valid_private_prefix(self, proposal: dict) -> str:
+        try:
+            return proposal["value"] and check_image_prefix(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+
     repo2docker = Unicode(
         help="The repo2docker command (default: the one installed beside this Python)."
     ).tag(config=True)
@@ -152,13 +172,30 @@ class DockerBuilder(Builder):
 
     _probe: tuple[float, str | None] = (0.0, None)
 
-    def image(self, key: str) -> str:
+    def image(self, key: str, *, private: bool = False) -> str:
+        """``key``'s image: under `private_image_prefix` for a ``private`` launch when
+        one is set (with `push` it must be: `private_refusal`)."""
+        if private and self.private_image_prefix:
+            return f"{self.private_image_prefix}{key}"
+        if private and self.push:  # never pushed where others may pull it
+            raise BuildFailed(self.private_refusal() or "no private image prefix")
         return f"{self.image_prefix}{key}"
 
-    def command(self, key: str, content: Path, source: Resolved | None = None) -> list[str]:
+    def private_refusal(self) -> str | None:
+        """Why private launches are refused (pushing, with no `private_image_prefix`)."""
+        if not self.push or self.private_image_prefix:
+            return None
+        return (
+            "this site does not launch private repositories: it pushes every image to a "
+            "registry others may pull from (DockerBuilder.private_image_prefix is not set)"
+        )
+
+    def command(
+        self, key: str, content: Path, source: Resolved | None = None, *, private: bool = False
+    ) -> list[str]:
         """The repo2docker command line that builds ``content`` into ``image(key)``."""
         cmd = [self.repo2docker, "--no-run", "--json-logs"]
-        cmd += ["--image-name", self.image(key)]
+        cmd += ["--image-name", self.image(key, private=private)]
         cmd += ["--user-id", str(self.user_id), "--user-name", self.user_name]
         cmd += ["--label", f"eu.egi-hub.binder.key={key}"]
         if source is not None:
@@ -213,12 +250,13 @@ class DockerBuilder(Builder):
             for text in parsed.feed(line):
                 log(text)
 
-        image = self.image(key)
+        private = token is not None
+        image = self.image(key, private=private)
         workdir = await asyncio.to_thread(tempfile.mkdtemp, prefix="egi-binder-r2d-")
         done = False
         try:
             async with asyncio.timeout(self.timeout):
-                cmd = self.command(key, Path(content), source)
+                cmd = self.command(key, Path(content), source, private=private)
                 code, _ = await run_process(cmd, cwd=workdir, env=self._env(), log=on_line)
                 if code != 0:
                     raise BuildFailed(f"repo2docker failed: {parsed.reason()}")
@@ -229,7 +267,7 @@ class DockerBuilder(Builder):
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
             if not done:
-                await asyncio.shield(self.remove(key))
+                await asyncio.shield(self._docker("image", "rm", "--force", image))
         summary = [f"image: {image}", f"digest: {digest}", f"repo2docker {repo2docker_version()}"]
         if parsed.buildpack:
             summary.append(f"buildpack: {parsed.buildpack}")

@@ -46,6 +46,10 @@ the pod clones, so it needs the token, and gets it as follows, and in no other w
 
 The image then holds that exact commit (the service's key for a private launch
 includes it), so its session never fetches content in the pod (which has no token).
+It holds the private repository too, so it is pushed to
+`KubernetesBuilder.private_image_prefix`, a repository only the site can pull from,
+never to `image_prefix` (whoever can pull or list there would get the repository);
+without a private prefix, private launches are refused (`private_refusal`).
 """
 
 from __future__ import annotations
@@ -190,6 +194,23 @@ class KubernetesBuilder(Builder):
         except ValueError as e:
             raise TraitError(str(e)) from None
 
+    private_image_prefix = Unicode(
+        "",
+        help="""Where images of private launches (a user's own token) go: this + the
+        environment key, in a repository only the site can pull from (never the public
+        image_prefix: an image holds its repository, and whoever may pull or list it
+        there gets a private repository). push_secret must be able to push there, and the
+        session pods to pull from it. Empty: private launches are refused, since build
+        pods always push.""",
+    ).tag(config=True)
+
+    @validate("private_image_prefix")
+    def _valid_private_prefix(self, proposal: dict) -> str:
+        try:
+            return proposal["value"] and check_image_prefix(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+
     push_secret = Unicode(
         "",
         help="""Secret with the registry credentials (a docker config.json), mounted
@@ -230,8 +251,23 @@ class KubernetesBuilder(Builder):
         config=True
     )
 
-    def image_name(self, key: str) -> str:
+    def image_name(self, key: str, *, private: bool = False) -> str:
+        """``key``'s image: under `private_image_prefix` for a ``private`` launch."""
+        if private:
+            if not self.private_image_prefix:  # never the public registry
+                raise BuildFailed(self.private_refusal() or "no private image prefix")
+            return f"{self.private_image_prefix}{key}"
         return f"{self.image_prefix}{key}"
+
+    def private_refusal(self) -> str | None:
+        """Why private launches are refused (no `private_image_prefix`), or None."""
+        if self.private_image_prefix:
+            return None
+        return (
+            "this site does not launch private repositories: its build pods push every "
+            "image to a registry others may pull from (KubernetesBuilder.private_image_prefix "
+            "is not set)"
+        )
 
     def key_extra(self) -> str:
         parts = [self.name, self.image, self.image_prefix, str(self.user_id), self.user_name]
@@ -245,9 +281,9 @@ class KubernetesBuilder(Builder):
             return "no Kubernetes API: not in a cluster and no kubeconfig"
         return None
 
-    def command(self, key: str, source: Resolved) -> list[str]:
+    def command(self, key: str, source: Resolved, *, private: bool = False) -> list[str]:
         cmd = ["jupyter-repo2docker", "--no-run", "--push", "--json-logs"]
-        cmd += ["--image-name", self.image_name(key)]
+        cmd += ["--image-name", self.image_name(key, private=private)]
         cmd += ["--user-id", str(self.user_id), "--user-name", self.user_name]
         cmd += ["--label", f"eu.egi-hub.binder.key={key}", *self.extra_args]
         return cmd + repo2docker_target(source)
@@ -290,7 +326,7 @@ class KubernetesBuilder(Builder):
         container = {
             "name": "builder",
             "image": self.image,
-            "args": self.command(key, source),
+            "args": self.command(key, source, private=private),
             "env": env,
             "resources": self.resources,
             "securityContext": {
@@ -390,7 +426,7 @@ class KubernetesBuilder(Builder):
                 await asyncio.shield(self._delete(api, name, uid))
         if pod.status.phase != "Succeeded":
             raise BuildFailed(f"repo2docker failed: {self._reason(pod, parsed)}")
-        image = self.image_name(key)
+        image = self.image_name(key, private=token is not None)
         summary = [f"image: {image}", f"digest: {parsed.digest}", f"repo2docker image {self.image}"]
         if parsed.buildpack:
             summary.append(f"buildpack: {parsed.buildpack}")

@@ -14,10 +14,13 @@ the full commit SHA it names now.
 
 Tokens: the site's own (`github_token`, `gitlab_token`) for every call, or a user's own
 (for private repositories, when the Resolver lets it through), which wins. A token goes
-in a header, never in a URL, a reason, a label or the log. For ``git ls-remote`` a
-user's token reaches git as the worker's clone does (`fetch_worker`): a credential
-helper for that URL's origin reads it from a 0600 file in a private folder removed
-right after, and only over https (never in clear, not even to loopback).
+in a header, never in a URL, a reason, a label or the log; a user's token goes to the
+GitHub or GitLab API only over https (`github_api_url`, `gitlab_url`: the API host gets
+the token the user saved for the web origin). For ``git ls-remote`` a user's token
+reaches git as the worker's clone does (`fetch_worker`): a credential helper for that
+URL's origin reads it from a 0600 file in a 0700 folder under `temp_dir` (the
+service's ``<data_dir>/tmp``), removed right after, and only over https (never in
+clear, not even to loopback).
 
 `extra_ca_file`: certificate authorities git trusts besides the system's (a site whose
 git server has a certificate of its own CA; the tests' HTTPS server). Empty by default:
@@ -276,6 +279,11 @@ class GitProvider(LoggingConfigurable):
         """,
     ).tag(config=True)
     http = Instance(httpx.AsyncClient, allow_none=True, help="The HTTP client (the Resolver's).")
+    temp_dir = Unicode(
+        "",
+        help="Where git's private folders (a token's file while ls-remote runs) are made: "
+        "the Binder service sets its own <data_dir>/tmp. Empty: the system's temporary folder.",
+    )
 
     @default("github_token")
     def _default_github_token(self) -> str:
@@ -338,6 +346,7 @@ class GitProvider(LoggingConfigurable):
     async def _github(self, repo: str, ref: str, user_token: str | None) -> str:
         api = self.github_api_url.rstrip("/")
         where = f"GitHub ({urlsplit(api).netloc})"
+        _https_only(api, user_token)
         token = user_token or self.github_token
         headers = {"Accept": "application/vnd.github.sha", "X-GitHub-Api-Version": "2022-11-28"}
         if token:
@@ -358,6 +367,7 @@ class GitProvider(LoggingConfigurable):
     async def _gitlab(self, project: str, ref: str, user_token: str | None) -> str:
         base = self.gitlab_url.rstrip("/")
         where = f"GitLab ({urlsplit(base).netloc})"
+        _https_only(base, user_token)
         token = user_token or self.gitlab_token
         headers = {"Accept": "application/json"}
         if token:
@@ -404,7 +414,7 @@ class GitProvider(LoggingConfigurable):
         parts = urlsplit(url)
         if parts.scheme != "https":  # a token never travels in clear, not even to loopback
             raise ResolveError("a token is only sent to a repository over https", 400)
-        secret_dir = tempfile.mkdtemp(prefix="egi-binder-cred-")  # mode 0700
+        secret_dir = tempfile.mkdtemp(prefix="egi-binder-cred-", dir=self.temp_dir or None)
         try:
             secret = os.path.join(secret_dir, "token")
             fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -503,7 +513,9 @@ class GitProvider(LoggingConfigurable):
     def _home(self) -> str:
         home = getattr(self, "_git_home", None)
         if home is None or not os.path.isdir(home):
-            home = self._git_home = tempfile.mkdtemp(prefix="egi-binder-git-")
+            home = self._git_home = tempfile.mkdtemp(
+                prefix="egi-binder-git-", dir=self.temp_dir or None
+            )
             weakref.finalize(self, shutil.rmtree, home, True)
         return home
 
@@ -525,6 +537,12 @@ def git_config_env(config: dict[str, str]) -> dict[str, str]:
         env[f"GIT_CONFIG_KEY_{i}"] = key
         env[f"GIT_CONFIG_VALUE_{i}"] = value
     return env
+
+
+def _https_only(api: str, user_token: str | None) -> None:
+    """A user's token never goes to an API over http (the service checks it before, too)."""
+    if user_token and urlsplit(api).scheme.lower() != "https":
+        raise ResolveError("a token is only sent to an API over https", 400)
 
 
 def _sha(value: str, where: str) -> str:

@@ -5,8 +5,11 @@
    Contract with the service (data-* attributes of #private-repo, see token_api.py):
    - data-api: GET <api> -> {"tokens": [{"host", "expires"}...]}; PUT <api>/<host>
      {"token": "..."} -> {"host", "expires"} or 400 {"reason"}; DELETE <api>/<host>.
+     <host> is an https origin: "host", or "host:port" for a port other than 443 (a
+     token is kept for one origin, and only sent there over https).
      Writes send the page's XSRF token (data-xsrf) in the X-XSRFToken header.
-   - data-github, data-gitlab: the hosts of gh and gl links on this site.
+   - data-github, data-gitlab: the origins of gh and gl links on this site (empty when
+     the site's API for them is not https: no token is taken).
    For a visitor not logged in, data-api is empty and the part only says where to sign
    in (the host shown, no form).
    The token is never kept by the page: the field is emptied once it is saved. */
@@ -22,14 +25,17 @@
   const status = document.getElementById("token-status");
   let host = null;
 
-  /** The host a gh, gl or git repository is fetched from, else null. */
+  /** The https origin ("host" or "host:port") a gh, gl or git repository is fetched
+      from, else null (not over https: no token is ever sent to it). */
   function hostOf(provider, repo) {
     if (provider === "gh") return part.dataset.github || null;
     if (provider === "gl") return part.dataset.gitlab || null;
     if (provider !== "git") return null;
     try {
       const url = new URL(repo);
-      return /^https?:$/.test(url.protocol) ? url.hostname.toLowerCase() : null;
+      if (url.protocol !== "https:" || url.username || url.password) return null;
+      const host = url.hostname.toLowerCase().replace(/\.$/, "");
+      return url.port ? `${host}:${url.port}` : host; // (URL drops the default 443)
     } catch (err) {
       return null;
     }

@@ -128,11 +128,14 @@ def running(api) -> bool:
 
 def builder(**traits) -> KubernetesBuilder:
     return KubernetesBuilder(
-        namespace="default",
-        image_prefix="registry.example.org/env:",
-        push_secret="registry-push",
-        poll_interval=0.05,
-        **traits,
+        **{
+            "namespace": "default",
+            "image_prefix": "registry.example.org/env:",
+            "private_image_prefix": "registry.example.org/site-only/env:",
+            "push_secret": "registry-push",
+            "poll_interval": 0.05,
+            **traits,
+        }
     )
 
 
@@ -197,10 +200,12 @@ async def test_a_private_build_gets_its_token_in_a_secret_of_its_own_kmock_stand
         assert form not in everything
         assert form not in "\n".join(logged)
     assert container["args"][-1] == "https://github.com/owner/private"
+    image = container["args"][container["args"].index("--image-name") + 1]
+    assert image == f"registry.example.org/site-only/env:{KEY}"  # never the public prefix
 
     await kubelet.exit("Succeeded", 0)
     result = await task
-    assert result.environment["image"] == f"registry.example.org/env:{KEY}"
+    assert result.environment["image"] == f"registry.example.org/site-only/env:{KEY}"
     for form in token_forms(TOKEN):
         assert form not in json.dumps(result.to_json())
     assert objects(api, "secrets") == [] and objects(api, "pods") == []
@@ -339,3 +344,16 @@ def test_gits_credential_helper_reads_the_token_file(private_git, tmp_path):
     done = ls_remote_with_pod_env(pod, url, token_file, https.ca_file)
     assert done.returncode != 0 and sha not in done.stdout
     assert re.search(r"Authentication failed|401|could not read", done.stderr), done.stderr
+
+
+async def test_no_private_build_without_a_private_image_prefix_kmock_stand_in(api, tmp_path):
+    """Build pods always push: without ``private_image_prefix`` a private build is
+    refused (the setting named) before any pod or Secret exists, never pushed under the
+    public prefix; a public build is unaffected."""
+    public_only = builder(private_image_prefix="")
+    with pytest.raises(BuildFailed, match=r"KubernetesBuilder\.private_image_prefix"):
+        await public_only.build(KEY, tmp_path, PRIVATE, lambda _: None, token=TOKEN)
+    assert objects(api, "pods") == [] and objects(api, "secrets") == []
+    manifest = public_only.pod_manifest(KEY, PRIVATE)
+    args = manifest["spec"]["containers"][0]["args"]
+    assert args[args.index("--image-name") + 1] == f"registry.example.org/env:{KEY}"

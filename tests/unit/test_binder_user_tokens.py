@@ -1,10 +1,16 @@
-"""`UserTokens`: users' own tokens in memory, per (user, host), until they expire; the
-host a spec's content comes from; who sees a private build record."""
+"""`UserTokens`: users' own tokens in memory, per (user, https origin), until they expire;
+the origin a spec's content or a clone URL comes from (https only, host and port); who
+sees a private build record; where a builder puts a private launch's image."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from egi_hub.binder_service.builders.base import BuildFailed
+from egi_hub.binder_service.builders.docker import DockerBuilder
+from egi_hub.binder_service.builders.kubernetes import KubernetesBuilder
 from egi_hub.binder_service.specs import RepoSpec
 from egi_hub.binder_service.store import visible_to
 from egi_hub.binder_service.user_tokens import (
@@ -12,9 +18,10 @@ from egi_hub.binder_service.user_tokens import (
     MAX_TOKEN,
     BadToken,
     UserTokens,
-    check_host,
+    check_origin,
     check_token,
-    token_host,
+    origin_of_url,
+    token_origin,
 )
 
 TOKEN = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"
@@ -34,7 +41,8 @@ def test_a_token_is_its_users_and_its_hosts_only():
     assert tokens.get("alice", "github.com") == TOKEN
     assert tokens.get("bob", "github.com") is None
     assert tokens.get("alice", "gitlab.com") is None
-    assert tokens.get("alice", "GITHUB.COM") is None  # the caller passes check_host's form
+    assert tokens.get("alice", "GITHUB.COM") is None  # the caller passes check_origin's form
+    assert tokens.get("alice", "github.com:8443") is None  # another port: another origin
     tokens.put("alice", "GitHub.com", "other-token")  # replaces: one token per host
     assert tokens.get("alice", "github.com") == "other-token"
 
@@ -51,6 +59,19 @@ def test_a_token_expires_and_listing_never_shows_it():
     clock.now += 0.1
     assert tokens.get("alice", "github.com") is None
     assert tokens.hosts("alice") == [] and tokens._held == {}  # gone from memory too
+
+
+def test_any_access_purges_every_users_expired_tokens():
+    clock = Clock()
+    tokens = UserTokens(ttl=60, clock=clock)
+    tokens.put("alice", "github.com", TOKEN)
+    tokens.put("carol", "gitlab.com", TOKEN)
+    clock.now += 61
+    tokens.put("dave", "gitlab.com", TOKEN)  # dave's token is fresh
+    assert set(tokens._held) == {"dave"}  # a put purged alice's and carol's
+    clock.now += 61
+    assert tokens.get("bob", "github.com") is None  # bob's own lookup purges dave's
+    assert tokens._held == {}
 
 
 def test_delete_forgets_and_says_whether_there_was_one():
@@ -87,29 +108,61 @@ def test_odd_tokens_are_refused_without_being_quoted(bad):
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "..", "a..b", ".github.com", "github.com.", "github.com:443", "github.com/x",
+    ["", "..", "a..b", ".github.com", "github.com..", "github.com/x", "github.com:",
+     "github.com:0", "github.com:65536", "github.com:99999", "github.com:-1",
+     "github.com:443:443", "github.com:4a", "github.com: 443", "https://github.com",
      "-github.com", "github-.com", "user@github.com", "gïthub.com", "git hub.com",
-     "github.com\n", "x" * 64 + ".org", "a." * 130 + "org", "[::1]", None],
+     "github.com\n", "x" * 64 + ".org", "a." * 130 + "org", "[::1]", "[::1]:443", None],
 )  # fmt: skip
-def test_odd_hosts_are_refused(bad):
+def test_odd_origins_are_refused(bad):
     with pytest.raises(BadToken):
-        check_host(bad)
+        check_origin(bad)
 
 
-def test_good_hosts_in_lower_case():
-    assert check_host("GitLab.Example.ORG") == "gitlab.example.org"
-    assert check_host("127.0.0.1") == "127.0.0.1"
+def test_origins_have_one_spelling():
+    assert check_origin("GitLab.Example.ORG") == "gitlab.example.org"
+    assert check_origin("github.com.") == "github.com"  # a trailing dot is the same host
+    assert check_origin("GitHub.com.:443") == "github.com"  # 443 is https' own
+    assert check_origin("git.uni.example:8443") == "git.uni.example:8443"
+    assert check_origin("127.0.0.1:0443") == "127.0.0.1"
     assert check_token(TOKEN) == TOKEN
 
 
-def test_the_host_a_specs_content_comes_from():
+def test_the_origin_a_specs_content_comes_from_https_only():
     hosts = {"github_url": "https://github.com", "gitlab_url": "https://gitlab.example.org/"}
-    assert token_host(RepoSpec("gh", "o/r", "main"), **hosts) == "github.com"
-    assert token_host(RepoSpec("gl", "g/p", "main"), **hosts) == "gitlab.example.org"
+    assert token_origin(RepoSpec("gh", "o/r", "main"), **hosts) == "github.com"
+    assert token_origin(RepoSpec("gl", "g/p", "main"), **hosts) == "gitlab.example.org"
     git = RepoSpec("git", "https://Git.Example.org:8443/r.git", "main")
-    assert token_host(git, **hosts) == "git.example.org"
-    assert token_host(RepoSpec("zenodo", "10.5281/zenodo.1", ""), **hosts) is None
-    assert token_host(RepoSpec("git", "https://[::1]/r.git", "main"), **hosts) is None
+    assert token_origin(git, **hosts) == "git.example.org:8443"  # never the bare host's
+    assert token_origin(RepoSpec("git", "https://git.example.org.:443/r", "x"), **hosts) == (
+        "git.example.org"
+    )
+    assert token_origin(RepoSpec("zenodo", "10.5281/zenodo.1", ""), **hosts) is None
+    assert token_origin(RepoSpec("git", "https://[::1]/r.git", "main"), **hosts) is None
+    for clear in ("http://git.example.org/r", "git://git.example.org/r"):
+        assert token_origin(RepoSpec("git", clear, "main"), **hosts) is None
+    http = {"github_url": "http://github.example.org", "gitlab_url": "http://gl.example.org"}
+    assert token_origin(RepoSpec("gh", "o/r", "main"), **http) is None
+    assert token_origin(RepoSpec("gl", "g/p", "main"), **http) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://git.uni.example:8443/x", "git.uni.example:8443"),
+        ("https://git.uni.example/x", "git.uni.example"),
+        ("HTTPS://Git.Uni.Example.:443/x", "git.uni.example"),
+        ("http://git.uni.example/x", None),
+        ("https://user:pw@git.uni.example/x", None),
+        ("https://git.uni.example:99999/x", None),
+        ("https://git.uni.example:x/x", None),
+        ("ssh://git.uni.example/x", None),
+        ("file:///etc/passwd", None),
+        ("", None),
+    ],
+)
+def test_the_origin_of_a_clone_url(url, origin):
+    assert origin_of_url(url) == origin
 
 
 def test_a_private_record_is_shown_to_its_owner_and_admins_only():
@@ -120,3 +173,33 @@ def test_a_private_record_is_shown_to_its_owner_and_admins_only():
     assert visible_to(private, "bob", admin=True)
     for odd in ({"private": True}, {"private": True, "owner": ""}, {"private": True, "owner": 1}):
         assert not visible_to(odd, "") and not visible_to(odd, "alice")
+
+
+def test_a_pushing_builder_never_puts_a_private_image_under_the_public_prefix(tmp_path):
+    """kubernetes always pushes and docker with ``push`` pushes: a private launch's image
+    goes under ``private_image_prefix`` or nowhere (the builder refuses, naming the
+    setting); docker without push keeps it in the local engine."""
+    key = "a" * 40
+    kube = KubernetesBuilder(image_prefix="registry.example.org/binder/env:")
+    assert "KubernetesBuilder.private_image_prefix" in kube.private_refusal()
+    with pytest.raises(BuildFailed, match="private_image_prefix"):
+        kube.image_name(key, private=True)
+    kube.private_image_prefix = "registry.example.org/site-only/env:"
+    assert kube.private_refusal() is None
+    assert kube.image_name(key, private=True) == f"registry.example.org/site-only/env:{key}"
+    assert kube.image_name(key) == f"registry.example.org/binder/env:{key}"
+    with pytest.raises(Exception, match="cannot start an image name"):
+        kube.private_image_prefix = "Not An Image/"
+
+    docker = DockerBuilder(image_prefix="registry.example.org/binder/env:", push=True)
+    assert "DockerBuilder.private_image_prefix" in docker.private_refusal()
+    with pytest.raises(BuildFailed, match="private_image_prefix"):
+        docker.command(key, Path(tmp_path), private=True)
+    docker.private_image_prefix = "registry.example.org/site-only/env:"
+    cmd = docker.command(key, Path(tmp_path), private=True)
+    assert cmd[cmd.index("--image-name") + 1].startswith("registry.example.org/site-only/")
+    assert "--push" in cmd
+    local = DockerBuilder(push=False)
+    assert local.private_refusal() is None
+    cmd = local.command(key, Path(tmp_path), private=True)
+    assert cmd[cmd.index("--image-name") + 1] == f"egi-binder-env:{key}" and "--push" not in cmd
