@@ -5,7 +5,11 @@ on); alice and bob log in with the dev login and reach the service through the p
 as their browsers do, or as API clients with their own hub token. Hostile requests:
 another user, no XSRF token, another site's page, a forged, oversized or odd token, a
 bad host. A private build record (written into the service's store, as a launch with a
-token writes it) is shown to its owner only. Nothing here is a stand-in.
+token writes it) is shown to its owner only. A Binder guest keeps no token; a body far
+over a token's size is refused by the service's HTTP server before it is read whole;
+tokens are kept per https origin (``host:port``). A service whose builder settings
+refuse private launches answers 404 with the reason (the real app, in this process).
+Nothing here is a stand-in.
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from tornado.httpclient import AsyncHTTPClient
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
+from egi_hub.binder_service.app import make_app
+from egi_hub.binder_service.service import BinderService
+from egi_hub.binder_service.token_api import MAX_REQUEST_BODY
 from tests.stackrunner import Stack, default_site, start_stack
 
 PREFIX = "/services/binder/"
@@ -28,7 +38,12 @@ TOKEN = "ghp_alice0123456789abcdefghijklmnopqrstuv"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    site = {**default_site("__API_TOKEN__"), "Resolver": {"allow_user_tokens": True}}
+    site = {
+        **default_site("__API_TOKEN__"),
+        "Resolver": {"allow_user_tokens": True},
+        # the stack's venv builder: one OS user for all (its users trust each other here)
+        "BinderService": {"private_repos_on_shared_machine": True},
+    }
     stack = start_stack(tmp_path_factory.mktemp("stack"), site)
     try:
         yield stack
@@ -150,7 +165,10 @@ def test_an_api_client_with_its_own_hub_token_needs_no_xsrf(stack, alice):
         ("a..b", {"token": "t"}, "not a host name"),
         ("..github.com", {"token": "t"}, "not a host name"),
         ("github.com%2f..%2f..", {"token": "t"}, "not a host name"),
-        ("github.com:443", {"token": "t"}, "not a host name"),
+        ("github.com:0", {"token": "t"}, "not a host name"),
+        ("github.com:65536", {"token": "t"}, "not a host name"),
+        ("github.com:", {"token": "t"}, "not a host name"),
+        ("[::1]:443", {"token": "t"}, "not a host name"),
         ("git%20hub.com", {"token": "t"}, "not a host name"),
         ("github.com%00", {"token": "t"}, "not a host name"),
     ],
@@ -189,3 +207,82 @@ def test_a_private_build_record_is_shown_to_its_owner_only(stack, alice, bob):
     finally:
         (builds / f"{key}.json").unlink()
         (builds / f"{key}.log").unlink()
+
+
+def test_a_token_is_kept_per_https_origin(alice):
+    """``host`` is port 443; ``host:port`` another origin; one spelling each."""
+    for given, kept in (("Git.Uni.Example:8443", "git.uni.example:8443"),
+                        ("git.uni.example.:443", "git.uni.example")):  # fmt: skip
+        r = alice.put(given, {"token": TOKEN})
+        assert r.status_code == 200 and r.json()["host"] == kept, r.text
+    assert [t["host"] for t in alice.listing()] == ["git.uni.example", "git.uni.example:8443"]
+    for host in ("git.uni.example", "git.uni.example:8443"):
+        assert alice.client.delete(f"{API}/{host}", headers=alice.headers()).status_code == 204
+    assert alice.listing() == []
+
+
+def test_a_binder_guest_keeps_no_token(stack, alice):
+    """A guest (a temporary account, by its name and the guests' group) is refused with
+    the reason, even with a hub token that cannot read its groups."""
+    name = "guest--0123456789ab"
+    assert stack.api.post(f"/users/{name}").status_code in (201, 409)
+    if stack.api.get("/groups/binder-guests").status_code == 404:
+        assert stack.api.post("/groups/binder-guests").status_code == 201
+    r = stack.api.post("/groups/binder-guests/users", json={"users": [name]})
+    assert r.status_code == 200, r.text
+    for scopes in (["access:services!service=binder", "read:users:groups!user"],
+                   ["access:services!service=binder"]):  # fmt: skip
+        token = stack.api.post(f"/users/{name}/tokens", json={"scopes": scopes}).json()["token"]
+        client = httpx.Client(base_url=stack.url, headers={"Authorization": f"token {token}"})
+        r = client.put(f"{API}/github.com", json={"token": TOKEN})
+        assert r.status_code == 403 and "guest" in r.json()["reason"], r.text
+        assert client.get(API).status_code == 403
+    assert alice.listing() == []
+
+
+def test_a_large_body_is_refused_before_it_is_read_whole(stack, alice):
+    r = alice.put("github.com", b"x" * (MAX_REQUEST_BODY + 1))
+    # the HTTP server's refusal (no handler ran: not the handler's JSON reason)
+    assert r.status_code >= 400 and "too large for a token" not in r.text, r.text
+    assert alice.listing() == []  # and the service keeps serving
+    r = alice.put("github.com", b"x" * (MAX_REQUEST_BODY - 1))  # under it: the handler's
+    assert r.status_code == 400 and "too large" in r.json()["reason"]
+
+
+@pytest.mark.parametrize(
+    ("builder", "settings", "named"),
+    [
+        ("venv", {}, "BinderService.private_repos_on_shared_machine"),
+        ("kubernetes", {"KubernetesBuilder": {"image_prefix": "r.example.org/e:"}},
+         "KubernetesBuilder.private_image_prefix"),
+        ("docker", {"DockerBuilder": {"push": True}}, "DockerBuilder.private_image_prefix"),
+    ],
+)  # fmt: skip
+async def test_the_token_api_says_why_the_builder_refuses_private_launches(
+    tmp_path, builder, settings, named
+):
+    """The real app (its HTTP server as ``__main__`` makes it) with a builder whose
+    settings refuse private launches: the token API answers 404 with the reason, whoever
+    asks, and the landing page offers no token field."""
+    from traitlets.config import Config
+
+    config = Config({"Resolver": {"allow_user_tokens": True}, **settings})
+    binder = BinderService(
+        config=config, data_dir=str(tmp_path / "b"), ticket_secret="s" * 40, builder=builder
+    )
+    app = make_app(binder, prefix=PREFIX)
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(app, max_body_size=MAX_REQUEST_BODY)
+    server.add_sockets(sockets)
+    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    client = AsyncHTTPClient()
+    try:
+        for method, path, body in (("GET", API, None), ("PUT", f"{API}/github.com", b"{}"),
+                                   ("DELETE", f"{API}/github.com", None)):  # fmt: skip
+            r = await client.fetch(base + path, method=method, body=body, raise_error=False)
+            assert r.code == 404, (method, r.body)
+            assert named in json.loads(r.body)["reason"]
+        page = await client.fetch(base + PREFIX, raise_error=False)
+        assert page.code == 200 and b"private-repo" not in page.body
+    finally:
+        server.stop()
