@@ -23,7 +23,8 @@ that git cannot clone without credentials), and the user has a token for the lin
 origin, does it resolve, and then fetch, with that token. The token goes only to a clone
 URL over https whose host and port are the token's origin, and to the site's GitHub or
 GitLab API only when that API is https (`token_host_of`). What a token brought is that
-user's alone: its content folder and its build key carry a keyed hash of the user name
+user's alone as far as the service shows it (not against code running as the same OS
+user: see below): its content folder and its build key carry a keyed hash of the user name
 (`private_mark`), its build record is marked ``private`` with its ``owner`` (the API
 shows it to no one else but admins), so another user's launch of the same link, even
 right after, fails as it did before and finds nothing of it. A public repository stays
