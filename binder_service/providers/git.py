@@ -14,9 +14,10 @@ the full commit SHA it names now.
 
 Tokens: the site's own (`github_token`, `gitlab_token`) for every call, or a user's own
 (for private repositories, when the Resolver lets it through), which wins. A token goes
-in a header, never in a URL, a reason, a label or the log; a user's token goes to the
-GitHub or GitLab API only over https (`github_api_url`, `gitlab_url`: the API host gets
-the token the user saved for the web origin). For ``git ls-remote`` a user's token
+in a header, never in a URL, a reason, a label or the log. The Binder service gives a
+user's token for ``gh`` and ``gl`` links only when `github_api_url` or `gitlab_url` is
+https (`BinderService.token_host_of`): the API host gets the token the user saved for the
+web origin. For ``git ls-remote`` a user's token
 reaches git as the worker's clone does (`fetch_worker`): a credential helper for that
 URL's origin reads it from a 0600 file in a 0700 folder under `temp_dir` (the
 service's ``<data_dir>/tmp``), removed right after, and only over https (never in
@@ -346,7 +347,6 @@ class GitProvider(LoggingConfigurable):
     async def _github(self, repo: str, ref: str, user_token: str | None) -> str:
         api = self.github_api_url.rstrip("/")
         where = f"GitHub ({urlsplit(api).netloc})"
-        _https_only(api, user_token)
         token = user_token or self.github_token
         headers = {"Accept": "application/vnd.github.sha", "X-GitHub-Api-Version": "2022-11-28"}
         if token:
@@ -367,7 +367,6 @@ class GitProvider(LoggingConfigurable):
     async def _gitlab(self, project: str, ref: str, user_token: str | None) -> str:
         base = self.gitlab_url.rstrip("/")
         where = f"GitLab ({urlsplit(base).netloc})"
-        _https_only(base, user_token)
         token = user_token or self.gitlab_token
         headers = {"Accept": "application/json"}
         if token:
@@ -537,12 +536,6 @@ def git_config_env(config: dict[str, str]) -> dict[str, str]:
         env[f"GIT_CONFIG_KEY_{i}"] = key
         env[f"GIT_CONFIG_VALUE_{i}"] = value
     return env
-
-
-def _https_only(api: str, user_token: str | None) -> None:
-    """A user's token never goes to an API over http (the service checks it before, too)."""
-    if user_token and urlsplit(api).scheme.lower() != "https":
-        raise ResolveError("a token is only sent to an API over https", 400)
 
 
 def _sha(value: str, where: str) -> str:

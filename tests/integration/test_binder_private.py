@@ -480,8 +480,8 @@ async def test_a_builder_that_pushes_refuses_private_launches_without_a_private_
 
 async def test_no_user_token_goes_to_a_github_api_over_http_stand_in(tmp_path):
     """A site whose GitHub API URL is http (a GitHub API stand-in on 127.0.0.1): a user's
-    token saved for the GitHub web origin is not used (the service never offers it, and
-    the provider refuses it), so no request carries it."""
+    token saved for the GitHub web origin is not used (the service never offers it), so
+    no request carries it."""
     host = start_githost_standin()
     try:
         host.github["o/private"] = Repo({"main": fake_sha("x")}, private=True, readers={"t0k"})
@@ -498,10 +498,6 @@ async def test_no_user_token_goes_to_a_github_api_over_http_stand_in(tmp_path):
         events = await launch(binder, "v2/gh/o/private/main", "alice")
         assert events[-1]["phase"] == "failed"
         assert host.requests and all("t0k" not in json.dumps(r) for r in host.requests)
-        git = binder.resolver.provider_for("gh")
-        with pytest.raises(Exception, match="only sent to an API over https"):
-            await git.resolve(RepoSpec("gh", "o/private", "main"), token="t0k")
-        assert all("t0k" not in json.dumps(r) for r in host.requests)
     finally:
         host.stop()
 
