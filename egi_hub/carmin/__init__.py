@@ -5,9 +5,14 @@ Notebook side only (design §2): loaded in kernels, never imported by hub code. 
 client speaks CARMIN 0.3.1 and VIP's dialect of it; see `egi_hub.carmin.client` for the
 blocking client, `egi_hub.carmin.aclient` for its async twin, and the modules below for
 credentials, dialects, retries, transfers, input checks and safe archive extraction.
+
+In a notebook, ``%load_ext egi_hub.carmin`` adds the ``%carmin`` magics
+(`egi_hub.carmin.magics`; IPython is imported only then, scripts never need it).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from egi_hub.carmin.aclient import AsyncCarminClient
 from egi_hub.carmin.archives import ArchiveError, extract_archive
@@ -26,6 +31,21 @@ from egi_hub.carmin.models import (
     Platform,
 )
 from egi_hub.carmin.retry import RetryPolicy
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext egi_hub.carmin``: the ``%carmin`` magics."""
+    from egi_hub.carmin.magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext egi_hub.carmin``: stop following executions, close the clients."""
+    from egi_hub.carmin.magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
 
 __all__ = [
     "DEFAULT_KEY_FILE",
@@ -47,4 +67,6 @@ __all__ = [
     "check_inputs",
     "descriptor_from_pipeline",
     "extract_archive",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]

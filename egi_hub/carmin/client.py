@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path as LocalPath
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 
@@ -279,13 +279,14 @@ class CarminClient:
 
     def upload(
         self,
-        source: str | os.PathLike[str],
+        source: str | os.PathLike[str] | BinaryIO,
         path: str,
         *,
         progress: Progress | None = None,
         verify: bool = True,
     ) -> Path | None:
-        """Stream the local file ``source`` to the platform ``path`` (replacing it)."""
+        """Stream the local file ``source`` (or an open binary file) to the platform ``path``
+        (replacing it)."""
         self._run(self.calls.ensure_dialect())
         upload = Upload(source, progress)
         request = self.calls.path_request("PUT", path)

@@ -19,6 +19,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from egi_hub.carmin.errors import CarminError
 from egi_hub.carmin.retry import Incomplete, RetryPolicy, give_up
@@ -154,10 +155,26 @@ class Download:
 
 
 class Upload:
-    """One upload from a local file: its size, and its md5 once fully sent."""
+    """One upload from a local file, or from an open binary file (a seekable one, e.g.
+    ``fsspec.open("datahub://...")``, read from its start, left open for its owner): its
+    size, and its md5 once fully sent."""
 
-    def __init__(self, source: str | os.PathLike[str], progress: Progress | None = None) -> None:
-        self.source = Path(source)
+    def __init__(
+        self, source: str | os.PathLike[str] | BinaryIO, progress: Progress | None = None
+    ) -> None:
+        self.file: BinaryIO | None = None
+        self.progress = progress
+        self.md5: str | None = None
+        if hasattr(source, "read"):
+            self.file = source  # type: ignore[assignment]
+            self.source = Path(str(getattr(source, "path", None) or getattr(source, "name", "")))
+            try:
+                self.size = self.file.seek(0, os.SEEK_END)
+                self.file.seek(0)
+            except (OSError, ValueError, AttributeError):
+                raise CarminError(None, None, f"{self.source}: cannot be read twice") from None
+            return
+        self.source = Path(source)  # type: ignore[arg-type]
         try:
             info = self.source.stat()
         except OSError as e:
@@ -165,14 +182,17 @@ class Upload:
         if not self.source.is_file():
             raise CarminError(None, None, f"{self.source} is not a file")
         self.size = info.st_size
-        self.progress = progress
-        self.md5: str | None = None
 
     def chunks(self) -> Iterator[bytes]:
         """The file's bytes, chunk by chunk, from the start (one generator per attempt)."""
         digest = hashlib.md5(usedforsecurity=False)
         sent = 0
-        with open(self.source, "rb") as f:
+        with contextlib.ExitStack() as stack:
+            if self.file is None:
+                f: BinaryIO = stack.enter_context(open(self.source, "rb"))
+            else:
+                f = self.file
+                f.seek(0)
             while chunk := f.read(CHUNK):
                 digest.update(chunk)
                 sent += len(chunk)
