@@ -51,7 +51,8 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises instead of printing and exiting."""
 
     def error(self, message: str) -> NoReturn:
-        raise MagicArgumentError(f"{message} (usage: {self.format_usage().strip()[7:]})")
+        usage = " ".join(self.format_usage().split()[1:])
+        raise MagicArgumentError(f"{message} (usage: {usage})")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         raise MagicArgumentError(message or f"%{self.prog}: exit {status}")
@@ -81,7 +82,7 @@ class Command:
 
 def _variable(text: str) -> str:
     if not text.isidentifier() or keyword.iskeyword(text):
-        raise MagicArgumentError(f"-o {text[:40]!r}: not a Python variable name")
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a Python variable name")
     return text
 
 
@@ -139,7 +140,8 @@ def usage() -> str:
     """One line per subcommand, for ``%carmin`` alone or an unknown subcommand."""
     lines = ["%carmin SUBCOMMAND [options] [-o VAR]   (%carmin SUBCOMMAND --help for more)"]
     for parser in _parsers().values():
-        lines.append(f"  {parser.format_usage().strip()[7:]:<60} {parser.description}")
+        usage = " ".join(parser.format_usage().split()[1:])
+        lines.append(f"  {usage:<60} {parser.description}")
     return "\n".join(lines)
 
 
