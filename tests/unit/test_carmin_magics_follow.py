@@ -1,4 +1,4 @@
-"""Following executions and showing them (egi_hub.carmin.magics.follow and .views), with
+"""Following executions, showing them and fetching results (egi_hub.carmin.magics), with
 fake clients: Ready is not the end, a failure shows its stderr tail, a lost platform is
 said once, the board (display handle or ipywidgets widget) is updated in place, and
 everything a platform sent is escaped."""
@@ -6,6 +6,8 @@ everything a platform sent is escaped."""
 from __future__ import annotations
 
 import asyncio
+import io
+import tarfile
 
 import pytest
 
@@ -20,7 +22,13 @@ from egi_hub.carmin.magics.views import (
     executions_table,
     parameters_table,
 )
-from egi_hub.carmin.models import Execution, ExecutionStatus, Pipeline, PipelineParameter
+from egi_hub.carmin.models import (
+    Execution,
+    ExecutionStatus,
+    Path,
+    Pipeline,
+    PipelineParameter,
+)
 
 
 def execution(status: str, ident: str = "e1") -> Execution:
@@ -204,3 +212,66 @@ def test_board_with_a_widget(monkeypatch):
     assert "Finished" in board.widget.value and len(shown) == 1  # updated, not shown again
     monkeypatch.setenv("CARMIN_WIDGETS", "0")
     assert not views._widgets_wanted()
+
+
+class ResultsClient:
+    """A platform with two results, one of them a tar archive."""
+
+    def __init__(self, archive: bytes):
+        self.archive = archive
+
+    def results(self, ident):
+        return [
+            Path("/vip/Home/e/out.tar.gz", False, 10),
+            Path("/vip/Home/e/n.txt", False, 2),
+            Path("/vip/Home/e/sub/n.txt", False, 2),
+        ]
+
+    def download(self, source, dest, progress=None):
+        dest.write_bytes(self.archive if dest.name.endswith(".tar.gz") else b"42")
+        if progress:
+            progress(2, 2)
+        return dest
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _magics_with(client, monkeypatch):
+    from egi_hub.carmin import magics as carmin_magics
+
+    monkeypatch.setattr(carmin_magics, "display", lambda *a, **kw: None)
+    monkeypatch.setattr("IPython.display.display", lambda *a, **kw: None)
+    magics = carmin_magics.CarminMagics(None)
+    magics._signature = carmin_magics._config_signature()
+    magics._client = client
+    magics.shell = type("Shell", (), {"user_ns": {}})()
+    return magics
+
+
+def test_results_downloaded_and_archives_extracted(tmp_path, monkeypatch):
+    archive = _tar({"res/a.txt": b"A", "res/deep/b.txt": b"B"})
+    magics = _magics_with(ResultsClient(archive), monkeypatch)
+    magics.carmin(f"results e --to '{tmp_path}/out' -o files")
+    out = tmp_path / "out"
+    assert (out / "out" / "res" / "deep" / "b.txt").read_bytes() == b"B"
+    assert (out / "n.txt").read_bytes() == b"42" and (out / "2-n.txt").read_bytes() == b"42"
+    names = sorted(str(p.relative_to(out)) for p in magics.shell.user_ns["files"])
+    assert names == ["2-n.txt", "n.txt", "out.tar.gz", "out/res/a.txt", "out/res/deep/b.txt"]
+
+
+def test_a_hostile_archive_is_one_usage_error(tmp_path, monkeypatch):
+    from IPython.core.error import UsageError
+
+    magics = _magics_with(ResultsClient(_tar({"../escape.txt": b"x"})), monkeypatch)
+    with pytest.raises(UsageError, match=r"carmin: archive member '\.\./escape\.txt'"):
+        magics.carmin(f"results e --to {tmp_path}/out")
+    assert not (tmp_path / "escape.txt").exists()
+    assert not (tmp_path / "out" / "out").exists() or not any((tmp_path / "out" / "out").iterdir())
