@@ -99,6 +99,7 @@ bench: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP)
 	$(BIN)/python -m tests.benchmarks.bench_login
 	$(BIN)/python -m tests.benchmarks.bench_storage
 	$(BIN)/python -m tests.benchmarks.bench_binder
+	$(BIN)/python -m tests.benchmarks.bench_carmin
 
 clean:
 	rm -rf $(VENV) tests/oidc/node_modules tests/axe/node_modules proxy/node_modules .egi-hub build *.egg-info .pytest_cache .ruff_cache .hypothesis

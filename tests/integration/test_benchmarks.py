@@ -49,3 +49,15 @@ def test_bench_binder_runs_and_prints_its_figures():
     for figure in ("ratio launch / plain spawn", "builds started", "streams ended ready",
                    "ratio cached / cold", "resolver.stats"):  # fmt: skip
         assert figure in out, out
+
+
+def test_bench_carmin_runs_and_prints_its_ratios():
+    out = bench("bench_carmin", "--size-mib", "2", "--rounds", "1", "--executions", "2",
+                "--cells", "5", "--window", "1")  # fmt: skip
+    for operation in ("upload", "download"):
+        rows = [line for line in out.splitlines() if line.split()[:1] == [operation]]
+        assert len(rows) == 2 and all("ratio client / raw" in row for row in rows), out
+    for figure in ("peak Python memory during upload", "ratio following / idle",
+                   "extra for following", "followers still running at the end: 2 of 2",
+                   "lowest transfer ratio client / raw"):  # fmt: skip
+        assert figure in out, out
