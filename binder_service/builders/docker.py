@@ -69,6 +69,15 @@ def check_image_prefix(prefix: str) -> str:
     return prefix
 
 
+def valid_optional_prefix(proposal: dict) -> str:
+    """A trait validator's answer for an image prefix that may be empty: the prefix, or
+    `TraitError` naming why it cannot start an image name (`check_image_prefix`)."""
+    try:
+        return proposal["value"] and check_image_prefix(proposal["value"])
+    except ValueError as e:
+        raise TraitError(str(e)) from None
+
+
 class Repo2dockerLog:
     """repo2docker's ``--json-logs`` output, line by line: `feed` returns the text lines
     for the build log and remembers the failure messages, the buildpack and digests."""
@@ -145,10 +154,7 @@ class DockerBuilder(Builder):
 
     @validate("private_image_prefix")
     def _valid_private_prefix(self, proposal: dict) -> str:
-        try:
-            return proposal["value"] and check_image_prefix(proposal["value"])
-        except ValueError as e:
-            raise TraitError(str(e)) from None
+        return valid_optional_prefix(proposal)
 
     repo2docker = Unicode(
         help="The repo2docker command (default: the one installed beside this Python)."

@@ -68,12 +68,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from kubernetes_asyncio.client.rest import ApiException
 from packaging.version import Version
-from traitlets import Dict, Float, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Dict, Float, Integer, List, Unicode, default, validate
 
 from ..providers.base import Resolved
 from ..user_tokens import BadToken, check_token
 from .base import Builder, BuildFailed, BuildResult, LineSplitter
-from .docker import Repo2dockerLog, check_image_prefix, repo2docker_version
+from .docker import Repo2dockerLog, repo2docker_version, valid_optional_prefix
 
 __all__ = [
     "COMPONENT",
@@ -189,10 +189,7 @@ class KubernetesBuilder(Builder):
 
     @validate("image_prefix")
     def _valid_prefix(self, proposal: dict) -> str:
-        try:
-            return proposal["value"] and check_image_prefix(proposal["value"])
-        except ValueError as e:
-            raise TraitError(str(e)) from None
+        return valid_optional_prefix(proposal)
 
     private_image_prefix = Unicode(
         "",
@@ -206,10 +203,7 @@ class KubernetesBuilder(Builder):
 
     @validate("private_image_prefix")
     def _valid_private_prefix(self, proposal: dict) -> str:
-        try:
-            return proposal["value"] and check_image_prefix(proposal["value"])
-        except ValueError as e:
-            raise TraitError(str(e)) from None
+        return valid_optional_prefix(proposal)
 
     push_secret = Unicode(
         "",
