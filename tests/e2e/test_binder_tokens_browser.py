@@ -15,8 +15,9 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.a11y import assert_accessible
+from tests.integration.test_binder_token_api import token_site
 from tests.screens import save_screenshot
-from tests.stackrunner import Stack, default_site, start_stack
+from tests.stackrunner import Stack, start_stack
 
 pytestmark = pytest.mark.browser
 
@@ -26,13 +27,7 @@ TOKEN = "ghp_browser0123456789abcdefghijklmnopqrs"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    site = {
-        **default_site("__API_TOKEN__"),
-        "Resolver": {"allow_user_tokens": True},
-        # one machine: the site says its users trust each other (private launches off else)
-        "BinderService": {"private_repos_on_shared_machine": True},
-    }
-    stack = start_stack(tmp_path_factory.mktemp("stack"), site)
+    stack = start_stack(tmp_path_factory.mktemp("stack"), token_site())
     try:
         yield stack
     finally:

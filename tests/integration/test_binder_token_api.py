@@ -36,15 +36,19 @@ API = f"{PREFIX}api/v1/tokens"
 TOKEN = "ghp_alice0123456789abcdefghijklmnopqrstuv"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    site = {
+def token_site() -> dict:
+    """Alice and bob (stackrunner's default site) on a site that lets users keep tokens."""
+    return {
         **default_site("__API_TOKEN__"),
         "Resolver": {"allow_user_tokens": True},
         # the stack's venv builder: one OS user for all (its users trust each other here)
         "BinderService": {"private_repos_on_shared_machine": True},
     }
-    stack = start_stack(tmp_path_factory.mktemp("stack"), site)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_stack(tmp_path_factory.mktemp("stack"), token_site())
     try:
         yield stack
     finally:
