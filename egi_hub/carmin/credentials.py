@@ -12,23 +12,38 @@ A bearer token is sent only when asked (``token=`` a string, a callable returnin
 ``True`` for the user's Check-in token from `egi_hub.token.access_token`, read afresh for
 each request since it rotates; ``$CARMIN_TOKEN=checkin`` asks the same): the Check-in
 token must not go to a platform that has not said it accepts it.
+
+Where credentials may go (`check_destination`): a key, a password or a token crosses plain
+``http://`` only to this computer (loopback: a stand-in, a tunnel); the Check-in token,
+which opens every EGI service to whoever holds it, goes only to ``https://`` origins on an
+allow-list: VIP's, plus those a site or the user lists in ``$CARMIN_TOKEN_ORIGINS``
+(comma- or space-separated ``https://host[:port]``). Anything else is refused in one line
+before any request is made.
 """
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import os
+import re
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from egi_hub.carmin.errors import KEY_HINT, CarminError
 from egi_hub.names import CONTROL
 
 __all__ = [
     "DEFAULT_KEY_FILE",
+    "TOKEN_ORIGINS_VARIABLE",
     "VIP_URL",
     "Credentials",
+    "check_destination",
+    "is_loopback",
+    "origin_of",
     "platform_url",
     "read_key_file",
     "resolve_credentials",
@@ -37,6 +52,9 @@ __all__ = [
 VIP_URL = "https://vip.creatis.insa-lyon.fr/rest"
 DEFAULT_KEY_FILE = "~/.egi/carmin_api_key"
 MAX_KEY = 4096
+TOKEN_ORIGINS_VARIABLE = "CARMIN_TOKEN_ORIGINS"
+
+Origin = tuple[str, str, int | None]
 
 TokenSource = str | Callable[[], str] | bool | None
 
@@ -63,37 +81,54 @@ def _check_key(key: str, source: str) -> str:
 
 
 def read_key_file(path: str | os.PathLike[str]) -> str:
-    """The API key kept in ``path``; refused when others may read or change the file."""
+    """The API key kept in ``path``; refused when others may read or change the file.
+
+    The checks and the read are on one descriptor (opened ``O_NOFOLLOW|O_NONBLOCK``, so
+    neither a link swapped in nor a FIFO can redirect or hang it), and at most
+    `MAX_KEY` + 1 bytes are read."""
     where = Path(path).expanduser()
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        info = where.stat()
+        fd = os.open(where, flags)
     except FileNotFoundError:
         raise CarminError(None, None, f"no API key file at {where}", KEY_HINT) from None
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CarminError(
+                None, None, f"the API key file {where} is a link; refusing it"
+            ) from None
         raise CarminError(
             None, None, f"cannot read the API key file {where}: {e.strerror}"
         ) from None
+    info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
         raise CarminError(None, None, f"the API key file {where} is not a regular file")
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+    with os.fdopen(fd, "rb") as f:
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            raise CarminError(
+                None,
+                None,
+                f"the API key file {where} belongs to another user",
+                "use a file of your own",
+            )
+        if info.st_mode & 0o077:
+            raise CarminError(
+                None,
+                None,
+                f"the API key file {where} is readable or writable by others "
+                f"(mode {stat.S_IMODE(info.st_mode):o}); refusing it",
+                f"run: chmod 600 {where} (and get a new key if others could read it)",
+            )
+        try:
+            data = f.read(MAX_KEY + 1)
+            text = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise CarminError(None, None, f"cannot read the API key file {where}") from None
+    if len(data) > MAX_KEY:
         raise CarminError(
-            None,
-            None,
-            f"the API key file {where} belongs to another user",
-            "use a file of your own",
+            None, None, f"the API key from the file {where} is not a valid key (too long)"
         )
-    if info.st_mode & 0o077:
-        raise CarminError(
-            None,
-            None,
-            f"the API key file {where} is readable or writable by others "
-            f"(mode {stat.S_IMODE(info.st_mode):o}); refusing it",
-            f"run: chmod 600 {where} (and get a new key if others could read it)",
-        )
-    try:
-        text = where.read_text("utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise CarminError(None, None, f"cannot read the API key file {where}") from None
     return _check_key(text, f"the file {where}")
 
 
@@ -152,3 +187,60 @@ def resolve_credentials(
     if environ.get("CARMIN_API_KEY_FILE") or Path(default).expanduser().exists():
         return Credentials(read_key_file(default), str(Path(default).expanduser()), token)
     return Credentials(None, "", token)
+
+
+def origin_of(url: str) -> Origin:
+    """(scheme, lower-case host, port) of ``url``, the default port filled in; a URL
+    whose port cannot be read has the port None (and so matches no real origin)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this computer (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = host.lower().strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def token_origins(environ: Mapping[str, str] = os.environ) -> set[Origin]:
+    """The https origins the Check-in token may go to: VIP's and
+    ``$CARMIN_TOKEN_ORIGINS`` (entries not ``https://`` are ignored)."""
+    listed = re.split(r"[\s,]+", environ.get(TOKEN_ORIGINS_VARIABLE, "").strip())
+    return {origin_of(u) for u in (VIP_URL, *listed) if u.lower().startswith("https://")}
+
+
+def check_destination(
+    url: str,
+    *,
+    secret: bool,
+    checkin: bool,
+    environ: Mapping[str, str] = os.environ,
+) -> None:
+    """`CarminError` (one line) unless credentials may go to ``url``: a ``secret`` (a key,
+    a password, any token) over http only to loopback, the ``checkin`` token only to an
+    allowed https origin (see the module docstring)."""
+    scheme, host, port = origin_of(url)
+    if (secret or checkin) and scheme != "https" and not is_loopback(host):
+        raise CarminError(
+            None,
+            None,
+            f"not sending credentials over plain http to {host or url[:80]!r}",
+            "use the platform's https:// address in CARMIN_URL",
+        )
+    if checkin and (scheme, host, port) not in token_origins(environ):
+        where = f"{scheme}://{host}" + (f":{port}" if port not in (80, 443, None) else "")
+        raise CarminError(
+            None,
+            None,
+            f"not sending your Check-in token to {where}: not a platform known to accept it",
+            f"if it does, add it to ${TOKEN_ORIGINS_VARIABLE} (https only)",
+        )

@@ -7,7 +7,16 @@ import os
 import pytest
 
 from egi_hub.carmin import VIP_URL, CarminClient, CarminError
-from egi_hub.carmin.credentials import Credentials, platform_url, read_key_file, resolve_credentials
+from egi_hub.carmin.credentials import (
+    MAX_KEY,
+    Credentials,
+    check_destination,
+    origin_of,
+    platform_url,
+    read_key_file,
+    resolve_credentials,
+    token_origins,
+)
 
 SECRET = "s3cr3t-key-value"
 
@@ -87,3 +96,66 @@ def test_bearer_token_sources(monkeypatch, tmp_path):
     monkeypatch.setenv("EGI_TOKEN_FILE", str(token))
     assert Credentials(token=True).bearer() == "checkin-token"
     assert resolve_credentials(None, None, None, {"CARMIN_TOKEN": "checkin"}).token is True
+
+
+def test_key_file_is_checked_and_read_on_one_descriptor(tmp_path):
+    real = key_file(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(CarminError, match="is a link"):
+        read_key_file(link)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(CarminError, match="not a regular file"):  # and it does not hang
+        read_key_file(fifo)
+    huge = tmp_path / "huge"
+    huge.write_bytes(b"k" * (MAX_KEY + 10) + b"\n" + b"x" * (1 << 20))
+    huge.chmod(0o600)
+    with pytest.raises(CarminError, match="too long") as info:
+        read_key_file(huge)
+    assert "kkkk" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url, secret, checkin, words",
+    [
+        ("http://carmin.lab.example/rest", True, False, "plain http"),
+        ("http://10.0.0.5:8080/rest", True, False, "plain http"),
+        ("http://127.0.0.1:8080/rest", False, True, "Check-in token"),
+        ("https://vip.example.org/rest", False, True, "Check-in token"),
+        ("https://vip.creatis.insa-lyon.fr:8443/rest", False, True, "Check-in token"),
+        ("https://evil.example/rest", True, True, "CARMIN_TOKEN_ORIGINS"),
+    ],
+)
+def test_credentials_refused_where_they_may_not_go(url, secret, checkin, words):
+    with pytest.raises(CarminError, match=words) as info:
+        check_destination(url, secret=secret, checkin=checkin, environ={})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url, secret, checkin, environ",
+    [
+        ("http://127.0.0.1:8080/rest", True, False, {}),
+        ("http://localhost:8080/rest", True, False, {}),
+        ("http://[::1]:8080/rest", True, False, {}),
+        ("http://carmin.lab.example/rest", False, False, {}),  # nothing secret to send
+        ("https://carmin.lab.example/rest", True, False, {}),
+        ("https://VIP.creatis.insa-lyon.fr/rest", True, True, {}),
+        (
+            "https://carmin.lab.example:8443/api",
+            True,
+            True,
+            {"CARMIN_TOKEN_ORIGINS": "https://other.example, https://carmin.lab.example:8443"},
+        ),
+    ],
+)
+def test_credentials_allowed(url, secret, checkin, environ):
+    check_destination(url, secret=secret, checkin=checkin, environ=environ)
+
+
+def test_token_origins_ignore_plain_http_entries():
+    env = {"CARMIN_TOKEN_ORIGINS": "http://carmin.lab.example https://ok.example"}
+    assert origin_of("http://carmin.lab.example") not in token_origins(env)
+    assert origin_of("https://ok.example/") in token_origins(env)
+    assert origin_of(VIP_URL) in token_origins({})
