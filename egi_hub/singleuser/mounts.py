@@ -166,6 +166,33 @@ def export_paths() -> tuple[Path, Path]:
     return path, storage
 
 
+def datahub_token_file(name: str, storage: Path) -> Path:
+    """Where a DataHub mount's token is kept (0600, renewed by the keeper)."""
+    return storage / f"{name}.token"
+
+
+def export_datahub_defaults(doc: MountsDocument, storage: Path) -> None:
+    """Let ``datahub://`` URLs work in kernels with no set-up: fsspec's defaults for the
+    ``datahub`` protocol (``FSSPEC_DATAHUB``, read by fsspec when a kernel imports it)
+    from the first available DataHub mount: its Onezone, its token file (the keeper
+    renews it), its spaces. Kernels started by this server from now on inherit them; a
+    value the user or site set is kept. No secret goes in the environment: the token
+    stays in its 0600 file."""
+    if "FSSPEC_DATAHUB" in os.environ and not os.environ.get("EGI_FSSPEC_DATAHUB_OWN"):
+        return
+    for entry in doc.mounts:
+        if entry.kind == "datahub" and entry.error is None and entry.settings:
+            defaults = {
+                "onezone_url": entry.settings.get("onezone_url"),
+                "token_file": str(datahub_token_file(entry.name, storage)),
+            }
+            if entry.settings.get("spaces"):
+                defaults["spaces"] = list(entry.settings["spaces"])
+            os.environ["FSSPEC_DATAHUB"] = json.dumps(defaults)
+            os.environ["EGI_FSSPEC_DATAHUB_OWN"] = "1"  # ours: updated at each fetch
+            return
+
+
 @dataclass(frozen=True)
 class MountEntry:
     """One mount of the document: its kind's settings, or the error that replaced them."""
@@ -392,7 +419,7 @@ def store_document(
             if entry.error is None and entry.kind == "s3":
                 write_private(storage / f"{entry.name}.json", json.dumps(_s3_document(entry)))
             elif entry.error is None and entry.kind == "datahub":
-                write_private(storage / f"{entry.name}.token", entry.settings["token"])
+                write_private(datahub_token_file(entry.name, storage), entry.settings["token"])
         except S3CredentialsError as e:
             entry = MountEntry(entry.name, entry.kind, entry.path, entry.read_only, None, str(e))
         written.append(entry)
@@ -487,7 +514,9 @@ class MountsKeeper:
         if data is None:
             return None
         doc = parse_document(data)
-        return await asyncio.to_thread(store_document, doc, self.path, self.storage)
+        stored = await asyncio.to_thread(store_document, doc, self.path, self.storage)
+        export_datahub_defaults(stored, self.storage or _storage_dir())
+        return stored
 
     @staticmethod
     def wait_after(doc: MountsDocument, now: float | None = None) -> float:
@@ -557,7 +586,7 @@ def filesystem(name: str, mounts: list[MountEntry] | None = None, **options: Any
     if entry.kind == "datahub":
         from egi_hub.singleuser.datahub import DatahubFileSystem
 
-        token_file = _storage_dir() / f"{name}.token"
+        token_file = datahub_token_file(name, _storage_dir())
         return DatahubFileSystem(
             onezone_url=settings["onezone_url"],
             token_file=str(token_file),

@@ -925,3 +925,26 @@ def test_records_without_secrets_are_left_alone(redacted_log):
     text = stream.getvalue()
     assert "plain INFO 3 files in bucket" in text
     assert "ValueError: plain failure" in text and "***" not in text
+
+
+def test_datahub_urls_work_in_kernels_from_the_first_datahub_mount(tmp_path, monkeypatch):
+    """fsspec's defaults for ``datahub://`` (what kernels inherit): the mount's Onezone and
+    token file, never the token; a value the user set is kept."""
+    environ = {k: v for k, v in os.environ.items() if "FSSPEC" not in k}
+    monkeypatch.setattr(os, "environ", environ)  # nothing of this test leaks out
+    doc = parse_document({"mounts": [s3_entry(), datahub_entry()]})
+    mounts.export_datahub_defaults(doc, tmp_path)
+    defaults = json.loads(os.environ["FSSPEC_DATAHUB"])
+    assert defaults["onezone_url"] == doc.mounts[1].settings["onezone_url"]
+    assert defaults["token_file"] == str(tmp_path / "datahub.token")
+    assert TOKEN not in os.environ["FSSPEC_DATAHUB"]
+    import fsspec.config
+
+    conf: dict[str, dict] = {}
+    fsspec.config.set_conf_env(conf, {"FSSPEC_DATAHUB": os.environ["FSSPEC_DATAHUB"]})
+    assert conf["datahub"]["token_file"] == defaults["token_file"]
+    # The user's own value stays.
+    environ["FSSPEC_DATAHUB"] = '{"onezone_url": "https://mine.example"}'
+    del environ["EGI_FSSPEC_DATAHUB_OWN"]
+    mounts.export_datahub_defaults(doc, tmp_path)
+    assert os.environ["FSSPEC_DATAHUB"] == '{"onezone_url": "https://mine.example"}'
