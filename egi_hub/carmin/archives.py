@@ -322,7 +322,7 @@ def _extract(source: Path, target: Path, max_bytes: int | None, max_members: int
             try:
                 archive_tar = stack.enter_context(tarfile.open(source, "r:*"))
             except (tarfile.TarError, OSError, EOFError) as e:
-                raise ArchiveError(f"{source.name}: not a tar or zip archive ({e})") from None
+                raise ArchiveError(f"{source.name}: not a tar or zip archive ({_why(e)})") from None
             reader = _tar_members(archive_tar)
         members: list[_Member] = []
         for member in reader:

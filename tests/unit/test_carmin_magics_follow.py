@@ -202,6 +202,7 @@ def test_board_with_a_display_handle(monkeypatch):
 
 def test_board_with_a_widget(monkeypatch):
     import ipywidgets  # a test extra: missing, this fails rather than skips
+
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda w, **kw: shown.append(w))
     monkeypatch.delenv("CARMIN_WIDGETS", raising=False)
@@ -260,18 +261,23 @@ def test_results_downloaded_and_archives_extracted(tmp_path, monkeypatch):
     archive = _tar({"res/a.txt": b"A", "res/deep/b.txt": b"B"})
     magics = _magics_with(ResultsClient(archive), monkeypatch)
     magics.carmin(f"results e --to '{tmp_path}/out' -o files")
-    out = tmp_path / "out"
+    out = tmp_path / "out" / "e"  # a folder of the execution's own
     assert (out / "out" / "res" / "deep" / "b.txt").read_bytes() == b"B"
     assert (out / "n.txt").read_bytes() == b"42" and (out / "2-n.txt").read_bytes() == b"42"
     names = sorted(str(p.relative_to(out)) for p in magics.shell.user_ns["files"])
     assert names == ["2-n.txt", "n.txt", "out.tar.gz", "out/res/a.txt", "out/res/deep/b.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["2-n.txt", "n.txt", "out", "out.tar.gz"]
+    magics.carmin(f"results e --to '{tmp_path}/out'")  # again: beside, not over
+    assert (tmp_path / "out" / "e-2" / "n.txt").read_bytes() == b"42"
 
 
 def test_a_hostile_archive_is_one_usage_error(tmp_path, monkeypatch):
     from IPython.core.error import UsageError
 
     magics = _magics_with(ResultsClient(_tar({"../escape.txt": b"x"})), monkeypatch)
-    with pytest.raises(UsageError, match=r"carmin: archive member '\.\./escape\.txt'"):
-        magics.carmin(f"results e --to {tmp_path}/out")
-    assert not (tmp_path / "escape.txt").exists()
-    assert not (tmp_path / "out" / "out").exists() or not any((tmp_path / "out" / "out").iterdir())
+    with pytest.raises(UsageError, match=r"carmin: out.tar.gz not unpacked: archive member '\.\./"):
+        magics.carmin(f"results e --to {tmp_path}/out -o files")
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "out" / "escape.txt").exists()
+    assert not (tmp_path / "out" / "e" / "out").exists()  # its folder removed whole
+    assert (tmp_path / "out" / "e" / "n.txt").read_bytes() == b"42"  # the rest is there
+    assert len(magics.shell.user_ns["files"]) == 3

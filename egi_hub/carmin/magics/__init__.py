@@ -8,9 +8,9 @@ result object in VAR. ``%carmin SUBCOMMAND --help`` says more.
 
 Why a thin layer: everything about the platform is the client's (`CarminClient` for
 what a cell waits for, `AsyncCarminClient` for background following), input checks are
-`check_inputs` against the pipeline's Boutiques descriptor, archives go through
-`extract_archive`. This module reads the line (`args`), sends inputs first
-(`sources`), shows things (`views`) and follows executions (`follow`). The client
+`check_inputs` against the pipeline's Boutiques descriptor. This module reads the line
+(`args`), sends inputs first (`sources`), shows things (`views`), follows executions
+(`follow`) and saves results in a folder of their own, archives unpacked (`results`). The client
 is configured as in scripts (``$CARMIN_URL``, the API key from the environment or the
 key file) and made again when those variables change. A user's mistake or a
 platform's refusal is one ``UsageError`` line (no traceback, never the key).
@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path as LocalPath
 from typing import Any
 
@@ -31,12 +31,13 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
 from egi_hub.carmin.aclient import AsyncCarminClient
-from egi_hub.carmin.archives import extract_archive
+from egi_hub.carmin.archives import ArchiveError
 from egi_hub.carmin.client import CarminClient
 from egi_hub.carmin.errors import PIPELINES_HINT, CarminError
 from egi_hub.carmin.inputs import check_inputs, descriptor_from_pipeline
 from egi_hub.carmin.magics.args import Command, MagicArgumentError, MagicHelp, parse_command
 from egi_hub.carmin.magics.follow import FAILED, Run
+from egi_hub.carmin.magics.results import save_results
 from egi_hub.carmin.magics.sources import file_inputs, plan_sources, upload_dir, upload_sources
 from egi_hub.carmin.magics.views import (
     Board,
@@ -61,7 +62,6 @@ CONFIG_VARIABLES = (
     "CARMIN_API_KEY_FILE",
     "CARMIN_TOKEN",
 )
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 
 
 def _config_signature() -> str:
@@ -280,48 +280,13 @@ class CarminMagics(Magics):
             note = "" if rows else "no result files (yet?)"
             display(Table(["file", "size", "platform path"], rows, note=note))
             return results
-        folder = LocalPath(command.to).expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
-        written: list[LocalPath] = []
-        board = Board(TextBlock(f"downloading {len(results)} file(s) to {folder}"))
-        for result, dest in zip(results, _destinations(results, folder), strict=True):
-            if result.is_directory:
-                continue
-            label = f"downloading {result.name}"
-            show = Throttle(lambda text: board.update(TextBlock(text)), label)
-            client.download(result, dest, progress=show)
-            written.append(dest)
-            if dest.name.lower().endswith(ARCHIVE_SUFFIXES):
-                target = dest.with_name(_strip_archive_suffix(dest.name))
-                names = extract_archive(dest, target)
-                written.extend(target / n for n in names if (target / n).is_file())
-        lines = [f"wrote {len(written)} file(s) in {folder}:"]
-        lines += [f"  {p.relative_to(folder)}" for p in written]
-        board.update(TextBlock("\n".join(lines)))
-        return written
-
-
-def _strip_archive_suffix(name: str) -> str:
-    lower = name.lower()
-    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name + ".contents"
-
-
-def _destinations(results: list[Path], folder: LocalPath) -> Iterator[LocalPath]:
-    """A local file name per result: its own name, made unique (``2-name``)."""
-    used: set[str] = set()
-    for result in results:
-        name = result.name
-        if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
-            name = "result"
-        candidate, n = name, 1
-        while candidate in used:
-            n += 1
-            candidate = f"{n}-{name}"
-        used.add(candidate)
-        yield folder / candidate
+        board = Board(TextBlock(f"downloading {len(results)} file(s)"))
+        saved = save_results(client, results, LocalPath(command.to), command.identifier, board)
+        if saved.refused:
+            self._keep(command, saved.written)
+            more = len(saved.refused) - 1
+            raise ArchiveError(saved.refused[0] + (f" (and {more} more)" if more else ""))
+        return saved.written
 
 
 def find_pipeline(client: CarminClient, given: str) -> Pipeline:
