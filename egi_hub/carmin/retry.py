@@ -4,7 +4,9 @@ Why explicit: a notebook user on a flaky link should see a transient 502 or a re
 connection absorbed, but a real refusal at once, and never an execution launched twice.
 So: idempotent requests (GET, PUT, DELETE, HEAD) are retried on 5xx (but 501), 429,
 timeouts and network errors; a POST (``createExecution``, ``authenticate``) only when it
-surely did not reach the platform (no connection made, 503 or 429). Waits grow
+surely did not reach the platform (no connection made) or was refused before any work
+(429). Not on a 503: a proxy may say it after the platform got the request, and a
+retried launch would run the pipeline twice. Waits grow
 exponentially from ``base`` up to ``cap`` with "equal jitter" (between half and all of
 the step, so many clients do not retry in step), a ``Retry-After`` of the server is
 honoured up to ``cap``, and the number of attempts is bounded. ``sleep``/``asleep`` and
@@ -99,7 +101,7 @@ class RetryPolicy:
 
     def retry_status(self, method: str, status: int) -> bool:
         """Whether an answer with ``status`` is worth another try."""
-        if status in (429, 503):
+        if status == 429:
             return True
         return method.upper() in IDEMPOTENT and status >= 500 and status != 501
 

@@ -154,7 +154,7 @@ def test_launch_with_a_local_non_ascii_file_to_results_on_disk(standin, kernel, 
     listed = kernel.run(f"%carmin results {identifier}")
     assert "n.txt" in listed.data()
     fetched = kernel.run(f"%carmin results {identifier} --to 'out put' -o files\nprint(files)")
-    assert (work / "out put" / "n.txt").read_text().strip() == "5"
+    assert (work / "out put" / identifier / "n.txt").read_text().strip() == "5"
     assert "n.txt" in fetched.data() and "wrote 1 file(s)" in fetched.data()
     history = kernel.run("%carmin history")
     assert identifier in history.data()

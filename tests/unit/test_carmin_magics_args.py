@@ -145,3 +145,12 @@ def test_any_body_parses_or_fails_cleanly(body):
         assert "\n" not in str(e)
     else:
         assert isinstance(result, dict)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "a: " + "[" * 100_000 + "]" * 100_000],
+)
+def test_a_deeply_nested_cell_body_is_one_line(body):
+    with pytest.raises(MagicArgumentError, match="nested too deeply"):
+        parse_body(body)

@@ -281,3 +281,9 @@ def test_a_hostile_archive_is_one_usage_error(tmp_path, monkeypatch):
     assert not (tmp_path / "out" / "e" / "out").exists()  # its folder removed whole
     assert (tmp_path / "out" / "e" / "n.txt").read_bytes() == b"42"  # the rest is there
     assert len(magics.shell.user_ns["files"]) == 3
+
+
+def test_long_stderr_lines_are_cut_for_display():
+    view = StatusView(execution("ExecutionFailed"), stderr="x" * 100_000 + "\nlast\n")
+    assert view.stderr_tail.splitlines()[-1] == "last"
+    assert len(view.stderr_tail) < 400 and view.stderr_tail.splitlines()[0].endswith("…")

@@ -188,6 +188,8 @@ def parse_body(body: str) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(body) if body.lstrip().startswith("{") else yaml.safe_load(body)
+    except RecursionError:
+        raise MagicArgumentError("the cell body is nested too deeply") from None
     except (ValueError, yaml.YAMLError) as e:
         where = getattr(e, "problem_mark", None) or getattr(e, "lineno", None)
         line = f" (line {where.line + 1})" if hasattr(where, "line") else ""

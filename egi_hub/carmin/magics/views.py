@@ -38,11 +38,16 @@ __all__ = [
 
 CELL_TEXT = 70  # characters of a text table's cell
 STDERR_LINES = 20
+STDERR_LINE = 300  # characters shown of one stderr line (a tool may print megabytes)
 
 
 def _short(value: Any, limit: int = CELL_TEXT) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cut(line: str, limit: int) -> str:
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def human_size(size: int | None) -> str:
@@ -241,7 +246,7 @@ class StatusView:
         self.note = note
         self.label = label
         lines = stderr.rstrip("\n").splitlines()[-STDERR_LINES:] if stderr else []
-        self.stderr_tail = "\n".join(lines)
+        self.stderr_tail = "\n".join(_cut(line, STDERR_LINE) for line in lines)
 
     def headline(self) -> str:
         e = self.execution
