@@ -4,7 +4,9 @@ Why a twin: the magics follow executions while the kernel stays free, so they ne
 ``await``. This is `egi_hub.carmin.client` line for line with ``httpx.AsyncClient``:
 the same plans (`egi_hub.carmin.protocol`), transfer state (`egi_hub.carmin.transfer`)
 and retry policy (its ``asleep``). Local file reads and writes of transfers stay
-synchronous: a chunk at a time, they are short next to the network.
+synchronous: a chunk at a time, they are short next to the network (checksums are
+computed by a worker thread, and a verified download asks the platform's md5 in a task
+while the bytes come).
 
 Redirects are not followed (the API key is a custom header httpx would carry to another
 host); a redirect becomes an error naming the address to use.
@@ -12,6 +14,8 @@ host); a redirect becomes an error naming the address to use.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path as LocalPath
@@ -231,12 +235,6 @@ class AsyncCarminClient:
     async def delete(self, path: str) -> None:
         return await self._run(self.calls.delete(path))
 
-    async def _md5_or_none(self, path: str) -> str | None:
-        try:
-            return await self.md5(path)
-        except CarminError:
-            return None  # the md5 action is optional in CARMIN (and VIP's is unreliable)
-
     async def download(
         self,
         source: str | Path,
@@ -245,10 +243,15 @@ class AsyncCarminClient:
         progress: Progress | None = None,
         verify: bool = True,
     ) -> LocalPath:
-        """Stream a platform path (or a returned file's URL) to the file ``dest``."""
+        """Stream a platform path (or a returned file's URL) to the file ``dest``;
+        ``verify``: compare with the platform's md5 where it offers one."""
         await self._run(self.calls.ensure_dialect())
         url, params, platform_path = source_request(self.calls, source)
-        state = Download(dest, progress)
+        verify = self.calls.verifies(verify) and bool(platform_path)
+        state = Download(dest, progress, verify=verify)
+        expected = (
+            asyncio.ensure_future(self._run(self.calls.checksum(platform_path))) if verify else None
+        )
         try:
             while True:
                 request = Request("GET", "", params=params, headers=state.headers(), about="path")
@@ -262,7 +265,7 @@ class AsyncCarminClient:
                                 raise error_from_response(r.status_code, r.content, "path")
                             raise Incomplete(f"HTTP {r.status_code}")
                         state.start(r.status_code, r.headers)
-                        async for chunk in r.aiter_bytes():
+                        async for chunk in r.aiter_bytes():  # as they come: a cut loses none
                             state.write(chunk)
                         state.end()
                     break
@@ -270,11 +273,15 @@ class AsyncCarminClient:
                     if state.complete:
                         break
                     await self.policy.asleep(state.failed(e, self.policy, self.url))
-            expected = await self._md5_or_none(platform_path) if verify and platform_path else None
-            return state.finish(expected)
+            return state.finish(await expected if expected else None)
         except BaseException:
             state.abort()
             raise
+        finally:
+            if expected is not None and not expected.done():
+                expected.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await expected
 
     async def upload(
         self,
@@ -285,9 +292,10 @@ class AsyncCarminClient:
         verify: bool = True,
     ) -> Path | None:
         """Stream the local file ``source`` (or an open binary file) to the platform ``path``
-        (replacing it)."""
+        (replacing it); ``verify``: compare with the platform's md5 where it offers one
+        (it reads the whole file again to answer)."""
         await self._run(self.calls.ensure_dialect())
-        upload = Upload(source, progress)
+        upload = Upload(source, progress, verify=self.calls.verifies(verify))
         request = self.calls.path_request("PUT", path)
         url = self.calls.target(request)
         r = await self._exchange(
@@ -299,13 +307,6 @@ class AsyncCarminClient:
             ),
         )
         result = self.calls.uploaded(Response(r.status_code, r.headers, r.content))
-        if verify:
-            remote = await self._md5_or_none(path)
-            if remote and upload.md5 and remote != upload.md5:
-                raise CarminError(
-                    None,
-                    None,
-                    f"{path}: the platform's md5 differs from the file sent",
-                    "upload it again",
-                )
+        if upload.md5:
+            upload.check(await self._run(self.calls.checksum(path)), path)
         return result

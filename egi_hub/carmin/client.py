@@ -6,13 +6,16 @@ downloads and uploads decided in `egi_hub.carmin.transfer`, retries in
 plans. `egi_hub.carmin.aclient` is its async twin, line for line.
 
 Redirects are not followed (the API key is a custom header httpx would carry to another
-host); a redirect becomes an error naming the address to use.
+host); a redirect becomes an error naming the address to use. A verified download asks
+the platform's md5 in a worker thread while the bytes come (one shared ``httpx.Client``
+is safe across threads).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path as LocalPath
 from typing import Any, BinaryIO, TypeVar
 
@@ -72,6 +75,7 @@ class CarminClient:
         self._http = httpx.Client(
             timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}
         )
+        self._pool: ThreadPoolExecutor | None = None  # for checksums asked during downloads
 
     def __repr__(self) -> str:
         dialect = self.calls.dialect.name if self.calls.dialect else "auto"
@@ -82,6 +86,8 @@ class CarminClient:
         return self.calls.url
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
     def __enter__(self) -> CarminClient:
@@ -232,11 +238,11 @@ class CarminClient:
     def delete(self, path: str) -> None:
         return self._run(self.calls.delete(path))
 
-    def _md5_or_none(self, path: str) -> str | None:
-        try:
-            return self.md5(path)
-        except CarminError:
-            return None  # the md5 action is optional in CARMIN (and VIP's is unreliable)
+    def _checksum_meanwhile(self, path: str) -> Future[str | None]:
+        """The platform's md5 of ``path`` (or None), asked in the background."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="carmin-checksum")
+        return self._pool.submit(self._run, self.calls.checksum(path))
 
     def download(
         self,
@@ -246,10 +252,13 @@ class CarminClient:
         progress: Progress | None = None,
         verify: bool = True,
     ) -> LocalPath:
-        """Stream a platform path (or a returned file's URL) to the file ``dest``."""
+        """Stream a platform path (or a returned file's URL) to the file ``dest``;
+        ``verify``: compare with the platform's md5 where it offers one."""
         self._run(self.calls.ensure_dialect())
         url, params, platform_path = source_request(self.calls, source)
-        state = Download(dest, progress)
+        verify = self.calls.verifies(verify) and bool(platform_path)
+        state = Download(dest, progress, verify=verify)
+        expected = self._checksum_meanwhile(platform_path) if verify else None
         try:
             while True:
                 request = Request("GET", "", params=params, headers=state.headers(), about="path")
@@ -263,7 +272,7 @@ class CarminClient:
                                 raise error_from_response(r.status_code, r.content, "path")
                             raise Incomplete(f"HTTP {r.status_code}")
                         state.start(r.status_code, r.headers)
-                        for chunk in r.iter_bytes():
+                        for chunk in r.iter_bytes():  # as they come: a cut loses none
                             state.write(chunk)
                         state.end()
                     break
@@ -271,8 +280,7 @@ class CarminClient:
                     if state.complete:
                         break
                     self.policy.sleep(state.failed(e, self.policy, self.url))
-            expected = self._md5_or_none(platform_path) if verify and platform_path else None
-            return state.finish(expected)
+            return state.finish(expected.result() if expected else None)
         except BaseException:
             state.abort()
             raise
@@ -286,9 +294,10 @@ class CarminClient:
         verify: bool = True,
     ) -> Path | None:
         """Stream the local file ``source`` (or an open binary file) to the platform ``path``
-        (replacing it)."""
+        (replacing it); ``verify``: compare with the platform's md5 where it offers one
+        (it reads the whole file again to answer)."""
         self._run(self.calls.ensure_dialect())
-        upload = Upload(source, progress)
+        upload = Upload(source, progress, verify=self.calls.verifies(verify))
         request = self.calls.path_request("PUT", path)
         url = self.calls.target(request)
         r = self._exchange(
@@ -300,13 +309,6 @@ class CarminClient:
             ),
         )
         result = self.calls.uploaded(Response(r.status_code, r.headers, r.content))
-        if verify:
-            remote = self._md5_or_none(path)
-            if remote and upload.md5 and remote != upload.md5:
-                raise CarminError(
-                    None,
-                    None,
-                    f"{path}: the platform's md5 differs from the file sent",
-                    "upload it again",
-                )
+        if upload.md5:
+            upload.check(self._run(self.calls.checksum(path)), path)
         return result

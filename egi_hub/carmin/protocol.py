@@ -8,6 +8,10 @@ in), and returns the operation's result. A transport drives it (`drive` / `adriv
 the client modules); an operation needing several requests (auto-detecting the dialect
 first, creating then playing an execution) is still one plan.
 
+Checksums: the md5 action is optional in CARMIN (VIP lists it in ``unsupportedMethods``
+of ``/platform`` and refuses it). `Calls.md5_offered` remembers a platform that does not
+offer it, from ``/platform`` or from a refusal, so transfers neither hash nor ask again.
+
 Paths and identifiers are quoted segment by segment: ``.``/``..`` segments and control
 characters are refused, so user input can never reach another endpoint of the API.
 """
@@ -15,6 +19,7 @@ characters are refused, so user input can never reach another endpoint of the AP
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,6 +34,8 @@ from egi_hub.names import CONTROL
 __all__ = ["Calls", "Plan", "Request", "Response", "quote_segments"]
 
 T = TypeVar("T")
+_NOT_OFFERED = re.compile(r"not (yet )?(implemented|supported)", re.IGNORECASE)
+VIP_NOT_IMPLEMENTED = 8001
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,20 @@ class Calls:
         else:
             raise CarminError(None, None, f"unknown dialect {dialect!r}", "use auto, carmin or vip")
         self._origin = _origin(url)
+        self.md5_offered: bool | None = None  # None: not known yet
+
+    def learn(self, platform: Platform) -> None:
+        """What ``/platform`` says: the dialect (when auto-detecting), whether md5 is
+        offered (any unsupported method naming md5, e.g. VIP's ``getFileMD5``)."""
+        if self.dialect is None:
+            self.dialect = detect(platform, self.url)
+        if any("md5" in method.lower() for method in platform.unsupported_methods):
+            self.md5_offered = False
+
+    def verifies(self, verify: bool) -> bool:
+        """Whether a transfer asked to ``verify`` is worth hashing: not where the
+        platform is known to give no md5."""
+        return verify and self.md5_offered is not False
 
     # -- what a transport needs -------------------------------------------------------
 
@@ -166,7 +187,11 @@ class Calls:
                     platform = Platform.from_json(json.loads(response.body.decode("utf-8")))
             except (CarminError, ValueError, UnicodeDecodeError):
                 platform = None
-            self.dialect = detect(platform, self.url)
+            if platform is None:
+                self.dialect = detect(None, self.url)
+            else:
+                self.learn(platform)
+        assert self.dialect is not None
         return self.dialect
 
     # -- platform and authentication --------------------------------------------------
@@ -174,8 +199,7 @@ class Calls:
     def platform(self) -> Plan[Platform]:
         response = yield Request("GET", "/platform", auth=False)
         platform = self.model(Platform.from_json, self.json(response))
-        if self.dialect is None:
-            self.dialect = detect(platform, self.url)
+        self.learn(platform)
         return platform
 
     def authenticate(self, username: str, password: str) -> Plan[tuple[str, str]]:
@@ -378,6 +402,21 @@ class Calls:
             raise CarminError(None, None, "the platform sent no usable md5")
         return value.lower()
 
+    def checksum(self, path: str) -> Plan[str | None]:
+        """The platform's md5 of ``path`` to check a transfer against, or None when it
+        gives none: not offered (known, or refused now: remembered, never asked again)
+        or failed (not remembered)."""
+        if self.md5_offered is False:
+            return None
+        try:
+            value = yield from self.md5(path)
+        except CarminError as e:
+            if _refusal(e):
+                self.md5_offered = False
+            return None
+        self.md5_offered = True
+        return value
+
     def content(self, path: str) -> Plan[bytes]:
         """A small file's bytes in memory (`download` streams big ones to disk)."""
         yield from self.ensure_dialect()
@@ -401,6 +440,15 @@ class Calls:
             return Path.from_json(json.loads(response.body.decode("utf-8")), milliseconds=self._ms)
         except (ValueError, UnicodeDecodeError):
             return None
+
+
+def _refusal(error: CarminError) -> bool:
+    """Whether an error says the operation is not offered (not that it failed here: a
+    missing path or a folder is no refusal)."""
+    if error.status in (405, 501) or error.code == VIP_NOT_IMPLEMENTED:
+        return True
+    client_side = error.status is not None and 400 <= error.status < 500
+    return client_side and bool(_NOT_OFFERED.search(error.message))
 
 
 def _params(**values: Any) -> dict[str, str]:
