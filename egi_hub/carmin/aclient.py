@@ -9,7 +9,8 @@ computed by a worker thread, and a verified download asks the platform's md5 in 
 while the bytes come).
 
 Redirects are not followed (the API key is a custom header httpx would carry to another
-host); a redirect becomes an error naming the address to use.
+host); a redirect becomes a one-line error. Every answer is read through a `Body`
+(`egi_hub.carmin.answers`): bounded in size and in time, whatever the platform sends.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import httpx
 
+from egi_hub.carmin.answers import DEADLINE, MAX_ERROR, MAX_JSON, Body
 from egi_hub.carmin.client import DEFAULT_TIMEOUT, USER_AGENT, source_request
 from egi_hub.carmin.credentials import TokenSource, platform_url, resolve_credentials
 from egi_hub.carmin.errors import CarminError, error_from_response
@@ -48,6 +50,7 @@ class AsyncCarminClient:
     `egi_hub.carmin.credentials`. ``dialect``: ``"auto"`` (asks ``/platform``),
     ``"carmin"`` or ``"vip"``. ``timeout``: seconds per network operation. ``retries``:
     further attempts after a transient failure (``policy`` gives the whole policy).
+    ``deadline``: seconds one answer may take in all (its bytes may trickle).
     """
 
     def __init__(
@@ -61,11 +64,13 @@ class AsyncCarminClient:
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = 3,
         policy: RetryPolicy | None = None,
+        deadline: float = DEADLINE,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         credentials = resolve_credentials(api_key, api_key_file, token)
         self.calls = Calls(platform_url(url), credentials, dialect)
         self.policy = policy or RetryPolicy(attempts=max(1, retries + 1))
+        self.deadline = deadline
         self._http = httpx.AsyncClient(
             timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}
         )
@@ -113,12 +118,29 @@ class AsyncCarminClient:
             await r.aclose()
             await self.policy.asleep(wait)
 
+    async def _fetch(
+        self, method: str, url: str, *, limit: int = MAX_JSON, tail: bool = False, **kw: Any
+    ) -> httpx.Response:
+        """One attempt: the answer, its body read within limits (`Body`)."""
+        sent = self._http.build_request(method, url, **kw)
+        r = await self._http.send(sent, stream=True)
+        try:
+            body = Body(r.status_code, limit, tail=tail, deadline=self.deadline)
+            async for chunk in r.aiter_bytes():
+                if not body.add(chunk):
+                    break
+        finally:
+            await r.aclose()
+        return httpx.Response(r.status_code, headers=r.headers, content=body.bytes())
+
     async def _send(self, request: Request) -> Response:
         r = await self._exchange(
             request.method,
-            lambda: self._http.request(
+            lambda: self._fetch(
                 request.method,
                 self.calls.target(request),
+                limit=request.limit,
+                tail=request.tail,
                 params=request.params,
                 json=request.json,
                 headers=self.calls.headers(request),
@@ -261,8 +283,11 @@ class AsyncCarminClient:
                     ) as r:
                         if r.status_code not in (200, 206):
                             if not state.retry_status(r.status_code, self.policy):
-                                await r.aread()
-                                raise error_from_response(r.status_code, r.content, "path")
+                                body = Body(r.status_code, MAX_ERROR, deadline=self.deadline)
+                                async for chunk in r.aiter_bytes():
+                                    if not body.add(chunk):
+                                        break
+                                raise error_from_response(r.status_code, body.bytes(), "path")
                             raise Incomplete(f"HTTP {r.status_code}")
                         state.start(r.status_code, r.headers)
                         async for chunk in r.aiter_bytes():  # as they come: a cut loses none
@@ -300,7 +325,8 @@ class AsyncCarminClient:
         url = self.calls.target(request)
         r = await self._exchange(
             "PUT",
-            lambda: self._http.put(
+            lambda: self._fetch(
+                "PUT",
                 url,
                 content=_aiter(upload.chunks()),
                 headers={**self.calls.headers(request), **upload.headers()},

@@ -6,9 +6,10 @@ downloads and uploads decided in `egi_hub.carmin.transfer`, retries in
 plans. `egi_hub.carmin.aclient` is its async twin, line for line.
 
 Redirects are not followed (the API key is a custom header httpx would carry to another
-host); a redirect becomes an error naming the address to use. A verified download asks
-the platform's md5 in a worker thread while the bytes come (one shared ``httpx.Client``
-is safe across threads).
+host); a redirect becomes a one-line error. Every answer is read through a `Body`
+(`egi_hub.carmin.answers`): bounded in size and in time, whatever the platform sends.
+A verified download asks the platform's md5 in a worker thread while the bytes come
+(one shared ``httpx.Client`` is safe across threads).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from typing import Any, BinaryIO, TypeVar
 import httpx
 
 from egi_hub._version import __version__
+from egi_hub.carmin.answers import DEADLINE, MAX_ERROR, MAX_JSON, Body
 from egi_hub.carmin.credentials import TokenSource, platform_url, resolve_credentials
 from egi_hub.carmin.errors import CarminError, error_from_response
 from egi_hub.carmin.models import Execution, Path, Pipeline, Platform
 from egi_hub.carmin.protocol import Calls, Plan, Request, Response
 from egi_hub.carmin.retry import Incomplete, RetryPolicy, give_up
 from egi_hub.carmin.transfer import Download, Progress, Upload
+from egi_hub.names import CONTROL
 
 __all__ = ["CarminClient", "source_request"]
 
@@ -38,10 +41,19 @@ DEFAULT_TIMEOUT = 30.0
 
 def source_request(calls: Calls, source: str | Path) -> tuple[str, dict[str, str], str]:
     """(URL, query, platform path or "") of a download: a `Path`, a platform path, or a
-    returned file's absolute URL."""
+    returned file's absolute URL (refused, before any request, when it holds control
+    characters or cannot be read; one on another host gets no credentials)."""
     if isinstance(source, Path):
         source = source.platform_path
     if source.startswith(("http://", "https://")):
+        try:
+            if CONTROL.search(source):
+                raise httpx.InvalidURL("control characters")
+            httpx.URL(source)
+        except httpx.InvalidURL as e:
+            raise CarminError(
+                None, None, f"the platform returned an unusable file URL {source[:80]!r} ({e})"
+            ) from None
         return source, {}, ""
     request = calls.path_request("GET", source, action="content")
     return calls.target(request), request.params, source
@@ -54,6 +66,7 @@ class CarminClient:
     `egi_hub.carmin.credentials`. ``dialect``: ``"auto"`` (asks ``/platform``),
     ``"carmin"`` or ``"vip"``. ``timeout``: seconds per network operation. ``retries``:
     further attempts after a transient failure (``policy`` gives the whole policy).
+    ``deadline``: seconds one answer may take in all (its bytes may trickle).
     """
 
     def __init__(
@@ -67,11 +80,13 @@ class CarminClient:
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = 3,
         policy: RetryPolicy | None = None,
+        deadline: float = DEADLINE,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         credentials = resolve_credentials(api_key, api_key_file, token)
         self.calls = Calls(platform_url(url), credentials, dialect)
         self.policy = policy or RetryPolicy(attempts=max(1, retries + 1))
+        self.deadline = deadline
         self._http = httpx.Client(
             timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}
         )
@@ -120,12 +135,29 @@ class CarminClient:
             r.close()
             self.policy.sleep(wait)
 
+    def _fetch(
+        self, method: str, url: str, *, limit: int = MAX_JSON, tail: bool = False, **kw: Any
+    ) -> httpx.Response:
+        """One attempt: the answer, its body read within limits (`Body`)."""
+        sent = self._http.build_request(method, url, **kw)
+        r = self._http.send(sent, stream=True)
+        try:
+            body = Body(r.status_code, limit, tail=tail, deadline=self.deadline)
+            for chunk in r.iter_bytes():
+                if not body.add(chunk):
+                    break
+        finally:
+            r.close()
+        return httpx.Response(r.status_code, headers=r.headers, content=body.bytes())
+
     def _send(self, request: Request) -> Response:
         r = self._exchange(
             request.method,
-            lambda: self._http.request(
+            lambda: self._fetch(
                 request.method,
                 self.calls.target(request),
+                limit=request.limit,
+                tail=request.tail,
                 params=request.params,
                 json=request.json,
                 headers=self.calls.headers(request),
@@ -268,8 +300,11 @@ class CarminClient:
                     ) as r:
                         if r.status_code not in (200, 206):
                             if not state.retry_status(r.status_code, self.policy):
-                                r.read()
-                                raise error_from_response(r.status_code, r.content, "path")
+                                body = Body(r.status_code, MAX_ERROR, deadline=self.deadline)
+                                for chunk in r.iter_bytes():
+                                    if not body.add(chunk):
+                                        break
+                                raise error_from_response(r.status_code, body.bytes(), "path")
                             raise Incomplete(f"HTTP {r.status_code}")
                         state.start(r.status_code, r.headers)
                         for chunk in r.iter_bytes():  # as they come: a cut loses none
@@ -302,7 +337,8 @@ class CarminClient:
         url = self.calls.target(request)
         r = self._exchange(
             "PUT",
-            lambda: self._http.put(
+            lambda: self._fetch(
+                "PUT",
                 url,
                 content=upload.chunks(),
                 headers={**self.calls.headers(request), **upload.headers()},

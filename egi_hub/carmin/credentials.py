@@ -191,8 +191,12 @@ def resolve_credentials(
 
 def origin_of(url: str) -> Origin:
     """(scheme, lower-case host, port) of ``url``, the default port filled in; a URL
-    whose port cannot be read has the port None (and so matches no real origin)."""
-    parts = urlsplit(url)
+    whose port cannot be read has the port None, one that cannot be read at all no
+    scheme nor host (neither matches a real origin)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL"
+        return "", "", None
     try:
         port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     except ValueError:

@@ -111,7 +111,7 @@ def error_from_response(status: int, body: bytes, about: str = "") -> CarminErro
     parsed: Any = None
     try:
         parsed = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         parsed = None
     code: int | None = None
     try:

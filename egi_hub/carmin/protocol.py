@@ -14,6 +14,13 @@ offer it, from ``/platform`` or from a refusal, so transfers neither hash nor as
 
 Paths and identifiers are quoted segment by segment: ``.``/``..`` segments and control
 characters are refused, so user input can never reach another endpoint of the API.
+
+Answers are hostile input too: each request says how much of its answer may be read
+(`egi_hub.carmin.answers`), JSON nested too deeply is refused in one line, and a
+redirect is never followed; only an http to https upgrade on the same host is suggested
+as the URL to use (another address is the platform's to announce, not an answer's).
+Credentials go only where `check_destination` allows (plain http only to loopback, the
+Check-in token only to allowed https origins), checked when the platform is chosen.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from egi_hub.carmin.credentials import Credentials
+from egi_hub.carmin.answers import MAX_CONTENT, MAX_JSON, MAX_TAIL
+from egi_hub.carmin.credentials import Credentials, check_destination, origin_of
 from egi_hub.carmin.dialect import DIALECTS, Dialect, detect
 from egi_hub.carmin.errors import CarminError, error_from_response
 from egi_hub.carmin.models import Execution, ExecutionStatus, Path, Pipeline, Platform
@@ -36,6 +44,7 @@ __all__ = ["Calls", "Plan", "Request", "Response", "quote_segments"]
 T = TypeVar("T")
 _NOT_OFFERED = re.compile(r"not (yet )?(implemented|supported)", re.IGNORECASE)
 VIP_NOT_IMPLEMENTED = 8001
+LAUNCH_UNKNOWN_HINT = "it may have been launched anyway: check %carmin history before again"
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     about: str = ""  # "pipeline", "execution", "path": what a 404 is about
     auth: bool = True
+    limit: int = MAX_JSON  # bytes of the answer read at most
+    tail: bool = False  # keep the last ``limit`` bytes (a log) instead of refusing more
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,11 @@ class Calls:
             self.dialect = DIALECTS[dialect]
         else:
             raise CarminError(None, None, f"unknown dialect {dialect!r}", "use auto, carmin or vip")
+        check_destination(
+            url,
+            secret=bool(credentials.api_key) or credentials.token not in (None, False),
+            checkin=credentials.token is True,
+        )
         self._origin = _origin(url)
         self.md5_offered: bool | None = None  # None: not known yet
 
@@ -130,7 +146,8 @@ class Calls:
         """The request's headers with the credentials, which go to the platform's own
         origin only (never to a returned file's URL on another host)."""
         headers = {"Accept": "application/json", **request.headers}
-        if not request.auth or (url is not None and _origin(url) != self._origin):
+        elsewhere = url is not None and (CONTROL.search(url) or _origin(url) != self._origin)
+        if not request.auth or elsewhere:
             return headers
         if self.header_override:
             headers[self.header_override[0]] = self.header_override[1]
@@ -148,27 +165,50 @@ class Calls:
         if response.ok:
             return response
         if 300 <= response.status < 400:
-            where = response.headers.get("location", "")[:200]
+            upgrade = self._https_upgrade(response.headers.get("location", ""))
+            if upgrade:
+                raise CarminError(
+                    response.status,
+                    None,
+                    "the platform redirects to its https:// address (not followed)",
+                    f"set CARMIN_URL={upgrade}",
+                )
             raise CarminError(
                 response.status,
                 None,
-                f"the platform redirects to {where or 'another address'}",
-                "set CARMIN_URL to the platform's final address" if where else "",
+                "the platform answered with a redirect, not followed",
+                "check CARMIN_URL",
             )
         raise error_from_response(response.status, response.body, about)
+
+    def _https_upgrade(self, location: str) -> str | None:
+        """The platform URL on https when ``location`` only upgrades http to https on the
+        same host (the one redirect worth suggesting), else None."""
+        if not location or CONTROL.search(location) or not location.isascii():
+            return None
+        scheme, host, port = origin_of(location)
+        ours = urlsplit(self.url)
+        if ours.scheme != "http" or scheme != "https" or not host or host != self._origin[1]:
+            return None
+        if port is None or "@" in urlsplit(location).netloc:
+            return None
+        shown = f"[{host}]" if ":" in host else host
+        return f"https://{shown}{'' if port == 443 else f':{port}'}{ours.path}"
 
     def json(self, response: Response, about: str = "") -> Any:
         self.check(response, about)
         try:
-            return json.loads(response.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            return loads(response.body)
+        except ValueError as e:
             raise CarminError(
-                response.status, None, "the platform's answer is not JSON", "is CARMIN_URL right?"
+                response.status, None, f"the platform's answer is {e}", "is CARMIN_URL right?"
             ) from None
 
     def model(self, parse: Any, data: Any) -> Any:
         try:
             return parse(data)
+        except RecursionError:
+            raise CarminError(None, None, "unexpected answer from the platform: too deep") from None
         except (ValueError, TypeError, AttributeError) as e:
             raise CarminError(None, None, f"unexpected answer from the platform: {e}") from None
 
@@ -184,8 +224,8 @@ class Calls:
             try:
                 response = yield Request("GET", "/platform", auth=False)
                 if response.ok:
-                    platform = Platform.from_json(json.loads(response.body.decode("utf-8")))
-            except (CarminError, ValueError, UnicodeDecodeError):
+                    platform = Platform.from_json(loads(response.body))
+            except (CarminError, ValueError):
                 platform = None
             if platform is None:
                 self.dialect = detect(None, self.url)
@@ -204,6 +244,7 @@ class Calls:
 
     def authenticate(self, username: str, password: str) -> Plan[tuple[str, str]]:
         """``POST /authenticate``: the header and key to use; kept for later requests."""
+        check_destination(self.url, secret=True, checkin=False)
         yield from self.ensure_dialect()
         body = {"username": username, "password": password}
         response = yield Request("POST", "/authenticate", json=body, auth=False)
@@ -263,8 +304,8 @@ class Calls:
         request = Request("GET", "/executions/count", params=_params(studyIdentifier=study))
         response = self.check((yield request))
         try:
-            return int(json.loads(response.body.decode("utf-8")))
-        except (ValueError, TypeError, UnicodeDecodeError):
+            return int(loads(response.body))
+        except (ValueError, TypeError):
             raise CarminError(
                 response.status, None, "the execution count is not a number"
             ) from None
@@ -301,7 +342,13 @@ class Calls:
         if results_location:
             body["resultsLocation"] = results_location  # VIP's extension
         request = Request("POST", "/executions", json=body, about="pipeline")
-        data = self.json((yield request), "pipeline")
+        try:
+            data = self.json((yield request), "pipeline")
+        except CarminError as e:
+            if e.status in (502, 503, 504) or e.status is None:  # it may have got there
+                hint = f"{e.hint}; {LAUNCH_UNKNOWN_HINT}" if e.hint else LAUNCH_UNKNOWN_HINT
+                raise CarminError(e.status, e.code, e.message, hint) from None
+            raise
         execution = self.model(lambda d: Execution.from_json(d, milliseconds=self._ms), data)
         if play and execution.status is ExecutionStatus.INITIALIZING:
             yield from self.play(execution.identifier)
@@ -323,10 +370,14 @@ class Calls:
         path = "/executions/" + _id(identifier, "execution identifier")
         self.check((yield Request("PUT", path, json=body, about="execution")), "execution")
 
-    def _execution_action(self, identifier: str, method: str, action: str) -> Plan[Response]:
+    def _execution_action(
+        self, identifier: str, method: str, action: str, *, tail: bool = False
+    ) -> Plan[Response]:
         yield from self.ensure_dialect()
         path = "/executions/" + _id(identifier, "execution identifier") + action
-        return self.check((yield Request(method, path, about="execution")), "execution")
+        limit = MAX_TAIL if tail else MAX_JSON
+        request = Request(method, path, about="execution", limit=limit, tail=tail)
+        return self.check((yield request), "execution")
 
     def play(self, identifier: str) -> Plan[None]:
         yield from self._execution_action(identifier, "PUT", "/play")
@@ -359,18 +410,20 @@ class Calls:
         )
 
     def stdout(self, identifier: str) -> Plan[str]:
-        response = yield from self._execution_action(identifier, "GET", "/stdout")
+        """The end of the execution's standard output (its last `MAX_TAIL` bytes)."""
+        response = yield from self._execution_action(identifier, "GET", "/stdout", tail=True)
         return response.body.decode("utf-8", "replace")
 
     def stderr(self, identifier: str) -> Plan[str]:
-        response = yield from self._execution_action(identifier, "GET", "/stderr")
+        """The end of the execution's standard error (its last `MAX_TAIL` bytes)."""
+        response = yield from self._execution_action(identifier, "GET", "/stderr", tail=True)
         return response.body.decode("utf-8", "replace")
 
     # -- data -------------------------------------------------------------------------
 
-    def path_request(self, method: str, path: str, **params: str) -> Request:
+    def path_request(self, method: str, path: str, limit: int = MAX_JSON, **params: str) -> Request:
         where = "/path/" + quote_segments(path, "platform path", allow_empty=True)
-        return Request(method, where, params=params, about="path")
+        return Request(method, where, params=params, about="path", limit=limit)
 
     def list(self, path: str) -> Plan[list[Path]]:
         yield from self.ensure_dialect()
@@ -418,9 +471,10 @@ class Calls:
         return value
 
     def content(self, path: str) -> Plan[bytes]:
-        """A small file's bytes in memory (`download` streams big ones to disk)."""
+        """A small file's bytes in memory, `MAX_CONTENT` at most (`download` streams big
+        ones to disk)."""
         yield from self.ensure_dialect()
-        request = self.path_request("GET", path, action="content")
+        request = self.path_request("GET", path, MAX_CONTENT, action="content")
         request.headers["Accept"] = "*/*"
         return self.check((yield request), "path").body
 
@@ -437,8 +491,8 @@ class Calls:
         """The `Path` an upload's answer describes, if it describes one."""
         self.check(response, "path")
         try:
-            return Path.from_json(json.loads(response.body.decode("utf-8")), milliseconds=self._ms)
-        except (ValueError, UnicodeDecodeError):
+            return Path.from_json(loads(response.body), milliseconds=self._ms)
+        except ValueError:
             return None
 
 
@@ -462,6 +516,15 @@ def _list(data: Any) -> list[Any]:
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
+    return origin_of(url)
+
+
+def loads(body: bytes) -> Any:
+    """``body`` as JSON; `ValueError` saying why not (not UTF-8, not JSON, nested too
+    deeply: a recursion limit is not a traceback to show)."""
+    try:
+        return json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError("not JSON") from None

@@ -5,7 +5,8 @@ to a temporary file beside the destination and is renamed only once complete (le
 announced, md5 as the platform says when it says), so a cut never leaves a truncated
 file that looks finished; after a cut it resumes with ``Range`` (``If-Range`` pins the
 same version of the file) where the server answers 206, and starts over where it answers
-200. An upload is read from disk in chunks (never whole in memory) and sent again from
+200. A download never takes more than the disk's free space (an endless answer would
+fill it). An upload is read from disk in chunks (never whole in memory) and sent again from
 the start after a transient failure. The transports (sync and async client modules) only
 move bytes; the decisions are made here.
 
@@ -25,6 +26,7 @@ import os
 import queue
 import re
 import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -94,6 +96,13 @@ class Hasher:
             self._thread.join()
 
 
+def _free_space(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 1 << 62  # unknown: the disk itself will say
+
+
 class Download:
     """One download to ``dest``: the temporary file, how far it got, and its md5 when
     ``verify`` (computed on the way, to compare with the platform's)."""
@@ -110,6 +119,7 @@ class Download:
             raise CarminError(None, None, f"{self.dest} is a folder; give a file name")
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.dest.with_name(f".{self.dest.name}.{secrets.token_hex(4)}.part")
+        self.room = _free_space(self.dest.parent)  # an endless answer must not fill the disk
         self.progress = progress
         self.received = 0
         self.total: int | None = None
@@ -185,6 +195,8 @@ class Download:
             encoded = headers.get("content-encoding", "identity").lower() not in ("", "identity")
             known = status == 200 and length.isdigit() and not encoded
             self.total = int(length) if known else None
+            if self.total is not None and self.total > self.room:
+                raise self._too_big()
         self.validator = validator if validator and not validator.startswith("W/") else None
         self._report()
 
@@ -196,6 +208,8 @@ class Download:
         self.received += len(chunk)
         if self.total is not None and self.received > self.total:
             raise CarminError(None, None, "the platform sent more bytes than it announced")
+        if self.received > self.room:
+            raise self._too_big()
         self._report()
 
     def end(self) -> None:
@@ -232,6 +246,14 @@ class Download:
         self._close()
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
+
+    def _too_big(self) -> CarminError:
+        return CarminError(
+            None,
+            None,
+            f"{self.dest.name}: larger than the free space on the disk ({self.room} bytes)",
+            "free some space or download elsewhere",
+        )
 
     def _report(self) -> None:
         if self.progress is not None:

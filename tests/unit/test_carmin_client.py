@@ -14,7 +14,7 @@ from egi_hub.carmin import AsyncCarminClient, CarminClient, CarminError, Executi
 from egi_hub.carmin.retry import RetryPolicy
 
 KEY = "the-secret-key"
-URL = "http://platform.test/rest"
+URL = "https://platform.test/rest"
 
 
 class Recorder:
@@ -165,8 +165,8 @@ def test_non_ascii_paths_are_quoted():
         (
             httpx.Response(302, headers={"location": "https://new/rest"}),
             "pipelines",
-            "redirects to https://new/rest",
-            "CARMIN_URL",
+            "redirect, not followed",
+            "check CARMIN_URL",
         ),
         (httpx.Response(200, text="not json"), "pipelines", "not JSON", "CARMIN_URL"),
     ],

@@ -19,7 +19,7 @@ from egi_hub.carmin.retry import RetryPolicy
 from egi_hub.carmin.transfer import CHUNK, Hasher, Upload
 
 KEY = "the-secret-key"
-URL = "http://platform.test/rest"
+URL = "https://platform.test/rest"
 DATA = bytes(range(256)) * 400  # 100 KiB
 MD5 = hashlib.md5(DATA).hexdigest()
 WAIT = 10.0  # seconds a test waits for a condition before failing
