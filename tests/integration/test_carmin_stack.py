@@ -59,7 +59,7 @@ def test_carmin_magics_in_a_users_server(carmin_stack):
     assert status == "Finished", out
     assert lines["FILES"] == "FILES ['counts.txt']"
     home = stack.data_dir / "users" / path_component(USER)
-    assert (home / "résultats" / "counts.txt").read_text().strip() == "6"
+    assert (home / "résultats" / identifier / "counts.txt").read_text().strip() == "6"
     inputs = standin.execution(identifier).input_values
     assert standin.read_file(inputs["input_file"]) == b"a b c d e f\n"
     created = [r for r in standin.requests if r.method == "POST" and "/executions" in r.path]
