@@ -1,0 +1,90 @@
+"""The hub's config inside the Helm chart: the values' ``hub.config``, read as a site file.
+
+The chart renders ``hub.config`` into a file (``$EGI_HUB_SITE_FILE``) and ships a
+``jupyterhub_config.py`` that calls `load`. So the same keys mean the same in both ways
+to run: the file goes through `egi_hub.stack.validate_site` (what ``egi-hub config
+check`` and ``egi-hub up`` run), and a bad key stops the hub before it starts, with one
+line naming it. Beneath the site's settings lie the Kubernetes defaults (`kube_defaults`:
+the chart's proxy, database and Services, told by the environment the chart sets); on
+top, the same additions as the local stack's (the access-token scope, the storage-mounts
+API, the hub's pages).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from traitlets.config import Config
+
+from .config import SiteConfigError, load_site_file, site_to_config
+
+__all__ = ["DEFAULT_SITE_FILE", "hub_config", "kube_defaults", "load"]
+
+DEFAULT_SITE_FILE = "/usr/local/etc/egi-hub/site.json"
+
+
+def kube_defaults(environ: Mapping[str, str]) -> Config:
+    """What the chart's hub runs with unless ``hub.config`` says otherwise."""
+    c = Config()
+    c.JupyterHub.authenticator_class = "egi-checkin"
+    c.JupyterHub.spawner_class = "egi-kube"
+    c.JupyterHub.hub_bind_url = "http://:8081"
+    if environ.get("EGI_HUB_CONNECT_URL"):
+        c.JupyterHub.hub_connect_url = environ["EGI_HUB_CONNECT_URL"]
+    # Servers are pods: they outlive a hub restart (an upgrade), as in zero-to-jupyterhub.
+    c.JupyterHub.cleanup_servers = False
+    if environ.get("EGI_HUB_DB_URL"):
+        c.JupyterHub.db_url = environ["EGI_HUB_DB_URL"]
+    # The proxy is its own Deployment; the hub reads its token from CONFIGPROXY_AUTH_TOKEN.
+    c.ConfigurableHTTPProxy.should_start = False
+    if environ.get("EGI_HUB_PROXY_API_URL"):
+        c.ConfigurableHTTPProxy.api_url = environ["EGI_HUB_PROXY_API_URL"]
+    # The cookie secret (JPY_COOKIE_SECRET) and crypt key (JUPYTERHUB_CRYPT_KEY) come
+    # from the chart's Secret; JupyterHub reads both variables itself.
+    c.Authenticator.enable_auth_state = True
+    if environ.get("POD_NAMESPACE"):
+        c.KubeSpawner.namespace = environ["POD_NAMESPACE"]
+    return c
+
+
+def hub_config(site: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """The hub's config: the Kubernetes defaults, then the (checked) site file, then
+    the local stack's additions. Raises `SiteConfigError` naming every bad key."""
+    from . import stack
+    from .pages import hub_page_config
+    from .storage_mounts.hub import mounts_hub_config
+
+    environ = os.environ if environ is None else environ
+    for warning in stack.validate_site(site):
+        print(f"egi-hub: warning: {warning}", file=sys.stderr)
+    config = kube_defaults(environ)
+    config.merge(site_to_config(site))
+    stack._add_access_token_scope(config)
+    mounts_hub_config(config)  # the mounts API and scope; stops naming a missing S3 key
+    hub_page_config(config)
+    stack._add_home_view(config)
+    return config
+
+
+def load(path: str | None = None) -> Config:
+    """`hub_config` of the chart's site file; a bad one exits (status 2) naming each key.
+
+    Meant for ``jupyterhub_config.py``: a `SystemExit` there stops JupyterHub before it
+    opens its database or talks to the proxy.
+    """
+    path = path or os.environ.get("EGI_HUB_SITE_FILE") or DEFAULT_SITE_FILE
+    try:
+        site = load_site_file(path)
+    except SiteConfigError as e:  # the chart renders the file: this is not the values'
+        print(f"egi-hub: {e.issues[0]}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        return hub_config(site)
+    except SiteConfigError as e:
+        for issue in e.issues:  # named as in the values file
+            print(f"egi-hub: hub.config.{issue}", file=sys.stderr)
+        print("egi-hub: the hub does not start: fix hub.config in the values", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,97 @@
+{{/* Names, labels and shared fragments of the egi-hub chart. */}}
+
+{{- define "egi-hub.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The prefix of every resource name: release-chart, or the override. */}}
+{{- define "egi-hub.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "egi-hub.hub" -}}{{ include "egi-hub.fullname" . }}-hub{{- end -}}
+{{- define "egi-hub.hubSecret" -}}{{ include "egi-hub.fullname" . }}-hub{{- end -}}
+{{- define "egi-hub.hubConfig" -}}{{ include "egi-hub.fullname" . }}-hub-config{{- end -}}
+{{- define "egi-hub.proxy" -}}{{ include "egi-hub.fullname" . }}-proxy{{- end -}}
+{{- define "egi-hub.proxyApi" -}}{{ include "egi-hub.fullname" . }}-proxy-api{{- end -}}
+{{- define "egi-hub.proxyPublic" -}}{{ include "egi-hub.fullname" . }}-proxy-public{{- end -}}
+{{- define "egi-hub.binder" -}}{{ include "egi-hub.fullname" . }}-binder{{- end -}}
+
+{{- define "egi-hub.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "egi-hub.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Labels of a resource: call with (dict "root" $ "component" "hub"). */}}
+{{- define "egi-hub.labels" -}}
+{{ include "egi-hub.selectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: egi-hub
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "egi-hub.hubImage" -}}
+{{- $img := .Values.hub.image -}}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
+{{- end -}}
+
+{{- define "egi-hub.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The hub's internal URL (the proxy's default target, the hub API for the test). */}}
+{{- define "egi-hub.hubUrl" -}}
+http://{{ include "egi-hub.hub" . }}:{{ .Values.hub.service.port }}
+{{- end -}}
+
+{{- define "egi-hub.externalDb" -}}
+{{- ne .Values.hub.db.type "sqlite-pvc" -}}
+{{- end -}}
+
+{{/*
+A generated secret, kept across upgrades: the value given in values, else the one
+already in the hub Secret (lookup: empty under `helm template`), else 64 new hex digits.
+Call with (dict "root" $ "key" "crypt-key" "given" .Values.hub.cryptKey).
+*/}}
+{{- define "egi-hub.keptSecret" -}}
+{{- if .given -}}
+{{- .given -}}
+{{- else -}}
+{{- $old := lookup "v1" "Secret" .root.Release.Namespace (include "egi-hub.hubSecret" .root) -}}
+{{- $data := dig "data" (dict) ($old | default (dict)) -}}
+{{- if hasKey $data .key -}}
+{{- index $data .key | b64dec -}}
+{{- else if .generate -}}
+{{- randAlphaNum 64 | sha256sum -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The hub's URL for people: the first ingress host, else the proxy-public Service. */}}
+{{- define "egi-hub.publicUrl" -}}
+{{- if and .Values.ingress.enabled .Values.ingress.hosts -}}
+{{- $scheme := ternary "https" "http" (gt (len .Values.ingress.tls) 0) -}}
+{{- printf "%s://%s/" $scheme (first .Values.ingress.hosts) -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc/" (include "egi-hub.proxyPublic" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
