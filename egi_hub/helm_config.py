@@ -62,10 +62,10 @@ def hub_config(site: Mapping[str, Any], environ: Mapping[str, str] | None = None
         print(f"egi-hub: warning: {warning}", file=sys.stderr)
     config = kube_defaults(environ)
     config.merge(site_to_config(site))
-    stack._add_access_token_scope(config)
+    stack.add_access_token_scope(config)
     mounts_hub_config(config)  # the mounts API and scope; stops naming a missing S3 key
     hub_page_config(config)
-    stack._add_home_view(config)
+    stack.add_home_view(config)
     return config
 
 

@@ -33,6 +33,8 @@ __all__ = [
     "CryptKeyError",
     "LocalStack",
     "StackConfig",
+    "add_access_token_scope",
+    "add_home_view",
     "build_config",
     "check_ports",
     "run",
@@ -242,7 +244,7 @@ def _stack_defaults(data_dir: Path) -> Config:
 SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", f"{ACCESS_TOKEN_SCOPE}!user"]
 
 
-def _add_access_token_scope(c: Config) -> None:
+def add_access_token_scope(c: Config) -> None:
     """Let each user, and their servers, read their own Check-in access token."""
     scopes = dict(c.JupyterHub.get("custom_scopes", {}))
     scopes.setdefault(
@@ -335,7 +337,7 @@ def _add_binder_service(
     c.JupyterHub.load_roles = roles
 
 
-def _add_home_view(c: Config) -> None:
+def add_home_view(c: Config) -> None:
     """The home page's servers, VOs, quota use and hours (``egi_home``), unless the site
     set that template variable itself."""
     from egi_hub.spawner.home import template_vars
@@ -362,13 +364,13 @@ def build_config(
     if ip is not None:
         config.JupyterHub.ip = ip
     _add_idle_culler(config, stack)
-    _add_access_token_scope(config)
+    add_access_token_scope(config)
     from egi_hub.storage_mounts.hub import mounts_hub_config
 
     mounts_hub_config(config)  # the mounts API and scope; stops naming a missing S3 key
     _add_binder_service(config, stack, site, root)
     hub_page_config(config)
-    _add_home_view(config)
+    add_home_view(config)
     return StackConfig(config=config, data_dir=root)
 
 
