@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -234,6 +235,21 @@ class _Token:
             return self._value
 
 
+#: This server's DataHub mount, for ``datahub://`` with no options (JSON: onezone_url,
+#: token_file, spaces), exported by the mounts keeper (`egi_hub.singleuser.mounts`).
+DEFAULTS_ENV = "EGI_DATAHUB_DEFAULTS"
+
+
+def _server_defaults() -> dict[str, Any]:
+    """`DEFAULTS_ENV`'s settings (only the keys it may hold), or nothing."""
+    try:
+        found = json.loads(os.environ.get(DEFAULTS_ENV) or "{}")
+    except ValueError:
+        return {}
+    keys = ("onezone_url", "token_file", "spaces")
+    return {k: found[k] for k in keys if isinstance(found, dict) and found.get(k)}
+
+
 class DatahubFileSystem(AbstractFileSystem):
     """Onedata spaces over the Oneprovider REST API: ``datahub://<space>/<path>``.
 
@@ -241,6 +257,10 @@ class DatahubFileSystem(AbstractFileSystem):
     ``token_file``; ``verify``: True, False, or a CA bundle path; ``spaces``: only these
     spaces (names or ids; None: every space the token reaches). A space is named as
     ``<name>`` or, when two shown spaces share a name, ``<name>@<spaceId>``.
+
+    With none of the addresses and tokens given (``fsspec.open("datahub://space/f")`` in a
+    notebook), this server's DataHub mount is used (`DEFAULTS_ENV`): its Onezone, its
+    token file (renewed by the hub) and its spaces. Given options never mix with it.
     """
 
     protocol = "datahub"
@@ -258,8 +278,15 @@ class DatahubFileSystem(AbstractFileSystem):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not (onezone_url or provider_url or token or token_file):
+            defaults = _server_defaults()
+            onezone_url, token_file = defaults.get("onezone_url"), defaults.get("token_file")
+            spaces = defaults.get("spaces") if spaces is None else spaces
         if not onezone_url and not provider_url:
-            raise ValueError("DatahubFileSystem needs onezone_url= or provider_url=")
+            raise ValueError(
+                "DatahubFileSystem needs onezone_url= or provider_url= "
+                "(this server has no DataHub mount to take them from)"
+            )
         self.onezone_url = check_base_url(onezone_url, "onezone_url") if onezone_url else None
         self.provider_url = check_base_url(provider_url, "provider_url") if provider_url else None
         if isinstance(spaces, str) or (

@@ -172,14 +172,13 @@ def datahub_token_file(name: str, storage: Path) -> Path:
 
 
 def export_datahub_defaults(doc: MountsDocument, storage: Path) -> None:
-    """Let ``datahub://`` URLs work in kernels with no set-up: fsspec's defaults for the
-    ``datahub`` protocol (``FSSPEC_DATAHUB``, read by fsspec when a kernel imports it)
-    from the first available DataHub mount: its Onezone, its token file (the keeper
-    renews it), its spaces. Kernels started by this server from now on inherit them; a
-    value the user or site set is kept. No secret goes in the environment: the token
-    stays in its 0600 file."""
-    if "FSSPEC_DATAHUB" in os.environ and not os.environ.get("EGI_FSSPEC_DATAHUB_OWN"):
-        return
+    """Let ``datahub://`` URLs with no options work in kernels: this server's first
+    available DataHub mount (its Onezone, its token file, renewed by the keeper, its
+    spaces) in ``EGI_DATAHUB_DEFAULTS``, which `DatahubFileSystem` reads only when given
+    no address and no token. Kernels started by this server from now on inherit it. No
+    secret goes in the environment: the token stays in its 0600 file."""
+    from egi_hub.singleuser.datahub import DEFAULTS_ENV
+
     for entry in doc.mounts:
         if entry.kind == "datahub" and entry.error is None and entry.settings:
             defaults = {
@@ -188,9 +187,9 @@ def export_datahub_defaults(doc: MountsDocument, storage: Path) -> None:
             }
             if entry.settings.get("spaces"):
                 defaults["spaces"] = list(entry.settings["spaces"])
-            os.environ["FSSPEC_DATAHUB"] = json.dumps(defaults)
-            os.environ["EGI_FSSPEC_DATAHUB_OWN"] = "1"  # ours: updated at each fetch
+            os.environ[DEFAULTS_ENV] = json.dumps(defaults)
             return
+    os.environ.pop(DEFAULTS_ENV, None)  # no DataHub mount (any more)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,13 @@ SECRET = "s3-secret-never-shown-0001"
 TOKEN = "datahub-token-never-shown-0001"
 
 
+@pytest.fixture(autouse=True)
+def _own_environ(monkeypatch):
+    """The keeper exports this server's DataHub defaults into the environment: in a test
+    that is the test runner's own, so each test gets a copy, and nothing leaks out."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+
+
 def s3_entry(**over: Any) -> dict[str, Any]:
     entry = {
         "name": "scratch",
@@ -928,23 +935,23 @@ def test_records_without_secrets_are_left_alone(redacted_log):
 
 
 def test_datahub_urls_work_in_kernels_from_the_first_datahub_mount(tmp_path, monkeypatch):
-    """fsspec's defaults for ``datahub://`` (what kernels inherit): the mount's Onezone and
-    token file, never the token; a value the user set is kept."""
-    environ = {k: v for k, v in os.environ.items() if "FSSPEC" not in k}
-    monkeypatch.setattr(os, "environ", environ)  # nothing of this test leaks out
+    """What kernels inherit for ``datahub://`` with no options: the mount's Onezone and
+    token file, never the token; given options never mix with it."""
+    from egi_hub.singleuser.datahub import DEFAULTS_ENV, DatahubFileSystem
+
     doc = parse_document({"mounts": [s3_entry(), datahub_entry()]})
     mounts.export_datahub_defaults(doc, tmp_path)
-    defaults = json.loads(os.environ["FSSPEC_DATAHUB"])
+    defaults = json.loads(os.environ[DEFAULTS_ENV])
     assert defaults["onezone_url"] == doc.mounts[1].settings["onezone_url"]
     assert defaults["token_file"] == str(tmp_path / "datahub.token")
-    assert TOKEN not in os.environ["FSSPEC_DATAHUB"]
-    import fsspec.config
-
-    conf: dict[str, dict] = {}
-    fsspec.config.set_conf_env(conf, {"FSSPEC_DATAHUB": os.environ["FSSPEC_DATAHUB"]})
-    assert conf["datahub"]["token_file"] == defaults["token_file"]
-    # The user's own value stays.
-    environ["FSSPEC_DATAHUB"] = '{"onezone_url": "https://mine.example"}'
-    del environ["EGI_FSSPEC_DATAHUB_OWN"]
-    mounts.export_datahub_defaults(doc, tmp_path)
-    assert os.environ["FSSPEC_DATAHUB"] == '{"onezone_url": "https://mine.example"}'
+    assert TOKEN not in os.environ[DEFAULTS_ENV]
+    fs = DatahubFileSystem(skip_instance_cache=True)
+    assert fs.onezone_url == "https://onezone.example.org" and fs.allowed == ("space-a",)
+    assert fs._token._file == tmp_path / "datahub.token"
+    own = DatahubFileSystem(provider_url="https://op.example", token="t", skip_instance_cache=True)
+    assert own.onezone_url is None and own._token.get() == "t" and own.allowed is None
+    # No DataHub mount any more: nothing to take, and a clear refusal.
+    mounts.export_datahub_defaults(parse_document({"mounts": [s3_entry()]}), tmp_path)
+    assert DEFAULTS_ENV not in os.environ
+    with pytest.raises(ValueError, match="no DataHub mount"):
+        DatahubFileSystem(skip_instance_cache=True)
