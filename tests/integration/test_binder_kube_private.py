@@ -42,7 +42,7 @@ from egi_hub.binder_service.builders.kubernetes import (
 from egi_hub.binder_service.providers.base import Resolved
 from egi_hub.binder_service.specs import RepoSpec
 from tests.gitserver import GitServer, PrivateHttps, serve_private_https, start_git_server
-from tests.integration.test_binder_kube_build import SUCCESS_LOG, r2d
+from tests.integration.test_binder_kube_build import SUCCESS_LOG, r2d, wait_for
 from tests.kube import kubernetes
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -108,15 +108,6 @@ def objects(api, plural: str) -> list:
 
 def clean(obj) -> dict:
     return {k: v for k, v in json.loads(json.dumps(obj.raw)).items() if k != "status"}
-
-
-async def wait_for(condition, seconds: float = 20.0) -> None:
-    """Wait until ``condition()`` holds (polled: it reads the emulator's objects)."""
-    async with asyncio.timeout(seconds):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.02)
 
 
 def running(api) -> bool:
