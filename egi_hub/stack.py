@@ -13,7 +13,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ __all__ = [
     "StackConfig",
     "add_access_token_scope",
     "add_home_view",
+    "add_idle_culler",
     "build_config",
     "check_ports",
     "run",
@@ -263,23 +264,21 @@ def add_access_token_scope(c: Config) -> None:
 
 
 def _add_idle_culler(c: Config, stack: LocalStack) -> None:
-    services = list(c.JupyterHub.get("services", []))
-    if stack.idle_timeout == 0 or any(s.get("name") == IDLE_CULLER for s in services):
+    if stack.idle_timeout == 0:
         return
-    services.append(
-        {
-            "name": IDLE_CULLER,
-            "command": [
-                sys.executable,
-                "-m",
-                "jupyterhub_idle_culler",
-                f"--timeout={stack.idle_timeout}",
-                f"--cull-every={stack.idle_cull_every}",
-            ],
-        }
-    )
+    add_idle_culler(c, [f"--timeout={stack.idle_timeout}", f"--cull-every={stack.idle_cull_every}"])
+
+
+def add_idle_culler(c: Config, flags: Sequence[str], scopes: Sequence[str] = CULLER_SCOPES) -> None:
+    """``jupyterhub-idle-culler`` as a hub-managed service run with ``flags``, and its
+    role (``scopes``), unless the site configured a service of that name itself."""
+    services = list(c.JupyterHub.get("services", []))
+    if any(s.get("name") == IDLE_CULLER for s in services):
+        return
+    command = [sys.executable, "-m", "jupyterhub_idle_culler", *flags]
+    services.append({"name": IDLE_CULLER, "command": command})
     roles = list(c.JupyterHub.get("load_roles", []))
-    roles.append({"name": "egi-idle-culler", "scopes": CULLER_SCOPES, "services": [IDLE_CULLER]})
+    roles.append({"name": "egi-idle-culler", "scopes": list(scopes), "services": [IDLE_CULLER]})
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from egi_hub.config import check_site, configurable_classes
-from egi_hub.helm_config import hub_config
+from egi_hub.helm.config import hub_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "egi-hub"

@@ -1,4 +1,4 @@
-"""egi_hub.helm_config: the chart's site file becomes the hub's config, or one line per bad key."""
+"""egi_hub.helm.config: the chart's site file becomes the hub's config, or one line per bad key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from egi_hub.helm_config import hub_config, kube_defaults, load
+from egi_hub.helm.config import hub_config, kube_defaults, load
 
 ENV = {
     "EGI_HUB_CONNECT_URL": "http://r-egi-hub-hub:8081",
@@ -57,3 +57,32 @@ def test_load_of_a_missing_file_is_one_line(
         load(str(tmp_path / "absent.json"))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "absent.json: cannot read" in err[0]
+
+
+def test_the_culler_runs_with_z2jh_defaults() -> None:
+    c = hub_config({}, ENV, {"cull": {}})
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
+    assert service["command"][1:3] == ["-m", "jupyterhub_idle_culler"]
+    flags = service["command"][3:]
+    assert "--timeout=3600" in flags and "--cull-every=600" in flags
+    assert "--cull-users=false" in flags and "--remove-named-servers=false" in flags
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "egi-idle-culler"]
+    assert "admin:users" not in role["scopes"]
+
+
+def test_the_culler_follows_its_values() -> None:
+    c = hub_config({}, ENV, {"cull": {"timeout": 900, "users": True, "maxAge": 86400}})
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
+    assert {"--timeout=900", "--cull-users=true", "--max-age=86400"} <= set(service["command"])
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "egi-idle-culler"]
+    assert "admin:users" in role["scopes"]  # deleting users takes it, as in z2jh
+    off = hub_config({}, ENV, {"cull": {"enabled": False}})
+    assert not [s for s in off.JupyterHub.get("services", []) if s["name"] == "idle-culler"]
+
+
+def test_load_reads_the_chart_values_file(tmp_path: Path) -> None:
+    site, values = tmp_path / "site.json", tmp_path / "values.json"
+    site.write_text("{}")
+    values.write_text(json.dumps({"cull": {"enabled": False}}))
+    assert not load(str(site), str(values)).JupyterHub.get("services")
+    assert load(str(site), str(tmp_path / "none.json")).JupyterHub.services  # defaults: on

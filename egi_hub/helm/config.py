@@ -12,6 +12,7 @@ API, the hub's pages).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -19,11 +20,15 @@ from typing import Any
 
 from traitlets.config import Config
 
-from .config import SiteConfigError, load_site_file, site_to_config
+from ..config import SiteConfigError, load_site_file, site_to_config
+from .cull import add_culler
 
-__all__ = ["DEFAULT_SITE_FILE", "hub_config", "kube_defaults", "load"]
+__all__ = ["DEFAULT_SITE_FILE", "DEFAULT_VALUES_FILE", "hub_config", "kube_defaults", "load"]
 
 DEFAULT_SITE_FILE = "/usr/local/etc/egi-hub/site.json"
+#: The values sections the hub acts on besides hub.config (``cull``, ``singleuser``,
+#: ``binder``), rendered by the chart as JSON.
+DEFAULT_VALUES_FILE = "/usr/local/etc/egi-hub/values.json"
 
 
 def kube_defaults(environ: Mapping[str, str]) -> Config:
@@ -50,26 +55,43 @@ def kube_defaults(environ: Mapping[str, str]) -> Config:
     return c
 
 
-def hub_config(site: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+def hub_config(
+    site: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> Config:
     """The hub's config: the Kubernetes defaults, then the (checked) site file, then
-    the local stack's additions. Raises `SiteConfigError` naming every bad key."""
-    from . import stack
-    from .pages import hub_page_config
-    from .storage_mounts.hub import mounts_hub_config
+    the local stack's additions and the chart's services (``values``: the sections of
+    `DEFAULT_VALUES_FILE`). Raises `SiteConfigError` naming every bad key."""
+    from .. import stack
+    from ..pages import hub_page_config
+    from ..storage_mounts.hub import mounts_hub_config
 
     environ = os.environ if environ is None else environ
+    values = values or {}
     for warning in stack.validate_site(site):
         print(f"egi-hub: warning: {warning}", file=sys.stderr)
     config = kube_defaults(environ)
     config.merge(site_to_config(site))
     stack.add_access_token_scope(config)
     mounts_hub_config(config)  # the mounts API and scope; stops naming a missing S3 key
+    add_culler(config, values.get("cull", {}))
     hub_page_config(config)
     stack.add_home_view(config)
     return config
 
 
-def load(path: str | None = None) -> Config:
+def load_values(path: str | None = None) -> dict[str, Any]:
+    """The chart's values file (`DEFAULT_VALUES_FILE`); none at all: no sections."""
+    path = path or os.environ.get("EGI_HUB_VALUES_FILE") or DEFAULT_VALUES_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
+def load(path: str | None = None, values_path: str | None = None) -> Config:
     """`hub_config` of the chart's site file; a bad one exits (status 2) naming each key.
 
     Meant for ``jupyterhub_config.py``: a `SystemExit` there stops JupyterHub before it
@@ -82,7 +104,7 @@ def load(path: str | None = None) -> Config:
         print(f"egi-hub: {e.issues[0]}", file=sys.stderr)
         raise SystemExit(2) from None
     try:
-        return hub_config(site)
+        return hub_config(site, values=load_values(values_path))
     except SiteConfigError as e:
         for issue in e.issues:  # named as in the values file
             print(f"egi-hub: hub.config.{issue}", file=sys.stderr)
