@@ -7,9 +7,8 @@ wrong type and a negative quota, each by its key; every container's resources an
 securityContext; the hub's secrets; the site file the hub is given, and the hub itself
 refusing a bad one before it starts.
 
-What `helm template` cannot show: `lookup` answers nothing without a cluster, so that an
-upgrade keeps the generated secrets is not tested here (only that given values are used
-as they are, and that generated ones are what JupyterHub accepts).
+`lookup` answers nothing to plain `helm template`: that an upgrade keeps the generated
+secrets is tested in test_helm_upgrade.py, against a Kubernetes API stand-in.
 """
 
 from __future__ import annotations
