@@ -95,9 +95,11 @@ screenshots: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(AXE_STAMP) browser
 	EGI_HUB_SCREENSHOTS=$(CURDIR)/.screenshots $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 	EGI_HUB_SCREENSHOTS=$(CURDIR)/.screenshots $(BIN)/python -m tests.screens
 
-## docs: regenerate the config tables in docs/ from the traits' help
+## docs: regenerate the config tables in docs/ from the traits' help, and the Helm values
+## reference from the chart's values.schema.json
 docs: $(STAMP)
 	$(BIN)/python -m egi_hub.docs_tables
+	$(BIN)/python -m egi_hub.docs_helm
 
 ## bench: the benchmarks under tests/benchmarks (print their figures, ratios to baselines)
 bench: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP)
