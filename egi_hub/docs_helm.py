@@ -13,7 +13,8 @@ Objects the schema closes (``additionalProperties: false``) are opened into one 
 key; free-form maps (labels, ``hub.config``, resources) are one row. The schema's shared
 definitions (``$defs``: image, resources, security contexts, quota limits) are one row
 where used and described once, under "Types". ``--check`` lists out-of-date pages and
-exits 1; ``tests/unit/test_docs_helm.py`` does the same check.
+exits 1 (``tests/unit/test_docs_helm.py`` does the same check); ``--undescribed`` lists
+the keys whose schema has no ``description`` yet (their row says nothing).
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ from typing import Any
 
 import yaml
 
-__all__ = ["CHART", "key_rows", "main", "render_page", "render_reference", "stale_pages"]
+__all__ = [
+    "CHART",
+    "key_rows",
+    "main",
+    "render_page",
+    "render_reference",
+    "stale_pages",
+    "undescribed",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "egi-hub"
@@ -205,7 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=DOCS, help="the docs folder")
     parser.add_argument("--chart", type=Path, default=CHART, help="the chart folder")
     parser.add_argument("--check", action="store_true", help="only list out-of-date pages")
+    parser.add_argument(
+        "--undescribed", action="store_true", help="list the keys the schema does not describe"
+    )
     args = parser.parse_args(argv)
+    if args.undescribed:
+        missing = undescribed(args.chart)
+        print("\n".join(missing))
+        return 1 if missing else 0
     stale = stale_pages(args.docs, args.chart)
     for page in stale:
         if args.check:

@@ -74,7 +74,8 @@ def test_the_hub_config_has_the_client_and_the_vo_quota(example: dict) -> None:
     site, values = json.loads(data["site.json"]), json.loads(data["values.json"])
     assert check_site(site, configurable_classes()) == []
     assert "readme-secret" not in data["site.json"] + data["values.json"]
-    environ = {"EGI_HUB_DB_URL": "sqlite://", "POD_NAMESPACE": "notebooks"}
+    environ = hub_environ(example["docs"])  # as the hub's pod gets it
+    assert environ["EGI_CHECKIN_CLIENT_SECRET"] == "readme-secret"
     config = hub_config(site, environ, values)
     checkin = config.CheckinAuthenticator
     assert checkin.client_id == "my-notebooks-client"
@@ -89,3 +90,53 @@ def test_the_hub_config_has_the_client_and_the_vo_quota(example: dict) -> None:
     assert config.KubeSpawner.image == f"{image}:{__version__}"  # the chart's appVersion
     assert config.JupyterHub.spawner_class == "egi-kube"
     assert config.JupyterHub.authenticator_class == "egi-checkin"
+
+
+HELM_DOCS = ROOT / "docs" / "admin" / "helm.md"
+
+
+def doc_value_blocks() -> list[str]:
+    """The YAML blocks of docs/admin/helm.md: each is a values file on its own."""
+    return re.findall(r"```yaml\n(.*?)\n```", HELM_DOCS.read_text(), re.DOTALL)
+
+
+@pytest.mark.parametrize("index", range(len(doc_value_blocks())))
+def test_every_values_example_in_the_docs_renders_and_configures_the_hub(
+    helm: Path, tmp_path: Path, index: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the admin page shows is accepted by the schema, the templates and the hub."""
+    block = doc_value_blocks()[index]
+    values = tmp_path / "values.yaml"
+    values.write_text(block)
+    docs = render(helm, "-f", str(values))
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.29.0", strict=True)
+    data = secret_data(find(docs, "Secret", "r-egi-hub-hub-config"))
+    environ = hub_environ(docs)
+    for name in ("S3_KEY_ACCESS", "S3_SECRET_ACCESS"):  # the storage example's hub.extraEnv
+        assert name not in environ or environ[name] == "<external Secret>"
+        monkeypatch.setenv(name, "test")
+    environ["EGI_HUB_DB_URL"] = "sqlite://"
+    hub_config(json.loads(data["site.json"]), environ, json.loads(data["values.json"]))
+
+
+def hub_environ(docs: list[dict]) -> dict[str, str]:
+    """The hub container's environment as Kubernetes would give it: literals, the
+    release's own Secrets decoded, other Secrets a placeholder, the pod's namespace."""
+    secrets = {d["metadata"]["name"]: secret_data(d) for d in docs if d["kind"] == "Secret"}
+    hub = find(docs, "Deployment", "r-egi-hub-hub")["spec"]["template"]["spec"]
+    environ = {}
+    for env in hub["containers"][0]["env"]:
+        source = env.get("valueFrom", {})
+        if "value" in env:
+            environ[env["name"]] = env["value"]
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            found = secrets.get(ref["name"], {}).get(ref["key"])
+            if ref["name"] not in secrets:
+                found = "<external Secret>"
+            if found is not None:
+                environ[env["name"]] = found
+        elif "fieldRef" in source:
+            environ[env["name"]] = "notebooks"
+    return environ

@@ -122,6 +122,9 @@ def test_check_lists_a_stale_page_and_main_rewrites_it(tmp_path: Path, capsys):
     assert "old" not in text and "| `name` | string |" in text and text.endswith("tail\n")
     assert docs_helm.main([*args, "--check"]) == 0
     assert docs_helm.stale_pages(docs, chart) == []
+    capsys.readouterr()
+    assert docs_helm.main([*args, "--undescribed"]) == 1  # hub, hub.db, hub.labels...
+    assert "hub.db.size\nhub.labels\n" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("page", ["helm.md", "helm-values.md"])
