@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,25 @@ def test_check_lists_a_stale_page_and_main_rewrites_it(tmp_path: Path, capsys):
 def test_the_pages_are_linked_from_the_index(page: str):
     index = (docs_helm.DOCS / "index.md").read_text()
     assert f"(admin/{page})" in index
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation but - dropped, spaces to -."""
+    heads = re.findall(r"^#+ (.*)$", text, re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+@pytest.mark.parametrize(
+    "page", ["docs/admin/helm.md", "docs/admin/helm-values.md", "helm/egi-hub/README.md"]
+)
+def test_the_pages_links_lead_somewhere(page: str):
+    root = docs_helm.ROOT
+    text = (root / page).read_text()
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        file = (root / page).parent / path if path else root / page
+        assert file.exists(), f"{page}: {target}"
+        if anchor and file.suffix == ".md":
+            assert anchor in _anchors(file.read_text()), f"{page}: {target}"
