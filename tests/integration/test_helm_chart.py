@@ -120,6 +120,12 @@ def test_what_is_rendered(rendered: tuple[str, list]) -> None:
         f"Secret/{prefix}-hub",
         f"Secret/{prefix}-hub-config",
         f"Pod/{prefix}-test-hub-api",
+        f"NetworkPolicy/{prefix}-hub",
+        f"NetworkPolicy/{prefix}-proxy",
+        f"NetworkPolicy/{prefix}-singleuser",
+        f"NetworkPolicy/{prefix}-test",
+        f"PodDisruptionBudget/{prefix}-hub",
+        f"PodDisruptionBudget/{prefix}-proxy",
     }
     if values == "default":  # SQLite on a claim, no Ingress, no Binder
         expected |= {f"PersistentVolumeClaim/{prefix}-hub-db"}
@@ -129,6 +135,8 @@ def test_what_is_rendered(rendered: tuple[str, list]) -> None:
             f"ServiceAccount/{prefix}-binder",
             f"Role/{prefix}-binder",
             f"RoleBinding/{prefix}-binder",
+            f"NetworkPolicy/{prefix}-binder",
+            f"NetworkPolicy/{prefix}-binder-build",
         }
     assert set(kinds) == expected
     hub = find(docs, "Deployment", f"{prefix}-hub")
