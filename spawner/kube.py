@@ -11,11 +11,24 @@ the admission event, then KubeSpawner's own (the pod's events).
 
 Pods carry ``egi.eu/vo`` and ``egi.eu/profile`` labels; KubeSpawner's ``safe`` name
 scheme keeps pod names valid for any username. A pod the Kubernetes API refuses because
-a ResourceQuota is exceeded gives the same kind of clear refusal as the hub's own quota.
+a ResourceQuota is exceeded gives the same kind of clear refusal as the hub's own quota,
+naming the namespace whose quota it is.
+
+With ``vo_namespaces`` (the chart's ``singleuser.voNamespaces``), a server charged to a
+VO its user belongs to starts in that VO's namespace, chosen once admitted
+(`egi_hub.spawner.kube_namespaces`): its pod, home PVC, Services and storage Secret
+all live there (KubeSpawner keeps the namespace in the server's state, so a restarted
+hub finds them); any other server, in the hub's namespace.
+
+The notebook container is locked down unless the site says otherwise
+(`container_security_context`): not root, no privilege escalation, no capabilities,
+the runtime's default seccomp profile, as Pod Security's ``restricted`` level asks.
+Only a DataHub mount's oneclient sidecar (egi_hub.storage_mounts.kube) is privileged.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -23,6 +36,7 @@ from typing import Any
 from kubernetes_asyncio.client.rest import ApiException
 from kubespawner import KubeSpawner
 from tornado import web
+from traitlets import default
 
 from egi_hub.binder_service.kube_launch import KubeBinderMixin
 from egi_hub.names import label_value
@@ -37,12 +51,21 @@ from egi_hub.storage_mounts.kube import (
 from egi_hub.storage_mounts.kube_renewal import SidecarTokenRenewal
 from egi_hub.storage_mounts.spawner import StorageSpawnerMixin
 
+from .kube_namespaces import VONamespacesTrait, namespace_for
 from .profiles import Profile
 from .quota import Charge
 from .refusals import resource_quota_refusal
 from .vo_spawning import VOSpawnerMixin
 
-__all__ = ["EGIKubeSpawner"]
+__all__ = ["NOTEBOOK_SECURITY_CONTEXT", "EGIKubeSpawner"]
+
+#: The notebook container's securityContext unless the site sets its own.
+NOTEBOOK_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeSpawner):
@@ -50,6 +73,28 @@ class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeS
 
     # admit() sets these labels; put them back before each start, with the profile's.
     profile_reset_extra = ("extra_labels",)
+
+    vo_namespaces = VONamespacesTrait(
+        help="""
+        The namespace of each VO's servers: ``{vo: namespace}``. A server charged to a
+        VO listed here starts in its namespace when the user is a member of the VO;
+        every other server in the hub's (``namespace``). The hub needs the same rights
+        in each (the chart's ``singleuser.voNamespaces`` makes the namespaces, their
+        ResourceQuota and the hub's Role there, and sets this). Empty: one namespace.
+        """,
+    ).tag(config=True)
+
+    @default("container_security_context")
+    def _default_container_security_context(self) -> dict[str, Any]:
+        # Container-level, not the pod's: a pod-level runAsNonRoot would also bind the
+        # oneclient sidecar, which runs as root (its FUSE mount needs it).
+        return copy.deepcopy(NOTEBOOK_SECURITY_CONTEXT)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The hub's namespace (the configured one), before any server's own is chosen
+        # or loaded from the state.
+        self._egi_home_namespace: str = self.namespace
 
     async def apply_profile(self, profile: Profile, allowed: Sequence[Profile]) -> None:
         # KubeSpawner's load_user_options steps, on the list this user may choose from
@@ -63,8 +108,22 @@ class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeS
 
     async def admit(self) -> Charge:
         charge = await super().admit()
+        if self.vo_namespaces:
+            context = await self.user_context()
+            self.use_namespace(
+                namespace_for(self.vo_namespaces, charge.vo, context.vos, self._egi_home_namespace)
+            )
         self.progress_end()  # ours end here; KubeSpawner's (the pod's) follow
         return charge
+
+    def use_namespace(self, namespace: str) -> None:
+        """Start this server in ``namespace``: its pod, and the names made from it."""
+        if namespace != self.namespace:
+            self.log.info("%s: starting in namespace %s", self._log_name, namespace)
+            self.namespace = namespace
+            # A home PVC seen in another namespace is not one here: make it if missing.
+            self._pvc_exists = False
+        self.dns_name = self.dns_name_template.format(namespace=namespace, name=self.pod_name)
 
     async def progress(self) -> AsyncIterator[dict[str, Any]]:
         """The admission event, then KubeSpawner's events about the pod."""

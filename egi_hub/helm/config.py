@@ -22,6 +22,7 @@ from traitlets.config import Config
 
 from ..config import SiteConfigError, load_site_file, site_to_config
 from .cull import add_culler
+from .singleuser import SingleuserSite, add_release_label
 
 __all__ = ["DEFAULT_SITE_FILE", "DEFAULT_VALUES_FILE", "hub_config", "kube_defaults", "load"]
 
@@ -60,15 +61,29 @@ def hub_config(
     environ: Mapping[str, str] | None = None,
     values: Mapping[str, Any] | None = None,
 ) -> Config:
-    """The hub's config: the Kubernetes defaults, then the (checked) site file, then
-    the local stack's additions and the chart's services (``values``: the sections of
-    `DEFAULT_VALUES_FILE`). Raises `SiteConfigError` naming every bad key."""
+    """The hub's config: the Kubernetes defaults, then the (checked) site file with the
+    ``singleuser`` section's settings under it (`singleuser.SingleuserSite`), then the
+    local stack's additions and the chart's services (``values``: the sections of
+    `DEFAULT_VALUES_FILE`). Raises `SiteConfigError` naming every bad key as the values
+    file spells it (``hub.config.…``, ``singleuser.…``)."""
+    environ = os.environ if environ is None else environ
+    values = values or {}
+    merged = SingleuserSite.under(site, values.get("singleuser"))
+    for warning in merged.warnings:
+        print(f"egi-hub: warning: {warning}", file=sys.stderr)
+    with merged.named_as_written():
+        config = _hub_config(merged.site, environ, values)
+    add_release_label(config, environ)
+    return config
+
+
+def _hub_config(
+    site: Mapping[str, Any], environ: Mapping[str, str], values: Mapping[str, Any]
+) -> Config:
     from .. import stack
     from ..pages import hub_page_config
     from ..storage_mounts.hub import mounts_hub_config
 
-    environ = os.environ if environ is None else environ
-    values = values or {}
     for warning in stack.validate_site(site):
         print(f"egi-hub: warning: {warning}", file=sys.stderr)
     config = kube_defaults(environ)
@@ -107,6 +122,6 @@ def load(path: str | None = None, values_path: str | None = None) -> Config:
         return hub_config(site, values=load_values(values_path))
     except SiteConfigError as e:
         for issue in e.issues:  # named as in the values file
-            print(f"egi-hub: hub.config.{issue}", file=sys.stderr)
-        print("egi-hub: the hub does not start: fix hub.config in the values", file=sys.stderr)
+            print(f"egi-hub: {issue}", file=sys.stderr)
+        print("egi-hub: the hub does not start: fix these keys in the values", file=sys.stderr)
         raise SystemExit(2) from None

@@ -137,6 +137,11 @@ def test_what_is_rendered(rendered: tuple[str, list]) -> None:
             f"RoleBinding/{prefix}-binder",
             f"NetworkPolicy/{prefix}-binder",
             f"NetworkPolicy/{prefix}-binder-build",
+            # per-VO namespaces (one made by the chart, one not): the hub's Role in each
+            "Namespace/vo-access",
+            f"ResourceQuota/{prefix}-singleuser",
+            f"Role/{prefix}-hub-spawner",
+            f"RoleBinding/{prefix}-hub-spawner",
         }
     assert set(kinds) == expected
     hub = find(docs, "Deployment", f"{prefix}-hub")

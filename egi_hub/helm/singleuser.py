@@ -1,0 +1,204 @@
+"""The chart's ``singleuser`` section: the single-user defaults, as site-file settings.
+
+The keys z2jh has mean what they mean there, and go where z2jh's hub config puts them
+(``KubeSpawner``): ``image``, ``cpu``, ``memory``, ``extraResource``, ``defaultUrl``,
+``uid``, ``fsGid``, ``extraEnv``, ``nodeSelector``, ``extraLabels``,
+``extraAnnotations``, ``extraTolerations``, ``startTimeout``. The egi-hub keys are
+whole site-file sections under another name, with the same keys and meaning:
+``profileList`` is ``EGIKubeSpawner.profile_list`` (VO rules included), ``quotas`` is
+``QuotaPolicy``, ``storageMounts`` is ``StorageMounts``; ``voNamespaces`` (when
+enabled) sets ``EGIKubeSpawner.vo_namespaces``, the namespaces the chart makes.
+
+`SingleuserSite.under` merges all that *under* ``hub.config``, trait by trait (a trait
+``hub.config`` sets wins, as in z2jh, whose ``hub.config`` is applied last), before
+`egi_hub.stack.validate_site` runs: one set of checks for both ways to write a setting.
+A bad key is named where the admin wrote it: ``singleuser.quotas.vo_limits.vo.a...``
+for one that came from this section, ``hub.config...`` otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from traitlets.config import Config
+
+from .._version import __version__
+from ..config import ConfigIssue, SiteConfigError, describe
+
+__all__ = ["KUBE", "RELEASE_LABEL", "SingleuserSite", "add_release_label", "site_settings"]
+
+KUBE = "KubeSpawner"
+EGI_KUBE = "EGIKubeSpawner"
+#: The label the chart's NetworkPolicies select the release's single-user pods by
+#: (with KubeSpawner's ``app.kubernetes.io/component: singleuser-server``).
+RELEASE_LABEL = "app.kubernetes.io/instance"
+
+#: z2jh's values keys -> KubeSpawner traits (as z2jh's jupyterhub_config.py maps them).
+TRAITS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("image", "pullPolicy"), "image_pull_policy"),
+    (("image", "pullSecrets"), "image_pull_secrets"),
+    (("cpu", "limit"), "cpu_limit"),
+    (("cpu", "guarantee"), "cpu_guarantee"),
+    (("memory", "limit"), "mem_limit"),
+    (("memory", "guarantee"), "mem_guarantee"),
+    (("extraResource", "limits"), "extra_resource_limits"),
+    (("extraResource", "guarantees"), "extra_resource_guarantees"),
+    (("defaultUrl",), "default_url"),
+    (("uid",), "uid"),
+    (("fsGid",), "fs_gid"),
+    (("extraEnv",), "environment"),
+    (("nodeSelector",), "node_selector"),
+    (("extraLabels",), "extra_labels"),
+    (("extraAnnotations",), "extra_annotations"),
+    (("extraTolerations",), "tolerations"),
+    (("startTimeout",), "start_timeout"),
+)
+#: Values keys that are site-file sections under another name.
+SECTIONS = {"quotas": "QuotaPolicy", "storageMounts": "StorageMounts"}
+#: Less specific sections whose setting of the same trait a ``KubeSpawner`` one hides.
+BASES = ("Spawner",)
+
+
+def _dotted(keys: tuple[str, ...]) -> str:
+    return "singleuser." + ".".join(keys)
+
+
+def site_settings(singleuser: Any) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The site-file settings a ``singleuser`` section stands for, and where each was
+    written (``"KubeSpawner.cpu_limit" -> "singleuser.cpu.limit"``).
+
+    A null, an empty mapping or an empty list sets nothing (the trait keeps its default,
+    or what ``hub.config`` says in any section). Raises `SiteConfigError` (values paths)
+    for a section that is not even the right shape.
+    """
+    if singleuser is None:
+        return {}, {}
+    issues: list[ConfigIssue] = []
+
+    def mapping(keys: tuple[str, ...]) -> Mapping[str, Any]:
+        value: Any = singleuser
+        for i, key in enumerate(keys):
+            value = value.get(key) if isinstance(value, Mapping) else None
+            if value is None:
+                return {}
+            if not isinstance(value, Mapping):
+                where = _dotted(keys[: i + 1])
+                issues.append(ConfigIssue(where, f"expected a mapping, got {describe(value)}"))
+                return {}
+        return value
+
+    if not isinstance(singleuser, Mapping):
+        issue = ConfigIssue("singleuser", f"expected a mapping, got {describe(singleuser)}")
+        raise SiteConfigError([issue])
+    site: dict[str, dict[str, Any]] = {}
+    origins: dict[str, str] = {}
+
+    def put(section: str, trait: str, value: Any, where: str) -> None:
+        if value is None or (isinstance(value, dict | list) and not value):
+            return
+        site.setdefault(section, {})[trait] = value
+        origins[f"{section}.{trait}"] = where
+
+    image = mapping(("image",))
+    if image.get("name"):  # no tag: the chart's appVersion, which is the package's
+        tag = image.get("tag") or __version__
+        put(KUBE, "image", f"{image['name']}:{tag}", "singleuser.image")
+    for keys, trait in TRAITS:
+        put(KUBE, trait, mapping(keys[:-1]).get(keys[-1]), _dotted(keys))
+    put(EGI_KUBE, "profile_list", singleuser.get("profileList"), "singleuser.profileList")
+    for key, section in SECTIONS.items():
+        for trait, value in mapping((key,)).items():
+            put(section, str(trait), value, _dotted((key, str(trait))))
+    namespaces = mapping(("voNamespaces",))
+    if namespaces.get("enabled"):
+        names = {}
+        for vo, entry in mapping(("voNamespaces", "namespaces")).items():
+            names[vo] = entry.get("name") if isinstance(entry, Mapping) else entry
+        put(EGI_KUBE, "vo_namespaces", names, "singleuser.voNamespaces.namespaces")
+    if issues:
+        raise SiteConfigError(issues)
+    return site, origins
+
+
+@dataclass
+class SingleuserSite:
+    """``hub.config`` with the ``singleuser`` settings merged under it."""
+
+    site: dict[str, Any]
+    #: ``Section.trait`` -> the values path it came from (only those hub.config left).
+    origins: dict[str, str] = field(default_factory=dict)
+    #: Settings of hub.config that one from ``singleuser`` hides (a less specific class).
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def under(cls, hub_site: Mapping[str, Any], singleuser: Any) -> SingleuserSite:
+        """Merge; `SiteConfigError` (values paths) for a section of the wrong shape, or
+        vo_namespaces set in both places (the chart's namespaces follow singleuser's)."""
+        settings, written = site_settings(singleuser)
+        site = {k: dict(v) if isinstance(v, Mapping) else v for k, v in hub_site.items()}
+        own = hub_site.get(EGI_KUBE)
+        if (
+            "vo_namespaces" in settings.get(EGI_KUBE, {})
+            and isinstance(own, Mapping)
+            and "vo_namespaces" in own
+        ):
+            why = (
+                "the chart sets it from singleuser.voNamespaces, which also makes the "
+                "namespaces and the hub's Roles in them: list the namespaces there only"
+            )
+            raise SiteConfigError([ConfigIssue(f"hub.config.{EGI_KUBE}.vo_namespaces", why)])
+        origins: dict[str, str] = {}
+        warnings = []
+        for section, traits in settings.items():
+            target = site.setdefault(section, {})
+            if not isinstance(target, dict):
+                continue  # hub.config's section is not a mapping: the checks name it
+            for trait, value in traits.items():
+                if trait in target:
+                    continue  # hub.config wins
+                target[trait] = value
+                where = written[f"{section}.{trait}"]
+                origins[f"{section}.{trait}"] = where
+                for base in BASES if section == KUBE else ():
+                    hidden = hub_site.get(base)
+                    if isinstance(hidden, Mapping) and trait in hidden:
+                        warnings.append(
+                            f"hub.config.{base}.{trait} is not used: {where} sets "
+                            f"{section}.{trait}, which wins (set it in one place)"
+                        )
+        return cls(site, origins, warnings)
+
+    def name(self, path: str) -> str:
+        """A site-file key path (``QuotaPolicy.vo_limits.vo.a``) as the values spell it."""
+        for origin, where in self.origins.items():
+            if path == origin or path.startswith((origin + ".", origin + "[")):
+                return where + path[len(origin) :]
+        return f"hub.config.{path}"
+
+    def renamed(self, error: SiteConfigError) -> SiteConfigError:
+        return SiteConfigError(ConfigIssue(self.name(i.path), i.message) for i in error.issues)
+
+    @contextmanager
+    def named_as_written(self) -> Iterator[None]:
+        """Within: a `SiteConfigError` names its keys as the values spell them."""
+        try:
+            yield
+        except SiteConfigError as e:
+            raise self.renamed(e) from None
+
+
+def add_release_label(config: Config, environ: Mapping[str, str]) -> None:
+    """Label every single-user pod with the chart's release (``$EGI_HUB_RELEASE``), on
+    top of whatever extra labels the site set: the release's NetworkPolicies select the
+    pods by it, so a site's ``extra_labels`` never removes it."""
+    release = environ.get("EGI_HUB_RELEASE")
+    if not release:
+        return
+    labels: dict[str, Any] = {}
+    for section in (KUBE, EGI_KUBE):  # the more specific class's setting wins
+        if "extra_labels" in config[section]:
+            labels = dict(config[section].extra_labels)
+    config[EGI_KUBE].extra_labels = {**labels, RELEASE_LABEL: release}

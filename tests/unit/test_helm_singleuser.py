@@ -1,0 +1,212 @@
+"""egi_hub.helm.singleuser: the values' singleuser section as site-file settings, under
+hub.config, checked as the site file is and named as the admin wrote it; and the rule
+that picks a server's namespace (egi_hub.spawner.kube_namespaces)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from egi_hub import __version__
+from egi_hub.config import SiteConfigError
+from egi_hub.helm.config import hub_config, load
+from egi_hub.helm.singleuser import RELEASE_LABEL, SingleuserSite, site_settings
+from egi_hub.spawner.kube_namespaces import VONamespacesTrait, namespace_for
+
+ENV = {"POD_NAMESPACE": "hub", "EGI_HUB_RELEASE": "r"}
+A, B = "vo.access.egi.eu", "vo.notebooks.egi.eu"
+PROFILES = [
+    {"display_name": "Small", "slug": "small", "kubespawner_override": {"cpu_limit": 1}},
+    {"display_name": "GPU", "slug": "gpu", "allowed_vos": [B], "vo": B,
+     "kubespawner_override": {"extra_resource_limits": {"nvidia.com/gpu": "1"}}},
+]  # fmt: skip
+SINGLEUSER: dict[str, Any] = {
+    "image": {"name": "egi-hub/singleuser", "tag": "", "pullPolicy": "IfNotPresent",
+              "pullSecrets": ["pull"]},
+    "cpu": {"limit": 2, "guarantee": 0.5},
+    "memory": {"limit": "2G", "guarantee": "1G"},
+    "extraResource": {"limits": {"nvidia.com/gpu": "0"}, "guarantees": {}},
+    "defaultUrl": "/lab",
+    "uid": 1000,
+    "fsGid": 100,
+    "extraEnv": {"A": "b"},
+    "nodeSelector": {"pool": "notebooks"},
+    "extraLabels": {"site": "x"},
+    "extraAnnotations": {"note": "y"},
+    "extraTolerations": [{"key": "k", "operator": "Exists"}],
+    "startTimeout": 600,
+    "profileList": PROFILES,
+    "quotas": {"vo_limits": {A: {"max_servers": 3}, B: {"max_gpu": 2}},
+               "default_limits": {"max_servers": 0}, "admins_exempt": False},
+    "storageMounts": {"mounts": [{"name": "shared", "kind": "nfs", "server": "nfs.example.org",
+                                  "export": "/e/{vo}", "path": "/nfs"}]},
+    "voNamespaces": {"enabled": True,
+                     "namespaces": {A: {"name": "vo-access"}, B: {"name": "vo-nb"}}},
+}  # fmt: skip
+#: The same settings, written as the site file (hub.config) writes them.
+SITE: dict[str, Any] = {
+    "KubeSpawner": {
+        "image": f"egi-hub/singleuser:{__version__}",
+        "image_pull_policy": "IfNotPresent",
+        "image_pull_secrets": ["pull"],
+        "cpu_limit": 2,
+        "cpu_guarantee": 0.5,
+        "mem_limit": "2G",
+        "mem_guarantee": "1G",
+        "extra_resource_limits": {"nvidia.com/gpu": "0"},
+        "default_url": "/lab",
+        "uid": 1000,
+        "fs_gid": 100,
+        "environment": {"A": "b"},
+        "node_selector": {"pool": "notebooks"},
+        "extra_labels": {"site": "x"},
+        "extra_annotations": {"note": "y"},
+        "tolerations": [{"key": "k", "operator": "Exists"}],
+        "start_timeout": 600,
+    },
+    "EGIKubeSpawner": {"profile_list": PROFILES, "vo_namespaces": {A: "vo-access", B: "vo-nb"}},
+    "QuotaPolicy": SINGLEUSER["quotas"],
+    "StorageMounts": SINGLEUSER["storageMounts"],
+}
+SECTIONS = ("KubeSpawner", "EGIKubeSpawner", "QuotaPolicy", "StorageMounts", "Spawner")
+
+
+def issues(site: dict, singleuser: Any) -> list[str]:
+    with pytest.raises(SiteConfigError) as info:
+        hub_config(site, ENV, {"singleuser": singleuser})
+    return [str(i) for i in info.value.issues]
+
+
+def test_the_section_is_the_site_file_settings() -> None:
+    settings, origins = site_settings(SINGLEUSER)
+    assert settings == SITE
+    assert origins["KubeSpawner.cpu_limit"] == "singleuser.cpu.limit"
+    assert origins["QuotaPolicy.vo_limits"] == "singleuser.quotas.vo_limits"
+    assert origins["EGIKubeSpawner.vo_namespaces"] == "singleuser.voNamespaces.namespaces"
+
+
+def test_the_hub_config_from_values_is_the_one_from_hub_config() -> None:
+    from_values = hub_config({}, ENV, {"singleuser": SINGLEUSER})
+    from_site = hub_config(SITE, ENV, {})
+    for section in SECTIONS:
+        assert from_values[section] == from_site[section], section
+    # the hub's own settings (template variables are objects: compared by their keys)
+    for name, value in from_site.JupyterHub.items():
+        if name != "template_vars":
+            assert from_values.JupyterHub[name] == value, name
+    assert from_values.EGIKubeSpawner.extra_labels == {"site": "x", RELEASE_LABEL: "r"}
+
+
+def test_nulls_and_empty_values_set_nothing() -> None:
+    off = {"enabled": False, "namespaces": {A: {"name": "x"}}}
+    empty = {"image": {"name": None}, "cpu": {"limit": None}, "extraEnv": {}, "profileList": [],
+             "quotas": {}, "voNamespaces": off}  # fmt: skip
+    assert site_settings(empty) == ({}, {})
+    assert site_settings(None) == ({}, {})
+
+
+def test_hub_config_wins_trait_by_trait(capsys: pytest.CaptureFixture[str]) -> None:
+    site = {
+        "KubeSpawner": {"cpu_limit": 8},
+        "QuotaPolicy": {"vo_limits": {A: {"max_servers": 1}, B: {}}},
+        "Spawner": {"mem_limit": "9G"},
+    }
+    merged = SingleuserSite.under(site, SINGLEUSER)
+    assert merged.site["KubeSpawner"]["cpu_limit"] == 8
+    assert merged.site["KubeSpawner"]["cpu_guarantee"] == 0.5  # the rest still applies
+    assert merged.site["QuotaPolicy"]["vo_limits"] == {A: {"max_servers": 1}, B: {}}
+    assert merged.site["QuotaPolicy"]["default_limits"] == {"max_servers": 0}
+    # a less specific class's setting loses to KubeSpawner's: said, not silent
+    c = hub_config(site, ENV, {"singleuser": SINGLEUSER})
+    assert c.KubeSpawner.mem_limit == "2G"
+    err = capsys.readouterr().err
+    assert "hub.config.Spawner.mem_limit is not used: singleuser.memory.limit sets" in err
+
+
+@pytest.mark.parametrize(
+    ("singleuser", "expected"),
+    [
+        ({"quotas": {"vo_limits": {A: {"max_servers": -1}}}},
+         f"singleuser.quotas.vo_limits.{A}.max_servers: expected a whole number >= 0"),
+        ({"quotas": {"vo_limts": {A: {}}}},
+         "singleuser.quotas.vo_limts: unknown setting (did you mean 'vo_limits'?)"),
+        ({"quotas": {"default_limits": {"per_user": {"max_cpu": "lots"}}}},
+         "singleuser.quotas.default_limits.per_user.max_cpu: "),
+        ({"profileList": [{"display_name": "X", "kubespawner_overide": {}}]},
+         "singleuser.profileList[0].kubespawner_overide: "),
+        ({"storageMounts": {"mounts": [{"name": "s", "kind": "nfs", "path": "/n"}]}},
+         "singleuser.storageMounts.mounts[0]"),
+        ({"cpu": {"limit": "two"}}, "singleuser.cpu.limit: expected a float"),
+        ({"memory": "2G"}, "singleuser.memory: expected a mapping, got string '2G'"),
+        ({"voNamespaces": {"enabled": True, "namespaces": {A: {"name": "VO_A"}}}},
+         f"singleuser.voNamespaces.namespaces.{A}: not a namespace name"),
+        ([], "singleuser: expected a mapping, got list []"),
+    ],
+)  # fmt: skip
+def test_a_bad_key_is_named_where_it_was_written(singleuser: Any, expected: str) -> None:
+    found = issues({}, singleuser)
+    assert any(i.startswith(expected) for i in found), found
+
+
+def test_a_bad_hub_config_key_is_named_in_hub_config() -> None:
+    found = issues({"QuotaPolicy": {"vo_limits": {A: {"max_gpu": -1}}}}, SINGLEUSER)
+    where = f"hub.config.QuotaPolicy.vo_limits.{A}.max_gpu"
+    assert found == [f"{where}: expected a whole number >= 0, got int -1"]
+
+
+def test_vo_namespaces_are_the_charts_alone() -> None:
+    found = issues({"EGIKubeSpawner": {"vo_namespaces": {A: "elsewhere"}}}, SINGLEUSER)
+    assert found[0].startswith("hub.config.EGIKubeSpawner.vo_namespaces: the chart sets it")
+    # without the chart's namespaces, a site that made its own may name them
+    off = {**SINGLEUSER, "voNamespaces": {"enabled": False, "namespaces": {}}}
+    c = hub_config({"EGIKubeSpawner": {"vo_namespaces": {A: "mine"}}}, ENV, {"singleuser": off})
+    assert c.EGIKubeSpawner.vo_namespaces == {A: "mine"}
+
+
+def test_the_release_label_survives_the_sites_labels() -> None:
+    site = {"EGIKubeSpawner": {"extra_labels": {RELEASE_LABEL: "other", "a": "b"}}}
+    c = hub_config(site, ENV, {})
+    assert c.EGIKubeSpawner.extra_labels == {RELEASE_LABEL: "r", "a": "b"}
+    assert "extra_labels" not in hub_config({}, {"POD_NAMESPACE": "hub"}, {}).EGIKubeSpawner
+
+
+def test_load_names_singleuser_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site, values = tmp_path / "site.json", tmp_path / "values.json"
+    site.write_text(json.dumps({"JupyterHub": {"prot": 1}}))
+    values.write_text(json.dumps({"singleuser": {"quotas": {"total_limits": {"per_user": {}}}}}))
+    with pytest.raises(SystemExit):
+        load(str(site), str(values))
+    err = capsys.readouterr().err.splitlines()
+    assert "egi-hub: hub.config.JupyterHub.prot: unknown setting (did you mean 'port'?)" in err
+    assert any(
+        line.startswith("egi-hub: singleuser.quotas.total_limits.per_user: ") for line in err
+    )
+    assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize(
+    ("vo", "member_of", "expected"),
+    [
+        (A, [A], "vo-access"),
+        (B, [A, B], "vo-nb"),
+        (B, [A], "hub"),  # charged to B (a profile's vo, an admin): never B's namespace
+        ("vo.unlisted.eu", ["vo.unlisted.eu"], "hub"),
+        (None, [], "hub"),
+        (None, [A], "hub"),
+    ],
+)
+def test_namespace_for(vo: str | None, member_of: list[str], expected: str) -> None:
+    assert namespace_for({A: "vo-access", B: "vo-nb"}, vo, member_of, "hub") == expected
+
+
+@pytest.mark.parametrize(
+    "bad", [{A: "Upper"}, {A: "a" * 64}, {A: "-x"}, {A: "x."}, {A: ""}, {A: 5}, {"a:b": "x"}, []]
+)
+def test_vo_namespaces_trait_refuses(bad: Any) -> None:
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError):
+        VONamespacesTrait().validate(None, bad)
