@@ -14,6 +14,13 @@ own token (see `launcher`). Routes, relative to the prefix:
   shown to its owner and admins only (`store.visible_to`).
 - ``api/v1/tokens`` and ``api/v1/tokens/<host>``: users' own tokens for private
   repositories (`token_api`).
+
+With a public URL (``$JUPYTERHUB_PUBLIC_URL``, which the Helm chart sets to the hub's
+host), these routes answer on that host only, and a request on any other host is sent
+there (`ElsewhereHandler`): the chart's Binder host (``binder.example.org``, routed to
+this service) then takes mybinder-style links (``/v2/gh/...``, ``/badge_logo.svg``, ``/``)
+to the same page on the hub's host, where the hub's login, its OAuth and the user's
+servers share one origin (their cookies are that host's).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
+import re
 import secrets
 import time
 from typing import Any
@@ -332,6 +341,19 @@ class BuildHandler(BinderHandler):
         self.finish()
 
 
+class ElsewhereHandler(web.RequestHandler):
+    """A request on a host other than the public one: the same page at the public URL
+    (a path outside the prefix is taken as under it: ``/v2/gh/a/b/HEAD``)."""
+
+    def get(self, path: str) -> None:
+        prefix, public, full = self.settings["prefix"], self.settings["public_url"], f"/{path}"
+        rest = full[len(prefix) :] if (full + "/").startswith(prefix) else path
+        query = f"?{self.request.query}" if self.request.query else ""
+        self.redirect(public + rest.lstrip("/") + query)
+
+    head = get
+
+
 class CapacityHandler(BinderHandler):
     @web.authenticated
     def get(self) -> None:
@@ -339,11 +361,20 @@ class CapacityHandler(BinderHandler):
 
 
 def make_app(
-    binder: BinderService, *, prefix: str, hub_prefix: str = "/hub/", guests: bool = False
+    binder: BinderService,
+    *,
+    prefix: str,
+    hub_prefix: str = "/hub/",
+    guests: bool = False,
+    public_url: str | None = None,
 ) -> web.Application:
     """The service's application, its routes under ``prefix`` (ending in ``/``);
     ``guests``: send visitors of launch pages who are not logged in to the hub's guest
-    page (`BinderGuests.enabled`)."""
+    page (`BinderGuests.enabled`); ``public_url`` (default: ``$JUPYTERHUB_PUBLIC_URL``,
+    as JupyterHub gives it to its services): where requests on other hosts are sent."""
+    if public_url is None:
+        public_url = os.environ.get("JUPYTERHUB_PUBLIC_URL", "")
+    public_host = urlsplit(public_url).hostname if public_url else None
     # SameSite=Lax: other sites' requests (images, scripts, event streams) carry no login.
     auth = HubOAuth(cache_max_age=60, cookie_options={"samesite": "Lax"})
     p = prefix
@@ -363,7 +394,9 @@ def make_app(
         (rf"{p}api/v1/tokens/([^/]+)", TokenHandler),
         (rf"{p}tokens/login", TokenLoginHandler),
     ]
-    return web.Application(
+    if public_host:  # the routes on the public host; any other is sent there
+        routes, elsewhere = [(r"/(.*)", ElsewhereHandler)], routes
+    app = web.Application(
         routes,
         binder=binder,
         prefix=prefix,
@@ -374,4 +407,8 @@ def make_app(
         login_url=auth.login_url,
         xsrf_cookies=False,
         launch_key=secrets.token_bytes(32),  # launch pages of a restarted service reload
+        public_url=public_url.rstrip("/") + "/" if public_url else "",
     )
+    if public_host:
+        app.add_handlers(re.escape(public_host), elsewhere)
+    return app

@@ -38,6 +38,7 @@ __all__ = [
     "add_idle_culler",
     "build_config",
     "check_ports",
+    "register_binder",
     "run",
     "validate_site",
 ]
@@ -293,8 +294,8 @@ def _add_binder_service(
     c: Config, stack: LocalStack, site: Mapping[str, Any], data_dir: Path
 ) -> None:
     """The Binder service as a hub-managed service, its settings from the site file in
-    its own config file (0600: it holds the ticket secret), the secret shared with the
-    spawners, named servers on (a Binder session is one)."""
+    its own config file (0600: it holds the ticket secret), registered as
+    `register_binder` does for the chart too."""
     services = list(c.JupyterHub.get("services", []))
     if not stack.binder or any(s.get("name") == BINDER for s in services):
         return
@@ -308,30 +309,54 @@ def _add_binder_service(
     fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({k: v for k, v in settings.items() if v}, f, indent=1)
+    service = {
+        "name": BINDER,
+        "url": f"http://127.0.0.1:{free_port()}",
+        "command": [sys.executable, "-m", "egi_hub.binder_service"],
+        "environment": {"EGI_BINDER_CONFIG": str(config_file)},
+    }
+    register_binder(c, service, secret, guests=bool(settings["BinderGuests"].get("enabled")))
+
+
+def register_binder(
+    c: Config, service: dict[str, Any], ticket_secret: str, *, guests: bool = False
+) -> None:
+    """The hub's side of the Binder service, one place for ``egi-hub up`` (a managed
+    service) and the Helm chart (an external one, egi_hub.helm.binder): ``service``
+    (a ``JupyterHub.services`` entry named ``binder``) with its OAuth client (users'
+    logins confirmed at once, `BINDER_OAUTH_SCOPES`) unless the site has a service of
+    that name; named servers on (a Binder session is one); the spawners' ticket secret
+    (unless the site set one); the service's role (`BINDER_SERVICE_SCOPES`, plus the
+    guests' scopes filtered to their group with ``guests``: ``BinderGuests.enabled``);
+    and every user's access to the service."""
+    services = list(c.JupyterHub.get("services", []))
+    if any(s.get("name") == BINDER for s in services):
+        return
     services.append(
         {
-            "name": BINDER,
-            "url": f"http://127.0.0.1:{free_port()}",
-            "command": [sys.executable, "-m", "egi_hub.binder_service"],
-            "environment": {"EGI_BINDER_CONFIG": str(config_file)},
             "oauth_no_confirm": True,
-            "oauth_client_allowed_scopes": BINDER_OAUTH_SCOPES,
+            "oauth_client_allowed_scopes": list(BINDER_OAUTH_SCOPES),
             "display": True,
+            **service,
+            "name": BINDER,
         }
     )
     c.JupyterHub.services = services
     c.JupyterHub.allow_named_servers = True
     for spawner in PROFILE_SECTIONS:
         if "binder_ticket_secret" not in c[spawner]:
-            c[spawner].binder_ticket_secret = secret
+            c[spawner].binder_ticket_secret = ticket_secret
     roles = [dict(r) for r in c.JupyterHub.get("load_roles", [])]
     # The service's own token reads server names only (BinderService.repo_quota counts
     # a repository's sessions); it launches with each user's own login token.
     scopes = list(BINDER_SERVICE_SCOPES)
-    if settings["BinderGuests"].get("enabled"):
+    if guests:
         scopes += [f"{scope}!group={GUEST_GROUP}" for scope in BINDER_GUEST_SCOPES]
     roles.append({"name": "egi-binder", "scopes": scopes, "services": [BINDER]})
-    user_role = next(r for r in roles if r.get("name") == "user")
+    user_role = next((r for r in roles if r.get("name") == "user"), None)
+    if user_role is None:
+        user_role = {"name": "user", "scopes": ["self"]}
+        roles.append(user_role)
     user_role["scopes"] = [*user_role.get("scopes", []), f"access:services!service={BINDER}"]
     c.JupyterHub.load_roles = roles
 

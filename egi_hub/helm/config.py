@@ -21,6 +21,7 @@ from typing import Any
 from traitlets.config import Config
 
 from ..config import SiteConfigError, load_site_file, site_to_config
+from .binder import BinderValuesError, add_binder
 from .cull import add_culler
 from .singleuser import SingleuserSite, add_release_label
 
@@ -91,6 +92,7 @@ def _hub_config(
     stack.add_access_token_scope(config)
     mounts_hub_config(config)  # the mounts API and scope; stops naming a missing S3 key
     add_culler(config, values.get("cull", {}))
+    add_binder(config, values.get("binder"), environ)  # an external service of its own
     hub_page_config(config)
     stack.add_home_view(config)
     return config
@@ -120,6 +122,9 @@ def load(path: str | None = None, values_path: str | None = None) -> Config:
         raise SystemExit(2) from None
     try:
         return hub_config(site, values=load_values(values_path))
+    except BinderValuesError as e:
+        print(f"egi-hub: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     except SiteConfigError as e:
         for issue in e.issues:  # named as in the values file
             print(f"egi-hub: {issue}", file=sys.stderr)

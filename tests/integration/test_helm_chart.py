@@ -135,6 +135,10 @@ def test_what_is_rendered(rendered: tuple[str, list]) -> None:
             f"ServiceAccount/{prefix}-binder",
             f"Role/{prefix}-binder",
             f"RoleBinding/{prefix}-binder",
+            f"Deployment/{prefix}-binder",
+            f"Service/{prefix}-binder",
+            f"Secret/{prefix}-binder",
+            f"Ingress/{prefix}-binder",
             f"NetworkPolicy/{prefix}-binder",
             f"NetworkPolicy/{prefix}-binder-build",
             # per-VO namespaces (one made by the chart, one not): the hub's Role in each
@@ -153,9 +157,9 @@ def test_what_is_rendered(rendered: tuple[str, list]) -> None:
 
 
 def test_every_container_has_resources_and_a_security_context(rendered: tuple) -> None:
-    _, docs = rendered
+    values, docs = rendered
     specs = pod_specs(docs)
-    assert len(specs) == 3
+    assert len(specs) == (3 if values == "default" else 4)  # full: the Binder service's
     for where, spec in specs:
         assert spec["securityContext"]["runAsNonRoot"] is True, where
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where

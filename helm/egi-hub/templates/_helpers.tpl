@@ -69,14 +69,15 @@ http://{{ include "egi-hub.hub" . }}:{{ .Values.hub.service.port }}
 
 {{/*
 A generated secret, kept across upgrades: the value given in values, else the one
-already in the hub Secret (lookup: empty under `helm template`), else 64 new hex digits.
+already in the hub Secret (or in the Secret named by "secret"; lookup: empty under
+`helm template`), else 64 new hex digits.
 Call with (dict "root" $ "key" "crypt-key" "given" .Values.hub.cryptKey).
 */}}
 {{- define "egi-hub.keptSecret" -}}
 {{- if .given -}}
 {{- .given -}}
 {{- else -}}
-{{- $old := lookup "v1" "Secret" .root.Release.Namespace (include "egi-hub.hubSecret" .root) -}}
+{{- $old := lookup "v1" "Secret" .root.Release.Namespace (.secret | default (include "egi-hub.hubSecret" .root)) -}}
 {{- $data := dig "data" (dict) ($old | default (dict)) -}}
 {{- if hasKey $data .key -}}
 {{- index $data .key | b64dec -}}
