@@ -29,6 +29,7 @@ Only a DataHub mount's oneclient sidecar (egi_hub.storage_mounts.kube) is privil
 from __future__ import annotations
 
 import copy
+import html
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -54,10 +55,10 @@ from egi_hub.storage_mounts.spawner import StorageSpawnerMixin
 from .kube_namespaces import VONamespacesTrait, namespace_for
 from .profiles import Profile
 from .quota import Charge
-from .refusals import resource_quota_refusal
+from .refusals import Refusal, resource_quota_refusal
 from .vo_spawning import VOSpawnerMixin
 
-__all__ = ["NOTEBOOK_SECURITY_CONTEXT", "EGIKubeSpawner"]
+__all__ = ["NOTEBOOK_SECURITY_CONTEXT", "EGIKubeSpawner", "cluster_policy_refusal"]
 
 #: The notebook container's securityContext unless the site sets its own.
 NOTEBOOK_SECURITY_CONTEXT = {
@@ -170,6 +171,8 @@ class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeS
                 detail = _status_message(body)
                 links = self.refusal_links()
                 raise resource_quota_refusal(self.namespace, detail, links) from None
+            if e.status == 403 and any(words in body for words in CLUSTER_POLICY_WORDS):
+                raise cluster_policy_refusal(self.namespace, _status_message(body)) from None
             raise
 
     # The renewal of the DataHub sidecars' tokens (egi_hub.storage_mounts.kube_renewal):
@@ -236,6 +239,21 @@ class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeS
         storage Secret): what says a Secret of the pod's name is this server's."""
         labels = self._build_pod_labels({})
         return {k: labels[k] for k in OWNER_LABELS if k in labels}
+
+
+#: What the API server says when a namespace's own rules refuse a pod as configured: a
+#: ResourceQuota that needs limits the pod lacks ("failed quota: ... must specify
+#: limits.cpu"), a Pod Security level the pod breaks ("violates PodSecurity").
+CLUSTER_POLICY_WORDS = ("failed quota", "violates PodSecurity")
+
+
+def cluster_policy_refusal(namespace: str, detail: str) -> Refusal:
+    """A pod refused by its namespace's rules: a setting only the hub's admins can change."""
+    text = (
+        f"The cluster's rules for namespace {namespace} do not admit this server as the hub "
+        f"sets it up (Kubernetes says: {detail}). Please tell the hub's admins."
+    )
+    return Refusal(text, f"<p>{html.escape(text)}</p>", reason="cluster-policy", status_code=500)
 
 
 def _status_message(body: str) -> str:

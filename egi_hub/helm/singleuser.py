@@ -175,7 +175,10 @@ class SingleuserSite:
         """A site-file key path (``QuotaPolicy.vo_limits.vo.a``) as the values spell it."""
         for origin, where in self.origins.items():
             if path == origin or path.startswith((origin + ".", origin + "[")):
-                return where + path[len(origin) :]
+                rest = path[len(origin) :]
+                if origin == f"{EGI_KUBE}.vo_namespaces" and rest:
+                    rest += ".name"  # the trait maps a VO to what its entry's name says
+                return where + rest
         return f"hub.config.{path}"
 
     def renamed(self, error: SiteConfigError) -> SiteConfigError:

@@ -204,3 +204,9 @@ def test_schema_refuses(helm: Path, args: list[str], message: str) -> None:
 )  # fmt: skip
 def test_templates_refuse(helm: Path, namespaces: dict, message: str) -> None:
     assert message in refusal(helm, *vo_namespaces(namespaces))
+
+
+def test_no_roles_where_the_site_grants_them_itself(helm: Path) -> None:
+    docs = render(helm, *singleuser(), "--set", "hub.rbac.create=false")
+    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    assert find(docs, "Namespace", "vo-access")  # the namespaces are still the chart's

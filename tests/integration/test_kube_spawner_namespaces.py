@@ -16,6 +16,7 @@ from kubernetes_asyncio.client import Configuration
 
 from egi_hub.spawner.kube import NOTEBOOK_SECURITY_CONTEXT
 from egi_hub.spawner.quota import QuotaExceededError, QuotaPolicy
+from egi_hub.spawner.refusals import Refusal
 from tests.integration.test_kube_spawner import ACCESS, NOTEBOOKS, spawner, start
 from tests.kube import _kubelet, kubernetes
 
@@ -80,9 +81,15 @@ async def test_a_vo_server_runs_in_its_vo_namespace_kmock_emulator(tmp_path):
         assert s.namespace == "vo-access"
         assert objects(api, "pods") == {"vo-access": [s.pod_name]}
         assert objects(api, "persistentvolumeclaims") == {"vo-access": [s.pvc_name]}
-        assert s.get_state()["namespace"] == "vo-access"  # a restarted hub finds it there
         assert await s.poll() is None
-        await s.stop()
+        # A restarted hub (a new spawner from the saved state) finds the pod there, and
+        # stops it there.
+        again = vo_spawner("alice", (ACCESS,))
+        again.load_state(s.get_state())
+        again.server.ip, again.server.port = s.server.ip, s.server.port
+        assert again.namespace == "vo-access"
+        assert await again.poll() is None
+        await again.stop()
         assert objects(api, "pods") == {}
 
 
@@ -146,6 +153,32 @@ async def test_a_vo_namespace_quota_refusal_names_that_namespace_kmock_emulator(
         assert info.value.jupyterhub_message.startswith(
             "The cluster's quota for namespace vo-access has no room for this server "
         )
+        assert QuotaPolicy.instance().usage("vo.access.egi.eu").servers == 0
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        'pods "jupyter-ida" is forbidden: failed quota: r-egi-hub-singleuser: must specify '
+        "limits.cpu for: oneclient-dh",
+        'pods "jupyter-ida" is forbidden: violates PodSecurity "restricted:latest": '
+        'privileged (container "x" must not set securityContext.privileged=true)',
+    ],
+)
+async def test_a_namespace_rule_refusal_is_one_clear_line_kmock_emulator(tmp_path, message):
+    async with cluster(tmp_path) as api:
+        status = {"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403}
+        api["post /api/v1/namespaces/vo-access/pods"] << Response(
+            status=403, payload={**status, "message": message}
+        )
+        s = vo_spawner("ida", (ACCESS,))
+        with pytest.raises(Refusal) as info:
+            await s.start()
+        assert info.value.jupyterhub_message == (
+            "The cluster's rules for namespace vo-access do not admit this server as the hub "
+            f"sets it up (Kubernetes says: {message}). Please tell the hub's admins."
+        )
+        assert "<script" not in info.value.jupyterhub_html_message
         assert QuotaPolicy.instance().usage("vo.access.egi.eu").servers == 0
 
 

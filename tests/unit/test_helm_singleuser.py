@@ -142,7 +142,7 @@ def test_hub_config_wins_trait_by_trait(capsys: pytest.CaptureFixture[str]) -> N
         ({"cpu": {"limit": "two"}}, "singleuser.cpu.limit: expected a float"),
         ({"memory": "2G"}, "singleuser.memory: expected a mapping, got string '2G'"),
         ({"voNamespaces": {"enabled": True, "namespaces": {A: {"name": "VO_A"}}}},
-         f"singleuser.voNamespaces.namespaces.{A}: not a namespace name"),
+         f"singleuser.voNamespaces.namespaces.{A}.name: not a namespace name"),
         ([], "singleuser: expected a mapping, got list []"),
     ],
 )  # fmt: skip
