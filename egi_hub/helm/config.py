@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from traitlets.config import Config
@@ -29,7 +29,7 @@ __all__ = ["DEFAULT_SITE_FILE", "DEFAULT_VALUES_FILE", "hub_config", "kube_defau
 
 DEFAULT_SITE_FILE = "/usr/local/etc/egi-hub/site.json"
 #: The values sections the hub acts on besides hub.config (``cull``, ``singleuser``,
-#: ``binder``), rendered by the chart as JSON.
+#: ``binder``, the top-level ``imagePullSecrets``), rendered by the chart as JSON.
 DEFAULT_VALUES_FILE = "/usr/local/etc/egi-hub/values.json"
 
 
@@ -69,24 +69,27 @@ def hub_config(
     file spells it (``hub.config.…``, ``singleuser.…``)."""
     environ = os.environ if environ is None else environ
     values = values or {}
-    merged = SingleuserSite.under(site, values.get("singleuser"))
+    merged = SingleuserSite.under(site, values.get("singleuser"), values.get("imagePullSecrets"))
     for warning in merged.warnings:
         print(f"egi-hub: warning: {warning}", file=sys.stderr)
     with merged.named_as_written():
-        config = _hub_config(merged.site, environ, values)
+        config = _hub_config(merged.site, environ, values, merged.warning)
     add_release_label(config, environ)
     return config
 
 
 def _hub_config(
-    site: Mapping[str, Any], environ: Mapping[str, str], values: Mapping[str, Any]
+    site: Mapping[str, Any],
+    environ: Mapping[str, str],
+    values: Mapping[str, Any],
+    named: Callable[[str], str],
 ) -> Config:
     from .. import stack
     from ..pages import hub_page_config
     from ..storage_mounts.hub import mounts_hub_config
 
-    for warning in stack.validate_site(site):
-        print(f"egi-hub: warning: {warning}", file=sys.stderr)
+    for warning in stack.validate_site(site):  # its keys named as the values spell them
+        print(f"egi-hub: warning: {named(warning)}", file=sys.stderr)
     config = kube_defaults(environ)
     config.merge(site_to_config(site))
     stack.add_access_token_scope(config)

@@ -3,7 +3,9 @@
 The keys z2jh has mean what they mean there, and go where z2jh's hub config puts them
 (``KubeSpawner``): ``image``, ``cpu``, ``memory``, ``extraResource``, ``defaultUrl``,
 ``uid``, ``fsGid``, ``extraEnv``, ``nodeSelector``, ``extraLabels``,
-``extraAnnotations``, ``extraTolerations``, ``startTimeout``. The egi-hub keys are
+``extraAnnotations``, ``extraTolerations``, ``startTimeout``; and, as in z2jh, the
+servers pull their images with the top-level ``imagePullSecrets`` followed by
+``singleuser.image.pullSecrets``. The egi-hub keys are
 whole site-file sections under another name, with the same keys and meaning:
 ``profileList`` is ``EGIKubeSpawner.profile_list`` (VO rules included), ``quotas`` is
 ``QuotaPolicy``, ``storageMounts`` is ``StorageMounts``; ``voNamespaces`` (when
@@ -13,7 +15,8 @@ enabled) sets ``EGIKubeSpawner.vo_namespaces``, the namespaces the chart makes.
 ``hub.config`` sets wins, as in z2jh, whose ``hub.config`` is applied last), before
 `egi_hub.stack.validate_site` runs: one set of checks for both ways to write a setting.
 A bad key is named where the admin wrote it: ``singleuser.quotas.vo_limits.vo.a...``
-for one that came from this section, ``hub.config...`` otherwise.
+for one that came from this section, ``hub.config...`` otherwise; and so are the
+keys `validate_site`'s warnings name (`SingleuserSite.warning`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ RELEASE_LABEL = "app.kubernetes.io/instance"
 #: z2jh's values keys -> KubeSpawner traits (as z2jh's jupyterhub_config.py maps them).
 TRAITS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("image", "pullPolicy"), "image_pull_policy"),
-    (("image", "pullSecrets"), "image_pull_secrets"),
     (("cpu", "limit"), "cpu_limit"),
     (("cpu", "guarantee"), "cpu_guarantee"),
     (("memory", "limit"), "mem_limit"),
@@ -66,17 +68,22 @@ def _dotted(keys: tuple[str, ...]) -> str:
     return "singleuser." + ".".join(keys)
 
 
-def site_settings(singleuser: Any) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def site_settings(
+    singleuser: Any, image_pull_secrets: Any = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """The site-file settings a ``singleuser`` section stands for, and where each was
     written (``"KubeSpawner.cpu_limit" -> "singleuser.cpu.limit"``).
 
-    A null, an empty mapping or an empty list sets nothing (the trait keeps its default,
-    or what ``hub.config`` says in any section). Raises `SiteConfigError` (values paths)
-    for a section that is not even the right shape.
+    ``image_pull_secrets`` is the values' top-level ``imagePullSecrets``: with
+    ``singleuser.image.pullSecrets`` after it (duplicates once), the servers' pull
+    secrets. A null, an empty mapping or an empty list sets nothing (the trait keeps
+    its default, or what ``hub.config`` says in any section). Raises `SiteConfigError`
+    (values paths) for a section that is not even the right shape.
     """
-    if singleuser is None:
-        return {}, {}
     issues: list[ConfigIssue] = []
+    pull_secrets = _list(image_pull_secrets, "imagePullSecrets", issues)
+    if singleuser is None:
+        singleuser = {}
 
     def mapping(keys: tuple[str, ...]) -> Mapping[str, Any]:
         value: Any = singleuser
@@ -106,6 +113,13 @@ def site_settings(singleuser: Any) -> tuple[dict[str, dict[str, Any]], dict[str,
     if image.get("name"):  # no tag: the chart's appVersion, which is the package's
         tag = image.get("tag") or __version__
         put(KUBE, "image", f"{image['name']}:{tag}", "singleuser.image")
+    own = _list(image.get("pullSecrets"), "singleuser.image.pullSecrets", issues)
+    secrets = {"imagePullSecrets": pull_secrets, "singleuser.image.pullSecrets": own}
+    merged: list[Any] = []
+    for secret in (s for names in secrets.values() for s in names):
+        if secret not in merged:
+            merged.append(secret)
+    put(KUBE, "image_pull_secrets", merged, " and ".join(k for k, v in secrets.items() if v))
     for keys, trait in TRAITS:
         put(KUBE, trait, mapping(keys[:-1]).get(keys[-1]), _dotted(keys))
     put(EGI_KUBE, "profile_list", singleuser.get("profileList"), "singleuser.profileList")
@@ -123,6 +137,16 @@ def site_settings(singleuser: Any) -> tuple[dict[str, dict[str, Any]], dict[str,
     return site, origins
 
 
+def _list(value: Any, where: str, issues: list[ConfigIssue]) -> list[Any]:
+    """A list of Secret names at ``where`` (null: none); anything else is an issue."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        issues.append(ConfigIssue(where, f"expected a list of Secret names, got {describe(value)}"))
+        return []
+    return value
+
+
 @dataclass
 class SingleuserSite:
     """``hub.config`` with the ``singleuser`` settings merged under it."""
@@ -134,10 +158,13 @@ class SingleuserSite:
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def under(cls, hub_site: Mapping[str, Any], singleuser: Any) -> SingleuserSite:
-        """Merge; `SiteConfigError` (values paths) for a section of the wrong shape, or
+    def under(
+        cls, hub_site: Mapping[str, Any], singleuser: Any, image_pull_secrets: Any = None
+    ) -> SingleuserSite:
+        """Merge (``image_pull_secrets``: the values' top-level ``imagePullSecrets``);
+        `SiteConfigError` (values paths) for a section of the wrong shape, or
         vo_namespaces set in both places (the chart's namespaces follow singleuser's)."""
-        settings, written = site_settings(singleuser)
+        settings, written = site_settings(singleuser, image_pull_secrets)
         site = {k: dict(v) if isinstance(v, Mapping) else v for k, v in hub_site.items()}
         own = hub_site.get(EGI_KUBE)
         if (
@@ -180,6 +207,14 @@ class SingleuserSite:
                     rest += ".name"  # the trait maps a VO to what its entry's name says
                 return where + rest
         return f"hub.config.{path}"
+
+    def warning(self, text: str) -> str:
+        """A `validate_site` warning (``Section.trait...: why``) with its key named as
+        the values spell it; one that names no key stays as it is."""
+        path, sep, why = text.partition(": ")
+        if not sep or not path or any(c.isspace() for c in path):
+            return text
+        return f"{self.name(path)}: {why}"
 
     def renamed(self, error: SiteConfigError) -> SiteConfigError:
         return SiteConfigError(ConfigIssue(self.name(i.path), i.message) for i in error.issues)

@@ -210,3 +210,86 @@ def test_vo_namespaces_trait_refuses(bad: Any) -> None:
 
     with pytest.raises(TraitError):
         VONamespacesTrait().validate(None, bad)
+
+
+@pytest.mark.parametrize(
+    ("top", "own", "expected", "origin"),
+    [
+        (["site-pull"], ["pull"], ["site-pull", "pull"],
+         "imagePullSecrets and singleuser.image.pullSecrets"),
+        (["pull", "other"], ["pull"], ["pull", "other"],
+         "imagePullSecrets and singleuser.image.pullSecrets"),
+        (["site-pull"], None, ["site-pull"], "imagePullSecrets"),
+        (None, ["pull"], ["pull"], "singleuser.image.pullSecrets"),
+        ([], [], None, None),
+    ],
+)  # fmt: skip
+def test_the_servers_pull_with_the_top_level_secrets_first(
+    top: list | None, own: list | None, expected: list | None, origin: str | None
+) -> None:
+    """As z2jh: KubeSpawner.image_pull_secrets is imagePullSecrets, then
+    singleuser.image.pullSecrets (a name in both: once)."""
+    settings, origins = site_settings({"image": {"pullSecrets": own}}, top)
+    assert settings.get("KubeSpawner", {}).get("image_pull_secrets") == expected
+    assert origins.get("KubeSpawner.image_pull_secrets") == origin
+    if expected:
+        c = hub_config(
+            {}, ENV, {"singleuser": {"image": {"pullSecrets": own}}, "imagePullSecrets": top}
+        )
+        assert c.KubeSpawner.image_pull_secrets == expected
+
+
+def test_top_level_pull_secrets_without_a_singleuser_section() -> None:
+    c = hub_config({}, ENV, {"imagePullSecrets": ["site-pull"]})
+    assert c.KubeSpawner.image_pull_secrets == ["site-pull"]
+    # hub.config wins, as for every trait
+    site = {"KubeSpawner": {"image_pull_secrets": ["mine"]}}
+    c = hub_config(site, ENV, {"imagePullSecrets": ["site-pull"], "singleuser": SINGLEUSER})
+    assert c.KubeSpawner.image_pull_secrets == ["mine"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"imagePullSecrets": "pull"},
+         "imagePullSecrets: expected a list of Secret names, got string 'pull'"),
+        ({"singleuser": {"image": {"pullSecrets": {"name": "pull"}}}},
+         "singleuser.image.pullSecrets: expected a list of Secret names, got mapping"),
+    ],
+)  # fmt: skip
+def test_pull_secrets_of_the_wrong_shape_are_named(values: dict, expected: str) -> None:
+    with pytest.raises(SiteConfigError) as info:
+        hub_config({}, ENV, values)
+    assert str(info.value.issues[0]).startswith(expected)
+
+
+CHECKIN = {"CheckinAuthenticator": {"allowed_vos": [A]}}
+UNUSED = "vo.unused.eu"
+NOBODY = "no user, login rule or profile mentions this VO"
+
+
+def test_warnings_name_singleuser_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    """validate_site's warnings name the key as the admin wrote it, as its errors do."""
+    quotas = {"vo_limits": {A: {"max_servers": 1}, UNUSED: {"max_servers": 2}}}
+    hub_config(CHECKIN, ENV, {"singleuser": {"quotas": quotas}})
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"egi-hub: warning: singleuser.quotas.vo_limits.{UNUSED}: {NOBODY}"]
+    # the same VO written in hub.config: named there
+    hub_config({**CHECKIN, "QuotaPolicy": quotas}, ENV, {})
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"egi-hub: warning: hub.config.QuotaPolicy.vo_limits.{UNUSED}: {NOBODY}"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("QuotaPolicy.vo_limits.v.eu: why", "singleuser.quotas.vo_limits.v.eu: why"),
+        ("JupyterHub.port: why: and more", "hub.config.JupyterHub.port: why: and more"),
+        ("a warning that names no key: here", "a warning that names no key: here"),
+        ("no colon at all", "no colon at all"),
+        (": empty key", ": empty key"),
+    ],
+)
+def test_warning_renaming(text: str, expected: str) -> None:
+    merged = SingleuserSite.under({}, {"quotas": {"vo_limits": {"v.eu": {}}}})
+    assert merged.warning(text) == expected
