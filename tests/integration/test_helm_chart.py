@@ -296,30 +296,45 @@ def test_templates_refuse(helm: Path, args: list[str], message: str) -> None:
     assert message in refusal(helm, *args)
 
 
-@pytest.mark.parametrize("values", sorted(VALUES))
-def test_notes(helm: Path, values: str, tmp_path: Path) -> None:
+def notes(helm: Path, tmp_path: Path, *args: str) -> str:
     """NOTES.txt, rendered through a copy of the chart (helm template skips it)."""
     chart = tmp_path / "egi-hub"
     shutil.copytree(CHART, chart)
-    notes = (chart / "templates" / "NOTES.txt").read_text()
+    source = (chart / "templates" / "NOTES.txt").read_text()
     (chart / "templates" / "_notes.tpl").write_text(
-        '{{- define "test.notes" -}}' + notes + "{{- end -}}"
+        '{{- define "test.notes" -}}' + source + "{{- end -}}"
     )
     (chart / "templates" / "zz-notes.yaml").write_text(
         'notes: {{ include "test.notes" . | toJson }}'
     )
     out = run_helm(
-        helm, "template", "r", str(chart), *VALUES[values], "--show-only", "templates/zz-notes.yaml"
+        helm, "template", "r", str(chart), *args, "--show-only", "templates/zz-notes.yaml"
     )
     assert out.returncode == 0, out.stderr
-    text = yaml.safe_load(out.stdout)["notes"]
+    return yaml.safe_load(out.stdout)["notes"]
+
+
+@pytest.mark.parametrize("values", sorted(VALUES))
+def test_notes(helm: Path, values: str, tmp_path: Path) -> None:
+    text = notes(helm, tmp_path, *VALUES[values])
     assert "helm test r" in text
     if values == "full":
         assert "The hub: https://notebooks.example.org/" in text
         assert "Register the hub" not in text
+        assert "Binder: https://notebooks.example.org/services/binder/\n" in text
+        assert "The Binder host: https://binder.example.org/\n" in text
+        assert "https://binder.example.org/v2/gh/<owner>/<repo>/<ref>" in text
     else:
         assert "port-forward service/r-egi-hub-proxy-public" in text
         assert "Register the hub as a Check-in client" in text
+        assert "Binder" not in text
+
+
+def test_notes_binder_without_ingress(helm: Path, tmp_path: Path) -> None:
+    binder = ["--set", "binder.enabled=true", "--set", "binder.build.imagePrefix=binder/env-"]
+    text = notes(helm, tmp_path, *binder)
+    assert "Binder: http://127.0.0.1:8080/services/binder/ (through the port-forward" in text
+    assert "Binder host" not in text
 
 
 def test_the_hub_refuses_a_bad_site_file_before_it_starts(helm: Path, tmp_path: Path) -> None:

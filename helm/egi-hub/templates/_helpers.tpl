@@ -58,6 +58,33 @@ imagePullSecrets:
 {{- end }}
 {{- end -}}
 
+{{/*
+The rules of the hub's Role, in the release's namespace (templates/hub/rbac.yaml) and in
+each per-VO namespace (templates/singleuser/rbac.yaml): the same rights in both.
+- KubeSpawner (egi-kube): pods (watched for their state), their events (spawn progress),
+  users' PVCs, and the Services/Secrets it makes for internal_ssl;
+- storage mounts (storage_mounts/kube.py): each server's `<pod>.egi-storage` Secret,
+  made before the pod, patched as DataHub tokens renew, deleted at stop.
+*/}}
+{{- define "egi-hub.hubRoleRules" -}}
+rules:
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [get, list, watch, create, delete]
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [get, list, watch]
+  - apiGroups: [""]
+    resources: [persistentvolumeclaims]
+    verbs: [get, create, delete]
+  - apiGroups: [""]
+    resources: [services]
+    verbs: [get, create, delete]
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get, create, patch, delete]
+{{- end -}}
+
 {{/* The hub's internal URL (the proxy's default target, the hub API for the test). */}}
 {{- define "egi-hub.hubUrl" -}}
 http://{{ include "egi-hub.hub" . }}:{{ .Values.hub.service.port }}
