@@ -70,8 +70,6 @@ def hub_config(
     environ = os.environ if environ is None else environ
     values = values or {}
     merged = SingleuserSite.under(site, values.get("singleuser"), values.get("imagePullSecrets"))
-    for warning in merged.warnings:
-        print(f"egi-hub: warning: {warning}", file=sys.stderr)
     with merged.named_as_written():
         config = _hub_config(merged.site, environ, values, merged.warning)
     add_release_label(config, environ)

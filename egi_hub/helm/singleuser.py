@@ -60,8 +60,10 @@ TRAITS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 #: Values keys that are site-file sections under another name.
 SECTIONS = {"quotas": "QuotaPolicy", "storageMounts": "StorageMounts"}
-#: Less specific sections whose setting of the same trait a ``KubeSpawner`` one hides.
-BASES = ("Spawner",)
+#: The spawner's sections along its MRO: a trait the site sets in any of them is the
+#: site's (a ``singleuser`` default in ``KubeSpawner`` would hide ``Spawner.mem_limit``),
+#: so the same site file means the same on the chart as with ``egi-hub up``.
+SPAWNER_SECTIONS = ("Spawner", KUBE, EGI_KUBE)
 
 
 def _dotted(keys: tuple[str, ...]) -> str:
@@ -147,6 +149,15 @@ def _list(value: Any, where: str, issues: list[ConfigIssue]) -> list[Any]:
     return value
 
 
+def _site_sets(hub_site: Mapping[str, Any], section: str, trait: str) -> bool:
+    """Whether hub.config sets ``trait`` for the spawner in any section along its MRO."""
+    if section not in SPAWNER_SECTIONS:
+        return False
+    return any(
+        isinstance(hub_site.get(s), Mapping) and trait in hub_site[s] for s in SPAWNER_SECTIONS
+    )
+
+
 @dataclass
 class SingleuserSite:
     """``hub.config`` with the ``singleuser`` settings merged under it."""
@@ -154,8 +165,6 @@ class SingleuserSite:
     site: dict[str, Any]
     #: ``Section.trait`` -> the values path it came from (only those hub.config left).
     origins: dict[str, str] = field(default_factory=dict)
-    #: Settings of hub.config that one from ``singleuser`` hides (a less specific class).
-    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def under(
@@ -178,25 +187,16 @@ class SingleuserSite:
             )
             raise SiteConfigError([ConfigIssue(f"hub.config.{EGI_KUBE}.vo_namespaces", why)])
         origins: dict[str, str] = {}
-        warnings = []
         for section, traits in settings.items():
             target = site.setdefault(section, {})
             if not isinstance(target, dict):
                 continue  # hub.config's section is not a mapping: the checks name it
             for trait, value in traits.items():
-                if trait in target:
+                if trait in target or _site_sets(hub_site, section, trait):
                     continue  # hub.config wins
                 target[trait] = value
-                where = written[f"{section}.{trait}"]
-                origins[f"{section}.{trait}"] = where
-                for base in BASES if section == KUBE else ():
-                    hidden = hub_site.get(base)
-                    if isinstance(hidden, Mapping) and trait in hidden:
-                        warnings.append(
-                            f"hub.config.{base}.{trait} is not used: {where} sets "
-                            f"{section}.{trait}, which wins (set it in one place)"
-                        )
-        return cls(site, origins, warnings)
+                origins[f"{section}.{trait}"] = written[f"{section}.{trait}"]
+        return cls(site, origins)
 
     def name(self, path: str) -> str:
         """A site-file key path (``QuotaPolicy.vo_limits.vo.a``) as the values spell it."""

@@ -108,7 +108,7 @@ def test_nulls_and_empty_values_set_nothing() -> None:
     assert site_settings(None) == ({}, {})
 
 
-def test_hub_config_wins_trait_by_trait(capsys: pytest.CaptureFixture[str]) -> None:
+def test_hub_config_wins_trait_by_trait() -> None:
     site = {
         "KubeSpawner": {"cpu_limit": 8},
         "QuotaPolicy": {"vo_limits": {A: {"max_servers": 1}, B: {}}},
@@ -119,11 +119,13 @@ def test_hub_config_wins_trait_by_trait(capsys: pytest.CaptureFixture[str]) -> N
     assert merged.site["KubeSpawner"]["cpu_guarantee"] == 0.5  # the rest still applies
     assert merged.site["QuotaPolicy"]["vo_limits"] == {A: {"max_servers": 1}, B: {}}
     assert merged.site["QuotaPolicy"]["default_limits"] == {"max_servers": 0}
-    # a less specific class's setting loses to KubeSpawner's: said, not silent
+    # a site's setting in any of the spawner's classes is the site's: Spawner.mem_limit
+    # is not hidden by singleuser.memory.limit's KubeSpawner.mem_limit
+    assert "mem_limit" not in merged.site["KubeSpawner"]
     c = hub_config(site, ENV, {"singleuser": SINGLEUSER})
-    assert c.KubeSpawner.mem_limit == "2G"
-    err = capsys.readouterr().err
-    assert "hub.config.Spawner.mem_limit is not used: singleuser.memory.limit sets" in err
+    assert "mem_limit" not in c.KubeSpawner and c.Spawner.mem_limit == "9G"
+    egi = SingleuserSite.under({"EGIKubeSpawner": {"cpu_limit": 3}}, SINGLEUSER).site
+    assert "cpu_limit" not in egi["KubeSpawner"]
 
 
 @pytest.mark.parametrize(
