@@ -52,6 +52,10 @@ def kube_defaults(environ: Mapping[str, str]) -> Config:
     # The cookie secret (JPY_COOKIE_SECRET) and crypt key (JUPYTERHUB_CRYPT_KEY) come
     # from the chart's Secret; JupyterHub reads both variables itself.
     c.Authenticator.enable_auth_state = True
+    # The usage log on the hub's claim (the chart sets it with SQLite on a PVC; with an
+    # external database, hub.config.QuotaPolicy.usage_log names a file if wanted).
+    if environ.get("EGI_HUB_USAGE_LOG"):
+        c.QuotaPolicy.usage_log = environ["EGI_HUB_USAGE_LOG"]
     if environ.get("POD_NAMESPACE"):
         c.KubeSpawner.namespace = environ["POD_NAMESPACE"]
     return c

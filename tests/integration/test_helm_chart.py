@@ -362,3 +362,14 @@ def test_the_hub_refuses_a_bad_site_file_before_it_starts(helm: Path, tmp_path: 
     assert any(line.startswith("egi-hub: hub.config.Spawner.start_timeout: ") for line in lines)
     assert "Traceback" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jupyterhub_config.py", "site.json"]
+
+
+def test_the_usage_log_is_kept_beside_sqlite_on_the_claim(rendered: tuple) -> None:
+    values, docs = rendered
+    prefix = "r-egi-hub" if values == "default" else "egi-notebooks"
+    (hub,) = find(docs, "Deployment", f"{prefix}-hub")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in hub["env"]}
+    if values == "default":  # SQLite on the claim mounted at /srv/jupyterhub
+        assert env["EGI_HUB_USAGE_LOG"] == "/srv/jupyterhub/usage.jsonl"
+    else:  # an external database: /srv/jupyterhub is an emptyDir, no log kept there
+        assert "EGI_HUB_USAGE_LOG" not in env

@@ -75,8 +75,8 @@ MEANT: dict[tuple[str, str], str] = {
     "($POD_NAMESPACE); `egi-hub up` leaves KubeSpawner's default",
     ("EGIKubeSpawner", "extra_labels"): "the chart labels every server's pod with its "
     "release, which its NetworkPolicies select the pods by",
-    ("QuotaPolicy", "usage_log"): "the stack writes usage.jsonl in its data dir; the chart "
-    "keeps no usage log unless hub.config.QuotaPolicy.usage_log names one",
+    ("QuotaPolicy", "usage_log"): "usage.jsonl in the stack's data dir; the chart's on the "
+    "hub's claim beside its SQLite database",
 }
 #: The values' singleuser section (zero-to-jupyterhub's keys: image, cpu, memory, uid...)
 #: is in force where the site file sets the same trait in none of the spawner's classes

@@ -26,6 +26,9 @@ def test_kube_defaults_follow_the_chart_environment() -> None:
     assert c.JupyterHub.cleanup_servers is False
     assert c.KubeSpawner.namespace == "hub"
     assert "db_url" not in kube_defaults({}).JupyterHub
+    assert "usage_log" not in c.QuotaPolicy  # an external database: no claim to keep it on
+    usage = kube_defaults({**ENV, "EGI_HUB_USAGE_LOG": "/srv/jupyterhub/usage.jsonl"})
+    assert usage.QuotaPolicy.usage_log == "/srv/jupyterhub/usage.jsonl"
 
 
 def test_the_site_file_wins_over_the_defaults() -> None:
