@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
-import yaml
-
 from egi_hub.procs import installed_script
 from egi_hub.proxy import proxy_command
-from tests.stackrunner import Stack, free_port, wait_for
+from tests.kube import write_kubeconfig
+from tests.stackrunner import Stack, free_port, launch_hub, wait_for
 
 COMPONENT = "app.kubernetes.io/component"
 
@@ -74,24 +72,7 @@ class KubeApiTrap:
                 self.connections.append(first or b"(connected, sent nothing)")
 
     def kubeconfig(self, path: Path, namespace: str) -> None:
-        server = f"http://127.0.0.1:{self.port}"
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "trap", "cluster": {"server": server}}],
-                    "users": [{"name": "hub", "user": {"token": "not-a-token"}}],
-                    "contexts": [
-                        {
-                            "name": "trap",
-                            "context": {"cluster": "trap", "user": "hub", "namespace": namespace},
-                        }
-                    ],
-                    "current-context": "trap",
-                }
-            )
-        )
+        write_kubeconfig(path, f"http://127.0.0.1:{self.port}", namespace)
 
     def close(self) -> None:
         self._stop.set()
@@ -306,30 +287,11 @@ def show_config(pod: HubPod) -> dict[str, Any]:
 
 
 def run_hub(pod: HubPod, url: str, api_token: str, log_path: Path) -> Stack:
-    """The hub as the pod runs it; returns once it answers through the proxy."""
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            pod.command,
-            cwd=pod.workdir,
-            env=pod.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    stack = Stack(proc, url, urlparse(url).port, pod.workdir, api_token, log_path)
-
-    def serving() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the hub exited with {proc.returncode}:\n{stack.log()}")
-        try:
-            return httpx.get(f"{url}/hub/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(serving, 60, "the chart's hub to serve /hub/health through the proxy")
-    except BaseException:
-        stack.stop()
-        raise
-    return stack
+    """The hub as the pod runs it (its environment alone); returns once it answers
+    through the proxy at ``url``."""
+    port = urlparse(url).port
+    assert port is not None
+    return launch_hub(
+        pod.command, port, pod.workdir, api_token, log_path,
+        cwd=pod.workdir, env=pod.env, inherit_env=False,
+    )  # fmt: skip

@@ -116,6 +116,24 @@ async def _kubelet(base: str, namespace: str) -> None:
             await asyncio.sleep(0.05)
 
 
+def write_kubeconfig(path: Path, server: str, namespace: str | None = None) -> Path:
+    """A kubeconfig at ``path`` whose one context is the API at ``server`` (a stand-in),
+    with a token that means nothing."""
+    context: dict[str, str] = {"cluster": "standin", "user": "test"}
+    if namespace:
+        context["namespace"] = namespace
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "standin",
+        "clusters": [{"name": "standin", "cluster": {"server": server}}],
+        "contexts": [{"name": "standin", "context": context}],
+        "users": [{"name": "test", "user": {"token": "not-a-secret"}}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @asynccontextmanager
 async def kubernetes(tmp: Path, namespace: str = "default") -> AsyncIterator[ApiServer]:
     """A running emulated API server with a kubelet; KubeSpawner's kubeconfig points to it."""
@@ -135,21 +153,7 @@ async def kubernetes(tmp: Path, namespace: str = "default") -> AsyncIterator[Api
                 verbs={"list", "watch", "get", "create", "delete", "patch"},
             )
         base = str(server.url).rstrip("/")
-        config = tmp / "kubeconfig"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "kmock",
-                    "clusters": [{"name": "kmock", "cluster": {"server": base}}],
-                    "contexts": [
-                        {"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}
-                    ],
-                    "users": [{"name": "test", "user": {"token": "not-a-secret"}}],
-                }
-            )
-        )
+        config = write_kubeconfig(tmp / "kubeconfig", base)
         kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(config)
         # The client configuration is process-wide too: point it at this server now.
         await kube_config.load_kube_config(config_file=str(config))

@@ -239,13 +239,15 @@ def launch_hub(
     cwd: Path | None = None,
     timeout: float = 60,
     env: dict[str, str] | None = None,
+    inherit_env: bool = True,
 ) -> Stack:
-    """Run a hub command in its own session, log to ``log_path``, wait for /hub/health."""
+    """Run a hub command in its own session, log to ``log_path``, wait for /hub/health
+    (``env`` on top of this process's environment, or alone without ``inherit_env``)."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             command,
             cwd=cwd,
-            env={**os.environ, **(env or {})},
+            env={**(os.environ if inherit_env else {}), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -21,7 +21,7 @@ import yaml
 from kmock import ResourceInfo, Server
 
 from tests.integration.test_helm_chart import CHART, HEX64, find, secret_data
-from tests.kube import ApiServer
+from tests.kube import ApiServer, write_kubeconfig
 
 NAMESPACE = "hub"
 SECRET = "r-egi-hub-hub"
@@ -62,21 +62,7 @@ async def cluster(helm: Path, tmp_path: Path) -> AsyncIterator[Cluster]:
             namespaced=True, kind="Secret", verbs={"get", "list", "create", "delete", "patch"}
         )
         base = str(server.url).rstrip("/")
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "standin",
-                    "clusters": [{"name": "standin", "cluster": {"server": base}}],
-                    "contexts": [
-                        {"name": "standin", "context": {"cluster": "standin", "user": "test"}}
-                    ],
-                    "users": [{"name": "test", "user": {"token": "not-a-secret"}}],
-                }
-            )
-        )
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", base)
         yield Cluster(helm, base, kubeconfig)
 
 
