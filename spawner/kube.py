@@ -20,6 +20,10 @@ VO its user belongs to starts in that VO's namespace, chosen once admitted
 all live there (KubeSpawner keeps the namespace in the server's state, so a restarted
 hub finds them); any other server, in the hub's namespace.
 
+A Binder session (a named server of the Binder service's ticket) runs without the
+home volume when it would hide the repository the image holds at ``binder_repo_dir``
+(the chart's ``singleuser.storage`` mounts it there): no claim is made for a session.
+
 The notebook container is locked down unless the site says otherwise
 (`container_security_context`): not root, no privilege escalation, no capabilities,
 the runtime's default seccomp profile, as Pod Security's ``restricted`` level asks.
@@ -39,7 +43,7 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import default
 
-from egi_hub.binder_service.kube_launch import KubeBinderMixin
+from egi_hub.binder_service.kube_launch import BINDER_SETTINGS, KubeBinderMixin
 from egi_hub.names import label_value
 from egi_hub.storage_mounts.kube import (
     CREDENTIALS_DIR,
@@ -58,7 +62,12 @@ from .quota import Charge
 from .refusals import Refusal, resource_quota_refusal
 from .vo_spawning import VOSpawnerMixin
 
-__all__ = ["NOTEBOOK_SECURITY_CONTEXT", "EGIKubeSpawner", "cluster_policy_refusal"]
+__all__ = [
+    "NOTEBOOK_SECURITY_CONTEXT",
+    "EGIKubeSpawner",
+    "cluster_policy_refusal",
+    "home_quota_refusal",
+]
 
 #: The notebook container's securityContext unless the site sets its own.
 NOTEBOOK_SECURITY_CONTEXT = {
@@ -96,6 +105,50 @@ class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeS
         # The hub's namespace (the configured one), before any server's own is chosen
         # or loaded from the state.
         self._egi_home_namespace: str = self.namespace
+
+    # A Binder start also changes storage_pvc_ensure (put back before any later start).
+    binder_settings = (*BINDER_SETTINGS, "storage_pvc_ensure")
+
+    async def apply_binder(self, launch: dict[str, Any]) -> None:
+        """KubeBinderMixin's, then no home volume over the session's repository."""
+        await super().apply_binder(launch)
+        self._egi_binder_without_home()
+
+    def _egi_binder_without_home(self) -> None:
+        """A Binder session's files are its repository's, in the image at
+        `binder_repo_dir` (the image user's home): a home volume (the chart's
+        ``singleuser.storage``) mounted there or above would hide them, and a session
+        needs no claim of its own (z2jh's BinderHub runs with ``type: none`` too)."""
+        repo = self.binder_repo_dir.rstrip("/") + "/"
+
+        def hides(mount: Any) -> bool:
+            if not isinstance(mount, dict):
+                return False
+            return repo.startswith(str(mount.get("mountPath") or "").rstrip("/") + "/")
+
+        mounts = self.volume_mounts
+        if isinstance(mounts, dict):
+            kept_mounts: Any = {k: m for k, m in mounts.items() if not hides(m)}
+            hidden = [m for m in mounts.values() if hides(m)]
+        else:
+            kept_mounts = [m for m in mounts if not hides(m)]
+            hidden = [m for m in mounts if hides(m)]
+        if not hidden:
+            return
+        used = {m.get("name") for m in _values(kept_mounts) if isinstance(m, dict)}
+        gone = {m.get("name") for m in hidden} - used
+        volumes = self.volumes
+        if isinstance(volumes, dict):
+            self.volumes = {k: v for k, v in volumes.items() if v.get("name") not in gone}
+        else:
+            self.volumes = [v for v in volumes if v.get("name") not in gone]
+        self.volume_mounts = kept_mounts
+        claims = [
+            (v.get("persistentVolumeClaim") or {}).get("claimName") for v in _values(self.volumes)
+        ]
+        if "{pvc_name}" not in claims:
+            self.storage_pvc_ensure = False
+        self.log.info("%s: Binder session without the home volume", self._log_name)
 
     async def apply_profile(self, profile: Profile, allowed: Sequence[Profile]) -> None:
         # KubeSpawner's load_user_options steps, on the list this user may choose from
@@ -156,6 +209,17 @@ class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeS
         pod = await super().get_pod_manifest()
         self._egi_storage = await storage_for_pod(self, pod)
         return pod
+
+    async def _make_create_pvc_request(self, pvc: Any, request_timeout: int) -> bool:
+        """KubeSpawner's, with a home claim the namespace's ResourceQuota refuses
+        (``requests.storage``, ``persistentvolumeclaims``) as one clear refusal."""
+        try:
+            return await super()._make_create_pvc_request(pvc, request_timeout)
+        except ApiException as e:
+            body = str(e.body or "")
+            if e.status == 403 and ("exceeded quota" in body or "failed quota" in body):
+                raise home_quota_refusal(self.namespace, _status_message(body)) from None
+            raise
 
     async def _make_create_pod_request(self, pod: Any, request_timeout: int) -> bool:
         if self._egi_storage is not None:  # the sidecars' Secret before the pod
@@ -254,6 +318,21 @@ def cluster_policy_refusal(namespace: str, detail: str) -> Refusal:
         f"sets it up (Kubernetes says: {detail}). Please tell the hub's admins."
     )
     return Refusal(text, f"<p>{html.escape(text)}</p>", reason="cluster-policy", status_code=500)
+
+
+def home_quota_refusal(namespace: str, detail: str) -> Refusal:
+    """A home claim refused by its namespace's ResourceQuota: stopping servers frees
+    no storage (claims outlive them), so only the hub's admins can make room."""
+    text = (
+        f"The cluster's storage quota for namespace {namespace} has no room for this "
+        f"server's home volume (Kubernetes says: {detail}). Please tell the hub's admins."
+    )
+    return Refusal(text, f"<p>{html.escape(text)}</p>", reason="storage-quota", status_code=403)
+
+
+def _values(items: Any) -> list[Any]:
+    """A KubeSpawner list-or-dict setting's items (a dict's values)."""
+    return list(items.values()) if isinstance(items, dict) else list(items or [])
 
 
 def _status_message(body: str) -> str:

@@ -10,6 +10,7 @@ whole site-file sections under another name, with the same keys and meaning:
 ``profileList`` is ``EGIKubeSpawner.profile_list`` (VO rules included), ``quotas`` is
 ``QuotaPolicy``, ``storageMounts`` is ``StorageMounts``; ``voNamespaces`` (when
 enabled) sets ``EGIKubeSpawner.vo_namespaces``, the namespaces the chart makes.
+``storage`` is z2jh's users' homes (`egi_hub.helm.home`): a claim per server by default.
 
 `SingleuserSite.under` merges all that *under* ``hub.config``, trait by trait (a trait
 ``hub.config`` sets wins, as in z2jh, whose ``hub.config`` is applied last), before
@@ -30,6 +31,7 @@ from traitlets.config import Config
 
 from .._version import __version__
 from ..config import ConfigIssue, SiteConfigError, describe
+from .home import TOGETHER, home_settings
 
 __all__ = ["KUBE", "RELEASE_LABEL", "SingleuserSite", "add_release_label", "site_settings"]
 
@@ -128,6 +130,8 @@ def site_settings(
     for key, section in SECTIONS.items():
         for trait, value in mapping((key,)).items():
             put(section, str(trait), value, _dotted((key, str(trait))))
+    for trait, value, where in home_settings(mapping(("storage",)), issues):
+        put(KUBE, trait, value, where)
     namespaces = mapping(("voNamespaces",))
     if namespaces.get("enabled"):
         names = {}
@@ -192,11 +196,32 @@ class SingleuserSite:
             if not isinstance(target, dict):
                 continue  # hub.config's section is not a mapping: the checks name it
             for trait, value in traits.items():
-                if trait in target or _site_sets(hub_site, section, trait):
-                    continue  # hub.config wins
+                pair = TOGETHER if trait in TOGETHER else {trait}
+                if trait in target or any(_site_sets(hub_site, section, t) for t in pair):
+                    continue  # hub.config wins (volumes and their mounts: as a pair)
                 target[trait] = value
                 origins[f"{section}.{trait}"] = written[f"{section}.{trait}"]
-        return cls(site, origins)
+        merged = cls(site, origins)
+        merged.check_home_path()
+        return merged
+
+    def check_home_path(self) -> None:
+        """A storage mount at the home's own path would hide it (the pod would be
+        refused at every start): `SiteConfigError` naming the mount's path."""
+        kube = self.site.get(KUBE)
+        if f"{KUBE}.volume_mounts" not in self.origins or not isinstance(kube, Mapping):
+            return
+        home = [m.get("mountPath") for m in kube["volume_mounts"] if isinstance(m, Mapping)]
+        mounts = self.site.get("StorageMounts", {})
+        mounts = mounts.get("mounts") if isinstance(mounts, Mapping) else None
+        for i, mount in enumerate(mounts if isinstance(mounts, list) else []):
+            if isinstance(mount, Mapping) and mount.get("path") in home:
+                where = self.name(f"StorageMounts.mounts[{i}].path")
+                why = (
+                    f"singleuser.storage mounts a volume at {mount['path']} already "
+                    "(the home directory, or one of its extraVolumeMounts)"
+                )
+                raise SiteConfigError([ConfigIssue(where, why)])
 
     def name(self, path: str) -> str:
         """A site-file key path (``QuotaPolicy.vo_limits.vo.a``) as the values spell it."""
