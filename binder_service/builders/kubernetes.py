@@ -212,8 +212,11 @@ class KubernetesBuilder(Builder):
     ).tag(config=True)
 
     push_secret_key = Unicode(
-        "config.json",
-        help="The push_secret's key holding config.json ('.dockerconfigjson' for that type).",
+        ".dockerconfigjson",
+        help="""The push_secret's key holding the docker config.json: by default the key
+        of a kubernetes.io/dockerconfigjson Secret, as `kubectl create secret
+        docker-registry` makes it (the same Secret may then be a pull secret too);
+        'config.json' for a generic Secret made with --from-file=config.json=...""",
     ).tag(config=True)
 
     docker_socket = Unicode(

@@ -5,7 +5,12 @@ No API server runs here, so the API is kmock's emulator (tests/kube.py's `ApiSer
 stand-in following the Kubernetes API's documented paths). ``helm template
 --dry-run=server`` renders as ``helm install``/``helm upgrade`` do, ``lookup`` included
 (plain ``helm template`` answers every lookup with nothing). Between renders the test
-stores the hub Secret in the stand-in as an install would: what the next render reads.
+stores the hub Secret (and the Binder service's) in the stand-in as an install would:
+what the next render reads.
+
+A tool that renders without a cluster (Argo CD, Flux) cannot look up, so it gives every
+secret in the values: those are used as given, and every Secret the chart renders is
+then the same at each render.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ import pytest
 import yaml
 from kmock import ResourceInfo, Server
 
-from tests.integration.test_helm_chart import CHART, HEX64, find, secret_data
+from tests.integration.test_helm_chart import CHART, HEX64, find, refusal, render, secret_data
 from tests.kube import ApiServer, write_kubeconfig
 
 NAMESPACE = "hub"
 SECRET = "r-egi-hub-hub"
 GENERATED = ("crypt-key", "cookie-secret", "proxy-token")
+BINDER = ["--set", "binder.enabled=true", "--set", "binder.build.imagePrefix=binder-env-"]
+BINDER_SECRET = "r-egi-hub-binder"
+BINDER_KEYS = {"api-token": "binder.apiToken", "ticket-secret": "binder.ticketSecret"}
 
 
 class Cluster:
@@ -44,12 +52,14 @@ class Cluster:
         assert proc.returncode == 0, err.decode()
         return [doc for doc in yaml.safe_load_all(out) if doc]
 
-    async def install(self, docs: list[dict[str, Any]], namespace: str = NAMESPACE) -> None:
-        """Store the rendered hub Secret (replacing an older one), as helm would apply it."""
-        secret = find(docs, "Secret", SECRET)
+    async def install(
+        self, docs: list[dict[str, Any]], namespace: str = NAMESPACE, name: str = SECRET
+    ) -> None:
+        """Store the rendered Secret ``name`` (replacing an older one), as helm would."""
+        secret = find(docs, "Secret", name)
         url = f"{self.base}/api/v1/namespaces/{namespace}/secrets"
         async with aiohttp.ClientSession() as session:
-            async with session.delete(f"{url}/{SECRET}"):
+            async with session.delete(f"{url}/{name}"):
                 pass
             async with session.post(url, json=secret) as response:
                 assert response.status in (200, 201), await response.text()
@@ -102,3 +112,53 @@ async def test_a_first_install_generates_new_secrets_each_time(cluster: Cluster)
 
 def _given(client_secret: str) -> list[str]:
     return ["--set", f"hub.checkin.clientSecret={client_secret}"]
+
+
+async def test_binder_secrets_given_in_values_are_used_and_then_kept(cluster: Cluster) -> None:
+    generated = secret_data(find(await cluster.render(*BINDER), "Secret", BINDER_SECRET))
+    for key in BINDER_KEYS:
+        assert HEX64.match(generated[key]), key
+    given = {"api-token": "t0ken-" + "a" * 30, "ticket-secret": "ticket/" + "b" * 30}
+    # Given at an upgrade over generated ones: the given ones win...
+    await cluster.install(await cluster.render(*BINDER), name=BINDER_SECRET)
+    docs = await cluster.render(*BINDER, *_given_binder(given))
+    assert {k: secret_data(find(docs, "Secret", BINDER_SECRET))[k] for k in given} == given
+    # ... and an upgrade that leaves them out of the values keeps them.
+    await cluster.install(docs, name=BINDER_SECRET)
+    kept = secret_data(find(await cluster.render(*BINDER), "Secret", BINDER_SECRET))
+    assert {k: kept[k] for k in given} == given
+    assert "config.json" in kept  # the service's config beside them, never the secrets
+    assert all(value not in kept["config.json"] for value in given.values())
+
+
+def test_every_secret_given_renders_the_same_without_a_cluster(helm: Path) -> None:
+    """GitOps (plain ``helm template``, no lookup): with every secret in the values,
+    each Secret the chart renders is the same at every render, so a sync changes none."""
+    hexes = iter("0123456789abcdef")
+    values = [
+        *BINDER,
+        *("--set", "hub.checkin.clientSecret=client-secret-from-the-store"),
+        *_given_binder({"api-token": "t" * 40, "ticket-secret": "s" * 40}),
+    ]
+    for key in ("hub.cryptKey", "hub.cookieSecret", "proxy.secretToken"):
+        values += ["--set", f"{key}={next(hexes) * 64}"]
+    one, two = (
+        {d["metadata"]["name"]: d for d in render(helm, *values) if d["kind"] == "Secret"}
+        for _ in range(2)
+    )
+    assert {SECRET, BINDER_SECRET} <= set(one)
+    assert one == two
+    assert secret_data(one[BINDER_SECRET])["api-token"] == "t" * 40
+    assert secret_data(one[SECRET])["crypt-key"] == "0" * 64
+
+
+@pytest.mark.parametrize("value", ["short", "a" * 31, "with space " + "a" * 32, "é" * 40])
+@pytest.mark.parametrize("key", sorted(BINDER_KEYS.values()))
+def test_the_schema_refuses_a_weak_or_odd_binder_secret(helm: Path, key: str, value: str) -> None:
+    message = refusal(helm, *BINDER, "--set-string", f"{key}={value}")
+    assert f"{key}: Does not match pattern" in message
+    assert value not in message.replace(f"{key}: Does not match pattern", "")
+
+
+def _given_binder(secrets: dict[str, str]) -> list[str]:
+    return [w for key, value in secrets.items() for w in ("--set", f"{BINDER_KEYS[key]}={value}")]

@@ -186,11 +186,19 @@ def test_no_secret_is_baked_in(kind: str) -> None:
 
 def dockerignore_admits(kind: str, path: str) -> bool:
     """BuildKit's <Dockerfile>.dockerignore, for the simple patterns it uses."""
+    return ignore_file_admits(IMAGES / kind / "Dockerfile.dockerignore", path)
+
+
+def ignore_patterns(ignore: Path) -> list[str]:
+    """A .dockerignore's patterns, in order, comments and blank lines left out."""
+    lines = (raw.strip() for raw in ignore.read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def ignore_file_admits(ignore: Path, path: str) -> bool:
+    """Whether the .dockerignore ``ignore`` sends ``path``, for the patterns used here."""
     admitted = True
-    for raw in (IMAGES / kind / "Dockerfile.dockerignore").read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
+    for line in ignore_patterns(ignore):
         negate = line.startswith("!")
         pattern = line.lstrip("!")
         top = path.split("/")[0]
@@ -242,3 +250,17 @@ def test_the_chart_pulls_the_images_the_docs_build(kind: str) -> None:
     build = f'docker build -f helm/images/{kind}/Dockerfile -t "$REGISTRY/{repository}:$VERSION" .'
     assert build in DOCS.read_text(), f"docs/admin/helm.md: {build}"
     assert build in dockerfile(kind).read_text(), f"{kind}/Dockerfile's own comment: {build}"
+
+
+def test_the_root_dockerignore_is_the_images_own(kind: str) -> None:
+    """Builders that read only the context's .dockerignore (podman/buildah, Docker's
+    classic builder) send what BuildKit sends with the Dockerfile's own: never the
+    virtualenv, the caches, .git or the tests."""
+    root = ROOT / ".dockerignore"
+    assert ignore_patterns(root) == ignore_patterns(IMAGES / kind / "Dockerfile.dockerignore")
+    for path in (".venv/bin/python", ".cache/helm", ".git/HEAD", ".egi-hub/secret", "tests/x.py"):
+        assert not ignore_file_admits(root, path), f".dockerignore sends {path}"
+    for path in ("docs/index.md", "helm/egi-hub/values.yaml", "egi_hub/__pycache__/a.pyc"):
+        assert not ignore_file_admits(root, path), f".dockerignore sends {path}"
+    for path in ("pyproject.toml", "README.md", "egi_hub/cli.py", "binder_service/service.py"):
+        assert ignore_file_admits(root, path), f".dockerignore leaves out {path}"
