@@ -9,7 +9,7 @@ PORT   ?= 8000
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-unit test-integration test-e2e lint format docs bench browser clean screenshots
+.PHONY: run test test-unit test-integration test-e2e lint format docs bench browser postgres clean screenshots
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "egi-hub needs Python 3.11+"'
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,hub]'
 	touch $(STAMP) $@
 
 ## proxy: npm configurable-http-proxy 5.x, the local stack's proxy (pinned by proxy/package-lock.json)
@@ -44,6 +44,16 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else \
 	    echo "make: the browser tests need Chromium: run 'sudo apt-get install -y chromium'" >&2; exit 1; \
+	  fi; }
+
+## postgres: Debian's PostgreSQL server for the chart's external-database test
+## (tests/pgserver.py runs its own in a tmp dir; the package's binaries are enough)
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "make: the external-database test needs PostgreSQL: run 'sudo apt-get install -y postgresql'" >&2; exit 1; \
 	  fi; }
 
 ## lint: ruff check and format check
@@ -75,7 +85,7 @@ $(HELM_STAMP): tests/helm.py | $(TEST_STAMP)
 	@$(BIN)/python -m tests.helm > $@.tmp && mv $@.tmp $@
 
 ## test: lint, then every lane in one pytest run (unit first, then integration, then e2e)
-test: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(AXE_STAMP) $(HELM_STAMP) browser lint
+test: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(AXE_STAMP) $(HELM_STAMP) browser postgres lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-unit: pure code, no processes or sockets (seconds)
@@ -83,7 +93,7 @@ test-unit: $(TEST_STAMP)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 ## test-integration: real hub, OpenID provider, local stack, wheel build
-test-integration: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(HELM_STAMP)
+test-integration: $(TEST_STAMP) $(OIDC_STAMP) $(PROXY_STAMP) $(HELM_STAMP) postgres
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 ## test-e2e: headless Chromium against a real hub

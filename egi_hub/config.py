@@ -36,6 +36,7 @@ __all__ = [
     "configurable_classes",
     "expect",
     "load_site_file",
+    "secret_like",
     "site_to_config",
 ]
 
@@ -87,13 +88,29 @@ class TraitPathError(TraitError):
 def expect(value: Any, kind: type | tuple[type, ...], path: str, what: str) -> Any:
     """``value`` if it is a ``kind``; else a `TraitPathError` at ``path``: expected ``what``."""
     if not isinstance(value, kind):
-        raise TraitPathError(path, f"expected {what}, got {describe(value)}")
+        raise TraitPathError(path, f"expected {what}, got {describe(value, secret_like(path))}")
     return value
 
 
-def describe(value: Any) -> str:
-    """A short description of a value for error messages: its YAML type and the value."""
+#: Names of traits and keys whose values are secrets: a message never shows such a value
+#: (a site file's check output ends up in logs, terminals and CI records).
+SECRET_NAME = re.compile(
+    r"secret|(^|_)(tokens?|passw(or)?d|pwd|keys?|credentials?|db_url)$", re.IGNORECASE
+)
+
+
+def secret_like(path: str) -> bool:
+    """Whether the last name of a key path (``JupyterHub.db_url``) names a secret."""
+    last = re.split(r"[.\[]", path)[-1]
+    return bool(SECRET_NAME.search(last))
+
+
+def describe(value: Any, hidden: bool = False) -> str:
+    """A short description of a value for error messages: its YAML type and the value
+    (``hidden``: the type only, for the value of a secret)."""
     names = {dict: "mapping", list: "list", str: "string", bool: "boolean", type(None): "null"}
+    if hidden:
+        return f"{names.get(type(value), type(value).__name__)} (value hidden: a secret)"
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
@@ -163,6 +180,7 @@ def _check_trait(cls: type[Configurable], name: str, value: Any, path: str) -> l
     # A bare instance (no __init__): enough for the trait's own type validation,
     # without the side effects that constructing a hub component may have.
     obj = cls.__new__(cls)
+    hidden = secret_like(path)  # never echo a secret's value (nor an error quoting it)
     try:
         trait.validate(obj, value)
     except TraitPathError as e:
@@ -171,10 +189,12 @@ def _check_trait(cls: type[Configurable], name: str, value: Any, path: str) -> l
     except TraitError as e:
         bound = _BOUND.search(str(e))
         if bound:  # right type, out of range
-            return [ConfigIssue(path, f"must {bound.group(1)}, got {value!r}")]
-        return [ConfigIssue(path, f"expected {trait.info()}, got {describe(value)}")]
+            got = describe(value, hidden) if hidden else repr(value)
+            return [ConfigIssue(path, f"must {bound.group(1)}, got {got}")]
+        return [ConfigIssue(path, f"expected {trait.info()}, got {describe(value, hidden)}")]
     except Exception as e:  # e.g. an entry point that cannot be loaded
-        return [ConfigIssue(path, f"invalid value {describe(value)}: {e}")]
+        why = type(e).__name__ if hidden else str(e)
+        return [ConfigIssue(path, f"invalid value {describe(value, hidden)}: {why}")]
     return []
 
 

@@ -6,8 +6,9 @@ Service gets a free port on 127.0.0.1 (`loopback`), each container path a folder
 dir (`Pod`), each container's environment is made as the kubelet makes it
 (`container_env`: values, Secret keys, the namespace field), and the processes run from
 the rendered commands: configurable-http-proxy (`run_proxy`), the hub (`hub_pod`,
-`run_hub`). The hub's Kubernetes client is pointed at `KubeApiTrap`, a listener that
-records every connection, so a test can prove the API is never called.
+`run_hub`: its ``args``, which the image's tini runs). The hub's Kubernetes client is
+pointed at `KubeApiTrap`, a listener that records every connection, so a test can prove
+the API is never called.
 """
 
 from __future__ import annotations
@@ -257,7 +258,9 @@ def hub_pod(
         # No service-account token here, so KubeSpawner falls back to a kubeconfig.
         "KUBECONFIG": str(root / "kubeconfig"),
     }
-    command = pod.container["command"]
+    # args, not command: the image's ENTRYPOINT (tini) runs them; here they run as they are.
+    assert "command" not in pod.container, "the hub's command would skip the image's tini"
+    command = pod.container["args"]
     assert command[0] == "jupyterhub"
     (port,) = [p["containerPort"] for p in pod.container["ports"]]
     command = [

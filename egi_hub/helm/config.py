@@ -23,6 +23,7 @@ from traitlets.config import Config
 from ..config import SiteConfigError, load_site_file, site_to_config
 from .binder import BinderValuesError, add_binder
 from .cull import add_culler
+from .owned import refuse_chart_owned
 from .singleuser import SingleuserSite, add_release_label
 
 __all__ = ["DEFAULT_SITE_FILE", "DEFAULT_VALUES_FILE", "hub_config", "kube_defaults", "load"]
@@ -43,8 +44,18 @@ def kube_defaults(environ: Mapping[str, str]) -> Config:
         c.JupyterHub.hub_connect_url = environ["EGI_HUB_CONNECT_URL"]
     # Servers are pods: they outlive a hub restart (an upgrade), as in zero-to-jupyterhub.
     c.JupyterHub.cleanup_servers = False
-    if environ.get("EGI_HUB_DB_URL"):
-        c.JupyterHub.db_url = environ["EGI_HUB_DB_URL"]
+    db_url = environ.get("EGI_HUB_DB_URL", "")
+    if db_url.startswith("mysql://"):  # SQLAlchemy's default is MySQLdb; the image has PyMySQL
+        db_url = "mysql+pymysql://" + db_url.removeprefix("mysql://")
+    if db_url:
+        c.JupyterHub.db_url = db_url
+    # hub.db.upgrade (z2jh's): "true"/"false" when the values set it.
+    if environ.get("EGI_HUB_DB_UPGRADE") in ("true", "false"):
+        c.JupyterHub.upgrade_db = environ["EGI_HUB_DB_UPGRADE"] == "true"
+    # hub.db.password: libpq (psycopg2) reads $PGPASSWORD itself; PyMySQL reads no
+    # variable, so $MYSQL_PWD (z2jh's name) is passed to it as the connection's password.
+    if environ.get("MYSQL_PWD") and db_url.startswith("mysql"):
+        c.JupyterHub.db_kwargs = {"password": environ["MYSQL_PWD"]}
     # The proxy is its own Deployment; the hub reads its token from CONFIGPROXY_AUTH_TOKEN.
     c.ConfigurableHTTPProxy.should_start = False
     if environ.get("EGI_HUB_PROXY_API_URL"):
@@ -58,6 +69,11 @@ def kube_defaults(environ: Mapping[str, str]) -> Config:
         c.QuotaPolicy.usage_log = environ["EGI_HUB_USAGE_LOG"]
     if environ.get("POD_NAMESPACE"):
         c.KubeSpawner.namespace = environ["POD_NAMESPACE"]
+    # The public URL (the chart sets it with an Ingress host): Check-in's redirect URL
+    # follows from it, so the site need not copy it into hub.config by hand.
+    public = environ.get("EGI_HUB_PUBLIC_URL", "").rstrip("/")
+    if public.startswith(("https://", "http://")):
+        c.CheckinAuthenticator.oauth_callback_url = f"{public}/hub/oauth_callback"
     return c
 
 
@@ -70,9 +86,11 @@ def hub_config(
     ``singleuser`` section's settings under it (`singleuser.SingleuserSite`), then the
     local stack's additions and the chart's services (``values``: the sections of
     `DEFAULT_VALUES_FILE`). Raises `SiteConfigError` naming every bad key as the values
-    file spells it (``hub.config.…``, ``singleuser.…``)."""
+    file spells it (``hub.config.…``, ``singleuser.…``), a key the chart owns
+    (`egi_hub.helm.owned`) with the values key to use instead."""
     environ = os.environ if environ is None else environ
     values = values or {}
+    refuse_chart_owned(site)  # keys the chart's resources rely on (egi_hub.helm.owned)
     merged = SingleuserSite.under(site, values.get("singleuser"), values.get("imagePullSecrets"))
     with merged.named_as_written():
         config = _hub_config(merged.site, environ, values, merged.warning)

@@ -144,13 +144,23 @@ def site_settings(
 
 
 def _list(value: Any, where: str, issues: list[ConfigIssue]) -> list[Any]:
-    """A list of Secret names at ``where`` (null: none); anything else is an issue."""
+    """The Secret names listed at ``where`` (null: none), each item a name or, as z2jh
+    also takes it, ``{name: <Secret>}``; anything else is an issue."""
     if value is None:
         return []
     if not isinstance(value, list):
         issues.append(ConfigIssue(where, f"expected a list of Secret names, got {describe(value)}"))
         return []
-    return value
+    names: list[Any] = []
+    for i, item in enumerate(value):
+        if isinstance(item, Mapping) and set(item) == {"name"}:
+            item = item["name"]
+        if not isinstance(item, str) or not item:
+            why = f"expected a Secret's name or {{name: <Secret>}}, got {describe(item)}"
+            issues.append(ConfigIssue(f"{where}[{i}]", why))
+            continue
+        names.append(item)
+    return names
 
 
 def _site_sets(hub_site: Mapping[str, Any], section: str, trait: str) -> bool:

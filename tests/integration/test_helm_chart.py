@@ -224,6 +224,8 @@ def test_secrets(helm: Path) -> None:
         "cookie-secret": full["hub"]["cookieSecret"],
         "proxy-token": full["proxy"]["secretToken"],
         "checkin-client-secret": full["hub"]["checkin"]["clientSecret"],
+        "db-password": full["hub"]["db"]["password"],  # PGPASSWORD
+        "env-EGI_HUB_SITE_NAME": full["hub"]["extraEnv"]["EGI_HUB_SITE_NAME"],  # a string
     }  # the database URL comes from the site's own Secret (hub.db.urlSecret)
     env = {
         e["name"]: e
@@ -260,7 +262,7 @@ def test_secrets(helm: Path) -> None:
         (["--set", "proxy.chp.resources.limitz.cpu=1"], "Additional property limitz"),
         (["--set", "ingress.enabeld=true"], "ingress: Additional property enabeld"),
         (["--set", "hub.service.port=abc"], "hub.service.port: Invalid type. Expected: integer"),
-        (["--set", "hub.db.type=mysql"], "hub.db.type: hub.db.type must be one of"),
+        (["--set", "hub.db.type=mssql"], "hub.db.type: hub.db.type must be one of"),
         (["--set", "hub.cryptKey=short"], "hub.cryptKey: Does not match pattern"),
         (
             ["--set-json", 'hub.config.QuotaPolicy={"vo_limits":{"vo.a":{"max_servers":-1}}}'],

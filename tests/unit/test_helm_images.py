@@ -241,7 +241,7 @@ def test_the_entry_points_are_what_the_chart_runs() -> None:
 def default_repositories() -> dict[str, str]:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     image = values.get("singleuser", {}).get("image", {})
-    return {"hub": values["hub"]["image"]["repository"], "singleuser": image.get("name", "")}
+    return {"hub": values["hub"]["image"]["name"], "singleuser": image.get("name", "")}
 
 
 def test_the_chart_pulls_the_images_the_docs_build(kind: str) -> None:

@@ -15,5 +15,5 @@ def test_the_chart_runs_the_tested_proxy_release() -> None:
     pinned = json.loads((ROOT / "proxy/package.json").read_text())["dependencies"]
     values = yaml.safe_load((ROOT / "helm/egi-hub/values.yaml").read_text())
     image = values["proxy"]["chp"]["image"]
-    assert image["repository"] == "quay.io/jupyterhub/configurable-http-proxy"
+    assert image["name"] == "quay.io/jupyterhub/configurable-http-proxy"
     assert image["tag"] == pinned["configurable-http-proxy"]

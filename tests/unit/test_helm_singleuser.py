@@ -90,7 +90,11 @@ def test_the_section_is_the_site_file_settings() -> None:
 
 def test_the_hub_config_from_values_is_the_one_from_hub_config() -> None:
     from_values = hub_config({}, ENV, {"singleuser": SINGLEUSER})
-    from_site = hub_config(SITE, ENV, {})
+    # vo_namespaces comes from singleuser.voNamespaces only (egi_hub.helm.owned)
+    namespaces = SITE["EGIKubeSpawner"]["vo_namespaces"]
+    kube = {k: v for k, v in SITE["EGIKubeSpawner"].items() if k != "vo_namespaces"}
+    from_site = hub_config({**SITE, "EGIKubeSpawner": kube}, ENV, {})
+    from_site.EGIKubeSpawner.vo_namespaces = namespaces
     for section in SECTIONS:
         assert from_values[section] == from_site[section], section
     # the hub's own settings (template variables are objects: compared by their keys)
@@ -162,10 +166,10 @@ def test_a_bad_hub_config_key_is_named_in_hub_config() -> None:
 def test_vo_namespaces_are_the_charts_alone() -> None:
     found = issues({"EGIKubeSpawner": {"vo_namespaces": {A: "elsewhere"}}}, SINGLEUSER)
     assert found[0].startswith("hub.config.EGIKubeSpawner.vo_namespaces: the chart sets it")
-    # without the chart's namespaces, a site that made its own may name them
+    # without the chart's namespaces too: the hub's Roles are in the chart's namespaces only
     off = {**SINGLEUSER, "voNamespaces": {"enabled": False, "namespaces": {}}}
-    c = hub_config({"EGIKubeSpawner": {"vo_namespaces": {A: "mine"}}}, ENV, {"singleuser": off})
-    assert c.EGIKubeSpawner.vo_namespaces == {A: "mine"}
+    found = issues({"EGIKubeSpawner": {"vo_namespaces": {A: "mine"}}}, off)
+    assert found[0].startswith("hub.config.EGIKubeSpawner.vo_namespaces: the chart sets it")
 
 
 def test_the_release_label_survives_the_sites_labels() -> None:

@@ -46,16 +46,56 @@ app.kubernetes.io/part-of: egi-hub
 
 {{- define "egi-hub.hubImage" -}}
 {{- $img := .Values.hub.image -}}
-{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
+{{- printf "%s:%s" $img.name (default .Chart.AppVersion $img.tag) -}}
 {{- end -}}
 
+{{/* The pods' imagePullSecrets: each item of .Values.imagePullSecrets a name or, as in
+z2jh, {name: x} (egi_hub/helm/singleuser.py reads both forms the same way). */}}
 {{- define "egi-hub.imagePullSecrets" -}}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
 {{- range . }}
-  - name: {{ . | quote }}
+  - name: {{ if kindIs "map" . }}{{ .name | quote }}{{ else }}{{ . | quote }}{{ end }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/*
+hub.extraEnv as a list of EnvVars, in JSON ({"items": [...]}): the map form (name ->
+a string or {valueFrom}) and z2jh's list form alike; each value a string.
+*/}}
+{{- define "egi-hub.hubExtraEnv" -}}
+{{- $items := list -}}
+{{- $env := .Values.hub.extraEnv | default dict -}}
+{{- if kindIs "map" $env -}}
+{{- range $name, $value := $env -}}
+{{- if kindIs "map" $value -}}
+{{- $items = append $items (merge (dict "name" $name) $value) -}}
+{{- else -}}
+{{- $items = append $items (dict "name" $name "value" (toString $value)) -}}
+{{- end -}}
+{{- end -}}
+{{- else -}}
+{{- range $env -}}
+{{- if hasKey . "value" -}}
+{{- $items = append $items (dict "name" .name "value" (toString .value)) -}}
+{{- else -}}
+{{- $items = append $items . -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- dict "items" $items | toJson -}}
+{{- end -}}
+
+{{/*
+The restart checksum of a Deployment whose Secret holds `given` (the secret values given
+in values, never looked-up or generated ones, which would change at every `helm template`),
+keyed with the hub's crypt key so that the annotation lets no one test a guess.
+Call with (dict "root" $ "given" (list ...)).
+*/}}
+{{- define "egi-hub.secretChecksum" -}}
+{{- $key := include "egi-hub.keptSecret" (dict "root" .root "key" "crypt-key" "given" .root.Values.hub.cryptKey "generate" true) -}}
+{{- printf "%s\n%s" $key (toJson .given) | sha256sum -}}
 {{- end -}}
 
 {{/*
@@ -91,7 +131,7 @@ http://{{ include "egi-hub.hub" . }}:{{ .Values.hub.service.port }}
 {{- end -}}
 
 {{- define "egi-hub.externalDb" -}}
-{{- ne .Values.hub.db.type "sqlite-pvc" -}}
+{{- not (has .Values.hub.db.type (list "sqlite-pvc" "sqlite-memory")) -}}
 {{- end -}}
 
 {{/*
@@ -104,13 +144,23 @@ Call with (dict "root" $ "key" "crypt-key" "given" .Values.hub.cryptKey).
 {{- if .given -}}
 {{- .given -}}
 {{- else -}}
-{{- $old := lookup "v1" "Secret" .root.Release.Namespace (.secret | default (include "egi-hub.hubSecret" .root)) -}}
+{{- $name := .secret | default (include "egi-hub.hubSecret" .root) -}}
+{{- /* One value per render, however many templates ask (the Secret and a checksum). */ -}}
+{{- $memo := get .root.Release "egiHubKeptSecrets" | default dict -}}
+{{- $_ := set .root.Release "egiHubKeptSecrets" $memo -}}
+{{- $slot := printf "%s/%s" $name .key -}}
+{{- if not (hasKey $memo $slot) -}}
+{{- $old := lookup "v1" "Secret" .root.Release.Namespace $name -}}
 {{- $data := dig "data" (dict) ($old | default (dict)) -}}
 {{- if hasKey $data .key -}}
-{{- index $data .key | b64dec -}}
+{{- $_ := set $memo $slot (index $data .key | b64dec) -}}
 {{- else if .generate -}}
-{{- randAlphaNum 64 | sha256sum -}}
+{{- $_ := set $memo $slot (randAlphaNum 64 | sha256sum) -}}
+{{- else -}}
+{{- $_ := set $memo $slot "" -}}
 {{- end -}}
+{{- end -}}
+{{- index $memo $slot -}}
 {{- end -}}
 {{- end -}}
 
