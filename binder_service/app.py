@@ -35,7 +35,7 @@ import re
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
@@ -341,14 +341,37 @@ class BuildHandler(BinderHandler):
         self.finish()
 
 
+#: What stays as the client sent it in a path or query that is sent on: every printable
+#: ASCII character ("%" too, so each escape such as %2F, %23 or %3F keeps its meaning).
+_AS_SENT = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def _as_sent(raw: str) -> str:
+    """``raw`` (as the request line had it: tornado reads it as latin-1) for a Location:
+    its bytes, with only those that cannot be in a URL (non-ASCII, spaces, controls)
+    percent-encoded; nothing decoded, nothing dropped."""
+    return quote(raw.encode("latin-1", "replace"), safe=_AS_SENT)
+
+
 class ElsewhereHandler(web.RequestHandler):
     """A request on a host other than the public one: the same page at the public URL
-    (a path outside the prefix is taken as under it: ``/v2/gh/a/b/HEAD``)."""
+    (a path outside the prefix is taken as under it: ``/v2/gh/a/b/HEAD``).
+
+    The path and query go on exactly as the client sent them (``request.path`` and
+    ``request.query``, still percent-encoded, never the decoded path argument): a GitLab
+    subgroup's ``group%2Fsub%2Frepo``, a ``git`` link's encoded URL, an encoded ``#``
+    or ``?`` keep their meaning. Whatever the path holds, it follows the public URL's
+    own path, so it never leaves the public host (``//evil`` is ``<public>evil``). On
+    the public host itself (a path none of its routes has) it answers 404, never a
+    redirect to the same page."""
 
     def get(self, path: str) -> None:
-        prefix, public, full = self.settings["prefix"], self.settings["public_url"], f"/{path}"
-        rest = full[len(prefix) :] if (full + "/").startswith(prefix) else path
-        query = f"?{self.request.query}" if self.request.query else ""
+        prefix, public = self.settings["prefix"], self.settings["public_url"]
+        if self.request.host_name.lower() == (urlsplit(public).hostname or "").lower():
+            raise web.HTTPError(404)  # a page the public host has not: never a loop
+        full = _as_sent(self.request.path)
+        rest = full[len(prefix) :] if (full + "/").startswith(prefix) else full
+        query = f"?{_as_sent(self.request.query)}" if self.request.query else ""
         self.redirect(public + rest.lstrip("/") + query)
 
     head = get

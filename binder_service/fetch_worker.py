@@ -6,10 +6,12 @@ It fetches with repo2docker's content providers, each named explicitly (never
 repo2docker's provider list, whose Dataverse provider downloads the list of all
 Dataverse installations at start-up):
 
-- git: ``repo2docker.contentproviders.Git`` clones the repository and checks out the
-  commit; then ``git rev-parse HEAD`` must be the resolved SHA. A token for a private
-  repository is given to git by a credential helper for that repository's https origin
-  only, reading it from a 0600 file in the worker's private home (under the service's
+- git: `CheckedGit` (repo2docker's ``Git`` provider) clones the repository and checks
+  out the commit; its submodules are fetched one by one, each URL checked first
+  (`binder_service.fetch_submodules`: no internal host, unless the settings'
+  ``git_private_hosts``); then ``git rev-parse HEAD`` must be the resolved SHA. A token
+  for a private repository is given to git by a credential helper for that repository's
+  https origin only, reading it from a 0600 file in the worker's private home (under the service's
   ``<data_dir>/tmp``; never in a command line or an environment variable), removed when
   the fetch ends, and only over https (never in clear, not even to loopback). A clone
   the server refuses for want of credentials (git's ``could not read Username``,
@@ -45,10 +47,20 @@ from urllib.parse import urlsplit
 
 from repo2docker.contentproviders import Git
 from repo2docker.contentproviders.base import ContentProviderException
+from repo2docker.utils import check_ref, execute_cmd
 
+from .fetch_submodules import update_submodules
 from .record_downloads import WorkerError, clean_line, fetch_record
 
-__all__ = ["NeedsCredentials", "WorkerError", "check_tree", "fetch_git", "main", "run"]
+__all__ = [
+    "CheckedGit",
+    "NeedsCredentials",
+    "WorkerError",
+    "check_tree",
+    "fetch_git",
+    "main",
+    "run",
+]
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _USERNAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
@@ -67,6 +79,32 @@ class NeedsCredentials(WorkerError):
 
 
 # -- git --------------------------------------------------------------------------------
+
+
+class CheckedGit(Git):
+    """repo2docker's ``Git`` provider for a full commit SHA, its submodule step (which
+    follows every URL in ``.gitmodules``) replaced by `fetch_submodules`' checked one."""
+
+    def __init__(self, *, private_hosts: bool = False) -> None:
+        super().__init__()
+        self.private_hosts = private_hosts
+
+    def fetch(self, spec: dict, output_dir: str, yield_output: bool = False) -> Iterator[str]:
+        repo, ref = spec["repo"], spec["ref"]
+        try:
+            yield from execute_cmd(
+                ["git", "clone", "--no-checkout", "--", repo, output_dir], capture=yield_output
+            )
+        except subprocess.CalledProcessError as e:
+            raise ContentProviderException(f"Failed to clone repository from {repo}") from e
+        commit = check_ref(ref, output_dir)
+        if commit is None:
+            raise ValueError(f"Failed to check out ref {ref}")
+        yield from execute_cmd(["git", "reset", "--hard", commit], cwd=output_dir,
+                               capture=yield_output)  # fmt: skip
+        yield from update_submodules(
+            Path(output_dir), repo, private_hosts=self.private_hosts, capture=yield_output
+        )
 
 
 def _git_token_config(repo: str, token: str, username: str) -> dict[str, str]:
@@ -115,7 +153,7 @@ def fetch_git(
             raise WorkerError("the fetch job's CA file is not an absolute path")
         config["http.sslCAInfo"] = ca_file
     _git_config(config)
-    provider = Git()
+    provider = CheckedGit(private_hosts=(settings or {}).get("git_private_hosts") is True)
     last: list[str] = []
     checked_out = False  # past the checkout: what fails now is a submodule
 
@@ -136,6 +174,8 @@ def fetch_git(
             what = "refused the token" if token else "asks for credentials (a private repository?)"
             raise NeedsCredentials(f"could not clone {repo}: the server {what}") from None
         raise WorkerError(f"could not clone {repo}{why()}") from None
+    except WorkerError as e:  # a submodule's URL refused (fetch_submodules)
+        raise WorkerError(f"a submodule of {repo} could not be fetched ({e})") from None
     except (ValueError, subprocess.CalledProcessError):
         if checked_out:
             raise WorkerError(f"a submodule of {repo} could not be fetched{why()}") from None

@@ -46,6 +46,8 @@ __all__ = [
     "guest_handlers",
     "is_guest",
     "new_guest_name",
+    "server_addresses",
+    "visitor_address",
 ]
 
 GUEST_PREFIX = "guest--"
@@ -145,6 +147,34 @@ def client_address(forwarded: str, peer: str, trusted_proxies: int) -> str:
     return str(ip)
 
 
+def server_addresses(users: Any) -> set[str]:
+    """The addresses of the hub's running servers (``spawner.server.ip``: a pod's IP
+    on Kubernetes), for `visitor_address`; never a loopback or unspecified one (on one
+    machine the servers and the proxy share 127.0.0.1, so it cannot tell them apart)."""
+    found = set()
+    for user in users:
+        for spawner in getattr(user, "spawners", {}).values():
+            server = getattr(spawner, "server", None)
+            ip = str(getattr(server, "ip", "") or "") if server is not None else ""
+            try:
+                address = ipaddress.ip_address(ip)
+            except ValueError:
+                continue  # a name (a Service's), or none
+            if not (address.is_loopback or address.is_unspecified):
+                found.add(str(address))
+    return found
+
+
+def visitor_address(forwarded: str, peer: str, trusted_proxies: int, servers: set[str]) -> str:
+    """`client_address`, except for a request whose socket comes from one of the hub's
+    own servers (``servers``): a notebook reaches the hub's port directly (for its API),
+    past the proxies, so what it writes in ``X-Forwarded-For`` is its own invention and
+    it counts by its own address."""
+    if peer in servers:
+        return client_address("", peer, 0)
+    return client_address(forwarded, peer, trusted_proxies)
+
+
 class GuestLoginHandler(BaseHandler):
     """``/hub/binder-guest``: the page, and (POST) a new guest logged in."""
 
@@ -203,8 +233,9 @@ class GuestLoginHandler(BaseHandler):
         forwarded = ",".join(self.request.headers.get_list("X-Forwarded-For"))
         # The socket's own peer: tornado's remote_ip may come from a visitor's X-Real-Ip.
         peer = getattr(self.request.connection.context, "address", None)
-        peer_ip = peer[0] if isinstance(peer, tuple) and peer else ""
-        return client_address(forwarded, str(peer_ip), self.guests.trusted_proxies)
+        peer_ip = str(peer[0] if isinstance(peer, tuple) and peer else "")
+        servers = server_addresses(self.users.values())
+        return visitor_address(forwarded, peer_ip, self.guests.trusted_proxies, servers)
 
     def _full(self) -> str | None:
         """Why no guest can be made now (None: one can)."""

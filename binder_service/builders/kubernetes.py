@@ -9,13 +9,21 @@ the DOI): the service's fetched copy stays on the service's disk.
 
 The engine: as BinderHub's build pods (``binderhub/build.py``), the pod does not run
 one. It mounts the socket of an engine running on the node (`KubernetesBuilder.
-docker_socket`, a hostPath of type Socket; by default where BinderHub's chart puts its
-docker-in-docker DaemonSet's socket, /var/run/dind/docker.sock). The privileged part is
-that DaemonSet, installed by the chart; the build pod itself runs unprivileged: no
-privilege escalation, every capability dropped, the runtime's default seccomp profile,
-no service account token (it never talks to the API), no service links. It runs as root
-inside its container, as BinderHub's does, because the socket and /root/.docker (the
-registry credentials, `KubernetesBuilder.push_secret`, mounted read-only) are root's.
+docker_socket`, a hostPath of type Socket; by default /var/run/dind/docker.sock, where
+BinderHub's docker-in-docker DaemonSet puts it). The Helm chart runs such a DaemonSet
+(``binder.dind``, privileged, in the build namespace) and sets this path to its socket,
+or to the site's own engine's (``binder.build.dockerSocket``); outside the chart the
+site runs the engine. The engine runs the image's build steps (a repository's postBuild,
+a Dockerfile's RUN: untrusted code) in *its own* network namespace, not the pod's: what
+they may reach is the engine's network policy's business (the chart gives its dind one
+that denies private addresses and the metadata server). Because of the hostPath, the
+namespace's Pod Security level must be ``privileged``: that namespace is for build
+pods only (the chart's ``binder.build.namespace``), never the hub's. The build pod itself
+runs unprivileged: no privilege escalation, every capability dropped, the runtime's
+default seccomp profile, no service account token (it never talks to the API), no
+service links. It runs as root inside its container, as BinderHub's does, because the
+socket and /root/.docker (the registry credentials, `KubernetesBuilder.push_secret`,
+mounted read-only) are root's.
 
 `KubernetesBuilder.build` creates the pod, follows its log (repo2docker's JSON lines,
 parsed as the docker backend does), waits for Succeeded or Failed, and deletes the pod
@@ -164,9 +172,12 @@ class KubernetesBuilder(Builder):
 
     name = "kubernetes"
 
-    namespace = Unicode(help="Namespace of the build pods (default: the service's own).").tag(
-        config=True
-    )
+    namespace = Unicode(
+        help="""Namespace of the build pods (default: the service's own). Build pods mount
+        the engine's socket (Pod Security ``privileged``) and run untrusted code: give
+        them a namespace of their own, without the hub's Secrets (the Helm chart sets it
+        from binder.build.namespace)."""
+    ).tag(config=True)
 
     @default("namespace")
     def _default_namespace(self) -> str:
@@ -221,7 +232,11 @@ class KubernetesBuilder(Builder):
 
     docker_socket = Unicode(
         "/var/run/dind/docker.sock",
-        help="Path, on the node, of the container engine's socket the build pod uses.",
+        help="""Path, on the node, of the container engine's socket the build pod uses.
+        The engine runs the images' build steps (a repository's postBuild, a Dockerfile's
+        RUN: untrusted code) in its own network namespace, not the build pod's: confine
+        the engine's network. The Helm chart sets it (binder.dind, whose NetworkPolicy
+        does that, or binder.build.dockerSocket).""",
     ).tag(config=True)
 
     node_selector = Dict(help="Node selector of the build pods.").tag(config=True)

@@ -59,7 +59,14 @@ from egi_hub.traits import URL
 from ..specs import RepoSpec
 from .base import Resolved, ResolveError
 
-__all__ = ["GitProvider", "MaybePrivate", "check_git_url", "parse_ls_remote", "pick_ref"]
+__all__ = [
+    "GitProvider",
+    "MaybePrivate",
+    "check_git_url",
+    "is_public_address",
+    "parse_ls_remote",
+    "pick_ref",
+]
 
 FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 and SHA-256 object names
 _ABBREV = re.compile(r"[0-9a-fA-F]{4,39}")
@@ -196,9 +203,10 @@ def _git_failure(stderr: str, where: str, with_token: bool = False) -> ResolveEr
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """A global unicast address, also inside the IPv6 forms that carry an IPv4 one
-    (mapped, 6to4, Teredo, NAT64), whose IPv4 address must be public too."""
+    (mapped, 6to4, Teredo, NAT64), whose IPv4 address must be public too (the fetch
+    worker checks submodules' hosts with it: `binder_service.fetch_submodules`)."""
     if not address.is_global or address.is_multicast:
         return False
     if isinstance(address, ipaddress.IPv6Address):
@@ -208,7 +216,7 @@ def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         if address in _NAT64:
             inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if inner is not None:
-            return _public(inner)
+            return is_public_address(inner)
     return True
 
 
@@ -221,7 +229,7 @@ async def check_public_host(url: str) -> None:
         raise ResolveError(f"the host {host[:80]!r} does not resolve", 404) from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if not _public(address):
+        if not is_public_address(address):
             raise ResolveError(
                 f"{host[:80]} is an internal address ({address}): this site launches "
                 "repositories from public hosts only",
@@ -263,11 +271,12 @@ class GitProvider(LoggingConfigurable):
     allow_private_hosts = Bool(
         False,
         help="""
-        Let ``git`` links reach hosts whose addresses are private, loopback, link-local
-        or otherwise not public (10.0.0.0/8, 127.0.0.1, 169.254.0.0/16, fc00::/7...).
-        Off: a link cannot make the service probe or clone from the site's internal
-        network (the cluster's services, a cloud's metadata address). A site whose own
-        git server is internal turns it on. Default: False.
+        Let ``git`` links, and submodules on a host other than their repository's,
+        reach hosts whose addresses are private, loopback, link-local or otherwise not
+        public (10.0.0.0/8, 127.0.0.1, 169.254.0.0/16, fc00::/7...). Off: a link or a
+        repository's .gitmodules cannot make the service probe or clone from the site's
+        internal network (the cluster's services, a cloud's metadata address). A site
+        whose own git server is internal turns it on. Default: False.
         """,
     ).tag(config=True)
     extra_ca_file = Unicode(
@@ -481,6 +490,18 @@ class GitProvider(LoggingConfigurable):
             config["http.sslCAInfo"] = bundle
         env.update(git_config_env(config))
         return env
+
+    def fetch_settings(self) -> dict[str, Any]:
+        """What the fetch worker needs of this configuration for git jobs
+        (`binder_service.fetch`): the CA bundle, and whether submodules may be fetched
+        from private hosts (`allow_private_hosts`, see `binder_service.fetch_submodules`)."""
+        settings: dict[str, Any] = {}
+        bundle = self.ca_bundle()
+        if bundle:
+            settings["git_ca_file"] = bundle
+        if self.allow_private_hosts:
+            settings["git_private_hosts"] = True
+        return settings
 
     def ca_bundle(self) -> str:
         """The CA file git uses: the system's authorities and `extra_ca_file`'s, in one

@@ -16,8 +16,11 @@ only, in that Secret.
 
 `config_schema` is the values schema of ``binder.config``: the Binder sections of the
 site file, made from the classes' traits, so ``helm template`` refuses an unknown or
-ill-typed key by its name; the keys the chart sets itself (the builder, its registry and
-namespace, the data folder, the secrets) are left out, and so refused.
+ill-typed key by its name; the keys the chart sets itself (the builder, its registry,
+the build namespace and the engine's socket, the data folder, the secrets) are left out,
+and so refused: the build namespace is binder.build.namespace, never the release's own
+(which holds the hub's Secrets), and the socket is the chart's dind's or
+binder.build.dockerSocket.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ CHART_SECTIONS = tuple(s for s in BINDER_SECTIONS if s not in ("VenvBuilder", "D
 #: namespace): not in ``binder.config``.
 CHART_KEYS = {
     "BinderService": ("builder", "data_dir", "ticket_secret", "build_concurrency"),
-    "KubernetesBuilder": ("namespace", "image", "image_prefix", "push_secret"),
+    "KubernetesBuilder": ("namespace", "docker_socket", "image", "image_prefix", "push_secret"),
 }
 #: What an image prefix may look like (``[host[:port]/]name[/name...]`` and an ending
 #: ``-``, ``/``, ``_``, ``.`` or ``:``); the service's own check is stricter.

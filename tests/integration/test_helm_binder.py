@@ -130,7 +130,8 @@ def test_the_build_settings_become_the_builders_traits(full: list) -> None:
     assert kube["image_prefix"] == "registry.example.org/binder/env-"
     assert kube["push_secret"] == "binder-push"
     assert kube["image"] == "quay.io/jupyterhub/repo2docker:2025.08.0"
-    assert kube["namespace"] == "hub"  # where the service's Role lets it make pods
+    assert kube["namespace"] == "notebooks-builds"  # where the service's Role lets it make pods
+    assert kube["docker_socket"] == "/run/egi-dind/hub-egi-notebooks/docker.sock"  # dind's
     assert kube["push_secret_key"] == ".dockerconfigjson"
 
 
@@ -181,7 +182,8 @@ def test_secrets_are_generated_and_given_by_reference_only(full: list) -> None:
     assert values["binder"] == {
         "enabled": True,
         "url": f"http://{P}-binder:8890",
-        "BinderGuests": {"enabled": True, "max_guests": 10},
+        # trusted_proxies: the Ingress controller and CHP (each appends to X-Forwarded-For)
+        "BinderGuests": {"enabled": True, "max_guests": 10, "trusted_proxies": 2},
     }
 
 
@@ -287,7 +289,11 @@ def test_minimal_values_and_a_base_url(helm: Path) -> None:
     assert "JUPYTERHUB_PUBLIC_URL" not in env  # no hub Ingress: served on any host
     assert not [d for d in docs if d["kind"] == "Ingress"]
     config = json.loads(secret_data(find(docs, "Secret", "r-egi-hub-binder"))["config.json"])
-    assert config["KubernetesBuilder"] == {"image_prefix": "binder-env-", "namespace": "hub"}
+    assert config["KubernetesBuilder"] == {
+        "image_prefix": "binder-env-",
+        "namespace": "hub-binder-build",
+        "docker_socket": "/var/run/dind/hub-r-egi-hub/docker.sock",
+    }
     spec = find(docs, "Deployment", "r-egi-hub-binder")["spec"]["template"]["spec"]
     assert {"name": "data", "emptyDir": {}} in spec["volumes"]
 

@@ -101,9 +101,20 @@ def singleuser(name: str, namespace: str = NS, release: str = "r", ip: str = "")
     return Pod(f"jupyter-{name}", namespace, labels, address, {"notebook-port": 8888})
 
 
-def build_pod() -> Pod:
+BUILD_NS = "notebooks-builds"  # the full values' binder.build.namespace
+
+
+def build_pod(namespace: str = BUILD_NS) -> Pod:
     labels = KubernetesBuilder().labels("gh-org-repo-abc123")
-    return Pod("binder-build-gh-org-repo-abc123", NS, labels, "10.244.2.10")
+    return Pod("binder-build-gh-org-repo-abc123", namespace, labels, "10.244.2.10")
+
+
+def dind_pod(docs: list[dict[str, Any]]) -> Pod:
+    """A pod of the chart's dind DaemonSet, where it runs (the images' RUN steps use its
+    network namespace, so this is also what a repository's postBuild reaches)."""
+    (daemonset,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    labels = daemonset["spec"]["template"]["metadata"]["labels"]
+    return Pod("dind-x", daemonset["metadata"]["namespace"], labels, "10.244.2.20")
 
 
 def binder_pod(pods: dict[str, Pod], name: str) -> Pod:
@@ -190,6 +201,13 @@ def test_who_reaches_whom_by_default(default: list[dict[str, Any]]) -> None:
     assert not ok(alice, KUBE_API, 443) and not ok(alice, KUBE_API, 6443)
     assert not ok(alice, METADATA, 80) and not ok(alice, METADATA, 443)
     assert not ok(alice, PRIVATE, 80) and not ok(alice, SITE_S3, 443)
+    # Nor the rest of link-local (EKS Pod Identity's agent) nor the shared address
+    # space (pods on some clouds, Alibaba's metadata server).
+    for internal in ("169.254.170.23", "169.254.0.1", "100.100.100.200", "100.64.0.1",
+                     "100.127.255.254"):  # fmt: skip
+        assert not ok(alice, Address(internal), 80), internal
+        assert not ok(hub, Address(internal), 80), internal
+    assert ok(alice, Address("100.63.255.255"), 443) and ok(alice, Address("100.128.0.1"), 443)
     assert ok(alice, INTERNET, 443) and ok(alice, INTERNET, 80)
     assert ok(alice, KUBE_DNS, 53, "UDP") and ok(alice, KUBE_DNS, 53, "TCP")
     assert ok(alice, Address("10.96.0.10"), 53, "UDP")  # a node-local DNS cache
@@ -230,6 +248,11 @@ def test_who_reaches_whom_with_binder_and_full_values(full: list[dict[str, Any]]
     assert ok(binder, hub, 8081)
     assert ok(binder, KUBE_API, 6443) and ok(binder, INTERNET, 443)
     assert not ok(binder, METADATA, 80)
+    # ... and no other private address (apiServer: the API server's endpoint and port).
+    assert not ok(binder, KUBE_API, 443) and not ok(binder, KUBE_API, 10250)
+    assert not ok(binder, PRIVATE, 80) and not ok(binder, PRIVATE, 6443)
+    assert not ok(binder, DB, 5432) and not ok(binder, Address("10.96.0.10"), 443)
+    assert not ok(binder, Address("100.100.100.200"), 80)
     assert not ok(binder, alice, 8888) and not ok(alice, binder, 8890 + 1)
     assert not ok(binder, proxy, 8001)
     # Build pods: nothing reaches them; they fetch from the internet and the site's git
@@ -238,6 +261,25 @@ def test_who_reaches_whom_with_binder_and_full_values(full: list[dict[str, Any]]
     assert ok(build, INTERNET, 443) and ok(build, Address("10.30.0.7"), 443)
     assert not ok(build, KUBE_API, 6443) and not ok(build, METADATA, 80)
     assert not ok(build, hub, 8081) and not ok(build, PRIVATE, 443)
+    # dind (the images' RUN steps: a repository's postBuild) likewise; nothing reaches it,
+    # and any other pod made in the build namespace is under the same policy.
+    dind = dind_pod(full)
+    assert dind.namespace == BUILD_NS
+    rogue = Pod("rogue", BUILD_NS, {"app": "anything"}, "10.244.2.30")
+    for pod in (dind, rogue):
+        assert ok(pod, INTERNET, 443) and ok(pod, Address("10.30.0.7"), 443)
+        assert ok(pod, KUBE_DNS, 53, "UDP")
+        for target, port in [(KUBE_API, 6443), (KUBE_API, 443), (METADATA, 80),
+                             (PRIVATE, 443), (Address("169.254.170.23"), 80),
+                             (Address("100.100.100.200"), 80), (hub, 8081), (binder, 8890),
+                             (alice, 8888), (proxy, 8001)]:  # fmt: skip
+            assert not ok(pod, target, port), (pod.name, target, port)
+        assert not ok(alice, pod, 2375) and not ok(binder, pod, 2375)
+        assert not ok(CLIENT, pod, 2375) and not ok(build, pod, 2375)
+    # A build pod made in the release's namespace (a service whose builder namespace
+    # was changed by hand) would be under no Binder rule: the Role does not allow it.
+    assert not [d for d in full if d["kind"] == "Role" and d["metadata"]["name"] ==
+                "egi-notebooks-binder" and d["metadata"].get("namespace", NS) == NS]  # fmt: skip
     # Rules the full values add: the servers' S3 endpoint, the hub's database, a
     # monitoring namespace's scraper on the hub; the proxy's API still closed.
     assert ok(alice, SITE_S3, 443) and not ok(alice, SITE_S3, 80)
@@ -317,7 +359,7 @@ def test_every_pod_is_under_a_policy_and_none_is_privileged(helm: Path, tmp_path
         spawned = [singleuser("alice")]
         spawned += [singleuser("bob", ns) for ns in ("vo-access", "vo-biomed")]
         if any(p.endswith("-binder-build") for p in policies(docs)):  # Binder on
-            spawned.append(build_pod())
+            spawned += [build_pod(), dind_pod(docs)]
             if "binder" not in pods:
                 spawned.append(binder_pod(pods, "egi-notebooks"))
         for pod in [*pods.values(), *spawned]:
@@ -327,6 +369,10 @@ def test_every_pod_is_under_a_policy_and_none_is_privileged(helm: Path, tmp_path
             for kind in ("Ingress", "Egress"):
                 assert net.selecting(pod, kind), f"{pod.namespace}/{pod.name}: no {kind} policy"
         for where, spec in pod_specs(docs):
+            if where.endswith("-binder-dind"):  # the build engine: privileged, on purpose
+                assert spec["containers"][0]["securityContext"]["privileged"] is True
+                assert not spec.get("hostNetwork") and not spec.get("hostPID"), where
+                continue
             assert not spec.get("hostNetwork") and not spec.get("hostPID"), where
             assert not spec.get("hostIPC"), where
             assert not [v for v in spec.get("volumes", []) if "hostPath" in v], where

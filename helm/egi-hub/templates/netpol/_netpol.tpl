@@ -11,6 +11,16 @@ address is translated), never the Services' ports.
 {{/* The cloud metadata server (AWS, GCP, Azure, OpenStack): node credentials live there. */}}
 {{- define "egi-hub.netpol.metadataIP" -}}169.254.169.254{{- end -}}
 
+{{/*
+Never reached through nonPrivateIPs besides the private ranges: all of link-local
+169.254.0.0/16 (the metadata server, and agents beside it such as EKS Pod Identity's
+169.254.170.23) and the shared address space 100.64.0.0/10 (carrier-grade NAT: pod
+ranges of some clouds, Alibaba's metadata server at 100.100.100.200).
+*/}}
+{{- define "egi-hub.netpol.internalCIDRs" -}}
+{{- list "100.64.0.0/10" "169.254.0.0/16" | toJson -}}
+{{- end -}}
+
 {{/* The private IPv4 ranges (RFC 1918): pods, Services, nodes, the site's LAN. */}}
 {{- define "egi-hub.netpol.privateCIDRs" -}}
 {{- list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16" | toJson -}}
@@ -106,7 +116,8 @@ as given. Call with (dict "root" $ "netpol" .Values.hub.networkPolicy).
 - dnsPorts*: port 53 (UDP and TCP) only, on the resolver wherever the cluster keeps it
   (the metadata server on some clouds, kube-dns in kube-system, a node-local cache at a
   private address).
-- nonPrivateIPs: the public internet; never the private ranges nor the metadata server.
+- nonPrivateIPs: the public internet; never the private ranges, the shared address
+  space (100.64.0.0/10) nor link-local addresses (169.254.0.0/16, the metadata server).
 - privateIPs: the private ranges (the Kubernetes API server, an in-cluster database, any
   other pod or node): whatever listens there unauthenticated becomes reachable.
 - cloudMetadataServer: the metadata server (cloud IAM for the pod, and the node's own
@@ -139,7 +150,7 @@ as given. Call with (dict "root" $ "netpol" .Values.hub.networkPolicy).
 - to:
     - ipBlock:
         cidr: 0.0.0.0/0
-        except: {{ append $private $metadata | toJson }}
+        except: {{ concat $private (include "egi-hub.netpol.internalCIDRs" . | fromJsonArray) | toJson }}
 {{- end }}
 {{- if $allow.privateIPs }}
 - to:

@@ -1,0 +1,84 @@
+"""check_submodule_url (binder_service.fetch_submodules): which submodule URLs the fetch
+worker follows, and the addresses it pins git to (DNS answered by a stand-in)."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+
+from egi_hub.binder_service import fetch_submodules
+from egi_hub.binder_service.fetch_submodules import check_submodule_url
+from egi_hub.binder_service.record_downloads import WorkerError
+
+TOP = "https://github.com/org/repo"
+DNS = {
+    "public.example": ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"],
+    "lan.example": ["10.0.0.5"],
+    "metadata.example": ["169.254.169.254"],
+    "pod-identity.example": ["169.254.170.23"],
+    "cgnat.example": ["100.100.100.200"],
+    "mapped.example": ["::ffff:10.0.0.1"],
+    "mixed.example": ["93.184.215.14", "192.168.1.1"],
+}
+
+
+@pytest.fixture(autouse=True)
+def dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in DNS:
+            raise socket.gaierror("no such host")
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+             (a, port))
+            for a in DNS[host]
+        ]  # fmt: skip
+
+    monkeypatch.setattr(fetch_submodules.socket, "getaddrinfo", getaddrinfo)
+
+
+def test_a_public_host_is_pinned_to_the_addresses_checked() -> None:
+    assert check_submodule_url("https://public.example/a/b.git", TOP) == [
+        "public.example:443:[2606:2800:21f:cb07:6820:80da:af6b:8b2c],93.184.215.14"
+    ]
+    assert check_submodule_url("http://public.example:8080/x", TOP) == [
+        "public.example:8080:[2606:2800:21f:cb07:6820:80da:af6b:8b2c],93.184.215.14"
+    ]
+    assert check_submodule_url("git://public.example/x", TOP) == []  # checked, not pinnable
+
+
+@pytest.mark.parametrize(
+    "host", ["lan.example", "metadata.example", "pod-identity.example", "cgnat.example",
+             "mapped.example", "mixed.example"],
+)  # fmt: skip
+@pytest.mark.parametrize("scheme", ["https", "http", "git"])
+def test_an_internal_address_is_refused(host: str, scheme: str) -> None:
+    with pytest.raises(WorkerError, match=f"refused: {re.escape(host)} is an internal address"):
+        check_submodule_url(f"{scheme}://{host}/x.git", TOP)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc", "/srv/binder/other", "ssh://git@public.example/x", "git@public.example:x",
+     "ext::sh -c touch% /tmp/x", "https:///nohost"],
+)  # fmt: skip
+def test_only_https_http_and_git_urls(url: str) -> None:
+    with pytest.raises(WorkerError, match="is not an https, http or git URL"):
+        check_submodule_url(url, TOP)
+
+
+def test_the_top_repositorys_host_and_a_site_allowing_private_hosts_are_not_checked() -> None:
+    assert check_submodule_url("https://github.com/other/x", TOP) == []
+    assert check_submodule_url("https://GitHub.com/other/x", TOP) == []
+    assert check_submodule_url("http://lan.example/x", TOP, private_hosts=True) == []
+    with pytest.raises(WorkerError, match="is not an https"):  # the transport still is
+        check_submodule_url("file:///etc", TOP, private_hosts=True)
+
+
+def test_a_host_that_does_not_resolve_and_credentials_are_never_shown() -> None:
+    with pytest.raises(WorkerError, match=r"'nowhere\.example' does not resolve"):
+        check_submodule_url("https://nowhere.example/x", TOP)
+    with pytest.raises(WorkerError) as e:
+        check_submodule_url("ssh://user:s3cret@public.example/x", TOP)
+    assert "s3cret" not in str(e.value) and "user" not in str(e.value)
