@@ -73,7 +73,10 @@ def test_the_build_namespace_holds_the_role_the_builds_and_dind(helm: Path) -> N
     assert box["securityContext"]["privileged"] is True  # said so in values and docs
     assert spec["automountServiceAccountToken"] is False
     assert not box.get("ports") and not spec.get("hostNetwork")
-    assert "--host=unix:///var/run/dind/docker.sock" in box["args"]
+    # dockerd first (the image's entrypoint then adds no TCP host of its own), one host:
+    # its socket, never a port the build steps beside it could reach
+    assert box["args"][:2] == ["dockerd", "--host=unix:///var/run/dind/docker.sock"]
+    assert not [a for a in box["args"] if "tcp://" in a or a.startswith("-H")]
     volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["name"]: m["mountPath"] for m in box["volumeMounts"]}
     assert mounts["socket"] == "/var/run/dind"
@@ -164,6 +167,11 @@ def test_the_sites_own_engine_and_namespace(helm: Path) -> None:
             ["--set-json", 'proxy.chp.extraCommandLineFlags=["--change-origin=true"]'],
             "--change-origin with binder.enabled",
         ),
+        (
+            ["--set-json", 'binder.dind.extraArgs=["--host=tcp://0.0.0.0:2375"]'],
+            "binder.dind.extraArgs: no --host/-H",
+        ),
+        (["--set-json", 'binder.dind.extraArgs=["-H", "tcp://:2375"]'], "no --host/-H"),
     ],
 )
 def test_templates_refuse(helm: Path, args: list[str], message: str) -> None:
