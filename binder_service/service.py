@@ -584,8 +584,8 @@ class BinderService(LoggingConfigurable):
         if resolved.provider != "git":  # the record sites this site allows, and no others
             settings = self.resolver.provider_for("doi").fetch_settings()
         else:
-            bundle = await asyncio.to_thread(self.resolver.provider_for("git").ca_bundle)
-            settings = {"git_ca_file": bundle} if bundle else None
+            git = self.resolver.provider_for("git")  # its CA bundle, private hosts allowed
+            settings = await asyncio.to_thread(git.fetch_settings) or None
         await fetch(
             resolved,
             content,

@@ -82,3 +82,31 @@ def test_a_host_that_does_not_resolve_and_credentials_are_never_shown() -> None:
     with pytest.raises(WorkerError) as e:
         check_submodule_url("ssh://user:s3cret@public.example/x", TOP)
     assert "s3cret" not in str(e.value) and "user" not in str(e.value)
+
+
+@pytest.mark.parametrize("private", [False, True])
+async def test_the_service_gives_the_fetch_worker_the_sites_git_settings(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, private: bool
+) -> None:
+    """BinderService._fetch_now passes GitProvider.fetch_settings on: a site that allows
+    private hosts gets its submodules there too, any other site none."""
+    from traitlets.config import Config
+
+    from egi_hub.binder_service import service as service_module
+    from egi_hub.binder_service.jobs import Job
+    from egi_hub.binder_service.providers.base import Resolved
+    from egi_hub.binder_service.service import BinderService
+
+    seen: list[object] = []
+
+    async def fake_fetch(resolved, content, *, settings=None, **kwargs):
+        seen.append(settings)
+
+    monkeypatch.setattr(service_module, "fetch", fake_fetch)
+    config = Config({"GitProvider": {"allow_private_hosts": private}})
+    binder = BinderService(config=config, data_dir=str(tmp_path), ticket_secret="s" * 40)
+    resolved = Resolved(
+        spec=None, provider="git", source="https://x.org/r", ref="0" * 40, label="r"
+    )
+    await binder._fetch_now(Job("k", "build"), resolved, tmp_path / "content")
+    assert seen == [{"git_private_hosts": True} if private else None]
