@@ -154,13 +154,22 @@ def test_the_hub_config_from_values_is_the_one_from_hub_config(helm: Path) -> No
         "KubeSpawner": {"image": "reg.example.org/su:1", "image_pull_policy": "IfNotPresent",
                         "cpu_limit": 3, "cpu_guarantee": 0.5, "mem_limit": "2G",
                         "mem_guarantee": "1G", "uid": 1000, "fs_gid": 100,
-                        "start_timeout": 300},
-        "EGIKubeSpawner": {"profile_list": profiles,
-                           "vo_namespaces": {A: "vo-access", B: "vo-notebooks"}},
+                        "start_timeout": 300,
+                        # the home claim (singleuser.storage's defaults: dynamic, 10Gi)
+                        "storage_pvc_ensure": True, "storage_capacity": "10Gi",
+                        "storage_access_modes": ["ReadWriteOnce"],
+                        "volumes": [{"name": "volume-{user_server}",
+                                     "persistentVolumeClaim": {"claimName": "{pvc_name}"}}],
+                        "volume_mounts": [{"name": "volume-{user_server}",
+                                           "mountPath": "/home/jovyan"}]},
+        "EGIKubeSpawner": {"profile_list": profiles},
         "QuotaPolicy": quotas,
         "StorageMounts": mounts,
     }  # fmt: skip
     from_site = hub_config(written, ENV, {})
+    # The namespaces are the chart's own (hub.config may not set them: egi_hub.helm.owned).
+    namespaces = from_values["EGIKubeSpawner"].pop("vo_namespaces")
+    assert namespaces == {A: "vo-access", B: "vo-notebooks"}
     for section in ("KubeSpawner", "EGIKubeSpawner", "QuotaPolicy", "StorageMounts"):
         assert from_values[section] == from_site[section], section
 
