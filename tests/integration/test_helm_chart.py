@@ -305,17 +305,24 @@ def test_templates_refuse(helm: Path, args: list[str], message: str) -> None:
     assert message in refusal(helm, *args)
 
 
+def notes_chart(chart: Path) -> Path:
+    """A copy of the chart at ``chart`` that renders NOTES.txt as a document
+    (``templates/zz-notes.yaml``: helm template skips NOTES.txt itself)."""
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        source = (chart / "templates" / "NOTES.txt").read_text()
+        (chart / "templates" / "_notes.tpl").write_text(
+            '{{- define "test.notes" -}}' + source + "{{- end -}}"
+        )
+        (chart / "templates" / "zz-notes.yaml").write_text(
+            'notes: {{ include "test.notes" . | toJson }}'
+        )
+    return chart
+
+
 def notes(helm: Path, tmp_path: Path, *args: str) -> str:
-    """NOTES.txt, rendered through a copy of the chart (helm template skips it)."""
-    chart = tmp_path / "egi-hub"
-    shutil.copytree(CHART, chart)
-    source = (chart / "templates" / "NOTES.txt").read_text()
-    (chart / "templates" / "_notes.tpl").write_text(
-        '{{- define "test.notes" -}}' + source + "{{- end -}}"
-    )
-    (chart / "templates" / "zz-notes.yaml").write_text(
-        'notes: {{ include "test.notes" . | toJson }}'
-    )
+    """NOTES.txt, rendered through a copy of the chart (`notes_chart`)."""
+    chart = notes_chart(tmp_path / "egi-hub")
     out = run_helm(
         helm, "template", "r", str(chart), *args, "--show-only", "templates/zz-notes.yaml"
     )

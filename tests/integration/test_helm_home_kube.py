@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from kmock import Response
 from traitlets.config import Config
 
@@ -28,18 +30,10 @@ from tests.integration.test_kube_spawner_namespaces import cluster, objects, vo_
 from tests.kube import kubernetes
 
 #: The chart's default singleuser.storage (values.yaml: z2jh's).
-STORAGE: dict[str, Any] = {
-    "type": "dynamic",
-    "capacity": "10Gi",
-    "homeMountPath": "/home/jovyan",
-    "dynamic": {"storageClass": None, "pvcNameTemplate": None,
-                "volumeNameTemplate": "volume-{user_server}",
-                "storageAccessModes": ["ReadWriteOnce"], "subPath": None},
-    "static": {"pvcName": None, "subPath": "{username}"},
-    "extraLabels": {"example.org/backup": "daily"},
-    "extraVolumes": [],
-    "extraVolumeMounts": [],
-}  # fmt: skip
+STORAGE: dict[str, Any] = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "helm/egi-hub/values.yaml").read_text()
+)["singleuser"]["storage"]
+STORAGE = {**STORAGE, "extraLabels": {"example.org/backup": "daily"}}
 NFS = {"name": "shared", "kind": "nfs", "server": "nfs.example.org",
        "export": "/exports/{vo}", "path": "/nfs/shared"}  # fmt: skip
 

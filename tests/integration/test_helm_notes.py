@@ -10,14 +10,13 @@ Secret up, as the chart's keptSecret does: the kmock API stand-in holds it here,
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.integration.test_helm_chart import CHART, notes, run_helm
+from tests.integration.test_helm_chart import CHART, notes, notes_chart, run_helm
 from tests.integration.test_helm_upgrade import Cluster, cluster  # noqa: F401 (fixture)
 
 STEP3 = "\n3. "
@@ -106,17 +105,9 @@ async def test_an_upgrade_that_kept_the_client_secret_asks_nothing(
 
 
 def notes_of(helm: Path, chart: Path, release: str, on: Cluster | None = None, *args: str) -> str:
-    """NOTES.txt of ``release`` in namespace hub, through a copy of the chart as
-    test_helm_chart.notes does; rendered against the cluster ``on`` (with lookup) if given."""
-    if not chart.exists():
-        shutil.copytree(CHART, chart)
-        source = (chart / "templates" / "NOTES.txt").read_text()
-        (chart / "templates" / "_notes.tpl").write_text(
-            '{{- define "test.notes" -}}' + source + "{{- end -}}"
-        )
-        (chart / "templates" / "zz-notes.yaml").write_text(
-            'notes: {{ include "test.notes" . | toJson }}'
-        )
+    """NOTES.txt of ``release`` in namespace hub, through a copy of the chart
+    (test_helm_chart.notes_chart); rendered against the cluster ``on`` (with lookup) if given."""
+    notes_chart(chart)
     command = [str(helm), "template", release, str(chart), "--namespace", "hub", *args]
     if on is not None:
         command += ["--dry-run=server", "--kubeconfig", str(on.kubeconfig)]

@@ -5,9 +5,11 @@ name templates that could make two users share a claim refused by their key."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from egi_hub.config import SiteConfigError
 from egi_hub.helm.config import hub_config
@@ -15,18 +17,9 @@ from egi_hub.helm.singleuser import SingleuserSite, site_settings
 
 ENV = {"POD_NAMESPACE": "hub", "EGI_HUB_RELEASE": "r"}
 #: z2jh's defaults, as the chart's values.yaml has them.
-STORAGE: dict[str, Any] = {
-    "type": "dynamic",
-    "capacity": "10Gi",
-    "homeMountPath": "/home/jovyan",
-    "dynamic": {"storageClass": None, "pvcNameTemplate": None,
-                "volumeNameTemplate": "volume-{user_server}",
-                "storageAccessModes": ["ReadWriteOnce"], "subPath": None},
-    "static": {"pvcName": None, "subPath": "{username}"},
-    "extraLabels": {},
-    "extraVolumes": [],
-    "extraVolumeMounts": [],
-}  # fmt: skip
+STORAGE: dict[str, Any] = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "helm/egi-hub/values.yaml").read_text()
+)["singleuser"]["storage"]
 HOME = {"name": "volume-{user_server}", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}
 HOME_MOUNT = {"name": "volume-{user_server}", "mountPath": "/home/jovyan"}
 NFS = {"name": "shared", "kind": "nfs", "server": "nfs.example.org", "export": "/e/{vo}",
