@@ -9,8 +9,10 @@ visitor what answered. `update_submodules` replaces that step (the fetch worker'
 `CheckedGit` calls it after the checkout):
 
 - ``git submodule init`` (no network: it writes each submodule's URL, a relative one
-  resolved against its parent's, into the parent's config), then each URL is read back
-  and checked before anything connects:
+  resolved against its parent's, into the parent's config), then every URL of that level
+  is read back (``git config -z``: NUL-separated records, so a submodule *name* holding
+  spaces cannot pass for another one's key; such names, and names with control
+  characters, are refused) and checked before the first one connects:
 - only ``https``, ``http`` and ``git`` URLs (no local path, ``file://``, ``ssh`` or
   ``ext::``; ``GIT_ALLOW_PROTOCOL`` says the same to git itself);
 - a host other than the top repository's must resolve to public addresses only (the
@@ -98,6 +100,27 @@ def _git(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
+def _records(folder: Path) -> list[tuple[str, str]]:
+    """The ``(name, url)`` of each submodule ``git submodule init`` registered, read as
+    NUL-separated records (``git config -z``: ``key`` newline ``value`` NUL), so a name
+    holding spaces cannot pass for another submodule's key."""
+    out = _git(["config", "-z", "--local", "--get-regexp", r"^submodule\..*\.url$"], folder)
+    found = []
+    for record in out.split("\0"):
+        if not record:
+            continue
+        key, _, url = record.partition("\n")
+        found.append((key[len("submodule.") : -len(".url")], url))
+    return found
+
+
+def _check_name(name: str) -> None:
+    if not name or any(c.isspace() or not c.isprintable() for c in name):
+        raise WorkerError(
+            f"refused: the submodule name {name[:80]!r} holds whitespace or control characters"
+        )
+
+
 def update_submodules(
     folder: Path,
     top: str,
@@ -108,19 +131,19 @@ def update_submodules(
     count: list[int] | None = None,
 ) -> Iterator[str]:
     """Fetch the submodules of the checkout in ``folder`` and theirs, each URL checked
-    (see the module; ``top``: the top repository's URL); git's output lines."""
+    (see the module; ``top``: the top repository's URL); git's output lines. Every
+    submodule of one level is checked before the first one is fetched."""
     count = [0] if count is None else count
     if not (folder / ".gitmodules").is_file():
         return
     if depth >= MAX_DEPTH:
         raise WorkerError(f"refused: submodules nest deeper than {MAX_DEPTH} levels")
     yield from execute_cmd(["git", "submodule", "init"], cwd=str(folder), capture=capture)
-    urls = _git(["config", "--local", "--get-regexp", r"^submodule\..*\.url$"], folder)
-    for line in urls.splitlines():
-        key, _, url = line.partition(" ")
-        name = key[len("submodule.") : -len(".url")]
-        path = _git(["config", "-f", ".gitmodules", "--get", f"submodule.{name}.path"], folder)
-        path = path.strip()
+    checked: list[tuple[str, list[str]]] = []
+    for name, url in _records(folder):
+        _check_name(name)
+        path = _git(["config", "-z", "-f", ".gitmodules", "--get", f"submodule.{name}.path"],
+                    folder).rstrip("\0")  # fmt: skip
         if not path:
             continue  # registered, but not in this commit's .gitmodules
         count[0] += 1
@@ -130,13 +153,16 @@ def update_submodules(
         if not inside.is_relative_to(folder.resolve()) or inside == folder.resolve():
             raise WorkerError(f"refused: the submodule path {path[:80]!r} is outside")
         pins = check_submodule_url(url, top, private_hosts=private_hosts)
-        pin_args = [arg for pin in pins for arg in ("-c", f"http.curloptResolve={pin}")]
+        checked.append(
+            (path, [arg for pin in pins for arg in ("-c", f"http.curloptResolve={pin}")])
+        )
+    for path, pin_args in checked:
         yield from execute_cmd(
             ["git", *pin_args, "submodule", "update", "--init", "--", path],
             cwd=str(folder),
             capture=capture,
         )
         yield from update_submodules(
-            inside, top, private_hosts=private_hosts, capture=capture,
+            (folder / path).resolve(), top, private_hosts=private_hosts, capture=capture,
             depth=depth + 1, count=count,
         )  # fmt: skip

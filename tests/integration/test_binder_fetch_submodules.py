@@ -12,8 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from egi_hub.binder_service.fetch import fetch
+from egi_hub.binder_service.fetch_submodules import update_submodules
 from egi_hub.binder_service.providers.base import FetchError
 from egi_hub.binder_service.providers.git import GitProvider
+from egi_hub.binder_service.record_downloads import WorkerError
 from tests.integration.test_binder_fetch import git_job, leftovers, run_git
 
 
@@ -50,13 +52,21 @@ def listener() -> Iterator[Listener]:
 def with_submodule(git, outer: str, url: str, path: str = "sub", target: str = "inner") -> str:
     """Commit a submodule ``path`` pointing at ``url`` (repository ``target``'s head)
     into repository ``outer``."""
+    return with_submodules(git, outer, [(path, path, url)], target)
+
+
+def with_submodules(git, outer: str, entries: list[tuple[str, str, str]], target: str = "inner"
+                    ) -> str:  # fmt: skip
+    """Commit submodules ``(name, path, url)`` (each at repository ``target``'s head)
+    into repository ``outer``."""
     git.commit(outer, {"README.md": outer})
     clone = git.work / outer
-    run_git(["config", "-f", ".gitmodules", f"submodule.{path}.path", path], clone, git.env)
-    run_git(["config", "-f", ".gitmodules", f"submodule.{path}.url", url], clone, git.env)
     inner_sha = run_git(["rev-parse", "HEAD"], git.work / target, git.env)
-    run_git(["update-index", "--add", "--cacheinfo", f"160000,{inner_sha},{path}"], clone,
-            git.env)  # fmt: skip
+    for name, path, url in entries:
+        run_git(["config", "-f", ".gitmodules", f"submodule.{name}.path", path], clone, git.env)
+        run_git(["config", "-f", ".gitmodules", f"submodule.{name}.url", url], clone, git.env)
+        run_git(["update-index", "--add", "--cacheinfo", f"160000,{inner_sha},{path}"], clone,
+                git.env)  # fmt: skip
     run_git(["add", ".gitmodules"], clone, git.env)
     run_git(["commit", "-qm", "submodule"], clone, git.env)
     run_git(["push", "-q", "origin", "HEAD:main"], clone, git.env)
@@ -111,3 +121,34 @@ async def test_an_ssh_or_scp_like_submodule_is_refused(git, tmp_path):
     dest = tmp_path / "content" / "outer"
     with pytest.raises(FetchError, match="is not an https, http or git URL"):
         await fetch(git_job(git.http_url("outer"), sha), dest, on_line=lambda _: None)
+
+
+async def test_a_submodule_name_with_spaces_cannot_pass_for_another_ones_key(
+    git, tmp_path, listener
+):
+    # Review 12c M1: the name "x.url https://public.example/" printed by `git config
+    # --get-regexp` as "submodule.x.url https://public.example/.url <url>" passed for
+    # submodule x with a public URL. x points at a listener on the top repository's own
+    # host (so its URL alone passes): nothing may connect there.
+    git.commit("inner", {"inner.txt": "inner"})
+    internal = f"http://127.0.0.1:{listener.port}/internal-service"
+    spaced = ("x.url https://public.example/", "a", git.http_url("inner"))
+    sha = with_submodules(git, "outer", [spaced, ("x", "b", internal)])
+    dest = tmp_path / "content" / "outer"
+    with pytest.raises(FetchError, match="holds whitespace or control characters"):
+        await fetch(git_job(git.http_url("outer"), sha), dest, on_line=lambda _: None)
+    assert listener.connections == 0
+    assert not dest.exists() and leftovers(dest.parent) == []
+
+
+def test_every_submodule_url_is_checked_before_the_first_is_fetched(git, tmp_path, listener):
+    git.commit("inner", {"inner.txt": "inner"})
+    internal = f"http://localhost:{listener.port}/x.git"
+    sha = with_submodules(git, "outer", [("a", "a", git.http_url("inner")), ("b", "b", internal)])
+    clone = tmp_path / "outer"
+    run_git(["clone", "-q", git.http_url("outer"), str(clone)], tmp_path, git.env)
+    assert run_git(["rev-parse", "HEAD"], clone, git.env) == sha
+    with pytest.raises(WorkerError, match="localhost is an internal address"):
+        list(update_submodules(clone, git.http_url("outer")))
+    assert list((clone / "a").iterdir()) == [] and list((clone / "b").iterdir()) == []
+    assert listener.connections == 0
