@@ -169,10 +169,27 @@ def visitor_address(forwarded: str, peer: str, trusted_proxies: int, servers: se
     """`client_address`, except for a request whose socket comes from one of the hub's
     own servers (``servers``): a notebook reaches the hub's port directly (for its API),
     past the proxies, so what it writes in ``X-Forwarded-For`` is its own invention and
-    it counts by its own address."""
-    if peer in servers:
+    it counts by its own address. The same for a notebook that goes through a proxy
+    (CHP's port is open to the pods): an entry a trusted proxy appended that is a
+    server's address counts, and whatever the header held before that hop is ignored."""
+    if _normal(peer) in servers:
         return client_address("", peer, 0)
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops[-trusted_proxies:] if trusted_proxies > 0 else []):
+        if _normal(hop) in servers:
+            return client_address("", hop, 0)
     return client_address(forwarded, peer, trusted_proxies)
+
+
+def _normal(address: str) -> str:
+    """An address as `server_addresses` writes it (an IPv4-mapped one as IPv4)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 class GuestLoginHandler(BaseHandler):

@@ -46,3 +46,19 @@ def test_a_notebook_cannot_forge_its_address() -> None:
     made = {visitor_address(f"203.0.113.{n}, 10.0.0.{n}", NOTEBOOK_POD, 2, servers)
             for n in range(20)}  # fmt: skip
     assert made == {NOTEBOOK_POD}
+
+
+def test_a_notebook_cannot_forge_its_address_through_the_proxy() -> None:
+    # Review 12c L2: a pod (a guest's own notebook too) reaches CHP's port; CHP appends
+    # the pod's IP, and the two entries before it were the notebook's invention.
+    servers = {NOTEBOOK_POD}
+    made = {visitor_address(f"6.6.6.1, 6.6.6.{n}, {NOTEBOOK_POD}", PROXY_POD, 2, servers)
+            for n in range(2, 20)}  # fmt: skip
+    assert made == {NOTEBOOK_POD}
+    assert visitor_address(f"::ffff:{NOTEBOOK_POD}", PROXY_POD, 2, servers) == NOTEBOOK_POD
+    # through the Ingress first (the notebook's entry is then the controller's view of it)
+    via_ingress = f"6.6.6.1, {NOTEBOOK_POD}, {INGRESS_POD}"
+    assert visitor_address(via_ingress, PROXY_POD, 2, servers) == NOTEBOOK_POD
+    # a server's address the visitor wrote before the trusted hops counts for nothing
+    forwarded = f"{NOTEBOOK_POD}, 203.0.113.7, {INGRESS_POD}"
+    assert visitor_address(forwarded, PROXY_POD, 2, servers) == "203.0.113.7"
