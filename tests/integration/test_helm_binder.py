@@ -131,7 +131,7 @@ def test_the_build_settings_become_the_builders_traits(full: list) -> None:
     assert kube["push_secret"] == "binder-push"
     assert kube["image"] == "quay.io/jupyterhub/repo2docker:2025.08.0"
     assert kube["namespace"] == "notebooks-builds"  # where the service's Role lets it make pods
-    assert kube["docker_socket"] == "/run/egi-dind/hub-egi-notebooks/docker.sock"  # dind's
+    assert kube["docker_socket"] == "/run/egi-dind/hub_egi-notebooks/docker.sock"  # dind's
     assert kube["push_secret_key"] == ".dockerconfigjson"
 
 
@@ -291,8 +291,8 @@ def test_minimal_values_and_a_base_url(helm: Path) -> None:
     config = json.loads(secret_data(find(docs, "Secret", "r-egi-hub-binder"))["config.json"])
     assert config["KubernetesBuilder"] == {
         "image_prefix": "binder-env-",
-        "namespace": "hub-binder-build",
-        "docker_socket": "/var/run/dind/hub-r-egi-hub/docker.sock",
+        "namespace": "hub-r-egi-hub-build",
+        "docker_socket": "/var/run/dind/hub_r-egi-hub/docker.sock",
     }
     spec = find(docs, "Deployment", "r-egi-hub-binder")["spec"]["template"]["spec"]
     assert {"name": "data", "emptyDir": {}} in spec["volumes"]

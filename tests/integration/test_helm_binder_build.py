@@ -13,17 +13,21 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from egi_hub.binder_service.builders.kubernetes import KubernetesBuilder
 from egi_hub.binder_service.providers.base import Resolved
 from egi_hub.binder_service.specs import RepoSpec
 from egi_hub.helm.config import hub_config
 from tests.integration.test_helm_chart import (
+    CHART,
     KUBERNETES_VERSIONS,
     VALUES,
     find,
+    notes,
     refusal,
     render,
+    run_helm,
     secret_data,
 )
 from tests.netpol import Address, Cluster, Pod
@@ -46,9 +50,16 @@ def namespaced(docs: list[dict[str, Any]], kind: str) -> dict[str, str]:
     }
 
 
+def test_the_notes_warn_when_builds_may_run_on_every_node(helm: Path, tmp_path: Path) -> None:
+    warning = "WARNING: binder.dind.nodeSelector is empty"
+    assert warning in notes(helm, tmp_path, *MINIMAL)
+    assert warning not in notes(helm, tmp_path, *MINIMAL, "--set", "binder.dind.nodeSelector.a=b")
+    assert warning not in notes(helm, tmp_path, *VALUES["full"])
+
+
 def test_the_build_namespace_holds_the_role_the_builds_and_dind(helm: Path) -> None:
     docs = render(helm, *MINIMAL)
-    build_ns = "hub-binder-build"
+    build_ns = "hub-r-egi-hub-build"  # <namespace>-<fullname>-build: one per release
     (namespace,) = [d for d in docs if d["kind"] == "Namespace"]
     assert namespace["metadata"]["name"] == build_ns
     labels = namespace["metadata"]["labels"]
@@ -85,9 +96,11 @@ def test_the_build_namespace_holds_the_role_the_builds_and_dind(helm: Path) -> N
     assert (
         kube["docker_socket"]
         == f"{folder}/docker.sock"
-        == ("/var/run/dind/hub-r-egi-hub/docker.sock")
+        == ("/var/run/dind/hub_r-egi-hub/docker.sock")
     )  # one folder per release: two releases on a node never share an engine
-    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    assert volumes["data"] == {"name": "data", "emptyDir": {"sizeLimit": "50Gi"}}
+    # no build nodes given: the build pods go anywhere, and the NOTES say so
+    assert "node_selector" not in kube and "tolerations" not in kube
     for version in KUBERNETES_VERSIONS:
         for doc in docs:
             kubernetes_validate.validate(doc, version, strict=True)
@@ -103,7 +116,7 @@ def test_the_build_pod_the_service_makes_mounts_that_socket(full_docs: list) -> 
     pod = builder.pod_manifest("gh-org-repo-abc", source)
     (socket,) = [v for v in pod["spec"]["volumes"] if v["name"] == "docker-socket"]
     assert socket["hostPath"] == {
-        "path": "/run/egi-dind/hub-egi-notebooks/docker.sock",
+        "path": "/run/egi-dind/hub_egi-notebooks/docker.sock",
         "type": "Socket",
     }
     dind = find(full_docs, "DaemonSet", "egi-notebooks-binder-dind")
@@ -111,6 +124,12 @@ def test_the_build_pod_the_service_makes_mounts_that_socket(full_docs: list) -> 
     assert socket["hostPath"]["path"] == folder["hostPath"]["path"] + "/docker.sock"
     assert builder.namespace == dind["metadata"]["namespace"] == "notebooks-builds"
     assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "binder-build"
+    # the build pods go where dind runs (binder.config's node_selector wins; the
+    # tolerations come from binder.dind)
+    assert pod["spec"]["nodeSelector"] == {"node-role": "build"}
+    assert kube["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "build", "effect": "NoSchedule"}
+    ]
     for version in KUBERNETES_VERSIONS:
         kubernetes_validate.validate(pod, version, strict=True)
 
@@ -172,6 +191,28 @@ def test_the_sites_own_engine_and_namespace(helm: Path) -> None:
             "binder.dind.extraArgs: no --host/-H",
         ),
         (["--set-json", 'binder.dind.extraArgs=["-H", "tcp://:2375"]'], "no --host/-H"),
+        # pflag's combined shorthands: -D then -H with the rest as its value
+        (["--set-json", 'binder.dind.extraArgs=["-DHtcp://0.0.0.0:2375"]'], "no --host/-H"),
+        (["--set-json", 'binder.dind.extraArgs=["-DH", "tcp://:2375"]'], "no --host/-H"),
+        (["--set-json", 'binder.dind.extraArgs=["--host", "tcp://:2375"]'], "no --host/-H"),
+        # review 12c M3: never a namespace of the cluster's, or a VO's
+        (["--set", "binder.build.namespace=default"], "a namespace of the cluster's own"),
+        (["--set", "binder.build.namespace=kube-system"], "a namespace of the cluster's own"),
+        (
+            [
+                "--set",
+                "singleuser.voNamespaces.enabled=true",
+                "--set",
+                "singleuser.voNamespaces.namespaces.vo-a.name=vo-a",
+                "--set",
+                "binder.build.namespace=vo-a",
+            ],
+            'binder.build.namespace: "vo-a" is VO vo-a\'s namespace',
+        ),
+        (
+            ["--set", f"fullnameOverride={'f' * 50}", "--namespace", "n" * 20],
+            "is longer than 63 characters: set binder.build.namespace",
+        ),
     ],
 )
 def test_templates_refuse(helm: Path, args: list[str], message: str) -> None:
@@ -233,7 +274,7 @@ def test_the_services_egress_by_default(helm: Path) -> None:
     net = Cluster([d for d in docs if d["kind"] == "NetworkPolicy"], "hub")
     assert net.allows(binder, Address("10.96.0.20"), 6379)
     build = Pod(
-        "b", "hub-binder-build", {"app.kubernetes.io/component": "binder-build"}, "10.2.3.3"
+        "b", "hub-r-egi-hub-build", {"app.kubernetes.io/component": "binder-build"}, "10.2.3.3"
     )
     assert not net.allows(build, Address("10.96.0.20"), 6379), "never for the build namespace"
 
@@ -295,3 +336,22 @@ def test_the_guests_trusted_proxies_follow_the_charts_hops(helm, args, expected)
            "EGI_BINDER_TICKET_SECRET": binder["ticket-secret"]}  # fmt: skip
     config = hub_config(json.loads(files["site.json"]), env, values)
     assert config.BinderGuests.trusted_proxies == expected
+
+
+def test_two_releases_never_share_a_build_namespace_or_an_engine(helm: Path) -> None:
+    """Review 12c M3/L6: two releases in one namespace get build namespaces of their own;
+    release b-c in namespace a and release c in namespace a-b get dind folders of their
+    own (their default build namespaces coincide: with createNamespace helm refuses the
+    second install, the Namespace being the first release's; without, the docs say the
+    namespace must be the release's own)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for release, namespace in (("b-c", "a"), ("c", "a-b"), ("d", "a")):
+        done = run_helm(helm, "template", release, str(CHART), "--namespace", namespace, *MINIMAL)
+        assert done.returncode == 0, done.stderr
+        docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+        kube = config_of(docs, f"{release}-egi-hub-binder")["KubernetesBuilder"]
+        seen[release] = (kube["namespace"], kube["docker_socket"])
+    assert seen["b-c"][0] != seen["d"][0]
+    assert len({socket for _, socket in seen.values()}) == 3
+    assert seen["b-c"] == ("a-b-c-egi-hub-build", "/var/run/dind/a_b-c-egi-hub/docker.sock")
+    assert seen["c"][1] == "/var/run/dind/a-b_c-egi-hub/docker.sock"

@@ -96,7 +96,9 @@ def test_the_docs_give_the_command_that_makes_the_default_key() -> None:
     namespace, named as in the Binder example's pushSecret."""
     helm = (ROOT / "docs" / "admin" / "helm.md").read_text()
     command = re.search(
-        r"kubectl --namespace notebooks-binder-build create secret docker-registry (\S+)", helm
+        r"kubectl --namespace notebooks-notebooks-egi-hub-build "
+        r"create secret docker-registry (\S+)",
+        helm,
     )
     assert command, "docs/admin/helm.md: the push Secret's command"
     assert f"pushSecret: {command[1]}" in helm

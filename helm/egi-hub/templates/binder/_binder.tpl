@@ -31,22 +31,25 @@ http://{{ include "egi-hub.binder" . }}:{{ .Values.binder.service.port }}
 {{- end -}}
 
 {{/*
-The namespace of the build pods (binder.build.namespace, else <release namespace>-binder-build):
-never the release's own, which holds the hub's Secrets (templates/binder/build.yaml).
+The namespace of the build pods (binder.build.namespace, else <release namespace>-<fullname>-build:
+one per release, so two releases in one namespace never share build pods, their tokens or their
+NetworkPolicy). Never the release's own, which holds the hub's Secrets, a VO's, `default` or a
+kube-* one (checked in templates/binder/build.yaml).
 */}}
 {{- define "egi-hub.binder.buildNamespace" -}}
-{{- .Values.binder.build.namespace | default (printf "%s-binder-build" .Release.Namespace | trunc 63 | trimSuffix "-") -}}
+{{- .Values.binder.build.namespace | default (printf "%s-%s-build" .Release.Namespace (include "egi-hub.fullname" .)) -}}
 {{- end -}}
 
 {{/* The chart's docker-in-docker DaemonSet (binder.dind). */}}
 {{- define "egi-hub.binder.dind" -}}{{ include "egi-hub.binder" . }}-dind{{- end -}}
 
 {{/*
-The node's folder holding the dind socket: one per release (two releases on a node
-never share an engine).
+The node's folder holding the dind socket: one per release, <namespace>_<fullname> (two
+releases on a node never share an engine: neither name can hold a "_", so release b-c in
+namespace a and release c in namespace a-b get folders of their own).
 */}}
 {{- define "egi-hub.binder.dindSocketDir" -}}
-{{- printf "%s/%s-%s" (.Values.binder.dind.hostSocketDir | trimSuffix "/") .Release.Namespace (include "egi-hub.fullname" .) -}}
+{{- printf "%s/%s_%s" (.Values.binder.dind.hostSocketDir | trimSuffix "/") .Release.Namespace (include "egi-hub.fullname" .) -}}
 {{- end -}}
 
 {{/*
@@ -113,6 +116,11 @@ subset that keeps numbers exact. No secret of the chart's: those come by environ
 {{- $_ := set $kb "image_prefix" (include "egi-hub.binder.imagePrefix" .) -}}
 {{- with $b.build.pushSecret }}{{ $_ := set $kb "push_secret" . }}{{ end -}}
 {{- with $b.build.image }}{{ $_ := set $kb "image" . }}{{ end -}}
+{{- if $b.dind.enabled -}}
+{{- /* the build pods go where the chart's dind runs, unless placed otherwise */ -}}
+{{- if and $b.dind.nodeSelector (not (hasKey $kb "node_selector")) }}{{ $_ := set $kb "node_selector" $b.dind.nodeSelector }}{{ end -}}
+{{- if and $b.dind.tolerations (not (hasKey $kb "tolerations")) }}{{ $_ := set $kb "tolerations" $b.dind.tolerations }}{{ end -}}
+{{- end -}}
 {{- $_ := set $c "KubernetesBuilder" $kb -}}
 {{- toJson $c -}}
 {{- end -}}
