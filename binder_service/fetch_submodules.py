@@ -20,7 +20,8 @@ visitor what answered. `update_submodules` replaces that step (the fetch worker'
   unless the site allows private hosts (`GitProvider.allow_private_hosts`, given to
   the worker as the setting ``git_private_hosts``). The top repository's host is the one
   the service was told to fetch from (a checked public host, or the site's own GitHub
-  or GitLab), so submodules there are fetched as it was;
+  or GitLab), so submodules there are fetched as it was, on its port only (the same
+  host on another port, e.g. ``:8081``, may be another service: checked as any host);
 - for ``https``/``http``, git then connects to exactly the addresses that were checked
   (``http.curloptResolve``): a name that resolves elsewhere a second later (DNS
   rebinding) changes nothing. ``git://`` cannot be pinned: the NetworkPolicy of the
@@ -71,10 +72,13 @@ def check_submodule_url(url: str, top: str, *, private_hosts: bool = False) -> l
             "(no local file, ssh or other transport)"
         )
     host = parts.hostname.lower()
-    if private_hosts or host == (urlsplit(top).hostname or "").lower():
-        return []
     try:
         port = parts.port or _PORTS[parts.scheme]
+    except ValueError:
+        raise WorkerError(f"refused: {_shown(url)!r} has no valid port") from None
+    if private_hosts or (host, port) == _host_port(top):
+        return []
+    try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, ValueError):
         raise WorkerError(f"refused: the host {host[:80]!r} does not resolve") from None
@@ -89,6 +93,17 @@ def check_submodule_url(url: str, top: str, *, private_hosts: bool = False) -> l
         return []
     pinned = ",".join(f"[{a}]" if ":" in a else a for a in addresses)
     return [f"{host}:{port}:{pinned}"]
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    """The host and port of the top repository's URL: submodules there are exempt on that
+    port only (not, say, ``http://<same host>:8081/``, which may be another service)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or _PORTS.get(parts.scheme, 0)
+    except ValueError:
+        port = 0
+    return (parts.hostname or "").lower(), port
 
 
 def _git(args: list[str], cwd: Path) -> str:

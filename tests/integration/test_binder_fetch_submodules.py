@@ -128,8 +128,9 @@ async def test_a_submodule_name_with_spaces_cannot_pass_for_another_ones_key(
 ):
     # Review 12c M1: the name "x.url https://public.example/" printed by `git config
     # --get-regexp` as "submodule.x.url https://public.example/.url <url>" passed for
-    # submodule x with a public URL. x points at a listener on the top repository's own
-    # host (so its URL alone passes): nothing may connect there.
+    # submodule x with a public URL. x points at a listener on the top repository's host
+    # (another port, so its URL is refused too, but the name comes first in .gitmodules
+    # and is refused before any URL): nothing may connect there.
     git.commit("inner", {"inner.txt": "inner"})
     internal = f"http://127.0.0.1:{listener.port}/internal-service"
     spaced = ("x.url https://public.example/", "a", git.http_url("inner"))

@@ -71,6 +71,11 @@ def test_only_https_http_and_git_urls(url: str) -> None:
 def test_the_top_repositorys_host_and_a_site_allowing_private_hosts_are_not_checked() -> None:
     assert check_submodule_url("https://github.com/other/x", TOP) == []
     assert check_submodule_url("https://GitHub.com/other/x", TOP) == []
+    assert check_submodule_url("https://github.com:443/other/x", TOP) == []
+    # the same host on another port may be another service: checked as any host (12c L1)
+    with pytest.raises(WorkerError, match=r"lan\.example is an internal address"):
+        check_submodule_url("http://lan.example:8081/x", "https://lan.example/org/repo")
+    assert check_submodule_url("http://lan.example/x", "http://lan.example/org/repo") == []
     assert check_submodule_url("http://lan.example/x", TOP, private_hosts=True) == []
     with pytest.raises(WorkerError, match="is not an https"):  # the transport still is
         check_submodule_url("file:///etc", TOP, private_hosts=True)
