@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from traitlets import TraitError
+from traitlets import Container, Dict, TraitError
 from traitlets.config import Config, Configurable
 
 __all__ = [
@@ -100,17 +100,29 @@ SECRET_NAME = re.compile(
 
 
 def secret_like(path: str) -> bool:
-    """Whether the last name of a key path (``JupyterHub.db_url``) names a secret."""
-    last = re.split(r"[.\[]", path)[-1]
-    return bool(SECRET_NAME.search(last))
+    """Whether any name of a key path (``JupyterHub.db_url``,
+    ``JupyterHub.services[0].api_token.x``) names a secret: a value under a secret's
+    key is part of the secret, however deep."""
+    names = re.split(r"[.\[\]]", path)
+    return any(SECRET_NAME.search(name) for name in names if name)
 
 
-def describe(value: Any, hidden: bool = False) -> str:
+#: Values described by their type only: a container's contents may hold a secret
+#: under a name (an ``api_token`` in a mapping, ``KEY=…`` in a list) no check foresaw.
+CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
+def describe(value: Any, hidden: bool | str = False) -> str:
     """A short description of a value for error messages: its YAML type and the value
-    (``hidden``: the type only, for the value of a secret)."""
+    (``hidden``: the type only, for the value of a secret, or with the reason given;
+    a mapping or a list: its type and size only)."""
     names = {dict: "mapping", list: "list", str: "string", bool: "boolean", type(None): "null"}
     if hidden:
-        return f"{names.get(type(value), type(value).__name__)} (value hidden: a secret)"
+        why = "value hidden: a secret" if hidden is True else hidden
+        return f"{names.get(type(value), type(value).__name__)} ({why})"
+    if isinstance(value, CONTAINERS) and value:
+        kind = names.get(type(value), type(value).__name__)
+        return f"{kind} of {len(value)} (contents not shown)"
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
@@ -180,12 +192,21 @@ def _check_trait(cls: type[Configurable], name: str, value: Any, path: str) -> l
     # A bare instance (no __init__): enough for the trait's own type validation,
     # without the side effects that constructing a hub component may have.
     obj = cls.__new__(cls)
-    hidden = secret_like(path)  # never echo a secret's value (nor an error quoting it)
+    # Never echo a secret's value (nor an error quoting it), nor what was given for a
+    # container (a mapping's or a list's entries may be secrets by another name).
+    hidden: bool | str = secret_like(path) or (
+        "value not shown" if isinstance(trait, Container | Dict) else False
+    )
     try:
         trait.validate(obj, value)
     except TraitPathError as e:
         sub = e.path if not e.path or e.path.startswith("[") else f".{e.path}"
-        return [ConfigIssue(path + sub, e.message)]
+        message = e.message
+        if secret_like(path + sub) and not message.endswith("(value hidden: a secret)"):
+            # under a secret's key at any depth: the check's words, never what it quoted
+            what = message.split(", got ")[0] if ", got " in message else "invalid value"
+            message = f"{what} (value hidden: a secret)"
+        return [ConfigIssue(path + sub, message)]
     except TraitError as e:
         bound = _BOUND.search(str(e))
         if bound:  # right type, out of range
@@ -211,7 +232,10 @@ def check_site(
             continue
         if not isinstance(settings, dict):
             issues.append(
-                ConfigIssue(section, f"expected a mapping of settings, got {describe(settings)}")
+                ConfigIssue(
+                    section,
+                    f"expected a mapping of settings, got {describe(settings, 'value not shown')}",
+                )
             )
             continue
         configurable = cls.class_trait_names(config=True)

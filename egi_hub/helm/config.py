@@ -23,7 +23,7 @@ from traitlets.config import Config
 from ..config import SiteConfigError, load_site_file, site_to_config
 from .binder import BinderValuesError, add_binder
 from .cull import add_culler
-from .owned import refuse_chart_owned
+from .owned import refuse_chart_owned, refuse_pod_accounts
 from .singleuser import SingleuserSite, add_release_label
 
 __all__ = ["DEFAULT_SITE_FILE", "DEFAULT_VALUES_FILE", "hub_config", "kube_defaults", "load"]
@@ -47,15 +47,17 @@ def kube_defaults(environ: Mapping[str, str]) -> Config:
     db_url = environ.get("EGI_HUB_DB_URL", "")
     if db_url.startswith("mysql://"):  # SQLAlchemy's default is MySQLdb; the image has PyMySQL
         db_url = "mysql+pymysql://" + db_url.removeprefix("mysql://")
-    if db_url:
-        c.JupyterHub.db_url = db_url
     # hub.db.upgrade (z2jh's): "true"/"false" when the values set it.
     if environ.get("EGI_HUB_DB_UPGRADE") in ("true", "false"):
         c.JupyterHub.upgrade_db = environ["EGI_HUB_DB_UPGRADE"] == "true"
     # hub.db.password: libpq (psycopg2) reads $PGPASSWORD itself; PyMySQL reads no
-    # variable, so $MYSQL_PWD (z2jh's name) is passed to it as the connection's password.
+    # variable, so $MYSQL_PWD (z2jh's name) goes into the URL: JupyterHub's schema
+    # upgrade (alembic) connects with the URL alone, never with db_kwargs. JupyterHub
+    # logs the URL with its password redacted. A password in the URL itself wins.
     if environ.get("MYSQL_PWD") and db_url.startswith("mysql"):
-        c.JupyterHub.db_kwargs = {"password": environ["MYSQL_PWD"]}
+        db_url = _with_password(db_url, environ["MYSQL_PWD"])
+    if db_url:
+        c.JupyterHub.db_url = db_url
     # The proxy is its own Deployment; the hub reads its token from CONFIGPROXY_AUTH_TOKEN.
     c.ConfigurableHTTPProxy.should_start = False
     if environ.get("EGI_HUB_PROXY_API_URL"):
@@ -77,6 +79,21 @@ def kube_defaults(environ: Mapping[str, str]) -> Config:
     return c
 
 
+def _with_password(db_url: str, password: str) -> str:
+    """``db_url`` with ``password`` in it, unless it has one (or cannot be parsed: the
+    hub then names the URL's problem itself, as for any URL)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(db_url)
+    except (ArgumentError, ValueError):
+        return db_url
+    if url.password:
+        return db_url
+    return url.set(password=password).render_as_string(hide_password=False)
+
+
 def hub_config(
     site: Mapping[str, Any],
     environ: Mapping[str, str] | None = None,
@@ -93,6 +110,7 @@ def hub_config(
     refuse_chart_owned(site)  # keys the chart's resources rely on (egi_hub.helm.owned)
     merged = SingleuserSite.under(site, values.get("singleuser"), values.get("imagePullSecrets"))
     with merged.named_as_written():
+        refuse_pod_accounts(merged.site)  # a server's token, wherever a pod is described
         config = _hub_config(merged.site, environ, values, merged.warning)
     add_release_label(config, environ)
     return config

@@ -13,7 +13,12 @@ template is where one user could reach another's files: a claim name must come f
 escaped per-user field (``{username}``, ``{user_server}``, ``{userid}``, or their
 ``safe_``/``escaped_`` forms, which KubeSpawner makes distinct for distinct users),
 never from ``{unescaped_username}``, never from no user field at all (one claim for
-every user), and a field KubeSpawner does not know would fail every spawn.
+every user), and a field KubeSpawner does not know would fail every spawn. A server's
+name reaches a claim or a subPath only through ``{user_server}`` (or its forms):
+KubeSpawner's ``{servername}`` has no separator, so ``claim-{username}{servername}``
+is ``claim-ab`` for user ``ab`` and for user ``a``'s server ``b`` (and a separator
+of the template's own, ``-``, is one a username may hold too). A ``static`` claim is
+everyone's: its ``subPath`` must name the user.
 
 ``volumes`` and ``volume_mounts`` go together: the home's mount names the home's
 volume, so when ``hub.config`` sets either one the chart sets neither
@@ -29,7 +34,7 @@ from typing import Any
 
 from ..config import ConfigIssue, TraitPathError, describe
 
-__all__ = ["TOGETHER", "TYPES", "home_settings"]
+__all__ = ["TOGETHER", "TYPES", "check_claim_template", "home_settings"]
 
 TYPES = ("dynamic", "static", "none")
 #: Traits a site sets as a pair, or not at all (the chart's mount names its volume).
@@ -63,6 +68,13 @@ PER_USER = frozenset(
         "escaped_username",
         "escaped_user_server",
     }
+)
+#: A server's name alone: it tells one user's servers apart, not one user from another,
+#: and joined to a username it can spell another user's name.
+SERVER_ONLY = frozenset({"servername", "safe_servername", "escaped_servername"})
+SERVER_WHY = (
+    "{{{field}}} joined to a username can spell another user's name (user ab, and user "
+    "a's server b): use {{user_server}} for a name per server"
 )
 #: What a name template may say around its fields: a claim is a DNS subdomain, a
 #: volume a DNS label; a subPath a relative path.
@@ -99,6 +111,8 @@ def _name_template(template: Any, where: str, kind: str, issues: list[ConfigIssu
     parts = _fields(template, where, issues)
     if not parts:
         return
+    if kind == "claim" and _server_only(parts, where, issues):
+        return
     if not all(NAME_TEXT[kind].fullmatch(text) for text, _ in parts):
         what = "a-z, 0-9, '.', '-'" if kind == "claim" else "a-z, 0-9, '-'"
         issues.append(ConfigIssue(where, f"only {what} around the {{fields}}: {template!r:.80}"))
@@ -112,14 +126,45 @@ def _name_template(template: Any, where: str, kind: str, issues: list[ConfigIssu
         )
 
 
-def _sub_path(value: Any, where: str, issues: list[ConfigIssue]) -> str | None:
-    """A subPath (template) inside the volume: relative, no '..'; empty: the root."""
+def check_claim_template(template: Any, where: str, issues: list[ConfigIssue]) -> None:
+    """A ``pvc_name_template`` set in ``hub.config`` (or a profile's override), checked
+    as ``singleuser.storage.dynamic.pvcNameTemplate`` is."""
+    _name_template(template, where, "claim", issues)
+
+
+def _server_only(parts: list[tuple[str, str]], where: str, issues: list[ConfigIssue]) -> bool:
+    """Whether a template names a server by a server-only field (an issue if so)."""
+    for _, field in parts:
+        if field in SERVER_ONLY:
+            issues.append(ConfigIssue(where, SERVER_WHY.format(field=field)))
+            return True
+    return False
+
+
+def _sub_path(
+    value: Any, where: str, issues: list[ConfigIssue], shared: bool = False
+) -> str | None:
+    """A subPath (template) inside the volume: relative, no '..'; empty: the root.
+    ``shared``: the volume is everyone's (static), so the path must name the user."""
+    if shared and (value is None or value == "" or isinstance(value, str)):
+        parts = _fields(value or "", where, issues) if value else []
+        if value and not parts:
+            return None  # not a template: named already
+        if not any(field in PER_USER for _, field in parts):
+            why = (
+                "names no user ({username}, {user_server} or {userid}): the claim is "
+                "everyone's, so every user would see the same files"
+            )
+            issues.append(ConfigIssue(where, why))
+            return None
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         issues.append(ConfigIssue(where, f"expected a path, got {describe(value)}"))
         return None
     parts = _fields(value, where, issues)
+    if _server_only(parts, where, issues):
+        return None
     text = "".join(t for t, _ in parts)
     if parts and (
         not all(SUBPATH_TEXT.fullmatch(t) for t, _ in parts)
@@ -176,7 +221,8 @@ def home_settings(
             why = f"expected a mapping, got {describe(own)}"
             issues.append(ConfigIssue(f"{where}.{kind}", why))
             own = {}
-        sub_path = _sub_path(own.get("subPath"), f"{where}.{kind}.subPath", issues)
+        at = f"{where}.{kind}.subPath"
+        sub_path = _sub_path(own.get("subPath"), at, issues, shared=kind == "static")
         if kind == "dynamic":
             yield "storage_pvc_ensure", True, f"{where}.type"
             if own.get("pvcNameTemplate"):

@@ -232,7 +232,7 @@ def test_secrets(helm: Path) -> None:
         "proxy-token": full["proxy"]["secretToken"],
         "checkin-client-secret": full["hub"]["checkin"]["clientSecret"],
         "db-password": full["hub"]["db"]["password"],  # PGPASSWORD
-        "env-EGI_HUB_SITE_NAME": full["hub"]["extraEnv"]["EGI_HUB_SITE_NAME"],  # a string
+        "env-SITE_LABEL": full["hub"]["extraEnv"]["SITE_LABEL"],  # a string
     }  # the database URL comes from the site's own Secret (hub.db.urlSecret)
     env = {
         e["name"]: e

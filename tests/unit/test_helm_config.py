@@ -33,9 +33,13 @@ def test_kube_defaults_follow_the_chart_environment() -> None:
 
 def test_the_site_file_wins_over_the_defaults() -> None:
     c = hub_config(
-        {"JupyterHub": {"spawner_class": "egi-local"}, "Spawner": {"start_timeout": 9}}, ENV
+        {
+            "JupyterHub": {"spawner_class": "kubespawner.KubeSpawner"},
+            "Spawner": {"start_timeout": 9},
+        },
+        ENV,
     )
-    assert c.JupyterHub.spawner_class == "egi-local"
+    assert c.JupyterHub.spawner_class == "kubespawner.KubeSpawner"
     assert c.Spawner.start_timeout == 9
     assert c.Authenticator.enable_auth_state is True
 

@@ -69,7 +69,7 @@ def test_every_dynamic_key_maps_as_z2jh_maps_it() -> None:
         capacity="20Gi",
         homeMountPath="/home/user",
         dynamic__storageClass="",  # no class, as in Kubernetes and z2jh
-        dynamic__pvcNameTemplate="home-{username}{servername}",
+        dynamic__pvcNameTemplate="home-{user_server}",
         dynamic__volumeNameTemplate="home",
         dynamic__storageAccessModes=["ReadWriteMany"],
         dynamic__subPath="{username}/home",
@@ -80,7 +80,7 @@ def test_every_dynamic_key_maps_as_z2jh_maps_it() -> None:
     )  # fmt: skip
     c = kube({"storage": s})
     assert c.storage_pvc_ensure is True
-    assert c.pvc_name_template == "home-{username}{servername}"
+    assert c.pvc_name_template == "home-{user_server}"
     assert c.storage_class == ""
     assert c.storage_capacity == "20Gi"
     assert c.storage_access_modes == ["ReadWriteMany"]
@@ -143,7 +143,7 @@ def test_hub_config_wins_trait_by_trait_volumes_with_their_mounts() -> None:
         ({"dynamic__pvcNameTemplate": "claim-home"},
          "singleuser.storage.dynamic.pvcNameTemplate: names no user"),
         ({"dynamic__pvcNameTemplate": "claim-{servername}"},
-         "singleuser.storage.dynamic.pvcNameTemplate: names no user"),
+         "singleuser.storage.dynamic.pvcNameTemplate: {servername} joined to a username"),
         ({"dynamic__pvcNameTemplate": "claim-{unescaped_username}"},
          "singleuser.storage.dynamic.pvcNameTemplate: {unescaped_username} is not escaped: "
          "use {username}"),
@@ -177,7 +177,7 @@ def test_a_bad_storage_key_is_named(changes: dict[str, Any], expected: str) -> N
 
 @pytest.mark.parametrize(
     "template", ["claim-{username}", "claim-{user_server}", "{userid}-home", "h-{safe_username}",
-                 "claim-{escaped_username}--{escaped_servername}", "c.{hubnamespace}.{username}"],
+                 "claim-{escaped_user_server}", "c.{hubnamespace}.{username}"],
 )  # fmt: skip
 def test_escaped_per_user_templates_are_accepted(template: str) -> None:
     assert kube({"storage": storage(dynamic__pvcNameTemplate=template)}).pvc_name_template == (

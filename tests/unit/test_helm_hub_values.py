@@ -60,10 +60,16 @@ def test_db_upgrade_and_the_mysql_password() -> None:
     assert kube_defaults({"EGI_HUB_DB_UPGRADE": "true"}).JupyterHub.upgrade_db is True
     assert kube_defaults({"EGI_HUB_DB_UPGRADE": "false"}).JupyterHub.upgrade_db is False
     assert "upgrade_db" not in kube_defaults({}).JupyterHub
-    env = {"EGI_HUB_DB_URL": "mysql://hub@db/hub", "MYSQL_PWD": "pw"}
+    env = {"EGI_HUB_DB_URL": "mysql://hub@db/hub", "MYSQL_PWD": "p@ss/w:rd%"}
     c = kube_defaults(env)
-    assert c.JupyterHub.db_url == "mysql+pymysql://hub@db/hub"  # the image's driver
-    assert c.JupyterHub.db_kwargs == {"password": "pw"}
+    # the image's driver; the password in the URL, where alembic's upgrade sees it
+    assert c.JupyterHub.db_url == "mysql+pymysql://hub:p%40ss%2Fw%3Ard%25@db/hub"
+    assert "db_kwargs" not in c.JupyterHub
+    from sqlalchemy.engine import make_url
+
+    assert make_url(c.JupyterHub.db_url).password == "p@ss/w:rd%"
+    env["EGI_HUB_DB_URL"] = "mysql://hub:own@db/hub"  # the URL's own password wins
+    assert kube_defaults(env).JupyterHub.db_url == "mysql+pymysql://hub:own@db/hub"
     # PostgreSQL: libpq reads $PGPASSWORD itself; nothing is passed
     c = kube_defaults({"EGI_HUB_DB_URL": "postgresql://hub@db/hub", "PGPASSWORD": "pw"})
     assert c.JupyterHub.db_url == "postgresql://hub@db/hub"

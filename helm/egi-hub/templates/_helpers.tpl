@@ -88,6 +88,35 @@ a string or {valueFrom}) and z2jh's list form alike; each value a string.
 {{- end -}}
 
 {{/*
+Refuses an extraEnv name the chart sets itself in the hub's or the Binder service's
+container: the later entry wins, so it would replace what the chart's checks rely on
+(POD_NAMESPACE is the servers' namespace; EGI_HUB_*, EGI_BINDER_CONFIG and JUPYTERHUB_*
+name the config, database and tokens; the secrets come from the chart's Secrets). The
+site's own EGI_BINDER_GITHUB_TOKEN/EGI_BINDER_GITLAB_TOKEN stay allowed. The names are
+every one the two containers' `env` sets (tests/integration/test_helm_chart_env.py
+keeps the list whole). Call with (dict "where" "hub.extraEnv" "env" <map, or a list of
+{name: ...}>).
+*/}}
+{{- define "egi-hub.refuseChartEnv" -}}
+{{- $exact := list "POD_NAMESPACE" "HOME" "JPY_COOKIE_SECRET" "PGPASSWORD" "MYSQL_PWD" "EGI_CHECKIN_CLIENT_SECRET" "EGI_BINDER_CONFIG" "EGI_BINDER_API_TOKEN" "EGI_BINDER_TICKET_SECRET" "EGI_BINDER_FETCH_JOB" -}}
+{{- $prefixes := list "EGI_HUB_" "JUPYTERHUB_" "CONFIGPROXY_" -}}
+{{- $names := list -}}
+{{- if kindIs "map" .env -}}
+{{- $names = keys .env | sortAlpha -}}
+{{- else -}}
+{{- range .env }}{{ $names = append $names (toString (get . "name")) }}{{ end -}}
+{{- end -}}
+{{- range $names -}}
+{{- $name := toString . -}}
+{{- $owned := has $name $exact -}}
+{{- range $prefixes }}{{ if hasPrefix . $name }}{{ $owned = true }}{{ end }}{{ end -}}
+{{- if $owned -}}
+{{- fail (printf "%s.%s: the chart sets this variable itself (a second entry would replace the chart's and get past its checks): use the values key for it (EGI_HUB_*, JUPYTERHUB_*, CONFIGPROXY_*, POD_NAMESPACE, HOME, EGI_BINDER_CONFIG and the chart's secrets' variables are the chart's)" $.where $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 The restart checksum of a Deployment whose Secret holds `given` (the secret values given
 in values, never looked-up or generated ones, which would change at every `helm template`),
 keyed with the hub's crypt key so that the annotation lets no one test a guess.
