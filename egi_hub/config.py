@@ -94,18 +94,24 @@ def expect(value: Any, kind: type | tuple[type, ...], path: str, what: str) -> A
 
 #: Names of traits and keys whose values are secrets: a message never shows such a value
 #: (a site file's check output ends up in logs, terminals and CI records).
-SECRET_NAME = re.compile(
-    r"secret|(^|_)(tokens?|passw(or)?d|pwd|keys?|credentials?|db_url)$", re.IGNORECASE
-)
+SECRET_NAME = re.compile(r"secret|(^|_)(tokens?|passw(or)?d|pwd|keys?|db_url)$", re.IGNORECASE)
+#: Names whose own value is a secret when given as a plain value, though what is under
+#: them has names of its own (``credentials.sts.endpoint_url`` is no secret).
+SECRET_LEAF = re.compile(r"(^|_)credentials?$", re.IGNORECASE)
 
 
 def secret_like(path: str) -> bool:
     """Whether any name of a key path (``JupyterHub.db_url``,
     ``JupyterHub.services[0].api_token.x``) names a secret: a value under a secret's
     key is part of the secret, however deep."""
-    names = re.split(r"[.\[\]]", path)
-    return any(SECRET_NAME.search(name) for name in names if name)
+    names = [name for name in re.split(r"[.\[\]]", path) if name]
+    if names and SECRET_LEAF.search(names[-1]):
+        return True
+    return any(SECRET_NAME.search(name) for name in names)
 
+
+#: A quoted value in a check's message (left out under a secret's key).
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 #: Values described by their type only: a container's contents may hold a secret
 #: under a name (an ``api_token`` in a mapping, ``KEY=…`` in a list) no check foresaw.
@@ -204,7 +210,10 @@ def _check_trait(cls: type[Configurable], name: str, value: Any, path: str) -> l
         message = e.message
         if secret_like(path + sub) and not message.endswith("(value hidden: a secret)"):
             # under a secret's key at any depth: the check's words, never what it quoted
-            what = message.split(", got ")[0] if ", got " in message else "invalid value"
+            if ", got " in message:
+                what = message.split(", got ")[0]
+            else:  # the check's own words, anything it quoted left out
+                what = _QUOTED.sub("(…)", message)
             message = f"{what} (value hidden: a secret)"
         return [ConfigIssue(path + sub, message)]
     except TraitError as e:

@@ -161,7 +161,11 @@ def test_a_secret_keys_value_is_hidden_at_any_depth() -> None:
     from egi_hub.config import secret_like
 
     assert secret_like("JupyterHub.services[0].api_token")
-    assert secret_like("X.credentials.aws.id")  # under a secret's key
+    assert secret_like("X.credentials.aws.secret")  # under a secret's key
+    assert secret_like("StorageMounts.mounts[0].credentials")  # given as a plain value
+    # what credentials hold has names of its own: an STS endpoint is no secret, and
+    # its check's explanation stays whole
+    assert not secret_like("StorageMounts.mounts[0].credentials.sts.endpoint_url")
     assert secret_like("StorageMounts.mounts[0].secret_access_key[1]")
     assert not secret_like("StorageMounts.mounts[0].keyfile")
     assert not secret_like("QuotaPolicy.vo_limits.vo.a")
