@@ -33,9 +33,8 @@ Only a DataHub mount's oneclient sidecar (egi_hub.storage_mounts.kube) is privil
 from __future__ import annotations
 
 import copy
-import html
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from kubernetes_asyncio.client.rest import ApiException
@@ -59,14 +58,12 @@ from egi_hub.storage_mounts.spawner import StorageSpawnerMixin
 from .kube_namespaces import VONamespacesTrait, namespace_for
 from .profiles import Profile
 from .quota import Charge
-from .refusals import Refusal, resource_quota_refusal
+from .refusals import cluster_policy_refusal, home_quota_refusal, resource_quota_refusal
 from .vo_spawning import VOSpawnerMixin
 
 __all__ = [
     "NOTEBOOK_SECURITY_CONTEXT",
     "EGIKubeSpawner",
-    "cluster_policy_refusal",
-    "home_quota_refusal",
 ]
 
 #: The notebook container's securityContext unless the site sets its own.
@@ -126,22 +123,13 @@ class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeS
                 return False
             return repo.startswith(str(mount.get("mountPath") or "").rstrip("/") + "/")
 
-        mounts = self.volume_mounts
-        if isinstance(mounts, dict):
-            kept_mounts: Any = {k: m for k, m in mounts.items() if not hides(m)}
-            hidden = [m for m in mounts.values() if hides(m)]
-        else:
-            kept_mounts = [m for m in mounts if not hides(m)]
-            hidden = [m for m in mounts if hides(m)]
+        hidden = [m for m in _values(self.volume_mounts) if hides(m)]
         if not hidden:
             return
+        kept_mounts = _kept(self.volume_mounts, lambda m: not hides(m))
         used = {m.get("name") for m in _values(kept_mounts) if isinstance(m, dict)}
         gone = {m.get("name") for m in hidden} - used
-        volumes = self.volumes
-        if isinstance(volumes, dict):
-            self.volumes = {k: v for k, v in volumes.items() if v.get("name") not in gone}
-        else:
-            self.volumes = [v for v in volumes if v.get("name") not in gone]
+        self.volumes = _kept(self.volumes, lambda v: v.get("name") not in gone)
         self.volume_mounts = kept_mounts
         claims = [
             (v.get("persistentVolumeClaim") or {}).get("claimName") for v in _values(self.volumes)
@@ -311,28 +299,16 @@ class EGIKubeSpawner(KubeBinderMixin, StorageSpawnerMixin, VOSpawnerMixin, KubeS
 CLUSTER_POLICY_WORDS = ("failed quota", "violates PodSecurity")
 
 
-def cluster_policy_refusal(namespace: str, detail: str) -> Refusal:
-    """A pod refused by its namespace's rules: a setting only the hub's admins can change."""
-    text = (
-        f"The cluster's rules for namespace {namespace} do not admit this server as the hub "
-        f"sets it up (Kubernetes says: {detail}). Please tell the hub's admins."
-    )
-    return Refusal(text, f"<p>{html.escape(text)}</p>", reason="cluster-policy", status_code=500)
-
-
-def home_quota_refusal(namespace: str, detail: str) -> Refusal:
-    """A home claim refused by its namespace's ResourceQuota: stopping servers frees
-    no storage (claims outlive them), so only the hub's admins can make room."""
-    text = (
-        f"The cluster's storage quota for namespace {namespace} has no room for this "
-        f"server's home volume (Kubernetes says: {detail}). Please tell the hub's admins."
-    )
-    return Refusal(text, f"<p>{html.escape(text)}</p>", reason="storage-quota", status_code=403)
-
-
 def _values(items: Any) -> list[Any]:
     """A KubeSpawner list-or-dict setting's items (a dict's values)."""
     return list(items.values()) if isinstance(items, dict) else list(items or [])
+
+
+def _kept(items: Any, keep: Callable[[Any], bool]) -> Any:
+    """A KubeSpawner list-or-dict setting with only the items ``keep`` keeps (same kind)."""
+    if isinstance(items, dict):
+        return {k: v for k, v in items.items() if keep(v)}
+    return [v for v in items or [] if keep(v)]
 
 
 def _status_message(body: str) -> str:

@@ -34,6 +34,8 @@ __all__ = [
     "QuotaExceededError",
     "Refusal",
     "amount",
+    "cluster_policy_refusal",
+    "home_quota_refusal",
     "no_profile_refusal",
     "option_refusal",
     "profile_refusal",
@@ -293,3 +295,22 @@ def resource_quota_refusal(namespace: str, detail: str, links: Links) -> QuotaEx
     error = QuotaExceededError(f"{text} {home}")
     error.jupyterhub_html_message = error.message_html = _p(_e(text), " ", home_html)
     return error
+
+
+def cluster_policy_refusal(namespace: str, detail: str) -> Refusal:
+    """A pod refused by its namespace's rules: a setting only the hub's admins can change."""
+    text = (
+        f"The cluster's rules for namespace {namespace} do not admit this server as the hub "
+        f"sets it up (Kubernetes says: {detail}). Please tell the hub's admins."
+    )
+    return Refusal(text, _p(_e(text)), reason="cluster-policy", status_code=500)
+
+
+def home_quota_refusal(namespace: str, detail: str) -> Refusal:
+    """A home claim refused by its namespace's ResourceQuota: stopping servers frees
+    no storage (claims outlive them), so only the hub's admins can make room."""
+    text = (
+        f"The cluster's storage quota for namespace {namespace} has no room for this "
+        f"server's home volume (Kubernetes says: {detail}). Please tell the hub's admins."
+    )
+    return Refusal(text, _p(_e(text)), reason="storage-quota", status_code=403)

@@ -146,27 +146,23 @@ def _sub_path(
 ) -> str | None:
     """A subPath (template) inside the volume: relative, no '..'; empty: the root.
     ``shared``: the volume is everyone's (static), so the path must name the user."""
-    if shared and (value is None or value == "" or isinstance(value, str)):
-        parts = _fields(value or "", where, issues) if value else []
-        if value and not parts:
-            return None  # not a template: named already
-        if not any(field in PER_USER for _, field in parts):
-            why = (
-                "names no user ({username}, {user_server} or {userid}): the claim is "
-                "everyone's, so every user would see the same files"
-            )
-            issues.append(ConfigIssue(where, why))
-            return None
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
+    if value is not None and value != "" and not isinstance(value, str):
         issues.append(ConfigIssue(where, f"expected a path, got {describe(value)}"))
         return None
-    parts = _fields(value, where, issues)
-    if _server_only(parts, where, issues):
+    parts = _fields(value, where, issues) if value else []
+    if value and not parts:
+        return None  # not a template: named already
+    if shared and not any(field in PER_USER for _, field in parts):
+        why = (
+            "names no user ({username}, {user_server} or {userid}): the claim is "
+            "everyone's, so every user would see the same files"
+        )
+        issues.append(ConfigIssue(where, why))
+        return None
+    if not value or _server_only(parts, where, issues):
         return None
     text = "".join(t for t, _ in parts)
-    if parts and (
+    if (
         not all(SUBPATH_TEXT.fullmatch(t) for t, _ in parts)
         or value.startswith("/")
         or ".." in text.split("/")

@@ -30,11 +30,9 @@ from typing import Any
 
 from ..config import ConfigIssue, SiteConfigError
 from .home import check_claim_template
+from .singleuser import SPAWNER_SECTIONS as SPAWNERS  # a trait of any is the spawner's
 
 __all__ = ["CHART_OWNED", "refuse_chart_owned", "refuse_pod_accounts"]
-
-#: The spawner's classes along its MRO (a trait of any of them is the spawner's).
-SPAWNERS = ("Spawner", "KubeSpawner", "EGIKubeSpawner")
 
 #: (sections, trait) -> what to set instead (and why), for every trait the chart owns.
 CHART_OWNED: dict[tuple[tuple[str, ...], str], str] = {

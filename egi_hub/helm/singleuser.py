@@ -185,21 +185,11 @@ class SingleuserSite:
         cls, hub_site: Mapping[str, Any], singleuser: Any, image_pull_secrets: Any = None
     ) -> SingleuserSite:
         """Merge (``image_pull_secrets``: the values' top-level ``imagePullSecrets``);
-        `SiteConfigError` (values paths) for a section of the wrong shape, or
-        vo_namespaces set in both places (the chart's namespaces follow singleuser's)."""
+        `SiteConfigError` (values paths) for a section of the wrong shape. (hub.config's
+        own ``vo_namespaces`` is refused before, with the other keys the chart owns:
+        `egi_hub.helm.owned`.)"""
         settings, written = site_settings(singleuser, image_pull_secrets)
         site = {k: dict(v) if isinstance(v, Mapping) else v for k, v in hub_site.items()}
-        own = hub_site.get(EGI_KUBE)
-        if (
-            "vo_namespaces" in settings.get(EGI_KUBE, {})
-            and isinstance(own, Mapping)
-            and "vo_namespaces" in own
-        ):
-            why = (
-                "the chart sets it from singleuser.voNamespaces, which also makes the "
-                "namespaces and the hub's Roles in them: list the namespaces there only"
-            )
-            raise SiteConfigError([ConfigIssue(f"hub.config.{EGI_KUBE}.vo_namespaces", why)])
         origins: dict[str, str] = {}
         for section, traits in settings.items():
             target = site.setdefault(section, {})
