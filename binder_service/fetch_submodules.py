@@ -41,14 +41,13 @@ from urllib.parse import urlsplit
 
 from repo2docker.utils import execute_cmd
 
-from .providers.git import is_public_address
+from .providers.git import GIT_SCHEMES, is_public_address
 from .record_downloads import WorkerError
 
 __all__ = ["MAX_DEPTH", "MAX_SUBMODULES", "check_submodule_url", "update_submodules"]
 
 MAX_DEPTH = 8
 MAX_SUBMODULES = 64
-SCHEMES = ("https", "http", "git")
 _PORTS = {"https": 443, "http": 80, "git": 9418}
 
 
@@ -66,7 +65,7 @@ def check_submodule_url(url: str, top: str, *, private_hosts: bool = False) -> l
     with ``private_hosts``);
     `WorkerError` for a URL that may not be fetched (see the module)."""
     parts = urlsplit(url)
-    if parts.scheme not in SCHEMES or not parts.hostname:
+    if parts.scheme not in GIT_SCHEMES or not parts.hostname:
         raise WorkerError(
             f"refused: {_shown(url)!r} is not an https, http or git URL "
             "(no local file, ssh or other transport)"
