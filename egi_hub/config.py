@@ -110,6 +110,8 @@ def secret_like(path: str) -> bool:
     return any(SECRET_NAME.search(name) for name in names)
 
 
+#: What a message says in place of a secret's value.
+HIDDEN = "value hidden: a secret"
 #: A quoted value in a check's message (left out under a secret's key).
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
@@ -124,7 +126,7 @@ def describe(value: Any, hidden: bool | str = False) -> str:
     a mapping or a list: its type and size only)."""
     names = {dict: "mapping", list: "list", str: "string", bool: "boolean", type(None): "null"}
     if hidden:
-        why = "value hidden: a secret" if hidden is True else hidden
+        why = HIDDEN if hidden is True else hidden
         return f"{names.get(type(value), type(value).__name__)} ({why})"
     if isinstance(value, CONTAINERS) and value:
         kind = names.get(type(value), type(value).__name__)
@@ -208,13 +210,13 @@ def _check_trait(cls: type[Configurable], name: str, value: Any, path: str) -> l
     except TraitPathError as e:
         sub = e.path if not e.path or e.path.startswith("[") else f".{e.path}"
         message = e.message
-        if secret_like(path + sub) and not message.endswith("(value hidden: a secret)"):
+        if secret_like(path + sub) and not message.endswith(f"({HIDDEN})"):
             # under a secret's key at any depth: the check's words, never what it quoted
             if ", got " in message:
                 what = message.split(", got ")[0]
             else:  # the check's own words, anything it quoted left out
                 what = _QUOTED.sub("(…)", message)
-            message = f"{what} (value hidden: a secret)"
+            message = f"{what} ({HIDDEN})"
         return [ConfigIssue(path + sub, message)]
     except TraitError as e:
         bound = _BOUND.search(str(e))
