@@ -202,3 +202,28 @@ Call with (dict "root" $ "key" "crypt-key" "given" .Values.hub.cryptKey).
 {{- printf "http://%s.%s.svc/" (include "egi-hub.proxyPublic" .) .Release.Namespace -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+A Deployment's pod: its priority class, securityContext and placement, from the
+component's values (hub, proxy.chp, binder: each has podSecurityContext,
+priorityClassName, nodeSelector, tolerations, affinity). Call with that section.
+*/}}
+{{- define "egi-hub.podPlacement" -}}
+{{- with .priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+securityContext:
+  {{- toYaml .podSecurityContext | nindent 2 }}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
