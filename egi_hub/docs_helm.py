@@ -20,6 +20,7 @@ the keys whose schema has no ``description`` yet (their row says nothing).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .docs_tables import refresh_pages
 
 __all__ = [
     "CHART",
@@ -223,13 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(missing))
         return 1 if missing else 0
     stale = stale_pages(args.docs, args.chart)
-    for page in stale:
-        if args.check:
-            print(f"{page}: Helm values reference out of date: run `make docs`", file=sys.stderr)
-        else:
-            page.write_text(render_page(page.read_text(), args.chart))
-            print(f"updated {page}")
-    return 1 if args.check and stale else 0
+    render = functools.partial(render_page, chart=args.chart)
+    return refresh_pages(stale, render, "Helm values reference", args.check)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -245,14 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=DOCS, help="the docs folder")
     parser.add_argument("--check", action="store_true", help="only list out-of-date pages")
     args = parser.parse_args(argv)
-    stale = stale_pages(args.docs)
+    return refresh_pages(stale_pages(args.docs), render_page, "config tables", args.check)
+
+
+def refresh_pages(stale: list[Path], render: Callable[[str], str], what: str, check: bool) -> int:
+    """Write each ``stale`` page anew with ``render``, or (``check``) name it: the exit
+    status of ``make docs``'s generators (1: a page is out of date, with ``check``)."""
     for page in stale:
-        if args.check:
-            print(f"{page}: config tables out of date: run `make docs`", file=sys.stderr)
+        if check:
+            print(f"{page}: {what} out of date: run `make docs`", file=sys.stderr)
         else:
-            page.write_text(render_page(page.read_text()))
+            page.write_text(render(page.read_text()))
             print(f"updated {page}")
-    return 1 if args.check and stale else 0
+    return 1 if check and stale else 0
 
 
 if __name__ == "__main__":
